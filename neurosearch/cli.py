@@ -1,0 +1,201 @@
+"""The ``neurosearch`` command line: thin typer commands over the library.
+
+Every command is a few lines over a library call; errors the user can fix arrive as one line on
+stderr and a non-zero exit, never a traceback. Heavy imports (torch, transformers) happen inside
+the commands that need a model, so ``find``/``show``/``info`` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from .errors import NeurosearchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Find, explain and causally verify concept-selective neurons and clusters in BERT-style models.",
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_INDEX = Path(__file__).resolve().parent.parent / "index" / "default"
+
+IndexOption = Annotated[
+    Optional[Path],
+    typer.Option("--index", "-i", help="Index directory (default: the shipped index/default)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def default_index() -> Path:
+    """The shipped index: beside the package in a checkout, or NEUROSEARCH_INDEX."""
+    import os
+
+    return Path(os.environ.get("NEUROSEARCH_INDEX", DEFAULT_INDEX))
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"neurosearch: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+class RichReporter:
+    """Reporter (see progress.py) drawing rich progress bars on stderr."""
+
+    def __init__(self, quiet: bool = False):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+            disable=quiet,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "RichReporter":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def task(self, description: str, total: float | None = None) -> Callable[[float], None]:
+        task_id = self.progress.add_task(description, total=total)
+        self.tasks[description] = task_id
+        return lambda amount: self.progress.advance(task_id, amount)
+
+    def finish(self, description: str) -> None:
+        task_id = self.tasks.get(description)
+        if task_id is not None:
+            task = self.progress.tasks[task_id]
+            self.progress.update(task_id, total=task.completed)
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            self.progress.console.print(message)
+
+
+def run_guarded(function: Callable[[], Any]) -> Any:
+    """Turn library errors into one line on stderr and exit 1."""
+    try:
+        return function()
+    except NeurosearchError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except MemoryError:
+        fail("out of memory; try a smaller --batch-tokens or corpus")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"neurosearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Find, explain and causally verify concept-selective neurons and clusters in BERT-style models."""
+
+
+@app.command()
+def build(
+    corpus: Annotated[str, typer.Option("--corpus", "-c", help="Corpus: .txt/.jsonl[.gz]/.csv path or hf:NAME[:CONFIG]:SPLIT.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to create or finish.")],
+    model: Annotated[str, typer.Option(help="Model alias (minilm, bert-base), Hugging Face id or local path.")] = "minilm",
+    site: Annotated[str, typer.Option(help="Neuron site: ffn (feed-forward activations) or hidden (layer outputs).")] = "ffn",
+    text_field: Annotated[str, typer.Option(help="Field holding the text in jsonl/csv/hf records.")] = "text",
+    max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
+    until: Annotated[str, typer.Option(help="Stop after this stage: stats, profiles, clusters, search.")] = "search",
+    methods: Annotated[str, typer.Option(help="Profile methods to build, comma-separated (filter, filter+tfidf, filter+smooth, filter+smooth+tfidf) or 'all'.")] = "all",
+    search_method: Annotated[str, typer.Option("--method", help="The method that backs `find`.")] = "filter",
+    k: Annotated[str, typer.Option("--k", help="Numbers of clusters, comma-separated.")] = "50,200",
+    min_count: Annotated[str, typer.Option(help="Keep tokens seen at least this often ('auto' scales with corpus size).")] = "auto",
+    embeddings: Annotated[str, typer.Option(help="Token neighbours for smoothing: model, fasttext, or a .vec/.bin path.")] = "model",
+    no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip cluster refinement.")] = False,
+    dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (auto uses bf16 only where it is fast).")] = "auto",
+    batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = 8192,
+    shard_docs: Annotated[int, typer.Option(help="Documents per checkpointed shard.")] = 4000,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild every stage from scratch.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Build an index: statistics, profiles, clusters and search vectors, resumably."""
+    from .build import build_index
+    from .config import (
+        METHODS,
+        BuildConfig,
+        ClusterConfig,
+        CorpusConfig,
+        ModelConfig,
+        ProfileConfig,
+        StatsConfig,
+    )
+
+    def parse_methods() -> tuple[str, ...]:
+        chosen = METHODS if methods == "all" else tuple(m.strip() for m in methods.split(",") if m.strip())
+        unknown = [m for m in chosen if m not in METHODS]
+        if unknown or not chosen:
+            fail(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}")
+        if search_method not in chosen:
+            fail(f"--method {search_method} must be one of the built methods ({', '.join(chosen)})")
+        return chosen
+
+    try:
+        ks = tuple(int(value) for value in k.split(","))
+        if any(value < 1 for value in ks):
+            raise ValueError
+    except ValueError:
+        fail(f"--k must be positive integers separated by commas, got '{k}'")
+    if min_count != "auto" and not min_count.isdigit():
+        fail(f"--min-count must be 'auto' or a positive integer, got '{min_count}'")
+    source = embeddings if embeddings in ("model", "fasttext") else "file"
+    config = BuildConfig(
+        model=ModelConfig(model=model, site=site, dtype=dtype),
+        corpus=CorpusConfig(source=corpus, text_field=text_field, max_docs=max_docs),
+        stats=StatsConfig(batch_tokens=batch_tokens, shard_docs=shard_docs),
+        profiles=ProfileConfig(
+            min_count=min_count if min_count == "auto" else int(min_count),
+            methods=parse_methods(),
+            search_method=search_method,
+            embeddings=source,
+            embeddings_path=embeddings if source == "file" else None,
+        ),
+        clusters=ClusterConfig(ks=ks, refine=not no_refine),
+    )
+    with RichReporter(quiet) as reporter:
+        manifest = run_guarded(lambda: build_index(config, out, until=until, force=force, reporter=reporter))
+    stats = manifest.stages.get("stats", {})
+    typer.echo(
+        f"index {out}: {manifest.site} site, {manifest.n_neurons} neurons; corpus {stats.get('documents')} documents, "
+        f"{stats.get('windows')} windows, {stats.get('tokens')} tokens"
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Configuration dataclasses for every pipeline stage.
+
+Defaults follow Zhang, Gu & Yao, "Semantically Interpretable Neuron Clusters in BERT", unless a
+field's comment says why we deviate. Every config is plain data: it serialises to JSON in the
+index manifest (``asdict``) and is read back with ``from_dict``, so an index records exactly how it
+was built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+SITES = ("ffn", "hidden")
+METHODS = ("filter", "filter+tfidf", "filter+smooth", "filter+smooth+tfidf")
+EMBEDDING_SOURCES = ("model", "fasttext", "file")
+ABLATIONS = ("mean", "layer-mean", "zero")
+BASELINES = ("random", "random_layer", "random_position")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready dict of a config dataclass (tuples become lists)."""
+    return asdict(config)
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
+    """Build ``cls`` from a dict, ignoring unknown keys (older/newer manifests stay readable)."""
+    data = data or {}
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in data.items():
+        if key in names:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model, and which neurons of it."""
+
+    model: str = "minilm"
+    """Alias (``minilm``, ``bert-base``), Hugging Face id, or local directory."""
+    site: str = "ffn"
+    """``ffn``: intermediate activations after the nonlinearity (L x I neurons), chosen as default
+    because FFN neurons are far more concept-selective (DESIGN.md); ``hidden``: the paper's
+    definition, embedding output plus every block's output ((L+1) x H neurons)."""
+    dtype: str = "auto"
+    """``auto`` uses bf16 autocast only where the hardware runs it fast (AMX / AVX512-BF16 CPUs,
+    CUDA); ``float32`` and ``bfloat16`` force a choice."""
+    device: str = "auto"
+    """``auto`` picks CUDA when present, else CPU."""
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Where the text comes from and how it is cut into model windows."""
+
+    source: str = ""
+    """Path (.txt one document per line, .jsonl[.gz], .csv) or ``hf:NAME[:CONFIG]:SPLIT``."""
+    text_field: str = "text"
+    """Field holding the text in jsonl/csv/hf records."""
+    max_docs: int | None = None
+    """Read at most this many documents (None: all)."""
+    window: int = 128
+    """Tokens per model window including [CLS]/[SEP]; longer documents are split into consecutive
+    windows so no token is dropped. 128 is the sequence length MiniLM was trained with."""
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """The streaming statistics pass (Eq. 1 sums, counts, moments, top activations)."""
+
+    batch_tokens: int = 8192
+    """Token budget of one forward batch (windows are sorted by length, so little is padding)."""
+    shard_docs: int = 2000
+    """Documents per shard; the build checkpoints after every shard and resumes from the last."""
+    top_k: int = 20
+    """Top activating occurrences kept per neuron (as references, never text)."""
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """From statistics to neuron x token profiles (paper section 3.2)."""
+
+    min_count: int | str = "auto"
+    """Keep tokens seen at least this often. ``auto`` = max(20, 4 per million corpus tokens),
+    which reproduces the paper's 20 for 8.6M Yelp tokens' order and 400 for 103M C4 tokens."""
+    methods: tuple[str, ...] = METHODS
+    """Profile methods to build (Table 3 of the paper); clusters are built for each."""
+    search_method: str = "filter"
+    """The method whose profiles back ``find`` (chosen by measurement, see README)."""
+    smoothing_lambda: float = 0.5
+    """lambda of Eq. 2."""
+    neighbours: int = 5
+    """Top-n embedding neighbours used by Eq. 2."""
+    embeddings: str = "model"
+    """Token neighbour source: ``model`` (the model's input-embedding table), ``fasttext`` (skip-gram
+    trained on the corpus's word pieces, as in the paper) or ``file`` (``embeddings_path``)."""
+    embeddings_path: str | None = None
+    """Word vectors in .vec/.bin format when ``embeddings == 'file'``."""
+    top_tokens: int = 50
+    """Top tokens stored per neuron (by its profile) for display and scoring."""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Agglomerative clustering of neurons (paper section 3.3)."""
+
+    ks: tuple[int, ...] = (50, 200)
+    """Numbers of clusters; one complete-linkage tree is cut at each."""
+    refine: bool = True
+    """Drop the neuron farthest from the cluster centre until max distance < refine_max_distance."""
+    refine_max_distance: float = 0.6
+    """Euclidean distance between unit vectors (paper: 0.6)."""
+    top_tokens: int = 50
+    """Top tokens stored per cluster, from the cluster's mean profile."""
+    curve_ks: tuple[int, ...] = (10, 20, 30, 50, 75, 100, 150, 200, 300, 400, 500)
+    """K values of the within-cluster distance curve (paper Fig. 2)."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How a query is expanded and scored."""
+
+    neighbours: int = 10
+    """Embedding neighbours added per query word piece."""
+    min_similarity: float = 0.35
+    """Neighbours below this cosine similarity are not added."""
+    wordnet: bool = True
+    """Add WordNet lemmas and hyponyms when NLTK's WordNet data is installed."""
+    hnsw_ef: int = 200
+    """HNSW search breadth (higher: better recall, slower)."""
+    candidates: int = 200
+    """HNSW candidates reranked exactly."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything ``neurosearch build`` needs, one field per stage."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    profiles: ProfileConfig = field(default_factory=ProfileConfig)
+    clusters: ClusterConfig = field(default_factory=ClusterConfig)

@@ -1,0 +1,227 @@
+"""Corpus readers and model windows.
+
+A corpus is a sequence of documents addressed by their position (document index). Readers stream:
+``.txt`` (one document per line), ``.jsonl`` / ``.jsonl.gz`` (one JSON object per line, field
+``text``), ``.csv`` (a header row, field ``text``) and ``hf:NAME[:CONFIG]:SPLIT`` (the ``datasets``
+library, streaming; an optional extra). Empty documents keep their index so references stay valid.
+
+Documents are tokenised without special tokens and cut into consecutive windows of
+``window - 2`` word pieces, each wrapped in [CLS] ... [SEP]; nothing is truncated or dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .config import CorpusConfig
+from .errors import NeurosearchError
+
+
+class CorpusError(NeurosearchError):
+    """The corpus is missing, empty, binary or malformed."""
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+
+
+def _kind(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    if last in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if last == ".csv":
+        return "csv"
+    return "txt"
+
+
+def _check_text_file(path: Path) -> None:
+    if not path.exists():
+        raise CorpusError(f"corpus file not found: {path}")
+    if path.is_dir():
+        raise CorpusError(f"corpus path is a directory, not a file: {path}")
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+            head = handle.read(8192)
+    except (OSError, EOFError) as exc:
+        raise CorpusError(f"cannot read corpus {path}: {exc}") from None
+    if b"\x00" in head:
+        raise CorpusError(f"corpus {path} looks binary (NUL bytes), not text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # a multi-byte character cut at the buffer end is fine
+            raise CorpusError(f"corpus {path} is not UTF-8 text") from None
+
+
+def _read_file(path: Path, config: CorpusConfig) -> Iterator[str]:
+    kind = _kind(path)
+    field = config.text_field
+    try:
+        with _open_text(path) as handle:
+            if kind == "txt":
+                for line in handle:
+                    yield line.rstrip("\r\n")
+            elif kind == "jsonl":
+                for number, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        raise CorpusError(f"{path} line {number}: not valid JSON") from None
+                    if not isinstance(record, dict) or field not in record:
+                        keys = ", ".join(sorted(record)) if isinstance(record, dict) else type(record).__name__
+                        raise CorpusError(
+                            f"{path} line {number}: no field '{field}' (has: {keys}); choose one with --text-field"
+                        )
+                    yield str(record[field] or "")
+            else:
+                reader = csv.DictReader(handle)
+                if reader.fieldnames is None or field not in reader.fieldnames:
+                    raise CorpusError(
+                        f"{path}: no column '{field}' (has: {', '.join(reader.fieldnames or [])}); "
+                        "choose one with --text-field"
+                    )
+                for row in reader:
+                    yield row[field] or ""
+    except UnicodeDecodeError:
+        raise CorpusError(f"corpus {path} is not UTF-8 text") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise CorpusError(f"cannot read corpus {path}: {exc}") from None
+
+
+def _read_hf(spec: str, config: CorpusConfig) -> Iterator[str]:
+    parts = spec[3:].split(":")
+    if len(parts) == 2:
+        name, subset, split = parts[0], None, parts[1]
+    elif len(parts) == 3:
+        name, subset, split = parts
+    else:
+        raise CorpusError(f"bad corpus '{spec}': use hf:NAME[:CONFIG]:SPLIT, e.g. hf:allenai/c4:en:validation")
+    try:
+        import datasets
+    except ImportError:
+        raise CorpusError("hf: corpora need the datasets library: pip install 'neurosearch[hf]'") from None
+    try:
+        stream = datasets.load_dataset(name, subset, split=split, streaming=True)
+        for record in stream:
+            if config.text_field not in record:
+                raise CorpusError(f"{spec}: no field '{config.text_field}'; choose one with --text-field")
+            yield str(record[config.text_field] or "")
+    except CorpusError:
+        raise
+    except Exception as exc:
+        raise CorpusError(f"cannot stream {spec}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+
+def read_documents(config: CorpusConfig) -> Iterator[str]:
+    """Stream the documents of a corpus, in a stable order, at most ``max_docs``."""
+    if not config.source:
+        raise CorpusError("no corpus given: pass --corpus PATH")
+    if config.source.startswith("hf:"):
+        documents = _read_hf(config.source, config)
+    else:
+        path = Path(config.source).expanduser()
+        _check_text_file(path)
+        documents = _read_file(path, config)
+    for number, document in enumerate(documents):
+        if config.max_docs is not None and number >= config.max_docs:
+            return
+        yield document
+
+
+@dataclass(frozen=True)
+class CorpusSummary:
+    """What a corpus is, for the manifest: a description and a content fingerprint."""
+
+    source: str
+    documents: int
+    fingerprint: str
+    """sha256 over the documents' text; for hf: corpora, over the spec (streams are not hashed)."""
+
+
+def scan_corpus(config: CorpusConfig) -> CorpusSummary:
+    """Read the whole corpus once: validates it before any index file is written, and fingerprints it."""
+    if config.source.startswith("hf:"):
+        spec = f"{config.source}|{config.text_field}|{config.max_docs}"
+        return CorpusSummary(config.source, -1, hashlib.sha256(spec.encode()).hexdigest())
+    digest = hashlib.sha256()
+    count = 0
+    nonempty = 0
+    for document in read_documents(config):
+        digest.update(document.encode("utf-8"))
+        digest.update(b"\n")
+        count += 1
+        nonempty += bool(document.strip())
+    if nonempty == 0:
+        raise CorpusError(f"corpus {config.source} has no documents")
+    return CorpusSummary(config.source, count, digest.hexdigest())
+
+
+@dataclass
+class Windows:
+    """Model windows of a run of documents, sorted by nothing yet (order of appearance)."""
+
+    input_ids: list[list[int]]
+    """Token ids with [CLS] ... [SEP]."""
+    document: list[int]
+    """Corpus document index of each window."""
+    start: list[int]
+    """Position in the document's word-piece sequence of each window's first token."""
+
+
+def make_windows(
+    tokenizer: object, documents: list[str], first_document: int, window: int
+) -> Windows:
+    """Tokenise documents (no truncation) and cut them into consecutive windows."""
+    backend = plain_backend(tokenizer)
+    cls_id = tokenizer.cls_token_id  # type: ignore[attr-defined]
+    sep_id = tokenizer.sep_token_id  # type: ignore[attr-defined]
+    body = window - 2
+    if body < 1:
+        raise NeurosearchError(f"window {window} is too small (needs at least 3 tokens)")
+    encodings = backend.encode_batch(documents, add_special_tokens=False)
+    result = Windows([], [], [])
+    for offset, encoding in enumerate(encodings):
+        ids = encoding.ids
+        for start in range(0, len(ids), body):
+            result.input_ids.append([cls_id, *ids[start : start + body], sep_id])
+            result.document.append(first_document + offset)
+            result.start.append(start)
+    return result
+
+
+def plain_backend(tokenizer: object) -> object:
+    """The fast tokenizer's backend without truncation or padding (model configs often set them)."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # type: ignore[attr-defined]
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
+
+
+def document_tokens(tokenizer: object, document: str) -> list[int]:
+    """Word-piece ids of one document as the statistics pass saw them (positions index this)."""
+    return plain_backend(tokenizer).encode(document, add_special_tokens=False).ids  # type: ignore[attr-defined]
+
+
+def read_document(config: CorpusConfig, index: int) -> str | None:
+    """Document ``index`` of a corpus, or None when it is not available (file gone, hf: spec)."""
+    if config.source.startswith("hf:") or not Path(config.source).expanduser().is_file():
+        return None
+    for number, document in enumerate(read_documents(config)):
+        if number == index:
+            return document
+    return None

@@ -1,0 +1,122 @@
+"""Token embedding spaces: neighbours for Eq. 2 smoothing and for query expansion.
+
+Three sources:
+
+* ``model`` -- the model's own input-embedding table (semantic neighbours: ``weather`` -> rain,
+  temperature, climate; no training; the default, chosen by measurement, see README);
+* ``fasttext`` -- skip-gram trained with the ``fasttext`` package on the corpus's own word-piece
+  stream, as the paper did (good for frequent words, character n-gram look-alikes for others);
+* ``file`` -- user vectors in word2vec text (.vec) or fastText binary (.bin) format.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .errors import NeurosearchError
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors, dtype=np.float32), where=norms > 0).astype(np.float32)
+
+
+def nearest_neighbours(vectors: np.ndarray, n: int = 5, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``n`` most cosine-similar other rows: (indices int32 [V, n], similarities float32)."""
+    normed = unit(vectors)
+    count = normed.shape[0]
+    n = min(n, count - 1)
+    indices = np.zeros((count, n), dtype=np.int32)
+    sims = np.zeros((count, n), dtype=np.float32)
+    for start in range(0, count, block):
+        scores = normed[start : start + block] @ normed.T
+        rows = np.arange(scores.shape[0])
+        scores[rows, start + rows] = -np.inf  # never your own neighbour
+        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        values = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-values, axis=1, kind="stable")
+        indices[start : start + block] = np.take_along_axis(part, order, axis=1)
+        sims[start : start + block] = np.take_along_axis(values, order, axis=1)
+    return indices, sims
+
+
+def model_embeddings(input_embeddings: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
+    """Rows of the model's input-embedding table for the given vocabulary ids."""
+    return np.asarray(input_embeddings[token_ids], dtype=np.float32)
+
+
+def fasttext_embeddings(
+    word_piece_documents: Iterable[list[str]],
+    tokens: list[str],
+    *,
+    dim: int = 100,
+    epochs: int = 5,
+    min_count: int = 1,
+    seed: int = 0,
+    work_dir: Path | None = None,
+) -> np.ndarray:
+    """Train skip-gram fastText on word-piece streams; vectors of ``tokens`` [V, dim]."""
+    try:
+        import fasttext
+    except ImportError:
+        raise NeurosearchError(
+            "embeddings 'fasttext' need the fasttext package: pip install 'neurosearch[fasttext]'"
+        ) from None
+    handle, path = tempfile.mkstemp(suffix=".txt", dir=work_dir)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            for pieces in word_piece_documents:
+                out.write(" ".join(pieces) + "\n")
+        model = fasttext.train_unsupervised(
+            path, model="skipgram", dim=dim, epoch=epochs, minCount=min_count, thread=2, seed=seed, verbose=0
+        )
+    finally:
+        os.unlink(path)
+    return np.stack([model.get_word_vector(token) for token in tokens]).astype(np.float32)
+
+
+def file_embeddings(path: str, tokens: list[str]) -> np.ndarray:
+    """Vectors for ``tokens`` from a .vec (text) or .bin (fastText) file; unknown tokens get zeros."""
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise NeurosearchError(f"embeddings file not found: {source}")
+    if source.suffix == ".bin":
+        try:
+            import fasttext
+        except ImportError:
+            raise NeurosearchError(".bin embeddings need the fasttext package: pip install 'neurosearch[fasttext]'") from None
+        model = fasttext.load_model(str(source))
+        return np.stack([model.get_word_vector(token) for token in tokens]).astype(np.float32)
+    wanted = {token: row for row, token in enumerate(tokens)}
+    vectors: np.ndarray | None = None
+    try:
+        with open(source, encoding="utf-8", errors="replace") as handle:
+            first = handle.readline().split()
+            dim = int(first[1]) if len(first) == 2 else len(first) - 1
+            vectors = np.zeros((len(tokens), dim), dtype=np.float32)
+            lines = handle if len(first) == 2 else [" ".join(first), *handle]
+            for line in lines:
+                parts = line.rstrip().split(" ")
+                row = wanted.get(parts[0])
+                if row is not None and len(parts) == dim + 1:
+                    vectors[row] = np.asarray(parts[1:], dtype=np.float32)
+    except (ValueError, IndexError):
+        raise NeurosearchError(f"embeddings file {source} is not in .vec format") from None
+    return vectors
+
+
+def quantize_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 rows with a float32 scale each: unit vectors in a quarter of the float32 size."""
+    normed = unit(vectors)
+    scale = np.abs(normed).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    return np.round(normed / scale[:, None]).astype(np.int8), scale.astype(np.float32)
+
+
+def dequantize_rows(codes: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return unit(codes.astype(np.float32) * scale[:, None])

@@ -1,0 +1,230 @@
+"""Aggregating ablation results into the paper's Table 3.
+
+An ablation result is one dict per cluster (the contract ``neurosearch evaluate`` writes and other
+tools read)::
+
+    {"target": {"kind": "cluster", "id": "filter/k200/17", "neurons": ["0:12", ...]},
+     "method": "filter", "k": 200, "ablation": "mean", "head": "fitted",
+     "sentences": 96, "masked_tokens": 410, "loss": 3.1, "loss_ablated": 3.4,
+     "change_pct": 9.6, "control_change_pct": 1.2,
+     "baselines": {"random": {"mean_pct": 1.0, "std_pct": 0.5, "z": 17.2, "p": 0.0,
+                              "seeds": 5, "losses": [...]},
+                   "random_layer": {...}, "random_position": {...}}}
+
+The aggregation here is pure (no model, no files read) so it can be rerun on cached results.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from neurosearch.config import BASELINES, METHODS
+
+if TYPE_CHECKING:  # rich is only needed when a table is rendered
+    from rich.table import Table
+
+SIGNIFICANCE = 0.05
+"""A cluster "beats" a baseline when its change is larger and the baseline's p is below this."""
+
+
+@dataclass(frozen=True)
+class Table3Row:
+    """One (method, K) line of Table 3; percentages are mean loss changes over clusters."""
+
+    method: str
+    k: int | None
+    clusters: int
+    change_pct: float
+    """Mean % loss change when the cluster is ablated."""
+    random_pct: float
+    """Mean over clusters of the ``random`` baseline's mean % change (NaN if never run)."""
+    random_layer_pct: float
+    random_position_pct: float
+    beats_all_share: float
+    """Share of clusters (0..1) whose change beats every baseline present with p < 0.05."""
+    control_change_pct: float
+    """Mean % change on control tokens (should stay near the random baselines)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_BASELINE_FIELD = {name: f"{name}_pct" for name in BASELINES}
+
+
+def group_key(result: dict[str, Any]) -> tuple[str, int | None]:
+    """(method, k) of a result; falls back to the target id ``method/kK/index`` for older files."""
+    method = result.get("method")
+    k = result.get("k")
+    if method is None or k is None:
+        parts = str(result.get("target", {}).get("id", "")).split("/")
+        if len(parts) >= 3 and parts[-2].startswith("k") and parts[-2][1:].isdigit():
+            method = method if method is not None else "/".join(parts[:-2])
+            k = k if k is not None else int(parts[-2][1:])
+    return (str(method) if method is not None else "?", int(k) if k is not None else None)
+
+
+def group_sort_key(key: tuple[str, int | None]) -> tuple[int, str, int]:
+    method, k = key
+    order = METHODS.index(method) if method in METHODS else len(METHODS)
+    return (order, method, -1 if k is None else k)
+
+
+def _mean(values: Iterable[Any]) -> float:
+    """Mean of the finite numbers among ``values`` (NaN when there are none)."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def beats_all_baselines(result: dict[str, Any], alpha: float = SIGNIFICANCE) -> bool:
+    """True when the cluster's change exceeds every baseline run for it, each with p < alpha.
+
+    A result without any baseline does not count as beating them: there is nothing to show.
+    """
+    baselines = result.get("baselines") or {}
+    if not baselines:
+        return False
+    change = result.get("change_pct")
+    if change is None:
+        return False
+    for stats in baselines.values():
+        p = stats.get("p")
+        mean = stats.get("mean_pct")
+        if p is None or mean is None or not p < alpha or not change > mean:
+            return False
+    return True
+
+
+def table3(results: Sequence[dict[str, Any]], *, alpha: float = SIGNIFICANCE) -> list[Table3Row]:
+    """Aggregate per-cluster ablation results into one row per (method, K), in method order."""
+    groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(group_key(result), []).append(result)
+    rows = []
+    for key in sorted(groups, key=group_sort_key):
+        group = groups[key]
+        baseline_means = {
+            _BASELINE_FIELD[name]: _mean(
+                (r.get("baselines") or {}).get(name, {}).get("mean_pct") for r in group
+            )
+            for name in BASELINES
+        }
+        rows.append(
+            Table3Row(
+                method=key[0],
+                k=key[1],
+                clusters=len(group),
+                change_pct=_mean(r.get("change_pct") for r in group),
+                beats_all_share=sum(beats_all_baselines(r, alpha) for r in group) / len(group),
+                control_change_pct=_mean(r.get("control_change_pct") for r in group),
+                **baseline_means,
+            )
+        )
+    return rows
+
+
+_HEADERS = {
+    "method": "method",
+    "k": "K",
+    "clusters": "clusters",
+    "change_pct": "cluster %",
+    "random_pct": "random %",
+    "random_layer_pct": "random layer %",
+    "random_position_pct": "random position %",
+    "beats_all_share": "beats all (p<0.05)",
+    "control_change_pct": "control %",
+}
+
+
+def _fmt(name: str, value: Any) -> str:
+    """Human formatting for the markdown and rich tables (the CSV keeps full precision)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if name == "beats_all_share":
+            return f"{100 * value:.0f}%"
+        return f"{value:+.2f}"
+    return str(value)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path`` and move it over ``path`` only if the block succeeds,
+    so readers never see a half-written file. Created with mode 0666 minus the umask (mkstemp's
+    0600 would hide outputs from other users of a shared directory).
+    """
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        if "b" in mode:
+            fh: IO[Any] = os.fdopen(fd, mode)
+        else:
+            fh = os.fdopen(fd, mode, encoding="utf-8", newline="")
+        with fh:
+            yield fh
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    with atomic_file(path) as fh:
+        fh.write(text)
+
+
+def table3_markdown(rows: Sequence[Table3Row]) -> str:
+    """Table 3 as a GitHub markdown table."""
+    names = [f.name for f in fields(Table3Row)]
+    lines = [
+        "| " + " | ".join(_HEADERS[n] for n in names) + " |",
+        "|" + "|".join("---" if n == "method" else "---:" for n in names) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(n, getattr(row, n)) for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table3_csv(rows: Sequence[Table3Row]) -> str:
+    """Table 3 as CSV with the dataclass field names as header and unrounded values."""
+    names = [f.name for f in fields(Table3Row)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow(["" if getattr(row, n) is None else getattr(row, n) for n in names])
+    return buf.getvalue()
+
+
+def write_table3(rows: Sequence[Table3Row], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``table3.md`` and ``table3.csv`` into ``out_dir`` (created if needed), atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md_path, csv_path = out / "table3.md", out / "table3.csv"
+    _atomic_write(md_path, table3_markdown(rows))
+    _atomic_write(csv_path, table3_csv(rows))
+    return md_path, csv_path
+
+
+def table3_rich(rows: Sequence[Table3Row], *, title: str = "Table 3: % MLM loss change") -> Table:
+    """Table 3 for the terminal."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for f in fields(Table3Row):
+        table.add_column(_HEADERS[f.name], justify="left" if f.name == "method" else "right")
+    for row in rows:
+        table.add_row(*(_fmt(f.name, getattr(row, f.name)) for f in fields(Table3Row)))
+    return table

@@ -1,0 +1,383 @@
+"""A built index, loaded for queries: ``Index.load(path).find("weekdays")``.
+
+No torch, no transformers: queries are tokenised with the stored ``tokenizer.json`` and scored
+with numpy (exact) or hnswlib (approximate, then reranked exactly). Each file is checked against
+the manifest's sha256 the first time it is read, so a corrupt file is named, never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import SearchConfig
+from .errors import NeurosearchError
+from .manifest import IndexError_, Manifest
+from .query import ExpandedQuery, QueryExpander
+
+KINDS = ("both", "clusters", "neurons")
+
+
+@dataclass
+class Result:
+    """One hit of ``find``: the JSON contract of ``neurosearch find --json``."""
+
+    kind: str
+    id: str
+    score: float
+    label: str | None
+    label_source: str | None
+    top_tokens: list[str]
+    size: int
+    neurons: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "score": round(float(self.score), 5),
+            "label": self.label,
+            "label_source": self.label_source,
+            "top_tokens": self.top_tokens,
+            "size": self.size,
+            "neurons": self.neurons,
+        }
+
+
+@dataclass
+class FindResult:
+    query: ExpandedQuery
+    results: list[Result]
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query": self.query.text,
+            "expanded_tokens": self.query.to_json(),
+            "results": [r.to_json() for r in self.results],
+        }
+
+
+@dataclass
+class ClusterInfo:
+    """One cluster of one method and K, with everything ``show cluster`` prints."""
+
+    method: str
+    k: int
+    id: int
+    neurons: list[str]
+    dropped: list[str]
+    top_tokens: list[str]
+    top_weights: list[float]
+    layer_sizes: dict[int, int]
+    avg_distance: float
+    max_distance: float
+    label: dict[str, Any] | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}/k{self.k}/{self.id}"
+
+
+class Index:
+    """Read access to an index directory (see docs/index-format.md)."""
+
+    def __init__(self, path: Path, manifest: Manifest, config: SearchConfig | None = None):
+        self.path = path
+        self.manifest = manifest
+        self.config = config or SearchConfig()
+        self._verified: set[str] = set()
+
+    @classmethod
+    def load(cls, path: str | Path, config: SearchConfig | None = None) -> "Index":
+        """Open an index; raises a one-line error for a missing, foreign or incomplete index."""
+        directory = Path(path).expanduser()
+        manifest = Manifest.load(directory)
+        if not manifest.stages.get("search", {}).get("done"):
+            raise IndexError_(f"index {directory} is incomplete: run `neurosearch build` to finish it")
+        return cls(directory, manifest, config)
+
+    # -- files ----------------------------------------------------------------------------------
+    def _check(self, relative: str) -> Path:
+        if relative not in self._verified:
+            self.manifest.verify(self.path, [relative])
+            self._verified.add(relative)
+        return self.path / relative
+
+    def npy(self, relative: str) -> np.ndarray:
+        path = self._check(relative)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise IndexError_(f"corrupt index file {path}: {exc}") from None
+
+    def json(self, relative: str) -> Any:
+        path = self._check(relative)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise IndexError_(f"corrupt index file {path}: not valid JSON") from None
+
+    # -- what the index holds ------------------------------------------------------------------------
+    @property
+    def search_method(self) -> str:
+        return self.manifest.configs["profiles"]["search_method"]
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.manifest.configs["profiles"]["methods"])
+
+    @property
+    def ks(self) -> list[int]:
+        return [int(k) for k in self.manifest.configs["clusters"]["ks"]]
+
+    @property
+    def default_k(self) -> int:
+        return max(self.ks)
+
+    @cached_property
+    def kept(self) -> dict[str, Any]:
+        return self.json("tokens.json")
+
+    @cached_property
+    def kept_tokens(self) -> list[str]:
+        return list(self.kept["tokens"])
+
+    @cached_property
+    def token_vectors(self) -> np.ndarray:
+        """Unit float32 embedding rows for the whole vocabulary."""
+        from .embeddings import dequantize_rows
+
+        return dequantize_rows(self.npy("token_space.npy"), self.npy("token_space_scale.npy"))
+
+    @cached_property
+    def expander(self) -> QueryExpander:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self._check("tokenizer.json")))
+        return QueryExpander(
+            tokenizer, self.kept_tokens, np.asarray(self.kept["ids"], dtype=np.int64), self.token_vectors, self.config
+        )
+
+    @cached_property
+    def labels(self) -> dict[str, Any]:
+        from .labels import load_labels
+
+        path = self.path / "labels.json"
+        try:
+            return load_labels(path)
+        except Exception as exc:
+            raise IndexError_(f"corrupt index file {path}: {exc}") from None
+
+    def neuron_name(self, flat: int) -> str:
+        from .naming import neuron_name
+
+        return neuron_name(flat, self.manifest.neurons_per_layer)
+
+    def neuron_index(self, name: str) -> int:
+        from .naming import parse_neuron
+
+        return parse_neuron(name, self.manifest.n_layers, self.manifest.neurons_per_layer)
+
+    def method_top(self, method: str) -> tuple[np.ndarray, np.ndarray]:
+        if method not in self.methods:
+            raise NeurosearchError(f"method '{method}' is not in this index (has: {', '.join(self.methods)})")
+        return (
+            self.npy(f"methods/{method}/neuron_top_tokens.npy"),
+            self.npy(f"methods/{method}/neuron_top_values.npy"),
+        )
+
+    # -- labels -----------------------------------------------------------------------------------
+    def label_for(self, kind: str, key: str, top_tokens: list[str]) -> tuple[str, str]:
+        """(theme, source): the LLM theme when stored, else a deterministic offline label."""
+        stored = self.labels.get(f"{kind}:{key}")
+        if stored is not None:
+            return stored.theme, stored.source
+        from .labels import fallback_label
+
+        vectors = self._vectors_of(top_tokens[:20])
+        fallback = fallback_label(top_tokens[:20], vectors)
+        return fallback.theme, "fallback"
+
+    def _vectors_of(self, tokens: list[str]) -> np.ndarray:
+        index = {t: i for i, t in enumerate(self.kept_tokens)}
+        ids = np.asarray(self.kept["ids"], dtype=np.int64)
+        return self.token_vectors[[ids[index[t]] for t in tokens]]
+
+    # -- clusters -----------------------------------------------------------------------------------
+    def parse_cluster_id(self, text: str) -> tuple[str, int, int]:
+        """``17`` (search method, default K), ``k50/17`` or ``filter+tfidf/k200/17``."""
+        parts = text.strip().split("/")
+        try:
+            if len(parts) == 1:
+                return self.search_method, self.default_k, int(parts[0])
+            if len(parts) == 2 and parts[0].startswith("k"):
+                return self.search_method, int(parts[0][1:]), int(parts[1])
+            if len(parts) == 3 and parts[1].startswith("k"):
+                return parts[0], int(parts[1][1:]), int(parts[2])
+        except ValueError:
+            pass
+        raise NeurosearchError(f"bad cluster id '{text}': use ID, kK/ID or METHOD/kK/ID (e.g. 17, k200/17)")
+
+    def clusters(self, method: str, k: int) -> list[dict[str, Any]]:
+        if method not in self.methods:
+            raise NeurosearchError(f"method '{method}' is not in this index (has: {', '.join(self.methods)})")
+        if k not in self.ks:
+            raise NeurosearchError(f"K={k} is not in this index (has K = {', '.join(map(str, self.ks))})")
+        return self.json(f"methods/{method}/clusters_k{k}.json")["clusters"]
+
+    def cluster(self, cluster_id: str) -> ClusterInfo:
+        method, k, number = self.parse_cluster_id(cluster_id)
+        found = self.clusters(method, k)
+        if not 0 <= number < len(found):
+            raise NeurosearchError(f"cluster {cluster_id} does not exist: {method} K={k} has clusters 0..{len(found) - 1}")
+        data = found[number]
+        tokens = [self.kept_tokens[i] for i in data["top_tokens"]]
+        key = f"{method}/k{k}/{number}"
+        theme, source = self.label_for("cluster", key, tokens)
+        stored = self.labels.get(f"cluster:{key}")
+        return ClusterInfo(
+            method=method,
+            k=k,
+            id=number,
+            neurons=[self.neuron_name(n) for n in data["neurons"]],
+            dropped=[self.neuron_name(n) for n in data.get("dropped", [])],
+            top_tokens=tokens,
+            top_weights=[float(w) for w in data["top_weights"]],
+            layer_sizes={int(a): int(b) for a, b in data["layer_sizes"].items()},
+            avg_distance=float(data["avg_distance"]),
+            max_distance=float(data["max_distance"]),
+            label={"theme": theme, "source": source, "explanation": stored.explanation if stored else None},
+        )
+
+    # -- find ---------------------------------------------------------------------------------------
+    def expand(self, query: str | None = None, tokens: list[str] | None = None) -> ExpandedQuery:
+        if tokens is not None:
+            return self.expander.from_tokens(tokens)
+        return self.expander.expand(query or "")
+
+    @cached_property
+    def _cluster_keys(self) -> list[str]:
+        return list(self.json("search/clusters.json")["keys"])
+
+    def _rank(self, kind: str, expanded: ExpandedQuery, exact: bool, k_filter: int | None) -> list[tuple[int, float]]:
+        from .search import sparse_scores
+
+        if kind == "neurons":
+            top = self.method_top(self.search_method)[0]
+            weights = self.npy("search/neuron_weights.npy").astype(np.float32)
+        else:
+            top = self.npy("search/cluster_top_tokens.npy")
+            weights = self.npy("search/cluster_weights.npy").astype(np.float32)
+        query_vector = expanded.as_vector(len(self.kept_tokens))
+        if exact:
+            candidates = np.arange(top.shape[0])
+        else:
+            candidates = self._hnsw_candidates(kind, expanded.dense, top.shape[0])
+        scores = sparse_scores(top[candidates], weights[candidates], query_vector)
+        if kind == "clusters" and k_filter is not None:
+            prefix = f"k{k_filter}/"
+            keep = np.array([self._cluster_keys[c].startswith(prefix) for c in candidates], dtype=bool)
+            candidates, scores = candidates[keep], scores[keep]
+        order = np.argsort(-scores, kind="stable")
+        return [(int(candidates[i]), float(scores[i])) for i in order]
+
+    def _hnsw_candidates(self, kind: str, dense: np.ndarray, total: int) -> np.ndarray:
+        from .search import load_hnsw
+
+        name = "neurons" if kind == "neurons" else "clusters"
+        cache = self.__dict__.setdefault("_hnsw", {})
+        if name not in cache:
+            cache[name] = load_hnsw(self._check(f"search/{name}.hnsw"), dense.shape[0], self.config.hnsw_ef)
+        count = min(self.config.candidates, total)
+        labels, _ = cache[name].knn_query(dense[None, :], k=count)
+        return labels[0].astype(np.int64)
+
+    def find(
+        self,
+        query: str | None = None,
+        *,
+        tokens: list[str] | None = None,
+        top: int = 10,
+        kind: str = "both",
+        k: int | None = None,
+        exact: bool = False,
+    ) -> FindResult:
+        """Neurons and clusters ranked by how strongly the query's tokens are among their peaks."""
+        if top < 1:
+            raise NeurosearchError(f"--top must be at least 1, got {top}")
+        if kind not in KINDS:
+            raise NeurosearchError(f"--kind must be one of {', '.join(KINDS)}, got '{kind}'")
+        if k is not None and k not in self.ks:
+            raise NeurosearchError(f"K={k} is not in this index (has K = {', '.join(map(str, self.ks))})")
+        expanded = self.expand(query, tokens)
+        results: list[Result] = []
+        if kind in ("both", "clusters"):
+            for position, score in self._rank("clusters", expanded, exact, k if k is not None else self.default_k)[:top]:
+                key = self._cluster_keys[position]
+                info = self.cluster(key)
+                results.append(
+                    Result("cluster", key, score, info.label["theme"], info.label["source"],
+                           info.top_tokens[:30], len(info.neurons), info.neurons)
+                )
+        if kind in ("both", "neurons"):
+            top_index, _ = self.method_top(self.search_method)
+            for position, score in self._rank("neurons", expanded, exact, None)[:top]:
+                name = self.neuron_name(position)
+                tokens_of = [self.kept_tokens[i] for i in top_index[position][:30]]
+                theme, source = self.label_for("neuron", name, tokens_of)
+                results.append(Result("neuron", name, score, theme, source, tokens_of, 1, [name]))
+        results.sort(key=lambda r: -r.score)
+        return FindResult(expanded, results[: top if kind != "both" else 2 * top], expanded.notes)
+
+    # -- neurons ------------------------------------------------------------------------------------
+    def neuron(self, name: str, method: str | None = None) -> dict[str, Any]:
+        flat = self.neuron_index(name)
+        method = method or self.search_method
+        top_index, top_values = self.method_top(method)
+        refs = self.npy("neurons/top_refs.npy")[flat]
+        values = self.npy("neurons/top_values.npy")[flat]
+        tokens = [self.kept_tokens[i] for i in top_index[flat]]
+        theme, source = self.label_for("neuron", name, tokens)
+        return {
+            "id": self.neuron_name(flat),
+            "method": method,
+            "label": theme,
+            "label_source": source,
+            "top_tokens": tokens,
+            "top_weights": [float(v) for v in top_values[flat]],
+            "mean": float(self.npy("neurons/mean.npy")[flat]),
+            "std": float(self.npy("neurons/std.npy")[flat]),
+            "top_activations": [
+                {"document": int(d), "position": int(p), "token_id": int(t), "value": float(v)}
+                for (d, p, t), v in zip(refs, values)
+                if np.isfinite(v)
+            ],
+        }
+
+    def info(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "path": str(self.path),
+            "format_version": m.format_version,
+            "neurosearch_version": m.neurosearch_version,
+            "model": m.model,
+            "site": m.site,
+            "layers": m.n_layers,
+            "neurons_per_layer": m.neurons_per_layer,
+            "neurons": m.n_neurons,
+            "corpus": m.corpus,
+            "tokens_kept": len(self.kept_tokens),
+            "min_count": self.kept.get("min_count"),
+            "methods": self.methods,
+            "search_method": self.search_method,
+            "ks": self.ks,
+            "stages": {name: {k: v for k, v in stage.items() if k != "identity"} for name, stage in m.stages.items()},
+            "labels": len(self.labels),
+            "has_head": (self.path / "head" / "head.safetensors").is_file(),
+        }

@@ -1,0 +1,117 @@
+"""The index manifest: what an index is, how it was built, and the sha256 of every file.
+
+Loading verifies the format version and the hashes and names the bad file in its error, so a
+truncated copy or a hand-edited array is caught before it gives wrong answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import NeurosearchError
+from .storage import sha256_file, write_json_atomic
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class IndexError_(NeurosearchError):
+    """The index directory is missing, incomplete, corrupt or of another format version."""
+
+
+@dataclass
+class Manifest:
+    """Everything in ``manifest.json``; stages add their sections as the build proceeds."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    site: str = ""
+    n_layers: int = 0
+    neurons_per_layer: int = 0
+    corpus: dict[str, Any] = field(default_factory=dict)
+    configs: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, Any] = field(default_factory=dict)
+    """Per finished stage: seconds, peak memory and stage facts (e.g. tokens kept)."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Files the index needs at query time: relative path -> sha256 (verified on load)."""
+    work_files: dict[str, str] = field(default_factory=dict)
+    """Large build intermediates (stats, full profiles): relative path -> sha256, not shipped."""
+    format_version: int = FORMAT_VERSION
+    neurosearch_version: str = __version__
+
+    @property
+    def n_neurons(self) -> int:
+        return self.n_layers * self.neurons_per_layer
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "neurosearch_version": self.neurosearch_version,
+            "model": self.model,
+            "site": self.site,
+            "n_layers": self.n_layers,
+            "neurons_per_layer": self.neurons_per_layer,
+            "n_neurons": self.n_neurons,
+            "corpus": self.corpus,
+            "configs": self.configs,
+            "stages": self.stages,
+            "files": dict(sorted(self.files.items())),
+            "work_files": dict(sorted(self.work_files.items())),
+        }
+
+    def save(self, directory: Path) -> None:
+        write_json_atomic(directory / MANIFEST, self.to_json())
+
+    def record(self, directory: Path, relative: str, *, work: bool = False) -> None:
+        """Hash a file just written into the index and list it."""
+        target = self.work_files if work else self.files
+        target[relative] = sha256_file(directory / relative)
+
+    @classmethod
+    def load(cls, directory: Path) -> "Manifest":
+        path = directory / MANIFEST
+        if not directory.exists():
+            raise IndexError_(f"index not found: {directory}")
+        if not path.is_file():
+            raise IndexError_(f"{directory} is not a neurosearch index (no {MANIFEST})")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise IndexError_(f"corrupt index file {path}: not valid JSON") from None
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise IndexError_(
+                f"index {directory} has format version {version}; this neurosearch reads version "
+                f"{FORMAT_VERSION} -- rebuild it with `neurosearch build`"
+            )
+        try:
+            return cls(
+                model=data["model"],
+                site=data["site"],
+                n_layers=int(data["n_layers"]),
+                neurons_per_layer=int(data["neurons_per_layer"]),
+                corpus=data.get("corpus", {}),
+                configs=data.get("configs", {}),
+                stages=data.get("stages", {}),
+                files=data.get("files", {}),
+                work_files=data.get("work_files", {}),
+                format_version=version,
+                neurosearch_version=data.get("neurosearch_version", "?"),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise IndexError_(f"corrupt index file {path}: missing or malformed fields") from None
+
+    def verify(self, directory: Path, names: list[str] | None = None) -> None:
+        """Check that the listed files exist with the recorded sha256 (all, or just ``names``)."""
+        for relative in names if names is not None else list(self.files):
+            expected = self.files.get(relative) or self.work_files.get(relative)
+            path = directory / relative
+            if expected is None:
+                raise IndexError_(f"index {directory} lacks {relative}: run `neurosearch build` for its stage")
+            if not path.is_file():
+                raise IndexError_(f"index file missing: {path}")
+            if sha256_file(path) != expected:
+                raise IndexError_(f"corrupt index file {path}: sha256 does not match the manifest")

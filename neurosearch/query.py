@@ -1,0 +1,160 @@
+"""Queries: a concept ("weekdays") or a token list becomes a weighted vector over the kept tokens.
+
+The query's own word pieces (weight 1), plus each word's nearest kept tokens in the index's token
+embedding space (weight = cosine similarity, above a floor), plus WordNet lemmas and hyponyms when
+NLTK's WordNet data is installed. No torch: the index stores the tokenizer (``tokenizer.json``,
+read with the ``tokenizers`` library) and the embedding table (int8 rows).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import SearchConfig
+from .errors import NeurosearchError
+
+
+@dataclass
+class ExpandedQuery:
+    """What a query became: kept-token indices with weights, and a dense vector for ANN."""
+
+    text: str
+    token_index: np.ndarray
+    """int64 [Q] kept-token indices."""
+    weights: np.ndarray
+    """float32 [Q] weights (1 for the query's own tokens, similarity for neighbours)."""
+    tokens: list[str]
+    dense: np.ndarray
+    """float32 [D] unit vector in the token embedding space."""
+    notes: list[str] = field(default_factory=list)
+
+    def as_vector(self, size: int) -> np.ndarray:
+        vector = np.zeros(size, dtype=np.float32)
+        np.maximum.at(vector, self.token_index, self.weights)
+        return vector
+
+    def to_json(self) -> list[dict]:
+        order = np.argsort(-self.weights, kind="stable")
+        return [{"token": self.tokens[i], "weight": round(float(self.weights[i]), 4)} for i in order]
+
+
+def _wordnet_words(word: str) -> tuple[list[str], str | None]:
+    """Lemmas and hyponym lemmas of a word's noun senses, or a note when WordNet is absent."""
+    try:
+        from nltk.corpus import wordnet  # type: ignore[import-not-found]
+
+        synsets = wordnet.synsets(word, pos="n")
+    except (ImportError, LookupError):
+        return [], "WordNet not installed (pip install nltk; python -m nltk.downloader wordnet): expansion uses embeddings only"
+    words: list[str] = []
+    for synset in synsets[:3]:
+        for related in [synset, *synset.hyponyms()]:
+            words.extend(lemma.name().lower() for lemma in related.lemmas() if "_" not in lemma.name())
+    return list(dict.fromkeys(words)), None
+
+
+class QueryExpander:
+    """Expands queries against one index's vocabulary and embedding space."""
+
+    def __init__(
+        self,
+        tokenizer: object,
+        kept_tokens: list[str],
+        kept_ids: np.ndarray,
+        vocab_space: np.ndarray,
+        config: SearchConfig,
+    ):
+        self.tokenizer = tokenizer
+        self.kept_tokens = kept_tokens
+        self.kept_index = {token: index for index, token in enumerate(kept_tokens)}
+        self.kept_ids = kept_ids
+        self.vocab_space = vocab_space  # unit rows for the whole vocabulary, float32
+        self.kept_space = vocab_space[kept_ids]
+        self.config = config
+
+    def _pieces(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids  # type: ignore[attr-defined]
+
+    def _word_vector(self, word: str) -> np.ndarray | None:
+        ids = [i for i in self._pieces(word)]
+        if not ids:
+            return None
+        vector = self.vocab_space[ids].mean(axis=0)
+        norm = np.linalg.norm(vector)
+        return vector / norm if norm > 0 else None
+
+    def expand(self, text: str) -> ExpandedQuery:
+        """A free-text concept, e.g. ``weekdays`` or ``colours of the rainbow``."""
+        text = text.strip()
+        if not text:
+            raise NeurosearchError("empty query: give a concept (e.g. 'weekdays') or --tokens a,b,c")
+        words = [w for w in re.findall(r"[\w'-]+", text.lower()) if w not in _STOPWORDS] or [text.lower()]
+        weights: dict[int, float] = {}
+        notes: list[str] = []
+        dense = np.zeros(self.vocab_space.shape[1], dtype=np.float32)
+        for word in words:
+            for piece_id in self._pieces(word):
+                index = self._kept_of_id(piece_id)
+                if index is not None and not self.kept_tokens[index].startswith("##"):
+                    weights[index] = max(weights.get(index, 0.0), 1.0)
+            vector = self._word_vector(word)
+            if vector is None:
+                continue
+            dense += vector
+            sims = self.kept_space @ vector
+            for index in np.argsort(-sims)[: self.config.neighbours]:
+                if sims[index] >= self.config.min_similarity and not self.kept_tokens[index].startswith("##"):
+                    weights[int(index)] = max(weights.get(int(index), 0.0), float(sims[index]))
+            if self.config.wordnet:
+                related, note = _wordnet_words(word)
+                if note and note not in notes:
+                    notes.append(note)
+                for lemma in related:
+                    index = self.kept_index.get(lemma)
+                    if index is not None:
+                        weights[index] = max(weights.get(index, 0.0), 0.8)
+        if not weights:
+            raise NeurosearchError(f"query '{text}' matched no token of this index's vocabulary")
+        return self._finish(text, weights, dense, notes)
+
+    def from_tokens(self, tokens: list[str]) -> ExpandedQuery:
+        """An explicit token list: each must be a kept token of the index (exact match)."""
+        tokens = [t.strip().lower() for t in tokens if t.strip()]
+        if not tokens:
+            raise NeurosearchError("empty token list: give --tokens a,b,c")
+        unknown = [t for t in tokens if t not in self.kept_index]
+        if unknown:
+            raise NeurosearchError(
+                f"unknown token(s) {', '.join(unknown)}: not in this index's kept vocabulary "
+                f"({len(self.kept_tokens)} tokens seen often enough in its corpus)"
+            )
+        weights = {self.kept_index[t]: 1.0 for t in tokens}
+        dense = self.kept_space[list(weights)].sum(axis=0)
+        return self._finish(",".join(tokens), weights, dense, [])
+
+    def _kept_of_id(self, token_id: int) -> int | None:
+        position = int(np.searchsorted(self.kept_ids, token_id))
+        if position < len(self.kept_ids) and self.kept_ids[position] == token_id:
+            return position
+        return None
+
+    def _finish(self, text: str, weights: dict[int, float], dense: np.ndarray, notes: list[str]) -> ExpandedQuery:
+        index = np.fromiter(weights, dtype=np.int64)
+        values = np.fromiter(weights.values(), dtype=np.float32)
+        if not np.any(dense):
+            dense = (self.kept_space[index] * values[:, None]).sum(axis=0)
+        norm = np.linalg.norm(dense)
+        return ExpandedQuery(
+            text=text,
+            token_index=index,
+            weights=values,
+            tokens=[self.kept_tokens[i] for i in index],
+            dense=(dense / norm if norm > 0 else dense).astype(np.float32),
+            notes=notes,
+        )
+
+
+_STOPWORDS = frozenset("a an the of and or in on for to with by from at as is are be".split())
