@@ -192,6 +192,103 @@ def build(
     )
 
 
+def _open_index(index: Optional[Path]) -> Any:
+    from .index import Index
+
+    return run_guarded(lambda: Index.load(index or default_index()))
+
+
+@app.command()
+def find(
+    query: Annotated[Optional[str], typer.Argument(help="A concept, e.g. 'weekdays' or 'colours of the rainbow'.")] = None,
+    tokens: Annotated[Optional[str], typer.Option("--tokens", "-t", help="Search for these tokens instead: a,b,c.")] = None,
+    top: Annotated[int, typer.Option("--top", "-n", help="Results per kind.")] = 10,
+    kind: Annotated[str, typer.Option(help="clusters, neurons or both.")] = "both",
+    k: Annotated[Optional[int], typer.Option("--k", help="Cluster granularity (default: the largest K).")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="Score every neuron exactly (no HNSW).")] = False,
+    index: IndexOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Find the neurons and clusters that specialise in a concept."""
+    if query is None and tokens is None:
+        fail("give a query (e.g. neurosearch find weekdays) or --tokens a,b,c")
+    opened = _open_index(index)
+    token_list = tokens.split(",") if tokens is not None else None
+    result = run_guarded(lambda: opened.find(query, tokens=token_list, top=top, kind=kind, k=k, exact=exact))
+    if as_json:
+        print_json(result.to_json())
+        return
+    from .report import console, find_table
+
+    console().print(find_table(result))
+
+
+def _contexts(opened: Any, refs: list[dict], limit: int) -> list[Any]:
+    from .contexts import render_contexts
+
+    return render_contexts(opened, refs, limit)
+
+
+@app.command()
+def show(
+    what: Annotated[str, typer.Argument(help="cluster or neuron.")],
+    ident: Annotated[str, typer.Argument(metavar="ID", help="Cluster id (17, k50/17, filter+tfidf/k200/17) or neuron L:I.")],
+    contexts: Annotated[int, typer.Option(help="Top activating contexts to show (needs the corpus file).")] = 5,
+    index: IndexOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Report on one cluster or neuron: theme, tokens, layers, contexts, ablation results."""
+    from .contexts import context_records
+
+    opened = _open_index(index)
+    if what not in ("cluster", "neuron"):
+        fail(f"show takes 'cluster' or 'neuron', got '{what}'")
+    if what == "cluster":
+        info = run_guarded(lambda: opened.cluster(ident))
+        refs = run_guarded(lambda: opened.cluster_refs(info, contexts))
+        ablation = opened.ablation_for("cluster", info.key)
+        records = context_records(opened, refs, contexts)
+        if as_json:
+            from dataclasses import asdict
+
+            print_json({**asdict(info), "key": info.key, "contexts": records, "ablation": ablation})
+            return
+        from .plots import neuron_layer_text
+        from .report import cluster_report, console
+
+        layer_text = neuron_layer_text(info.neurons, opened.manifest.n_layers)
+        console().print(cluster_report(info, layer_text, _render(records), ablation))
+    else:
+        data = run_guarded(lambda: opened.neuron(ident))
+        ablation = opened.ablation_for("neuron", data["id"])
+        records = context_records(opened, data["top_activations"], contexts)
+        if as_json:
+            print_json({**data, "contexts": records, "ablation": ablation})
+            return
+        from .report import console, neuron_report
+
+        console().print(neuron_report(data, _render(records), ablation))
+
+
+def _render(records: list[dict]) -> list[Any]:
+    from .report import highlight_context
+
+    return [highlight_context(r["left"], r["token"], r["right"]) for r in records if r.get("token") is not None]
+
+
+@app.command()
+def info(index: IndexOption = None, as_json: JsonOption = False) -> None:
+    """What an index holds: model, site, corpus, tokens, methods, K, stage timings."""
+    opened = _open_index(index)
+    data = run_guarded(opened.info)
+    if as_json:
+        print_json(data)
+        return
+    from .report import console, info_table
+
+    console().print(info_table(data))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

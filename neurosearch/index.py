@@ -360,6 +360,36 @@ class Index:
             ],
         }
 
+    def cluster_refs(self, info: ClusterInfo, limit: int) -> list[dict[str, Any]]:
+        """The cluster's strongest occurrences: its neurons' top activations, ranked by z-score."""
+        refs = self.npy("neurons/top_refs.npy")
+        values = self.npy("neurons/top_values.npy")
+        mean = self.npy("neurons/mean.npy")
+        std = np.maximum(self.npy("neurons/std.npy"), 1e-6)
+        candidates: dict[tuple[int, int], dict[str, Any]] = {}
+        for name in info.neurons:
+            flat = self.neuron_index(name)
+            for (document, position, token_id), value in zip(refs[flat], values[flat]):
+                if not np.isfinite(value):
+                    continue
+                z = float((value - mean[flat]) / std[flat])
+                key = (int(document), int(position))
+                if key not in candidates or candidates[key]["z"] < z:
+                    candidates[key] = {"document": key[0], "position": key[1], "token_id": int(token_id),
+                                       "value": float(value), "z": z, "neuron": name}
+        return sorted(candidates.values(), key=lambda r: -r["z"])[:limit]
+
+    def ablation_for(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The cached ``ablate`` result for a target, if any (ablations.json is written by ablate)."""
+        path = self.path / "ablations.json"
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise IndexError_(f"corrupt index file {path}: not valid JSON") from None
+        return data.get("results", {}).get(f"{kind}:{key}")
+
     def info(self) -> dict[str, Any]:
         m = self.manifest
         return {

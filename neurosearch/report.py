@@ -1,0 +1,131 @@
+"""Rich rendering of results: tables for ``find``, reports for ``show`` and ``info``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+
+def _layers(neurons: list[str]) -> str:
+    layers = sorted({int(n.split(":")[0]) for n in neurons})
+    return ",".join(map(str, layers))
+
+
+def find_table(result: Any) -> Group:
+    """The ranked hits of ``find`` with what the query became."""
+    expanded = ", ".join(f"{t['token']} ({t['weight']:.2f})" for t in result.query.to_json()[:16])
+    header = Text.assemble(("query ", "bold"), (result.query.text, "cyan"), "  ->  ", (expanded, "dim"))
+    table = Table(show_lines=False, expand=False)
+    for column, style in (("#", "dim"), ("kind", ""), ("id", "bold"), ("score", ""), ("theme", "green"),
+                          ("top tokens", ""), ("size", ""), ("layers", "dim")):
+        table.add_column(column, style=style, overflow="fold")
+    for rank, hit in enumerate(result.results, 1):
+        theme = hit.label or ""
+        if hit.label_source == "fallback":
+            theme = f"{theme} [dim](auto)[/dim]"
+        table.add_row(str(rank), hit.kind, hit.id, f"{hit.score:.3f}", theme, " ".join(hit.top_tokens[:10]),
+                      str(hit.size), _layers(hit.neurons))
+    parts: list[Any] = [header]
+    parts.extend(Text(note, style="yellow") for note in result.notes)
+    parts.append(table)
+    return Group(*parts)
+
+
+def highlight_context(left: str, token: str, right: str) -> Text:
+    return Text.assemble(("…" + left, "dim"), (token, "bold reverse yellow"), (right + "…", "dim"))
+
+
+def cluster_report(info: Any, layer_text: str, contexts: list[Any], ablation: dict | None) -> Group:
+    label = info.label or {}
+    title = f"cluster {info.key}: {label.get('theme', '')}"
+    if label.get("source") == "fallback":
+        title += " (auto label)"
+    tokens = Table(title="top tokens", show_header=True)
+    tokens.add_column("token", style="bold")
+    tokens.add_column("weight")
+    for token, weight in list(zip(info.top_tokens, info.top_weights))[:30]:
+        tokens.add_row(token, f"{weight:.4f}")
+    lines = [
+        Text(title, style="bold cyan"),
+        Text(label.get("explanation") or "", style="italic"),
+        Text(f"{len(info.neurons)} neurons (refinement dropped {len(info.dropped)}); "
+             f"avg pairwise distance {info.avg_distance:.3f}, max {info.max_distance:.3f}"),
+        tokens,
+        Panel(layer_text, title="neurons by layer"),
+        Text("neurons: " + " ".join(info.neurons[:60]) + (" …" if len(info.neurons) > 60 else ""), style="dim"),
+    ]
+    if ablation:
+        lines.append(ablation_table(ablation))
+    if contexts:
+        lines.append(Text("top activating contexts", style="bold"))
+        lines.extend(contexts)
+    return Group(*lines)
+
+
+def neuron_report(data: dict, contexts: list[Any], ablation: dict | None) -> Group:
+    title = f"neuron {data['id']}: {data['label']}" + (" (auto label)" if data["label_source"] == "fallback" else "")
+    tokens = Table(title=f"top tokens ({data['method']})")
+    tokens.add_column("token", style="bold")
+    tokens.add_column("weight")
+    for token, weight in list(zip(data["top_tokens"], data["top_weights"]))[:30]:
+        tokens.add_row(token, f"{weight:.4f}")
+    lines: list[Any] = [
+        Text(title, style="bold cyan"),
+        Text(f"corpus mean {data['mean']:.4f}, std {data['std']:.4f}"),
+        tokens,
+    ]
+    if ablation:
+        lines.append(ablation_table(ablation))
+    if contexts:
+        lines.append(Text("top activating contexts", style="bold"))
+        lines.extend(contexts)
+    return Group(*lines)
+
+
+def ablation_table(result: dict) -> Table:
+    table = Table(
+        title=(
+            f"ablation ({result['ablation']}, head: {result['head']}): loss {result['loss']:.3f} -> "
+            f"{result['loss_ablated']:.3f} on {result['masked_tokens']} masked target tokens in "
+            f"{result['sentences']} sentences"
+        )
+    )
+    for column in ("condition", "% change", "sd", "z", "p"):
+        table.add_column(column)
+    table.add_row("target", f"{result['change_pct']:+.2f}", "", "", "", style="bold")
+    for name, stats in result["baselines"].items():
+        table.add_row(name, f"{stats['mean_pct']:+.2f}", f"{stats['std_pct']:.2f}", f"{stats['z']:.1f}", f"{stats['p']:.3f}")
+    table.add_row("control tokens", f"{result['control_change_pct']:+.2f}", "", "", "", style="dim")
+    return table
+
+
+def info_table(data: dict) -> Table:
+    table = Table(show_header=False, title=f"index {data['path']}")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    corpus = data["corpus"]
+    rows = [
+        ("model", f"{data['model'].get('id')} (weights {data['model'].get('weights_sha256', '')[:12]})"),
+        ("site", f"{data['site']}: {data['layers']} layers x {data['neurons_per_layer']} = {data['neurons']} neurons"),
+        ("corpus", f"{corpus.get('source')} ({corpus.get('documents')} documents, {corpus.get('windows')} windows, "
+                   f"{corpus.get('tokens')} tokens)"),
+        ("kept tokens", f"{data['tokens_kept']} (count >= {data['min_count']})"),
+        ("methods", ", ".join(data["methods"]) + f"  (find uses {data['search_method']})"),
+        ("K", ", ".join(map(str, data["ks"]))),
+        ("labels", str(data["labels"])),
+        ("MLM head", "fitted" if data["has_head"] else "none"),
+        ("format", f"v{data['format_version']} (neurosearch {data['neurosearch_version']})"),
+    ]
+    for name, stage in data["stages"].items():
+        rows.append((f"stage {name}", f"{stage.get('seconds', '?')} s, peak {stage.get('peak_rss_gb', '?')} GB"))
+    for field, value in rows:
+        table.add_row(field, value)
+    return table
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False)
