@@ -135,6 +135,7 @@ class StatsAccumulator:
         self.documents = 0
         self.windows = 0
         self._buffer = torch.empty(0, dtype=torch.float64)
+        self._ones = torch.ones(1, 0, dtype=torch.float64)
         self._batch: dict[str, torch.Tensor] = {}
 
     # -- loading and exporting the running total -------------------------------------------------
@@ -182,6 +183,7 @@ class StatsAccumulator:
         rows = flat_ids.numel() * self.site.neurons_per_layer
         if self._buffer.numel() < rows:
             self._buffer = torch.empty(rows, dtype=torch.float64)
+            self._ones = torch.ones(1, flat_ids.numel(), dtype=torch.float64)
 
     def observe(self, layer: int, activations: torch.Tensor) -> None:
         """Fold one layer's activations [batch, seq, width] into the running statistics."""
@@ -194,40 +196,42 @@ class StatsAccumulator:
         x64 = self._buffer[: n * width].view(n, width)
         x64.copy_(x)
         x64.index_fill_(0, batch["invalid_rows"], 0.0)
-        self.sums[layer].index_add_(0, batch["ids"], x64)
-        self.sumsq[layer] += (x64 * x64).sum(dim=0)
+        # index_put_ touches only the batch's rows; index_add_ walks the whole [V, width] table
+        self.sums[layer].index_put_((batch["ids"],), x64, accumulate=True)
+        self.sumsq[layer] += torch.mm(self._ones[:, :n], x64.square_()).squeeze(0)
         self._update_top(layer, x, batch)
 
     def _update_top(self, layer: int, x: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        """Merge the batch's values above each neuron's current k-th best into its top-k list."""
         k = self.top_k
-        best = self.top_values[layer]  # [width, k]
-        threshold = best[:, -1].to(x.dtype)
-        above = x > threshold
+        width = x.shape[1]
+        best = self.top_values[layer]  # [width, k], descending
+        above = x > best[:, -1].to(x.dtype)
         above.index_fill_(0, batch["invalid_rows"], False)
-        rows, cols = torch.nonzero(above, as_tuple=True)
-        if rows.numel() == 0:
+        cols, rows = torch.nonzero(above.t(), as_tuple=True)  # grouped by column, rows ascending
+        if cols.numel() == 0:
             return
-        if rows.numel() > 4 * k * x.shape[1]:  # first batches: reduce with a dense top-k first
+        counts = torch.bincount(cols, minlength=width)
+        most = int(counts.max())
+        if most > 4 * k:  # early batches: a dense top-k of the batch is cheaper than a wide merge
             masked = x.float().index_fill(0, batch["invalid_rows"], float("-inf"))
             top = torch.topk(masked, min(k, x.shape[0]), dim=0)
-            keep = torch.isfinite(top.values)
-            rows = top.indices[keep]
-            cols = torch.arange(x.shape[1]).expand_as(top.indices)[keep]
-        values = x[rows, cols].float()
-        refs = torch.stack([batch["docs"][rows], batch["pos"][rows], batch["ids"][rows]], dim=1)
-        width = x.shape[1]
-        all_cols = torch.cat([torch.arange(width).repeat_interleave(k), cols])
-        all_values = torch.cat([best.reshape(-1), values])
-        all_refs = torch.cat([self.top_refs[layer].reshape(-1, 3), refs])
-        order = torch.argsort(-all_values, stable=True)
-        order = order[torch.argsort(all_cols[order], stable=True)]
-        # every column has exactly k old entries plus its candidates: keep the first k of each
-        group_sizes = torch.bincount(all_cols, minlength=width)
-        starts = torch.cumsum(group_sizes, 0) - group_sizes
-        take = (starts[:, None] + torch.arange(k)[None, :]).reshape(-1)
-        chosen = order[take]
-        self.top_values[layer] = all_values[chosen].view(width, k)
-        self.top_refs[layer] = all_refs[chosen].view(width, k, 3)
+            keep = torch.isfinite(top.values.t())
+            cols = torch.arange(width).unsqueeze(1).expand(width, top.values.shape[0])[keep]
+            rows = top.indices.t()[keep]
+            counts = torch.bincount(cols, minlength=width)
+            most = int(counts.max())
+        slot = torch.arange(cols.numel()) - (torch.cumsum(counts, 0) - counts)[cols]
+        values = torch.full((width, k + most), float("-inf"))
+        values[:, :k] = best
+        values[cols, k + slot] = x[rows, cols].float()
+        refs = torch.zeros((width, k + most, 3), dtype=torch.int64)
+        refs[:, :k] = self.top_refs[layer]
+        refs[cols, k + slot] = torch.stack([batch["docs"][rows], batch["pos"][rows], batch["ids"][rows]], dim=1)
+        # stable: on ties the older entry (lower slot) wins, so results do not depend on batching order
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+        self.top_values[layer] = torch.gather(values, 1, order)
+        self.top_refs[layer] = torch.gather(refs, 1, order.unsqueeze(-1).expand(width, k, 3))
 
 
 ProgressFn = Callable[[int], None]

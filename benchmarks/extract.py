@@ -1,0 +1,100 @@
+"""Statistics pass vs plain forward pass, side by side on the same batches.
+
+    python benchmarks/extract.py --corpus ../shared/data/c4-sample.jsonl.gz [--site ffn] [--max-docs N]
+
+For every batch (windows sorted by length, the build's batching) the plain forward pass and the
+forward pass with statistics hooks run back to back, in alternating order, so load from other
+processes hits both alike. Prints tokens/s of each and their ratio (target >= 0.90).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from neurosearch.activations import (
+    StatsAccumulator,
+    batches_by_length,
+    pad_batch,
+    special_mask,
+    vocab_size,
+)
+from neurosearch.config import ModelConfig, StatsConfig
+from neurosearch.corpus import make_windows
+from neurosearch.models import NeuronHooks, load_model, neuron_site
+
+
+def read_texts(path: Path, limit: int | None) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    texts = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            texts.append(json.loads(line)["text"])
+            if limit and len(texts) >= limit:
+                break
+    return texts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/c4-sample.jsonl.gz")
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--site", default="ffn", choices=["ffn", "hidden"])
+    parser.add_argument("--max-docs", type=int, default=None)
+    parser.add_argument("--batch-tokens", type=int, default=StatsConfig().batch_tokens)
+    parser.add_argument("--dtype", default="auto")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    loaded = load_model(ModelConfig(model=args.model, site=args.site, dtype=args.dtype))
+    site = neuron_site(loaded.encoder, args.site)
+    texts = read_texts(args.corpus, args.max_docs)
+    windows = make_windows(loaded.tokenizer, texts, 0, 128)
+    batches = batches_by_length(windows, args.batch_tokens)
+    accumulator = StatsAccumulator(site, vocab_size(loaded), StatsConfig().top_k)
+    tokenizer = loaded.tokenizer
+
+    def forward(batch: dict) -> None:
+        with loaded.autocast():
+            loaded.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+    plain_seconds = stats_seconds = 0.0
+    tokens = 0
+    with torch.inference_mode():
+        forward(pad_batch(windows, batches[0], tokenizer.pad_token_id))  # warm-up
+        for number, indices in enumerate(batches):
+            batch = pad_batch(windows, indices, tokenizer.pad_token_id)
+            valid = special_mask(tokenizer, batch["input_ids"], batch["attention_mask"])
+            tokens += int(valid.sum())
+            order = ("plain", "stats") if number % 2 == 0 else ("stats", "plain")
+            for kind in order:
+                start = time.perf_counter()
+                if kind == "plain":
+                    forward(batch)
+                    plain_seconds += time.perf_counter() - start
+                else:
+                    accumulator.begin_batch(batch["input_ids"], valid, batch["docs"], batch["pos"])
+                    with NeuronHooks(site, lambda layer, x: accumulator.observe(layer, x)):
+                        forward(batch)
+                    stats_seconds += time.perf_counter() - start
+
+    table = Table(title=f"statistics pass vs plain forward: {loaded.model_id}, site {args.site}, "
+                        f"{len(texts)} documents, {len(batches)} batches, autocast {loaded.autocast_dtype}")
+    for column in ("pass", "seconds", "tokens", "tokens/s"):
+        table.add_column(column)
+    table.add_row("plain forward", f"{plain_seconds:.1f}", str(tokens), f"{tokens / plain_seconds:,.0f}")
+    table.add_row("statistics", f"{stats_seconds:.1f}", str(tokens), f"{tokens / stats_seconds:,.0f}")
+    console = Console()
+    console.print(table)
+    console.print(f"ratio statistics / plain tokens/s = {plain_seconds / stats_seconds:.3f} (target >= 0.90, goal 0.95)")
+
+
+if __name__ == "__main__":
+    main()

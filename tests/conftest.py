@@ -1,0 +1,70 @@
+"""Shared fixtures: a tiny random BERT with a word-level vocabulary, saved like a real model."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+WORDS = (
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may june "
+    "red green blue yellow dog cat horse bird car bus train boat one two three four five the a of and "
+    "is was to in on at it he she they we you happy sad music song band"
+).split()
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def make_corpus(path: Path, documents: int, seed: int = 0, words: tuple[int, int] = (5, 40)) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as handle:
+        for _ in range(documents):
+            handle.write(" ".join(rng.choice(WORDS) for _ in range(rng.randint(*words))) + "\n")
+    return path
+
+
+def save_tiny_model(directory: Path, family: str = "bert", seed: int = 0) -> Path:
+    """A randomly initialised encoder + fast tokenizer in ``directory`` (loads like a hub model)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(directory)
+    common = dict(vocab_size=len(vocab), max_position_embeddings=64, pad_token_id=0)
+    if family == "bert":
+        config = transformers.BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=24, **common)
+        model = transformers.BertForMaskedLM(config)
+    elif family == "roberta":
+        config = transformers.RobertaConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                            intermediate_size=24, **{**common, "max_position_embeddings": 70})
+        model = transformers.RobertaForMaskedLM(config)
+    elif family == "distilbert":
+        config = transformers.DistilBertConfig(dim=16, n_layers=2, n_heads=2, hidden_dim=24, **common)
+        model = transformers.DistilBertForMaskedLM(config)
+    else:
+        raise ValueError(family)
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "docs.txt", 240)
+
+
+def requires_shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared development data beside the checkout)")
+    return path
