@@ -77,6 +77,17 @@ class Builder:
             self.loaded = load_model(self.config.model)
             self.site = neuron_site(self.loaded.encoder, self.config.model.site)
 
+    def _invalidate_changed(self, manifest: Manifest) -> None:
+        """A stage whose config changed since it ran is redone, and so is every stage after it."""
+        wanted = {"profiles": to_dict(self.config.profiles), "clusters": to_dict(self.config.clusters)}
+        for position, stage in enumerate(STAGES[1:3], start=1):
+            stored = manifest.configs.get(stage)
+            if stored is not None and json.loads(json.dumps(wanted[stage])) != stored:
+                for later in STAGES[position:]:
+                    if manifest.stages.pop(later, None) is not None:
+                        self.reporter.log(f"{later}: configuration changed, rebuilding")
+                return
+
     def _stage_done(self, manifest: Manifest, stage: str) -> bool:
         return bool(manifest.stages.get(stage, {}).get("done"))
 
@@ -269,46 +280,51 @@ class Builder:
 
     # -- search ---------------------------------------------------------------------------------
     def search(self, manifest: Manifest) -> None:
+        """Peak vectors for every method (exact search); HNSW indexes for the search method."""
         from .clustering import unit_rows
         from .embeddings import dequantize_rows
-        from .search import build_hnsw, dense_vectors, peak_weights
         from .profiles import top_tokens
+        from .search import build_hnsw, dense_vectors, peak_weights
 
         started = time.time()
         reset_peak_rss()
-        method = manifest.configs["profiles"]["search_method"]
+        search_method = manifest.configs["profiles"]["search_method"]
         m = manifest.configs["profiles"]["top_tokens"]
-        profiles = np.load(self.out / "profiles" / f"{method}.npy")
         kept_ids = np.asarray(json.loads((self.out / "tokens.json").read_text())["ids"])
-        space = dequantize_rows(np.load(self.out / "token_space.npy"), np.load(self.out / "token_space_scale.npy"))[kept_ids]
-        top = np.load(self.out / "methods" / method / "neuron_top_tokens.npy")
-        weights = peak_weights(profiles, top)
-        dense = dense_vectors(top, weights, space)
-        outputs = {"search/neuron_weights.npy": weights.astype(np.float16)}
-        unit = unit_rows(profiles)
-        keys, means = [], []
-        for k in self.config.clusters.ks:
-            found = json.loads((self.out / "methods" / method / f"clusters_k{k}.json").read_text())["clusters"]
-            for cluster in found:
-                keys.append(f"k{k}/{cluster['id']}")
-                means.append(unit[cluster["neurons"]].mean(axis=0))
-        cluster_profiles = np.stack(means).astype(np.float32)
-        cluster_top, _ = top_tokens(cluster_profiles, m)
-        cluster_weights = peak_weights(cluster_profiles, cluster_top)
-        cluster_dense = dense_vectors(cluster_top, cluster_weights, space)
-        outputs.update({
-            "search/cluster_top_tokens.npy": cluster_top,
-            "search/cluster_weights.npy": cluster_weights.astype(np.float16),
-        })
-        for relative, array in outputs.items():
-            save_npy_atomic(self.out / relative, array)
-            manifest.record(self.out, relative)
-        write_json_atomic(self.out / "search" / "clusters.json", {"method": method, "keys": keys})
-        build_hnsw(dense, self.out / "search" / "neurons.hnsw")
-        build_hnsw(cluster_dense, self.out / "search" / "clusters.hnsw")
-        for relative in ("search/clusters.json", "search/neurons.hnsw", "search/clusters.hnsw"):
-            manifest.record(self.out, relative)
-        self._finish_stage(manifest, "search", started, {"method": method, "neurons": len(dense), "clusters": len(keys)})
+        codes, scale = np.load(self.out / "token_space.npy"), np.load(self.out / "token_space_scale.npy")
+        space = dequantize_rows(codes, scale)[kept_ids]
+        for method in manifest.configs["profiles"]["methods"]:
+            profiles = np.load(self.out / "profiles" / f"{method}.npy")
+            top = np.load(self.out / "methods" / method / "neuron_top_tokens.npy")
+            weights = peak_weights(profiles, top)
+            unit = unit_rows(profiles)
+            keys, means = [], []
+            for k in manifest.configs["clusters"]["ks"]:
+                found = json.loads((self.out / "methods" / method / f"clusters_k{k}.json").read_text())["clusters"]
+                for cluster in found:
+                    keys.append(f"k{k}/{cluster['id']}")
+                    means.append(unit[cluster["neurons"]].mean(axis=0))
+            del unit
+            cluster_profiles = np.stack(means).astype(np.float32)
+            cluster_top, _ = top_tokens(cluster_profiles, m)
+            cluster_weights = peak_weights(cluster_profiles, cluster_top)
+            folder = f"search/{method}"
+            outputs = {
+                f"{folder}/neuron_weights.npy": weights.astype(np.float16),
+                f"{folder}/cluster_top_tokens.npy": cluster_top,
+                f"{folder}/cluster_weights.npy": cluster_weights.astype(np.float16),
+            }
+            for relative, array in outputs.items():
+                save_npy_atomic(self.out / relative, array)
+                manifest.record(self.out, relative)
+            write_json_atomic(self.out / folder / "clusters.json", {"method": method, "keys": keys})
+            manifest.record(self.out, f"{folder}/clusters.json")
+            if method == search_method:
+                build_hnsw(dense_vectors(top, weights, space), self.out / folder / "neurons.hnsw")
+                build_hnsw(dense_vectors(cluster_top, cluster_weights, space), self.out / folder / "clusters.hnsw")
+                manifest.record(self.out, f"{folder}/neurons.hnsw")
+                manifest.record(self.out, f"{folder}/clusters.hnsw")
+        self._finish_stage(manifest, "search", started, {"method": search_method})
 
     # -- the build -------------------------------------------------------------------------------
     def run(self, until: str, force: bool) -> Manifest:
@@ -352,6 +368,7 @@ class Builder:
         )
         manifest.configs.update(model=to_dict(config.model), corpus=to_dict(config.corpus), stats=to_dict(config.stats))
         manifest.stages.setdefault("stats", {})["identity"] = identity
+        self._invalidate_changed(manifest)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             if not self._stage_done(manifest, "stats"):

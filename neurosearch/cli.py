@@ -206,6 +206,7 @@ def find(
     kind: Annotated[str, typer.Option(help="clusters, neurons or both.")] = "both",
     k: Annotated[Optional[int], typer.Option("--k", help="Cluster granularity (default: the largest K).")] = None,
     exact: Annotated[bool, typer.Option("--exact", help="Score every neuron exactly (no HNSW).")] = False,
+    method: Annotated[Optional[str], typer.Option(help="Profile method to search (default: the index's).")] = None,
     index: IndexOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -214,7 +215,7 @@ def find(
         fail("give a query (e.g. neurosearch find weekdays) or --tokens a,b,c")
     opened = _open_index(index)
     token_list = tokens.split(",") if tokens is not None else None
-    result = run_guarded(lambda: opened.find(query, tokens=token_list, top=top, kind=kind, k=k, exact=exact))
+    result = run_guarded(lambda: opened.find(query, tokens=token_list, top=top, kind=kind, k=k, exact=exact, method=method))
     if as_json:
         print_json(result.to_json())
         return
@@ -287,6 +288,82 @@ def info(index: IndexOption = None, as_json: JsonOption = False) -> None:
     from .report import console, info_table
 
     console().print(info_table(data))
+
+
+@app.command()
+def ablate(
+    target: Annotated[Optional[str], typer.Argument(help="Cluster id (17, k50/17, filter+tfidf/k200/17).")] = None,
+    neurons: Annotated[Optional[str], typer.Option("--neurons", help="Ablate these neurons instead: L:I,L:I.")] = None,
+    query: Annotated[Optional[str], typer.Option("--query", "-q", help="Ablate the top cluster for this query.")] = None,
+    tokens: Annotated[Optional[str], typer.Option("--tokens", help="Target tokens for --neurons (default: their top tokens).")] = None,
+    ablation: Annotated[str, typer.Option(help="mean, layer-mean or zero.")] = "mean",
+    sentences: Annotated[int, typer.Option(help="Evaluation sentences containing target tokens.")] = 96,
+    seeds: Annotated[int, typer.Option(help="Draws of each random baseline.")] = 5,
+    top_tokens: Annotated[int, typer.Option(help="A cluster's target tokens: its top-k tokens.")] = 30,
+    corpus: Annotated[Optional[str], typer.Option(help="Evaluation corpus (default: the index's).")] = None,
+    max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents of it.")] = None,
+    index: IndexOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Is a hit causal? Masked-LM loss on its tokens with its neurons ablated, against random baselines."""
+    from .ablation import AblationConfig, AblationSession, store_result
+
+    given = [x is not None for x in (target, neurons, query)]
+    if sum(given) != 1:
+        fail("give exactly one of: a cluster id, --neurons L:I,..., --query TEXT")
+    opened = _open_index(index)
+    config = AblationConfig(ablation=ablation, sentences=sentences, seeds=seeds, top_tokens=top_tokens)
+    if sentences < 1 or seeds < 2:
+        fail("--sentences must be >= 1 and --seeds >= 2")
+
+    def work() -> dict:
+        import time
+
+        with RichReporter(as_json) as reporter:
+            reporter.log("loading model, head and evaluation sentences ...")
+            session = AblationSession(opened, config, corpus=corpus, max_docs=max_docs)
+            if target is not None:
+                chosen = session.cluster_target(target)
+            elif query is not None:
+                chosen = session.query_target(query)
+            else:
+                chosen = session.neurons_target(neurons.split(","), tokens.split(",") if tokens else None)
+            advance = reporter.task(f"ablating {chosen.kind} {chosen.id}", None)
+            started = time.time()
+            result = session.run(chosen, on_progress=lambda done, total: advance(1))
+            result["seconds"] = round(time.time() - started, 2)
+        store_result(opened.path, result)
+        return result
+
+    result = run_guarded(work)
+    if as_json:
+        print_json(result)
+        return
+    from .report import ablation_table, console
+
+    out = console()
+    out.print(f"target {result['target']['kind']} {result['target']['id']} ({len(result['target']['neurons'])} neurons); "
+              f"tokens: {' '.join(result['tokens'][:15])}")
+    out.print(ablation_table(result))
+    out.print(f"{result['seconds']:.1f} s")
+
+
+@app.command("fit-head")
+def fit_head_command(
+    index: IndexOption = None,
+    corpus: Annotated[Optional[str], typer.Option(help="Training corpus (default: the index's).")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the training split.")] = 2.0,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
+    max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
+) -> None:
+    """Fit a masked-LM head (and [MASK] vector) on the frozen encoder; stored in the index."""
+    from .head import fit_head_for_index
+
+    opened = _open_index(index)
+    with RichReporter() as reporter:
+        meta = run_guarded(lambda: fit_head_for_index(opened, corpus=corpus, epochs=epochs, lr=lr, max_docs=max_docs, reporter=reporter))
+    typer.echo(f"head stored in {opened.path / 'head'}: held-out masked loss {meta['heldout_loss']:.3f} "
+               f"(unigram baseline {meta['unigram_loss']:.3f})")
 
 
 def main() -> None:

@@ -40,6 +40,9 @@ HEAD_FORMAT = 1
 WEIGHTS_FILE = "head.safetensors"
 META_FILE = "head.json"
 SCHEDULES = ("constant", "cosine")
+HELDOUT_SEED = 1_000_003
+"""Seeds the held-out masking independently of ``HeadConfig.seed``, so every run (and a run
+resumed from a checkpoint with another seed) is scored on the same masked positions."""
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,13 @@ class HeadConfig:
     learn_mask_vector: bool = True
     """Learn the [MASK] input embedding jointly with the head (see module docstring)."""
     seed: int = 0
-    """Seeds head init, shuffling, and the training and held-out masking."""
+    """Seeds head init, shuffling and the training masking (not the held-out masking)."""
     max_steps: int | None = None
     """Stop after this many steps even if ``epochs`` are not done (None: no cap)."""
     eval_every: int = 100
     """Evaluate the held-out loss every this many steps (and at the start and end)."""
     schedule: str = "constant"
-    """Learning-rate shape after warmup: ``constant`` or ``cosine`` (decay to 0 at the last step)."""
+    """Learning-rate shape after warmup: ``constant``, or ``cosine`` decaying to 0 at the end."""
     warmup_steps: int = 0
     """Linear warmup steps."""
     weight_decay: float = 0.0
@@ -210,7 +213,8 @@ def mask_tokens(
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
     kind = torch.rand(input_ids.shape, generator=generator)
     random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator)
-    inputs = torch.where(chosen & (kind < 0.8), torch.full_like(input_ids, mask_token_id), input_ids)
+    masks = torch.full_like(input_ids, mask_token_id)
+    inputs = torch.where(chosen & (kind < 0.8), masks, input_ids)
     inputs = torch.where(chosen & (kind >= 0.8) & (kind < 0.9), random_ids, inputs)
     return inputs, labels
 
@@ -362,7 +366,7 @@ def fit_head(
             head.bias.copy_(log_unigram.clamp_min(-30.0).float())
     model = HeadedMaskedLM(encoder, head)
 
-    held_gen = torch.Generator().manual_seed(config.seed + 1_000_003)
+    held_gen = torch.Generator().manual_seed(HELDOUT_SEED)
     held_batches = []
     held_labels = []
     for start in range(0, len(held), 64):
@@ -462,6 +466,9 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the head private
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -498,7 +505,9 @@ def save_head(head: MLMHead, directory: str | os.PathLike[str], meta: dict[str, 
     return out
 
 
-def load_head(directory: str | os.PathLike[str], encoder: nn.Module) -> tuple[MLMHead, dict[str, Any]]:
+def load_head(
+    directory: str | os.PathLike[str], encoder: nn.Module
+) -> tuple[MLMHead, dict[str, Any]]:
     """Load a head saved by :func:`save_head`, tied to ``encoder``'s word embeddings."""
     root = Path(directory)
     with open(root / META_FILE, encoding="utf-8") as f:

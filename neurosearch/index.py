@@ -261,39 +261,48 @@ class Index:
             return self.expander.from_tokens(tokens)
         return self.expander.expand(query or "")
 
-    @cached_property
-    def _cluster_keys(self) -> list[str]:
-        return list(self.json("search/clusters.json")["keys"])
+    def cluster_keys(self, method: str) -> list[str]:
+        return list(self.json(f"search/{method}/clusters.json")["keys"])
 
-    def _rank(self, kind: str, expanded: ExpandedQuery, exact: bool, k_filter: int | None) -> list[tuple[int, float]]:
+    def rank(
+        self, kind: str, expanded: ExpandedQuery, *, method: str | None = None, exact: bool = False,
+        k: int | None = None,
+    ) -> list[tuple[int, float]]:
+        """(row, score) of every neuron or cluster, best first; HNSW candidates unless ``exact``.
+
+        Rows index the neurons (flat index) or ``cluster_keys(method)``. Methods other than the
+        index's search method have no HNSW files and are always scored exactly.
+        """
         from .search import sparse_scores
 
+        method = method or self.search_method
         if kind == "neurons":
-            top = self.method_top(self.search_method)[0]
-            weights = self.npy("search/neuron_weights.npy").astype(np.float32)
+            top = self.method_top(method)[0]
+            weights = self.npy(f"search/{method}/neuron_weights.npy").astype(np.float32)
         else:
-            top = self.npy("search/cluster_top_tokens.npy")
-            weights = self.npy("search/cluster_weights.npy").astype(np.float32)
+            top = self.npy(f"search/{method}/cluster_top_tokens.npy")
+            weights = self.npy(f"search/{method}/cluster_weights.npy").astype(np.float32)
         query_vector = expanded.as_vector(len(self.kept_tokens))
-        if exact:
+        if exact or method != self.search_method:
             candidates = np.arange(top.shape[0])
         else:
-            candidates = self._hnsw_candidates(kind, expanded.dense, top.shape[0])
+            candidates = self._hnsw_candidates(kind, method, expanded.dense, top.shape[0])
         scores = sparse_scores(top[candidates], weights[candidates], query_vector)
-        if kind == "clusters" and k_filter is not None:
-            prefix = f"k{k_filter}/"
-            keep = np.array([self._cluster_keys[c].startswith(prefix) for c in candidates], dtype=bool)
+        if kind == "clusters" and k is not None:
+            prefix = f"k{k}/"
+            keys = self.cluster_keys(method)
+            keep = np.array([keys[c].startswith(prefix) for c in candidates], dtype=bool)
             candidates, scores = candidates[keep], scores[keep]
         order = np.argsort(-scores, kind="stable")
         return [(int(candidates[i]), float(scores[i])) for i in order]
 
-    def _hnsw_candidates(self, kind: str, dense: np.ndarray, total: int) -> np.ndarray:
+    def _hnsw_candidates(self, kind: str, method: str, dense: np.ndarray, total: int) -> np.ndarray:
         from .search import load_hnsw
 
         name = "neurons" if kind == "neurons" else "clusters"
         cache = self.__dict__.setdefault("_hnsw", {})
         if name not in cache:
-            cache[name] = load_hnsw(self._check(f"search/{name}.hnsw"), dense.shape[0], self.config.hnsw_ef)
+            cache[name] = load_hnsw(self._check(f"search/{method}/{name}.hnsw"), dense.shape[0], self.config.hnsw_ef)
         count = min(self.config.candidates, total)
         labels, _ = cache[name].knn_query(dense[None, :], k=count)
         return labels[0].astype(np.int64)
@@ -307,6 +316,7 @@ class Index:
         kind: str = "both",
         k: int | None = None,
         exact: bool = False,
+        method: str | None = None,
     ) -> FindResult:
         """Neurons and clusters ranked by how strongly the query's tokens are among their peaks."""
         if top < 1:
@@ -315,19 +325,24 @@ class Index:
             raise NeurosearchError(f"--kind must be one of {', '.join(KINDS)}, got '{kind}'")
         if k is not None and k not in self.ks:
             raise NeurosearchError(f"K={k} is not in this index (has K = {', '.join(map(str, self.ks))})")
+        method = method or self.search_method
+        if method not in self.methods:
+            raise NeurosearchError(f"method '{method}' is not in this index (has: {', '.join(self.methods)})")
         expanded = self.expand(query, tokens)
         results: list[Result] = []
         if kind in ("both", "clusters"):
-            for position, score in self._rank("clusters", expanded, exact, k if k is not None else self.default_k)[:top]:
-                key = self._cluster_keys[position]
+            keys = self.cluster_keys(method)
+            ranked = self.rank("clusters", expanded, method=method, exact=exact, k=k if k is not None else self.default_k)
+            for position, score in ranked[:top]:
+                key = f"{method}/{keys[position]}"
                 info = self.cluster(key)
                 results.append(
                     Result("cluster", key, score, info.label["theme"], info.label["source"],
                            info.top_tokens[:30], len(info.neurons), info.neurons)
                 )
         if kind in ("both", "neurons"):
-            top_index, _ = self.method_top(self.search_method)
-            for position, score in self._rank("neurons", expanded, exact, None)[:top]:
+            top_index, _ = self.method_top(method)
+            for position, score in self.rank("neurons", expanded, method=method, exact=exact)[:top]:
                 name = self.neuron_name(position)
                 tokens_of = [self.kept_tokens[i] for i in top_index[position][:30]]
                 theme, source = self.label_for("neuron", name, tokens_of)

@@ -93,6 +93,8 @@ class LoadedModel:
         """sha256 over the encoder's parameters (names, shapes, bytes)."""
         digest = hashlib.sha256()
         for name, tensor in sorted(self.encoder.state_dict().items()):
+            if name.startswith("pooler."):  # absent when loaded under a masked-LM head
+                continue
             digest.update(name.encode())
             digest.update(str(tuple(tensor.shape)).encode())
             digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
