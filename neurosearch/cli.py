@@ -51,7 +51,7 @@ def print_json(data: Any) -> None:
 class RichReporter:
     """Reporter (see progress.py) drawing rich progress bars on stderr."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, transient: bool = False):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -64,7 +64,7 @@ class RichReporter:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.console,
-            transient=False,
+            transient=transient,
             disable=quiet,
         )
         self.tasks: dict[str, Any] = {}
@@ -346,6 +346,38 @@ def ablate(
               f"tokens: {' '.join(result['tokens'][:15])}")
     out.print(ablation_table(result))
     out.print(f"{result['seconds']:.1f} s")
+
+
+@app.command()
+def label(
+    index: IndexOption = None,
+    llm_model: Annotated[str, typer.Option(help="Chat model name.")] = "gpt-4o-mini",
+    base_url: Annotated[Optional[str], typer.Option(help="Any OpenAI-compatible server (llama.cpp, vLLM, ...).")] = None,
+    neurons: Annotated[int, typer.Option(help="Also label the N most selective neurons.")] = 0,
+    k: Annotated[Optional[str], typer.Option("--k", help="Label clusters at these K (default: all).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-label even what is cached.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
+    contexts: Annotated[int, typer.Option(help="Activating contexts per prompt (needs the corpus file).")] = 3,
+) -> None:
+    """Ask an LLM for a short theme of every cluster (key from OPENAI_API_KEY only)."""
+    from .labels import LabelConfig, label_items
+    from .labeling import label_requests
+
+    opened = _open_index(index)
+    ks = [int(x) for x in k.split(",")] if k else None
+    config = LabelConfig(llm_model=llm_model, base_url=base_url, timeout=timeout, contexts=contexts)
+    requests = run_guarded(lambda: label_requests(opened, ks=ks, neurons=neurons, contexts=contexts))
+    with RichReporter(transient=True) as reporter:
+        advance = reporter.task("labelling", len(requests))
+        run = run_guarded(lambda: label_items(requests, opened.path / "labels.json", config, force=force,
+                                              on_progress=lambda *a: advance(1)))
+    if run.aborted:
+        fail(run.aborted)
+    for message in run.messages:
+        typer.echo(message, err=True)
+    typer.echo(f"labels: {run.labelled} new, {run.cached} cached, {run.failed} failed, {run.skipped} skipped")
+    if not run.ok:
+        raise typer.Exit(1)
 
 
 @app.command("fit-head")

@@ -13,6 +13,8 @@ written to the store and is scrubbed from every message.
 
 from __future__ import annotations
 
+from .errors import NeurosearchError
+
 import hashlib
 import json
 import os
@@ -36,7 +38,7 @@ ABORT_STATUSES = (401, 403, 404)
 """Statuses that will be the same for every item (bad key, no access, wrong model or URL)."""
 
 
-class LabelError(RuntimeError):
+class LabelError(NeurosearchError):
     """A labelling problem the user must fix (no key, unreadable store)."""
 
 

@@ -1,0 +1,35 @@
+"""What gets labelled: one LLM request per cluster (and per selective neuron), built from an index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .contexts import context_records
+from .labels import LabelRequest
+
+
+def _context_lines(index: Any, refs: list[dict], count: int) -> list[str]:
+    if count <= 0:
+        return []
+    records = context_records(index, refs, count, width=8)
+    return [f"{r['left']}[[{r['token']}]]{r['right']}" for r in records if r.get("token")]
+
+
+def label_requests(index: Any, *, ks: list[int] | None = None, neurons: int = 0, contexts: int = 3) -> list[LabelRequest]:
+    """Requests for every cluster of the search method at ``ks`` (default all) and the top neurons."""
+    method = index.search_method
+    requests = []
+    for k in ks or index.ks:
+        for cluster in index.clusters(method, k):
+            info = index.cluster(f"{method}/k{k}/{cluster['id']}")
+            refs = index.cluster_refs(info, contexts) if contexts else []
+            requests.append(LabelRequest("cluster", info.key, info.top_tokens[:30], _context_lines(index, refs, contexts)))
+    if neurons > 0:
+        weights = index.npy(f"search/{method}/neuron_weights.npy").astype(np.float32)
+        for flat in np.argsort(-weights[:, 0], kind="stable")[:neurons]:
+            data = index.neuron(index.neuron_name(int(flat)))
+            requests.append(LabelRequest("neuron", data["id"], data["top_tokens"][:30],
+                                         _context_lines(index, data["top_activations"], contexts)))
+    return requests
