@@ -1,0 +1,154 @@
+"""The command line: one clear line on stderr and a non-zero exit for every kind of bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from neurosearch.build import build_index
+from neurosearch.cli import app
+from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def assert_one_line_error(result, fragment: str) -> None:
+    assert result.exit_code != 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("neurosearch: error:") and fragment in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_index(tmp_path_factory, tiny_model: Path, tiny_corpus: Path) -> Path:
+    out = tmp_path_factory.mktemp("index") / "tiny"
+    config = BuildConfig(
+        model=ModelConfig(model=str(tiny_model), dtype="float32"),
+        corpus=CorpusConfig(source=str(tiny_corpus), window=16),
+        stats=StatsConfig(batch_tokens=256, shard_docs=100),
+        profiles=ProfileConfig(min_count=2),
+        clusters=ClusterConfig(ks=(3, 6)),
+    )
+    build_index(config, out)
+    return out
+
+
+def _bad_corpora(tmp_path: Path) -> list[tuple[list[str], str]]:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    binary = tmp_path / "blob.txt"
+    binary.write_bytes(bytes(range(256)) * 4)
+    malformed = tmp_path / "bad.jsonl"
+    malformed.write_text('{"text": "fine"}\n{"text": broken\n')
+    other_field = tmp_path / "other.jsonl.gz"
+    with gzip.open(other_field, "wt") as handle:
+        handle.write(json.dumps({"body": "hello"}) + "\n")
+    return [
+        ([str(tmp_path / "missing.txt")], "not found"),
+        ([str(empty)], "no documents"),
+        ([str(binary)], "binary"),
+        ([str(malformed)], "line 2: not valid JSON"),
+        ([str(other_field)], "no field 'text'"),
+    ]
+
+
+def test_bad_corpus_files(tmp_path: Path, tiny_model: Path):
+    for (corpus,), fragment in _bad_corpora(tmp_path):
+        out = tmp_path / "out"
+        result = run("build", "--corpus", corpus, "--out", str(out), "--model", str(tiny_model), "-q")
+        assert_one_line_error(result, fragment)
+        assert not out.exists(), f"half-written index left behind for {corpus}"
+
+
+def test_unknown_model_path(tmp_path: Path, tiny_corpus: Path):
+    out = tmp_path / "out"
+    result = run("build", "--corpus", str(tiny_corpus), "--out", str(out), "--model", str(tmp_path / "no-model"), "-q")
+    assert_one_line_error(result, "no-model")
+    assert not out.exists()
+
+
+def test_k_larger_than_neurons(tmp_path: Path, tiny_model: Path, tiny_corpus: Path):
+    out = tmp_path / "out"
+    result = run("build", "--corpus", str(tiny_corpus), "--out", str(out), "--model", str(tiny_model),
+                 "--k", "5,1000", "--min-count", "2", "--dtype", "float32", "-q")
+    assert_one_line_error(result, "larger than the number of neurons")
+
+
+def test_find_show_info_work(tiny_index: Path):
+    result = run("find", "monday", "--index", str(tiny_index), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["query"] == "monday" and data["expanded_tokens"][0]["token"] == "monday"
+    kinds = {r["kind"] for r in data["results"]}
+    assert kinds == {"cluster", "neuron"}
+    for hit in data["results"]:
+        assert set(hit) >= {"kind", "id", "score", "label", "top_tokens", "size", "neurons"}
+        assert len(hit["top_tokens"]) >= 20
+    assert run("find", "--tokens", "monday,friday", "--index", str(tiny_index)).exit_code == 0
+    assert run("show", "cluster", "0", "--index", str(tiny_index)).exit_code == 0
+    assert run("show", "neuron", "1:3", "--index", str(tiny_index), "--json").exit_code == 0
+    assert run("info", "--index", str(tiny_index)).exit_code == 0
+
+
+def test_library_find_matches_cli(tiny_index: Path):
+    from neurosearch import Index
+
+    api = Index.load(tiny_index).find("music", top=5).to_json()
+    cli = json.loads(run("find", "music", "--top", "5", "--index", str(tiny_index), "--json").stdout)
+    assert api == cli
+
+
+def test_hnsw_and_exact_agree_on_a_small_index(tiny_index: Path):
+    from neurosearch import Index
+
+    index = Index.load(tiny_index)
+    for query in ("monday", "red", "dog"):
+        expanded = index.expand(query)
+        for kind in ("neurons", "clusters"):
+            approx = [r for r, _ in index.rank(kind, expanded)[:10]]
+            exact = [r for r, _ in index.rank(kind, expanded, exact=True)[:10]]
+            assert set(approx) == set(exact)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["find", ""], "empty query"),
+        (["find", "--tokens", "zzqqxx"], "unknown token(s) zzqqxx"),
+        (["find", "monday", "--top", "0"], "--top must be at least 1"),
+        (["show", "cluster", "99"], "does not exist"),
+        (["show", "cluster", "k7/1"], "K=7 is not in this index"),
+        (["show", "neuron", "9:0"], "out of range"),
+        (["show", "neuron", "abc"], "bad neuron name"),
+    ],
+)
+def test_find_and_show_errors(tiny_index: Path, args: list[str], fragment: str):
+    assert_one_line_error(run(*args, "--index", str(tiny_index)), fragment)
+
+
+def test_missing_and_corrupt_index(tmp_path: Path, tiny_index: Path):
+    assert_one_line_error(run("find", "monday", "--index", str(tmp_path / "nowhere")), "index not found")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_index, broken)
+    target = broken / "search" / "filter" / "neuron_weights.npy"
+    target.write_bytes(target.read_bytes()[:-7] + b"garbage")
+    assert_one_line_error(run("find", "monday", "--index", str(broken)), str(target))
+    (broken / "manifest.json").write_text("{not json")
+    assert_one_line_error(run("info", "--index", str(broken)), "manifest.json")
+
+
+def test_label_with_nothing_listening(tiny_index: Path, tmp_path: Path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_index, copy)
+    assert_one_line_error(run("label", "--index", str(copy), "--base-url", "http://127.0.0.1:9", "--contexts", "0"),
+                          "cannot reach")
