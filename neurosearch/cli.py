@@ -380,6 +380,76 @@ def label(
         raise typer.Exit(1)
 
 
+@app.command()
+def evaluate(
+    index: IndexOption = None,
+    methods: Annotated[str, typer.Option(help="Methods to evaluate, comma-separated, or all.")] = "all",
+    k: Annotated[Optional[str], typer.Option("--k", help="K values, comma-separated (default: all in the index).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: INDEX/evaluation).")] = None,
+    max_clusters: Annotated[Optional[int], typer.Option(help="Evaluate a seeded sample of this many clusters per method and K.")] = None,
+    sentences: Annotated[int, typer.Option(help="Evaluation sentences per cluster.")] = 96,
+    seeds: Annotated[int, typer.Option(help="Draws of each random baseline.")] = 5,
+    ablation: Annotated[str, typer.Option(help="mean, layer-mean or zero.")] = "mean",
+    corpus: Annotated[Optional[str], typer.Option(help="Evaluation corpus (default: the index's).")] = None,
+) -> None:
+    """The paper's Table 3 and Figures 2-5: ablate every cluster of each method and K (resumable)."""
+    from .ablation import AblationConfig
+    from .evaluation import run_evaluate, table3_rich
+
+    opened = _open_index(index)
+    chosen = opened.methods if methods == "all" else [m.strip() for m in methods.split(",")]
+    unknown = [m for m in chosen if m not in opened.methods]
+    if unknown:
+        fail(f"method(s) {', '.join(unknown)} not in this index (has: {', '.join(opened.methods)})")
+    ks = [int(x) for x in k.split(",")] if k else opened.ks
+    missing = [x for x in ks if x not in opened.ks]
+    if missing:
+        fail(f"K={missing[0]} is not in this index (has K = {', '.join(map(str, opened.ks))})")
+    config = AblationConfig(ablation=ablation, sentences=sentences, seeds=seeds)
+    target = out or opened.path / "evaluation"
+    with RichReporter() as reporter:
+        rows = run_guarded(lambda: run_evaluate(opened, target, methods=chosen, ks=ks, config=config,
+                                                max_clusters=max_clusters, corpus=corpus, reporter=reporter))
+    from .report import console
+
+    console().print(table3_rich(rows))
+    typer.echo(f"wrote {target}/table3.md, table3.csv and figures")
+
+
+@app.command()
+def plot(
+    name: Annotated[str, typer.Argument(help="distance-curve, losses, neurons or pca.")],
+    cluster: Annotated[Optional[str], typer.Option(help="Cluster for 'neurons' (default: the tightest).")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="K for 'losses' and 'pca'.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG path.")] = None,
+    index: IndexOption = None,
+) -> None:
+    """Draw one of the paper's figures for an index (PNG)."""
+    from . import evaluation, plots
+
+    opened = _open_index(index)
+    target = out or Path(f"{name}.png")
+
+    def draw() -> Path:
+        if name == "distance-curve":
+            return plots.plot_distance_curve(evaluation.distance_curves(opened, opened.methods), target)
+        if name == "losses":
+            results = evaluation.load_results(opened.path / "evaluation" / "results.jsonl")
+            if not results:
+                raise NeurosearchError("no evaluation results yet: run `neurosearch evaluate` first")
+            return plots.plot_cluster_losses(results, target, k=k)
+        if name == "neurons":
+            info = opened.cluster(cluster) if cluster else evaluation.tightest_clusters(opened, opened.search_method, opened.default_k, 1)[0]
+            return plots.plot_cluster_neurons(info.neurons, opened.manifest.n_layers, opened.manifest.neurons_per_layer,
+                                              target, title=f"cluster {info.key}: {info.label['theme']}")
+        if name == "pca":
+            chosen = evaluation.tightest_clusters(opened, opened.search_method, k or opened.default_k, 5)
+            return plots.plot_token_pca(evaluation.pca_inputs(opened, chosen), target)
+        raise NeurosearchError(f"unknown figure '{name}' (choose distance-curve, losses, neurons, pca)")
+
+    typer.echo(f"wrote {run_guarded(draw)}")
+
+
 @app.command("fit-head")
 def fit_head_command(
     index: IndexOption = None,

@@ -17,6 +17,7 @@ The aggregation here is pure (no model, no files read) so it can be rerun on cac
 from __future__ import annotations
 
 import csv
+import json
 import io
 import math
 import os
@@ -228,3 +229,132 @@ def table3_rich(rows: Sequence[Table3Row], *, title: str = "Table 3: % MLM loss 
     for row in rows:
         table.add_row(*(_fmt(f.name, getattr(row, f.name)) for f in fields(Table3Row)))
     return table
+
+
+# --------------------------------------------------------------------------------------------
+# Running the experiment (neurosearch evaluate)
+
+
+def load_results(path: Path) -> list[dict[str, Any]]:
+    """Results already computed (one JSON object per line; a torn last line is ignored)."""
+    results = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                results.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return results
+
+
+def _append_result(path: Path, result: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(result) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def evaluation_targets(index: Any, methods: Sequence[str], ks: Sequence[int], max_clusters: int | None,
+                       seed: int = 0) -> list[tuple[str, int, str]]:
+    """(method, k, cluster key) of every cluster to evaluate; a seeded sample when capped."""
+    import numpy as np
+
+    targets = []
+    for method in methods:
+        for k in ks:
+            ids = [c["id"] for c in index.clusters(method, k)]
+            if max_clusters is not None and len(ids) > max_clusters:
+                rng = np.random.default_rng([seed, k])
+                ids = sorted(rng.choice(ids, size=max_clusters, replace=False).tolist())
+            targets.extend((method, k, f"{method}/k{k}/{i}") for i in ids)
+    return targets
+
+
+def run_evaluate(
+    index: Any,
+    out_dir: Path,
+    *,
+    methods: Sequence[str],
+    ks: Sequence[int],
+    config: Any,
+    max_clusters: int | None = None,
+    corpus: str | None = None,
+    max_docs: int | None = None,
+    reporter: Any = None,
+) -> list[Table3Row]:
+    """Ablate every (sampled) cluster of each method and K; resumable; writes table3.* and figures."""
+    from .ablation import AblationSession
+    from .progress import SilentReporter
+
+    reporter = reporter or SilentReporter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / "results.jsonl"
+    done = {r["target"]["id"]: r for r in load_results(results_path)}
+    targets = evaluation_targets(index, methods, ks, max_clusters)
+    todo = [t for t in targets if t[2] not in done]
+    if todo:
+        reporter.log(f"evaluate: {len(done)} cluster(s) already done, {len(todo)} to go")
+        session = AblationSession(index, config, corpus=corpus, max_docs=max_docs)
+        advance = reporter.task("ablating clusters", len(targets))
+        advance(len(targets) - len(todo))
+        for method, k, key in todo:
+            result = session.run(session.cluster_target(key))
+            result.update(method=method, k=k)
+            _append_result(results_path, result)
+            done[key] = result
+            advance(1)
+        reporter.finish("ablating clusters")
+    wanted = {t[2] for t in targets}
+    results = [r for key, r in done.items() if key in wanted]
+    rows = table3(results)
+    write_table3(rows, out_dir)
+    write_figures(index, results, out_dir, methods=methods, ks=ks)
+    return rows
+
+
+def write_figures(index: Any, results: Sequence[dict[str, Any]], out_dir: Path, *, methods: Sequence[str],
+                  ks: Sequence[int]) -> list[Path]:
+    """Figures 2-5 of the paper for this index (PNG)."""
+    from . import plots
+
+    written = [plots.plot_distance_curve(distance_curves(index, methods), out_dir / "fig2_distance_curve.png")]
+    for k in ks:
+        for method in methods:
+            if any(r.get("method") == method and r.get("k") == k for r in results):
+                written.append(plots.plot_cluster_losses(results, out_dir / f"fig4_losses_{_slug(method)}_k{k}.png",
+                                                         k=k, method=method))
+    chosen = tightest_clusters(index, index.search_method, index.default_k, 5)
+    written.append(plots.plot_token_pca(pca_inputs(index, chosen), out_dir / "fig3_token_pca.png"))
+    best = max(results, key=lambda r: r.get("change_pct", 0.0), default=None)
+    info = index.cluster(best["target"]["id"]) if best else index.cluster(chosen[0].key)
+    written.append(plots.plot_cluster_neurons(info.neurons, index.manifest.n_layers, index.manifest.neurons_per_layer,
+                                              out_dir / "fig5_cluster_neurons.png",
+                                              title=f"cluster {info.key}: {info.label['theme']}"))
+    return written
+
+
+def _slug(method: str) -> str:
+    return method.replace("+", "-")
+
+
+def distance_curves(index: Any, methods: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+    curves = {}
+    for method in methods:
+        data = index.json(f"methods/{method}/distance_curve.json")
+        curves[method] = {"k": data["ks"], "avg_max": data["avg_max_distance"], "avg_mean": data["avg_mean_distance"]}
+    return curves
+
+
+def tightest_clusters(index: Any, method: str, k: int, count: int, min_size: int = 3) -> list[Any]:
+    """The ``count`` clusters with the smallest average pairwise distance (at least ``min_size`` neurons)."""
+    found = [c for c in index.clusters(method, k) if len(c["neurons"]) >= min_size]
+    found.sort(key=lambda c: c["avg_distance"])
+    return [index.cluster(f"{method}/k{k}/{c['id']}") for c in found[:count]]
+
+
+def pca_inputs(index: Any, clusters: Sequence[Any], tokens: int = 30) -> list[tuple[str, list[str], Any]]:
+    chosen = []
+    for info in clusters:
+        top = info.top_tokens[:tokens]
+        chosen.append((f"{info.key}: {info.label['theme']}", top, index._vectors_of(top)))
+    return chosen
