@@ -78,15 +78,28 @@ class Builder:
             self.site = neuron_site(self.loaded.encoder, self.config.model.site)
 
     def _invalidate_changed(self, manifest: Manifest) -> None:
-        """A stage whose config changed since it ran is redone, and so is every stage after it."""
+        """A stage whose config changed since it ran is redone, and so is every stage after it.
+
+        Choosing another search method among the built ones only redoes the search stage.
+        """
         wanted = {"profiles": to_dict(self.config.profiles), "clusters": to_dict(self.config.clusters)}
-        for position, stage in enumerate(STAGES[1:3], start=1):
+        first_changed = None
+        for stage in ("profiles", "clusters"):
             stored = manifest.configs.get(stage)
-            if stored is not None and json.loads(json.dumps(wanted[stage])) != stored:
-                for later in STAGES[position:]:
-                    if manifest.stages.pop(later, None) is not None:
-                        self.reporter.log(f"{later}: configuration changed, rebuilding")
-                return
+            if stored is None or json.loads(json.dumps(wanted[stage])) == stored:
+                continue
+            if stage == "profiles" and {**stored, "search_method": None} == json.loads(
+                json.dumps({**wanted[stage], "search_method": None})
+            ):
+                manifest.configs["profiles"] = json.loads(json.dumps(wanted[stage]))
+                first_changed = first_changed or "search"
+                continue
+            first_changed = stage
+            break
+        if first_changed is not None:
+            for later in STAGES[STAGES.index(first_changed):]:
+                if manifest.stages.pop(later, None) is not None:
+                    self.reporter.log(f"{later}: configuration changed, rebuilding")
 
     def _stage_done(self, manifest: Manifest, stage: str) -> bool:
         return bool(manifest.stages.get(stage, {}).get("done"))
@@ -288,6 +301,8 @@ class Builder:
 
         started = time.time()
         reset_peak_rss()
+        shutil.rmtree(self.out / "search", ignore_errors=True)  # no stale files of another search method
+        manifest.files = {k: v for k, v in manifest.files.items() if not k.startswith("search/")}
         search_method = manifest.configs["profiles"]["search_method"]
         m = manifest.configs["profiles"]["top_tokens"]
         kept_ids = np.asarray(json.loads((self.out / "tokens.json").read_text())["ids"])

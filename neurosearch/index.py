@@ -117,6 +117,13 @@ class Index:
             raise IndexError_(f"corrupt index file {path}: {exc}") from None
 
     def json(self, relative: str) -> Any:
+        """Parsed JSON file of the index (parsed once per Index; callers must not mutate it)."""
+        cache = self.__dict__.setdefault("_json_cache", {})
+        if relative not in cache:
+            cache[relative] = self._read_json(relative)
+        return cache[relative]
+
+    def _read_json(self, relative: str) -> Any:
         path = self._check(relative)
         try:
             return json.loads(path.read_text(encoding="utf-8"))
@@ -149,11 +156,16 @@ class Index:
         return list(self.kept["tokens"])
 
     @cached_property
-    def token_vectors(self) -> np.ndarray:
-        """Unit float32 embedding rows for the whole vocabulary."""
+    def _token_space(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.npy("token_space.npy"), self.npy("token_space_scale.npy")
+
+    def token_rows(self, ids: Any) -> np.ndarray:
+        """Unit float32 embedding rows of vocabulary ids (dequantised on demand)."""
         from .embeddings import dequantize_rows
 
-        return dequantize_rows(self.npy("token_space.npy"), self.npy("token_space_scale.npy"))
+        codes, scale = self._token_space
+        ids = np.asarray(ids, dtype=np.int64)
+        return dequantize_rows(codes[ids], scale[ids])
 
     @cached_property
     def expander(self) -> QueryExpander:
@@ -161,7 +173,7 @@ class Index:
 
         tokenizer = Tokenizer.from_file(str(self._check("tokenizer.json")))
         return QueryExpander(
-            tokenizer, self.kept_tokens, np.asarray(self.kept["ids"], dtype=np.int64), self.token_vectors, self.config
+            tokenizer, self.kept_tokens, np.asarray(self.kept["ids"], dtype=np.int64), self.token_rows, self.config
         )
 
     @cached_property
@@ -204,10 +216,13 @@ class Index:
         fallback = fallback_label(top_tokens[:20], vectors)
         return fallback.theme, "fallback"
 
+    @cached_property
+    def _kept_position(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.kept_tokens)}
+
     def _vectors_of(self, tokens: list[str]) -> np.ndarray:
-        index = {t: i for i, t in enumerate(self.kept_tokens)}
-        ids = np.asarray(self.kept["ids"], dtype=np.int64)
-        return self.token_vectors[[ids[index[t]] for t in tokens]]
+        ids = self.kept["ids"]
+        return self.token_rows([ids[self._kept_position[t]] for t in tokens])
 
     # -- clusters -----------------------------------------------------------------------------------
     def parse_cluster_id(self, text: str) -> tuple[str, int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
@@ -64,15 +65,15 @@ class QueryExpander:
         tokenizer: object,
         kept_tokens: list[str],
         kept_ids: np.ndarray,
-        vocab_space: np.ndarray,
+        vocab_rows: Callable[[Any], np.ndarray],
         config: SearchConfig,
     ):
         self.tokenizer = tokenizer
         self.kept_tokens = kept_tokens
         self.kept_index = {token: index for index, token in enumerate(kept_tokens)}
         self.kept_ids = kept_ids
-        self.vocab_space = vocab_space  # unit rows for the whole vocabulary, float32
-        self.kept_space = vocab_space[kept_ids]
+        self.vocab_rows = vocab_rows  # vocabulary ids -> unit float32 embedding rows
+        self.kept_space = vocab_rows(kept_ids)
         self.config = config
 
     def _pieces(self, text: str) -> list[int]:
@@ -82,7 +83,7 @@ class QueryExpander:
         ids = [i for i in self._pieces(word)]
         if not ids:
             return None
-        vector = self.vocab_space[ids].mean(axis=0)
+        vector = self.vocab_rows(ids).mean(axis=0)
         norm = np.linalg.norm(vector)
         return vector / norm if norm > 0 else None
 
@@ -94,7 +95,7 @@ class QueryExpander:
         words = [w for w in re.findall(r"[\w'-]+", text.lower()) if w not in _STOPWORDS] or [text.lower()]
         weights: dict[int, float] = {}
         notes: list[str] = []
-        dense = np.zeros(self.vocab_space.shape[1], dtype=np.float32)
+        dense = np.zeros(self.kept_space.shape[1], dtype=np.float32)
         for word in words:
             for piece_id in self._pieces(word):
                 index = self._kept_of_id(piece_id)
