@@ -22,7 +22,7 @@ def test_build_and_find_with_real_minilm(tmp_path: Path):
     out = tmp_path / "index"
     build = subprocess.run(
         [sys.executable, "-m", "neurosearch.cli", "build", "--corpus", str(corpus), "--out", str(out),
-         "--min-count", "3", "--k", "10,40", "--quiet"],
+         "--min-count", "3", "--k", "10,40", "--methods", "filter,filter+smooth", "--quiet"],
         capture_output=True, text=True,
     )
     assert build.returncode == 0, build.stderr

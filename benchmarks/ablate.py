@@ -1,0 +1,58 @@
+"""Ablation speed: conditions stacked into one forward pass vs one forward pass per condition.
+
+    python benchmarks/ablate.py [--index index/default] [--cluster 17] [--sentences 96] [--seeds 5]
+
+Both runs ablate the same cluster on the same sentences (17 conditions: clean, target, 3 baselines
+x 5 seeds); the numbers they report must agree, and the table gives the wall time of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from neurosearch import Index
+from neurosearch.ablation import AblationConfig, AblationSession
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, default=ROOT / "index" / "default")
+    parser.add_argument("--cluster", default=None, help="cluster id (default: the top cluster for 'weekdays')")
+    parser.add_argument("--sentences", type=int, default=96)
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+
+    index = Index.load(args.index)
+    config = AblationConfig(sentences=args.sentences, seeds=args.seeds)
+    started = time.perf_counter()
+    session = AblationSession(index, config)
+    setup = time.perf_counter() - started
+    target = session.cluster_target(args.cluster) if args.cluster else session.query_target("weekdays")
+    rows = []
+    results = {}
+    for name, per_pass in (("stacked (8 conditions / pass)", 8), ("one condition / pass", 1)):
+        session.config = replace(config, conditions_per_pass=per_pass)
+        start = time.perf_counter()
+        results[name] = session.run(target)
+        rows.append((name, time.perf_counter() - start))
+    table = Table(title=f"ablation of {target.kind} {target.id} ({len(target.neurons)} neurons), "
+                        f"{results[rows[0][0]]['sentences']} sentences, {args.seeds} seeds x 3 baselines")
+    for column in ("mode", "seconds", "target % change", "speed-up"):
+        table.add_column(column)
+    for name, seconds in rows:
+        table.add_row(name, f"{seconds:.1f}", f"{results[name]['change_pct']:+.3f}", f"{rows[1][1] / seconds:.2f}x")
+    console = Console()
+    console.print(f"set-up (model, head, sentence pool): {setup:.1f} s")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
