@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator

@@ -21,7 +21,6 @@ import json
 import io
 import math
 import os
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -161,24 +160,13 @@ def _fmt(name: str, value: Any) -> str:
 
 @contextmanager
 def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temp file beside ``path`` and move it over ``path`` only if the block succeeds,
-    so readers never see a half-written file. Created with mode 0666 minus the umask (mkstemp's
-    0600 would hide outputs from other users of a shared directory).
-    """
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        if "b" in mode:
-            fh: IO[Any] = os.fdopen(fd, mode)
-        else:
-            fh = os.fdopen(fd, mode, encoding="utf-8", newline="")
-        with fh:
+    """Open a temp file beside ``path`` and move it over ``path`` only if the block succeeds."""
+    from .storage import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        encoding = None if "b" in mode else "utf-8"
+        with open(tmp, mode, encoding=encoding, **({} if "b" in mode else {"newline": ""})) as fh:
             yield fh
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _atomic_write(path: Path, text: str) -> None:

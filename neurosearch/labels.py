@@ -14,12 +14,12 @@ written to the store and is scrubbed from every message.
 from __future__ import annotations
 
 from .errors import NeurosearchError
+from .storage import write_bytes_atomic
 
 import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -181,34 +181,7 @@ def save_labels(path: str | os.PathLike[str], labels: dict[str, Label]) -> None:
         "labels": {key: asdict(labels[key]) for key in sorted(labels)},
     }
     text = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable where the platform allows it (POSIX)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _label_from_dict(value: Any) -> Label:

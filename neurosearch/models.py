@@ -24,7 +24,6 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import NeurosearchError
-from .naming import neuron_name, parse_neuron  # noqa: F401  (re-exported)
 
 ALIASES = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",

@@ -50,17 +50,16 @@ def sparse_scores(top_index: np.ndarray, weights: np.ndarray, query_vector: np.n
 
 def build_hnsw(vectors: np.ndarray, path: Path, *, m: int = 16, ef_construction: int = 200, seed: int = 0) -> None:
     """An hnswlib cosine index over ``vectors`` written to ``path`` (atomically)."""
-    import os
-
     import hnswlib
+
+    from .storage import atomic_path
 
     index = hnswlib.Index(space="cosine", dim=int(vectors.shape[1]))
     index.init_index(max_elements=max(1, len(vectors)), ef_construction=ef_construction, M=m, random_seed=seed)
     index.set_num_threads(1)  # deterministic graph: the index file hash is reproducible
     index.add_items(vectors.astype(np.float32), np.arange(len(vectors)))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    index.save_index(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        index.save_index(str(tmp))
 
 
 def load_hnsw(path: Path, dim: int, ef: int):
