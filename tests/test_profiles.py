@@ -1,0 +1,87 @@
+"""Profiles on hand-made matrices: frequency filter, Eq. 1 means, Eq. 2 smoothing, TF-IDF, search peaks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from neurosearch.embeddings import dequantize_rows, nearest_neighbours, quantize_rows
+from neurosearch.profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, smooth, tfidf, top_tokens
+from neurosearch.search import peak_weights, sparse_scores
+
+
+def test_frequency_filter_drops_rare_and_special_tokens():
+    ids = np.array([1, 2, 5, 7, 9])
+    counts = np.array([30, 5, 25, 100, 20])
+    vocab = {1: "[UNK]", 2: "a", 5: "b", 7: "[CLS]", 9: "c"}
+    kept = filter_tokens(ids, counts, vocab, min_count=20)
+    assert kept.tokens == ["b", "c"]
+    assert kept.ids.tolist() == [5, 9] and kept.rows.tolist() == [2, 4] and kept.counts.tolist() == [25, 20]
+
+
+def test_auto_min_count_scales_with_corpus_size():
+    assert choose_min_count("auto", 937_703) == 20
+    assert choose_min_count("auto", 103_000_000) == 412
+    assert choose_min_count(5, 10**9) == 5
+    with pytest.raises(ValueError):
+        choose_min_count(0, 100)
+
+
+def test_eq1_means_are_neurons_by_tokens():
+    sums = np.array([[2.0, 4.0], [3.0, 3.0], [9.0, 9.0]])
+    counts = np.array([2, 3, 1])
+    np.testing.assert_array_equal(raw_profiles(sums, counts, np.array([0, 1])), [[1.0, 1.0], [2.0, 1.0]])
+
+
+def test_eq2_smoothing_with_a_fixed_neighbour_table():
+    profiles = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+    neighbours = np.array([[1, 2], [0, 2], [0, 1]])
+    similarity = np.array([[0.5, 0.25], [1.0, 0.0], [0.2, 0.4]], dtype=np.float32)
+    # R[v] + lambda/n * sum_i sim(v, i) R[i], lambda = 0.5, n = 2, from the unsmoothed values
+    expected = [[1 + 0.25 * (0.5 * 2 + 0.25 * 3), 2 + 0.25 * (1.0 * 1), 3 + 0.25 * (0.2 * 1 + 0.4 * 2)]]
+    np.testing.assert_allclose(smooth(profiles, neighbours, similarity, lam=0.5), expected, rtol=1e-6)
+    np.testing.assert_allclose(expected, [[1.4375, 2.25, 3.25]])
+
+
+def test_tfidf_on_the_positive_z_part():
+    profiles = np.array([[4.0, 0, 0, 0], [0, 4.0, 0, 0], [2.0, 0, 2.0, 0]], dtype=np.float32)
+    # z-scores: n0 -> (sqrt3, -1/sqrt3, ...), n1 likewise, n2 -> (1, -1, 1, -1); df counts z > 1
+    idf_common = math.log(4 / 2) + 1  # tokens 0 and 1: one neuron each with z > 1
+    idf_rare = math.log(4 / 1) + 1    # tokens 2 and 3: none
+    expected = [[idf_common, 0, 0, 0], [0, idf_common, 0, 0], [0.5 * idf_common, 0, 0.5 * idf_rare, 0]]
+    np.testing.assert_allclose(tfidf(profiles), expected, rtol=1e-6)
+
+
+def test_methods_combine_in_order():
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(4, 6)).astype(np.float32)
+    neighbours, similarity = nearest_neighbours(rng.normal(size=(6, 3)), n=2)
+    both = method_profiles(raw, "filter+smooth+tfidf", neighbours, similarity)
+    np.testing.assert_allclose(both, tfidf(smooth(raw, neighbours, similarity)), rtol=1e-6)
+    np.testing.assert_array_equal(method_profiles(raw, "filter"), raw)
+    with pytest.raises(ValueError):
+        method_profiles(raw, "filter+smooth")
+
+
+def test_top_tokens_and_peak_scores():
+    profiles = np.array([[0.0, 5.0, 1.0, 3.0], [2.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    index, values = top_tokens(profiles, 2)
+    assert index.tolist() == [[1, 3], [0, 1]] and values[0].tolist() == [5.0, 3.0]
+    weights = peak_weights(profiles, index)
+    np.testing.assert_allclose(np.linalg.norm(weights, axis=1), 1.0, rtol=1e-6)
+    query = np.zeros(4, dtype=np.float32)
+    query[1] = 1.0
+    scores = sparse_scores(index, weights, query)
+    assert scores[0] > 0.8 and scores[1] == 0.0
+
+
+def test_neighbours_and_quantised_space():
+    vectors = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    index, sims = nearest_neighbours(vectors, n=1)
+    assert index[:, 0].tolist() == [1, 0, 3, 2]
+    codes, scale = quantize_rows(vectors)
+    restored = dequantize_rows(codes, scale)
+    np.testing.assert_allclose(restored @ restored.T, (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)) @
+                               (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).T, atol=0.02)
