@@ -57,10 +57,12 @@ def fasttext_embeddings(
     dim: int = 100,
     epochs: int = 5,
     min_count: int = 1,
-    seed: int = 0,
     work_dir: Path | None = None,
 ) -> np.ndarray:
-    """Train skip-gram fastText on word-piece streams; vectors of ``tokens`` [V, dim]."""
+    """Train skip-gram fastText on word-piece streams; vectors of ``tokens`` [V, dim].
+
+    fastText trains with several threads, so two runs give slightly different vectors.
+    """
     try:
         import fasttext
     except ImportError:
@@ -73,7 +75,7 @@ def fasttext_embeddings(
             for pieces in word_piece_documents:
                 out.write(" ".join(pieces) + "\n")
         model = fasttext.train_unsupervised(
-            path, model="skipgram", dim=dim, epoch=epochs, minCount=min_count, thread=2, seed=seed, verbose=0
+            path, model="skipgram", dim=dim, epoch=epochs, minCount=min_count, thread=2, verbose=0
         )
     finally:
         os.unlink(path)

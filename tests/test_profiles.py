@@ -85,3 +85,17 @@ def test_neighbours_and_quantised_space():
     restored = dequantize_rows(codes, scale)
     np.testing.assert_allclose(restored @ restored.T, (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)) @
                                (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).T, atol=0.02)
+
+
+def test_fasttext_vectors_from_word_pieces(tmp_path):
+    pytest.importorskip("fasttext")
+    from neurosearch.embeddings import fasttext_embeddings
+
+    rng = np.random.default_rng(0)
+    days = ["monday", "tuesday", "friday"]
+    colours = ["red", "green", "blue"]
+    documents = [[*rng.choice(days, 3), "is", "a", "day"] if i % 2 else [*rng.choice(colours, 3), "is", "a", "colour"]
+                 for i in range(400)]
+    vectors = fasttext_embeddings(documents, ["monday", "tuesday", "red", "##zz"], dim=16, epochs=5, work_dir=tmp_path)
+    assert vectors.shape == (4, 16) and np.isfinite(vectors).all()
+    assert not list(tmp_path.iterdir()), "the training file must be removed"
