@@ -208,12 +208,15 @@ class StatsAccumulator:
         best = self.top_values[layer]  # [width, k], descending
         above = x > best[:, -1].to(x.dtype)
         above.index_fill_(0, batch["invalid_rows"], False)
-        cols, rows = torch.nonzero(above.t(), as_tuple=True)  # grouped by column, rows ascending
+        rows, cols = torch.nonzero(above, as_tuple=True)  # row-major: scanning a transposed view is 3x slower
         if cols.numel() == 0:
             return
         counts = torch.bincount(cols, minlength=width)
         most = int(counts.max())
-        if most > 4 * k:  # early batches: a dense top-k of the batch is cheaper than a wide merge
+        if most <= 4 * k:  # group by column, rows ascending (few candidates: the sort is cheap)
+            order = torch.argsort(cols * x.shape[0] + rows)
+            rows, cols = rows[order], cols[order]
+        else:  # early batches: a dense top-k of the batch is cheaper than a wide merge
             masked = x.float().index_fill(0, batch["invalid_rows"], float("-inf"))
             top = torch.topk(masked, min(k, x.shape[0]), dim=0)
             keep = torch.isfinite(top.values.t())
