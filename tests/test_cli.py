@@ -152,3 +152,20 @@ def test_label_with_nothing_listening(tiny_index: Path, tmp_path: Path):
     shutil.copytree(tiny_index, copy)
     assert_one_line_error(run("label", "--index", str(copy), "--base-url", "http://127.0.0.1:9", "--contexts", "0"),
                           "cannot reach")
+
+
+def test_fit_head_and_ablate_commands(tiny_index: Path, tmp_path: Path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_index, copy)
+    fitted = run("fit-head", "--index", str(copy), "--epochs", "0.3")
+    assert fitted.exit_code == 0, fitted.output
+    meta = json.loads((copy / "head" / "head.json").read_text())
+    assert meta["heldout_loss"] > 0 and (copy / "head" / "head.safetensors").is_file()
+    result = run("ablate", "--neurons", "0:1,1:3", "--sentences", "8", "--seeds", "2", "--index", str(copy), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["head"] == "model" and data["target"]["neurons"] == ["0:1", "1:3"]
+    assert set(data["baselines"]) == {"random", "random_layer", "random_position"}
+    shown = run("show", "neuron", "0:1", "--index", str(copy), "--json")
+    assert shown.exit_code == 0
+    assert_one_line_error(run("ablate", "--index", str(copy)), "exactly one of")
