@@ -210,18 +210,3 @@ def plain_backend(tokenizer: object) -> object:
     backend.no_truncation()
     backend.no_padding()
     return backend
-
-
-def document_tokens(tokenizer: object, document: str) -> list[int]:
-    """Word-piece ids of one document as the statistics pass saw them (positions index this)."""
-    return plain_backend(tokenizer).encode(document, add_special_tokens=False).ids  # type: ignore[attr-defined]
-
-
-def read_document(config: CorpusConfig, index: int) -> str | None:
-    """Document ``index`` of a corpus, or None when it is not available (file gone, hf: spec)."""
-    if config.source.startswith("hf:") or not Path(config.source).expanduser().is_file():
-        return None
-    for number, document in enumerate(read_documents(config)):
-        if number == index:
-            return document
-    return None

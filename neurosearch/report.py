@@ -39,16 +39,31 @@ def highlight_context(left: str, token: str, right: str) -> Text:
     return Text.assemble(("…" + left, "dim"), (token, "bold reverse yellow"), (right + "…", "dim"))
 
 
+def _token_table(title: str, tokens: list[str], weights: list[float], limit: int = 30) -> Table:
+    table = Table(title=title)
+    table.add_column("token", style="bold")
+    table.add_column("weight")
+    for token, weight in list(zip(tokens, weights))[:limit]:
+        table.add_row(token, f"{weight:.4f}")
+    return table
+
+
+def _with_evidence(lines: list[Any], contexts: list[Any], ablation: dict | None) -> Group:
+    """A report's common tail: the cached ablation result and the top activating contexts."""
+    if ablation:
+        lines.append(ablation_table(ablation))
+    if contexts:
+        lines.append(Text("top activating contexts", style="bold"))
+        lines.extend(contexts)
+    return Group(*lines)
+
+
 def cluster_report(info: Any, layer_text: str, contexts: list[Any], ablation: dict | None) -> Group:
     label = info.label or {}
     title = f"cluster {info.key}: {label.get('theme', '')}"
     if label.get("source") == "fallback":
         title += " (auto label)"
-    tokens = Table(title="top tokens", show_header=True)
-    tokens.add_column("token", style="bold")
-    tokens.add_column("weight")
-    for token, weight in list(zip(info.top_tokens, info.top_weights))[:30]:
-        tokens.add_row(token, f"{weight:.4f}")
+    tokens = _token_table("top tokens", info.top_tokens, info.top_weights)
     lines = [
         Text(title, style="bold cyan"),
         Text(label.get("explanation") or "", style="italic"),
@@ -58,32 +73,18 @@ def cluster_report(info: Any, layer_text: str, contexts: list[Any], ablation: di
         Panel(layer_text, title="neurons by layer"),
         Text("neurons: " + " ".join(info.neurons[:60]) + (" …" if len(info.neurons) > 60 else ""), style="dim"),
     ]
-    if ablation:
-        lines.append(ablation_table(ablation))
-    if contexts:
-        lines.append(Text("top activating contexts", style="bold"))
-        lines.extend(contexts)
-    return Group(*lines)
+    return _with_evidence(lines, contexts, ablation)
 
 
 def neuron_report(data: dict, contexts: list[Any], ablation: dict | None) -> Group:
     title = f"neuron {data['id']}: {data['label']}" + (" (auto label)" if data["label_source"] == "fallback" else "")
-    tokens = Table(title=f"top tokens ({data['method']})")
-    tokens.add_column("token", style="bold")
-    tokens.add_column("weight")
-    for token, weight in list(zip(data["top_tokens"], data["top_weights"]))[:30]:
-        tokens.add_row(token, f"{weight:.4f}")
+    tokens = _token_table(f"top tokens ({data['method']})", data["top_tokens"], data["top_weights"])
     lines: list[Any] = [
         Text(title, style="bold cyan"),
         Text(f"corpus mean {data['mean']:.4f}, std {data['std']:.4f}"),
         tokens,
     ]
-    if ablation:
-        lines.append(ablation_table(ablation))
-    if contexts:
-        lines.append(Text("top activating contexts", style="bold"))
-        lines.extend(contexts)
-    return Group(*lines)
+    return _with_evidence(lines, contexts, ablation)
 
 
 def ablation_table(result: dict) -> Table:
