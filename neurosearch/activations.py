@@ -176,6 +176,7 @@ class StatsAccumulator:
         self._batch = {
             "ids": flat_ids,
             "invalid_rows": torch.nonzero(~flat_valid).flatten(),
+            "valid_rows": flat_valid,
             "docs": docs.reshape(-1),
             "pos": pos.reshape(-1),
         }
@@ -201,22 +202,50 @@ class StatsAccumulator:
         self.sumsq[layer] += torch.mm(self._ones[:, :n], x64.square_()).squeeze(0)
         self._update_top(layer, x, batch)
 
+    SCREEN_BLOCK = 256
+
+    def _screen(
+        self, x: torch.Tensor, threshold: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(rows, cols) of valid entries above their column's threshold, grouped by column.
+
+        Block maxima (one cheap reduction) say which (row block, column) pairs can hold a
+        candidate; only those are read again. None when too many blocks qualify to be worth it.
+        """
+        n, width = x.shape
+        block = self.SCREEN_BLOCK
+        full = (n // block) * block
+        parts = [x[:full].view(-1, block, width).amax(dim=1)] if full else []
+        if full < n:
+            parts.append(x[full:].amax(dim=0, keepdim=True))
+        block_max = torch.cat(parts) if len(parts) > 1 else parts[0]
+        threshold = threshold.to(x.dtype)
+        blocks, cols = torch.nonzero(block_max > threshold, as_tuple=True)
+        if blocks.numel() * block * 4 > n * width:
+            return None
+        rows = blocks.unsqueeze(1) * block + torch.arange(block).unsqueeze(0)  # [C, block]
+        inside = rows < n
+        rows = rows.clamp(max=n - 1)
+        values = x[rows, cols.unsqueeze(1)]
+        hit = (values > threshold[cols].unsqueeze(1)) & inside & batch["valid_rows"][rows]
+        rows, cols = rows[hit], cols.unsqueeze(1).expand_as(hit)[hit]
+        order = torch.argsort(cols * n + rows)  # grouped by column, rows ascending
+        return rows[order], cols[order]
+
     def _update_top(self, layer: int, x: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         """Merge the batch's values above each neuron's current k-th best into its top-k list."""
         k = self.top_k
         width = x.shape[1]
         best = self.top_values[layer]  # [width, k], descending
-        above = x > best[:, -1].to(x.dtype)
-        above.index_fill_(0, batch["invalid_rows"], False)
-        rows, cols = torch.nonzero(above, as_tuple=True)  # row-major: scanning a transposed view is 3x slower
-        if cols.numel() == 0:
-            return
-        counts = torch.bincount(cols, minlength=width)
-        most = int(counts.max())
-        if most <= 4 * k:  # group by column, rows ascending (few candidates: the sort is cheap)
-            order = torch.argsort(cols * x.shape[0] + rows)
-            rows, cols = rows[order], cols[order]
-        else:  # early batches: a dense top-k of the batch is cheaper than a wide merge
+        threshold = best[:, -1]
+        found = self._screen(x, threshold, batch) if bool(torch.isfinite(threshold).all()) else None
+        if found is not None:
+            rows, cols = found
+            if cols.numel() == 0:
+                return
+            counts = torch.bincount(cols, minlength=width)
+            most = int(counts.max())
+        if found is None or most > 4 * k:  # first batches: a dense top-k of the batch is cheaper
             masked = x.float().index_fill(0, batch["invalid_rows"], float("-inf"))
             top = torch.topk(masked, min(k, x.shape[0]), dim=0)
             keep = torch.isfinite(top.values.t())
