@@ -387,20 +387,14 @@ class AblationSession:
     """Loads the index's model, MLM head and evaluation sentences once; runs many targets."""
 
     def __init__(self, index: Any, config: AblationConfig, *, corpus: str | None = None,
-                 max_docs: int | None = None, reporter: Any = None):
-        from .config import CorpusConfig, ModelConfig, from_dict
-        from .contexts import corpus_path
+                 max_docs: int | None = None):
+        from .contexts import index_corpus
         from .corpus import read_documents
-        from .models import load_model, neuron_site
+        from .models import load_index_model, neuron_site
 
         self.index = index
         self.config = config
-        model_config = from_dict(ModelConfig, index.manifest.configs.get("model"))
-        self.loaded = load_model(model_config, mlm=True)
-        if self.loaded.weights_hash() != index.manifest.model.get("weights_sha256"):
-            raise NeurosearchError(
-                f"the model '{model_config.model}' does not match the weights this index was built with"
-            )
+        self.loaded = load_index_model(index, mlm=True)
         self.site = neuron_site(self.loaded.encoder, index.manifest.site)
         if self.loaded.has_mlm_head:
             self.scorer: nn.Module = OwnHeadMaskedLM(self.loaded.model)
@@ -418,14 +412,7 @@ class AblationSession:
             self.scorer = HeadedMaskedLM(self.loaded.encoder, head).eval()
             self.head = "fitted"
         self.means = index.npy("neurons/mean.npy")
-        source = corpus
-        if source is None:
-            found = corpus_path(index)
-            if found is None:
-                raise NeurosearchError("no evaluation corpus: the index's corpus file is not here; pass --corpus PATH")
-            source = str(found)
-        text_field = index.manifest.corpus.get("text_field", "text")
-        documents = list(read_documents(CorpusConfig(source=source, text_field=text_field, max_docs=max_docs)))
+        documents = list(read_documents(index_corpus(index, corpus, max_docs)))
         self.pool = SentencePool.from_documents(self.loaded.tokenizer, documents, config.max_tokens)
         self.vocab = self.loaded.tokenizer.get_vocab()
 

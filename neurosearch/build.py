@@ -210,7 +210,7 @@ class Builder:
         self.reporter.log(f"profiles: kept {len(kept.ids)} of {len(stats.token_ids)} seen tokens (count >= {min_count})")
         raw = raw_profiles(stats.token_sums, stats.token_counts, kept.rows)
         del stats
-        space = self._token_space(kept)  # [V, D] unit rows for the whole vocabulary
+        space = self._token_space()  # [V, D] unit rows for the whole vocabulary
         codes, scale = quantize_rows(space)
         save_npy_atomic(self.out / "token_space.npy", codes)
         save_npy_atomic(self.out / "token_space_scale.npy", scale)
@@ -236,7 +236,7 @@ class Builder:
         manifest.configs["profiles"] = to_dict(config)
         self._finish_stage(manifest, "profiles", started, {"min_count": min_count, "tokens_kept": int(len(kept.ids))})
 
-    def _token_space(self, kept: Any) -> np.ndarray:
+    def _token_space(self) -> np.ndarray:
         """Unit token vectors for the whole vocabulary from the configured source."""
         from .embeddings import fasttext_embeddings, file_embeddings, unit
 

@@ -224,12 +224,6 @@ def find(
     console().print(find_table(result))
 
 
-def _contexts(opened: Any, refs: list[dict], limit: int) -> list[Any]:
-    from .contexts import render_contexts
-
-    return render_contexts(opened, refs, limit)
-
-
 @app.command()
 def show(
     what: Annotated[str, typer.Argument(help="cluster or neuron.")],

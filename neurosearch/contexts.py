@@ -19,6 +19,18 @@ def corpus_path(index: Any) -> Path | None:
     return None
 
 
+def index_corpus(index: Any, corpus: str | None = None, max_docs: int | None = None) -> CorpusConfig:
+    """The corpus to read for an index: ``corpus`` when given, else the index's own file."""
+    from .errors import NeurosearchError
+
+    if corpus is None:
+        found = corpus_path(index)
+        if found is None:
+            raise NeurosearchError("the index's corpus file is not here; pass --corpus PATH")
+        corpus = str(found)
+    return CorpusConfig(source=corpus, text_field=index.manifest.corpus.get("text_field", "text"), max_docs=max_docs)
+
+
 def context_records(index: Any, refs: list[dict], limit: int, width: int = 12) -> list[dict]:
     """For each reference (document, position, value): the token and ``width`` pieces either side.
 

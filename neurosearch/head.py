@@ -541,20 +541,12 @@ def fit_head_for_index(
     reporter: Any = None,
 ) -> dict[str, Any]:
     """Fit a head on the index's (frozen) model over a corpus and store it in ``index/head``."""
-    from .config import CorpusConfig, ModelConfig, from_dict
-    from .contexts import corpus_path
+    from .contexts import index_corpus
     from .corpus import read_documents
-    from .errors import NeurosearchError
-    from .models import load_model
+    from .models import load_index_model
 
-    loaded = load_model(from_dict(ModelConfig, index.manifest.configs.get("model")))
-    if loaded.weights_hash() != index.manifest.model.get("weights_sha256"):
-        raise NeurosearchError("the model does not match the weights this index was built with")
-    source = corpus or (str(corpus_path(index)) if corpus_path(index) else None)
-    if source is None:
-        raise NeurosearchError("no training corpus: the index's corpus file is not here; pass --corpus PATH")
-    texts = list(read_documents(CorpusConfig(source=source, text_field=index.manifest.corpus.get("text_field", "text"),
-                                             max_docs=max_docs)))
+    loaded = load_index_model(index)
+    texts = list(read_documents(index_corpus(index, corpus, max_docs)))
     config = HeadConfig(epochs=epochs, lr=lr, schedule="cosine", warmup_steps=10,
                         heldout_docs=min(500, max(1, len(texts) // 10)))
     advance = reporter.task("fitting MLM head (steps)", None) if reporter else (lambda _n: None)

@@ -110,6 +110,13 @@ class Index:
         return self.path / relative
 
     def npy(self, relative: str) -> np.ndarray:
+        """Array file of the index (read once per Index; callers must not mutate it)."""
+        cache = self.__dict__.setdefault("_npy_cache", {})
+        if relative not in cache:
+            cache[relative] = self._read_npy(relative)
+        return cache[relative]
+
+    def _read_npy(self, relative: str) -> np.ndarray:
         path = self._check(relative)
         try:
             return np.load(path, allow_pickle=False)

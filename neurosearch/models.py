@@ -187,6 +187,17 @@ def load_model(config: ModelConfig, *, mlm: bool = False) -> LoadedModel:
     )
 
 
+def load_index_model(index: Any, *, mlm: bool = False) -> LoadedModel:
+    """The model an index was built with, checked against the weights hash in its manifest."""
+    from .config import from_dict
+
+    config = from_dict(ModelConfig, index.manifest.configs.get("model"))
+    loaded = load_model(config, mlm=mlm)
+    if loaded.weights_hash() != index.manifest.model.get("weights_sha256"):
+        raise NeurosearchError(f"the model '{config.model}' does not match the weights this index was built with")
+    return loaded
+
+
 # ---------------------------------------------------------------------------------------------
 # Neuron sites
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neurosearch.config import BASELINES, METHODS
+from neurosearch.naming import split_neuron as parse_neuron
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -80,12 +81,6 @@ def _method_order(method: str) -> tuple[int, str]:
     return (METHODS.index(method) if method in METHODS else len(METHODS), method)
 
 
-def parse_neuron(name: str) -> tuple[int, int]:
-    """``"L:I"`` -> (layer, index)."""
-    layer, sep, index = str(name).partition(":")
-    if not sep:
-        raise ValueError(f"neuron {name!r} is not of the form 'layer:index'")
-    return int(layer), int(index)
 
 
 # --------------------------------------------------------------------------- Fig. 2
