@@ -36,7 +36,7 @@ from torch import nn
 
 from .config import ABLATIONS, BASELINES
 from .errors import NeurosearchError
-from .models import NeuronHooks, NeuronSite
+from .models import LayerInputs, NeuronHooks, NeuronSite, StartAtBlock
 
 
 @dataclass(frozen=True)
@@ -265,6 +265,15 @@ def _pct(new: float, old: float) -> float:
     return 100.0 * (new - old) / old if old else 0.0
 
 
+def _first_block(neurons: np.ndarray, site: NeuronSite, width: int) -> int:
+    """The first block a pass must compute to ablate ``neurons`` (all blocks before it are clean)."""
+    if neurons.size == 0:
+        return 0
+    layer = int(neurons.min()) // width
+    # hidden site: layer 0 is the embedding output, layer l >= 1 the output of block l - 1
+    return max(layer - 1, 0) if site.name == "hidden" else layer
+
+
 def prediction_p(value: float, draws: Sequence[float]) -> float:
     """One-sided p that a new draw from the draws' normal distribution is >= value (t prediction)."""
     draws = np.asarray(draws, dtype=np.float64)
@@ -299,13 +308,20 @@ def run_ablation(
     *,
     means: np.ndarray | None,
     head: str,
+    encoder: nn.Module | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Loss change of the target's ablation and of its random baselines; the JSON contract of ``ablate``."""
+    """Loss change of the target's ablation and of its random baselines; the JSON contract of ``ablate``.
+
+    With ``encoder`` (the scorer's base model) given, each ablation pass starts at the first block
+    that holds an ablated neuron, from the block inputs the clean pass recorded: identical losses,
+    fewer blocks computed.
+    """
     rng = np.random.default_rng(config.seed)
     chosen = pool.select(target.token_ids, config.sentences, rng)
     if not chosen:
         raise NeurosearchError(f"no sentence of the corpus contains the target tokens of {target.kind} {target.id}")
+    chosen.sort(key=lambda n: len(pool.sentences[n]))  # batches of similar length: little padding
     width = site.neurons_per_layer
     neurons = np.asarray(sorted(set(target.neurons)), dtype=np.int64)
     sets: list[tuple[str, np.ndarray]] = [("clean", np.zeros(0, dtype=np.int64)), ("target", neurons)]
@@ -319,9 +335,11 @@ def run_ablation(
     mask_rng = np.random.default_rng(config.seed + 1)
     batches = [chosen[i : i + config.batch_sentences] for i in range(0, len(chosen), config.batch_sentences)]
     per_pass = config.conditions_per_pass or (8 if next(scorer.parameters()).is_cuda else 1)
+    starts = [0] + [_first_block(s, site, width) for _, s in sets[1:]]
     masked_targets = masked_controls = 0
     total_steps = len(batches) * math.ceil(len(sets) / per_pass)
     step = 0
+    recorder = LayerInputs(encoder) if encoder is not None else None
     with NeuronHooks(site, ablator), torch.inference_mode():
         for numbers in batches:
             batch = mask_sentences(tokenizer, [pool.sentences[n] for n in numbers], target_ids, mask_rng)
@@ -331,9 +349,20 @@ def run_ablation(
                 group = sets[start : start + per_pass]
                 ablator.set_conditions([s for _, s in group])
                 repeat = len(group)
-                token_losses = scorer.token_losses(
-                    batch.input_ids.repeat(repeat, 1), batch.attention_mask.repeat(repeat, 1), batch.labels.repeat(repeat, 1)
-                )
+                arguments = (batch.input_ids.repeat(repeat, 1), batch.attention_mask.repeat(repeat, 1),
+                             batch.labels.repeat(repeat, 1))
+                first = min(starts[start : start + per_pass])
+                if recorder is None:
+                    token_losses = scorer.token_losses(*arguments)
+                elif start == 0:  # the clean pass (always first): record every block's input
+                    with recorder:
+                        token_losses = scorer.token_losses(*arguments)
+                else:
+                    cached = recorder.inputs[first]
+                    assert encoder is not None and cached is not None
+                    clean_rows = cached[: batch.input_ids.shape[0]]  # the clean condition's rows
+                    with StartAtBlock(encoder, first, clean_rows.repeat(repeat, 1, 1)):
+                        token_losses = scorer.token_losses(*arguments)
                 per_condition = token_losses.view(repeat, -1)
                 for offset in range(repeat):
                     losses[start + offset].add(per_condition[offset], batch.is_target)
@@ -450,7 +479,8 @@ class AblationSession:
 
     def run(self, target: AblationTarget, on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         return run_ablation(self.scorer, self.site, self.loaded.tokenizer, self.pool, target, self.config,
-                            means=self.means, head=self.head, on_progress=on_progress)
+                            means=self.means, head=self.head, encoder=self.loaded.encoder,
+                            on_progress=on_progress)
 
 
 def store_result(index_path: Any, result: dict[str, Any]) -> None:

@@ -258,6 +258,15 @@ def evaluation_targets(index: Any, methods: Sequence[str], ks: Sequence[int], ma
     return targets
 
 
+def _round_robin(targets: Sequence[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    """Interleave the (method, K) rows, so that an interrupted run has a share of every row."""
+    rows: dict[tuple[str, int], list[tuple[str, int, str]]] = {}
+    for target in targets:
+        rows.setdefault((target[0], target[1]), []).append(target)
+    queues = list(rows.values())
+    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+
+
 def run_evaluate(
     index: Any,
     out_dir: Path,
@@ -279,7 +288,7 @@ def run_evaluate(
     results_path = out_dir / "results.jsonl"
     done = {r["target"]["id"]: r for r in load_results(results_path)}
     targets = evaluation_targets(index, methods, ks, max_clusters)
-    todo = [t for t in targets if t[2] not in done]
+    todo = _round_robin([t for t in targets if t[2] not in done])
     if todo:
         reporter.log(f"evaluate: {len(done)} cluster(s) already done, {len(todo)} to go")
         session = AblationSession(index, config, corpus=corpus, max_docs=max_docs)

@@ -285,3 +285,74 @@ class NeuronHooks:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+def _layer_list_owner(encoder: nn.Module) -> nn.Module:
+    if hasattr(encoder, "encoder") and hasattr(encoder.encoder, "layer"):
+        return encoder.encoder
+    if hasattr(encoder, "transformer") and hasattr(encoder.transformer, "layer"):
+        return encoder.transformer
+    raise NeurosearchError(f"unsupported encoder architecture: {type(encoder).__name__}")
+
+
+class LayerInputs:
+    """Context manager: record the hidden states entering every block of ``encoder``.
+
+    ``inputs[i]`` is the [batch, seq, hidden] tensor block ``i`` received in the last forward pass.
+    Ablation uses it to restart a pass at the first ablated block (see :class:`StartAtBlock`).
+    """
+
+    def __init__(self, encoder: nn.Module):
+        self.blocks = _blocks(encoder)
+        self.inputs: list[torch.Tensor | None] = [None] * len(self.blocks)
+        self._handles: list[Any] = []
+
+    def _hook(self, number: int) -> Callable[..., Any]:
+        def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))
+            self.inputs[number] = hidden
+
+        return hook
+
+    def __enter__(self) -> "LayerInputs":
+        self._handles = [block.register_forward_pre_hook(self._hook(i), with_kwargs=True)
+                         for i, block in enumerate(self.blocks)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+class StartAtBlock:
+    """Context manager: run ``encoder`` from block ``start`` on, with ``hidden`` as that block's input.
+
+    Blocks before the first ablated one compute exactly what the clean pass computed, so an
+    ablation pass can skip them. The embedding module still runs (it is cheap and makes the
+    attention mask as usual) but its output is replaced by ``hidden``; the block list is sliced.
+    """
+
+    def __init__(self, encoder: nn.Module, start: int, hidden: torch.Tensor):
+        self.encoder = encoder
+        self.start = start
+        self.hidden = hidden
+        self._owner = _layer_list_owner(encoder)
+        self._full: nn.ModuleList | None = None
+        self._handle: Any = None
+
+    def __enter__(self) -> "StartAtBlock":
+        if self.start == 0:
+            return self
+        self._full = self._owner.layer
+        self._owner.layer = nn.ModuleList(list(self._full)[self.start :])
+        self._handle = self.encoder.embeddings.register_forward_hook(lambda _m, _i, _o: self.hidden)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._full is not None:
+            self._owner.layer = self._full
+            self._full = None
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None

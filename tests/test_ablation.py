@@ -147,3 +147,37 @@ def test_masking_marks_targets_and_controls(loaded):
     batch = mask_sentences(tok, [sentence], {vocab["dog"], vocab["cat"]}, np.random.default_rng(0))
     assert int(batch.is_target.sum()) == 2 and int((~batch.is_target).sum()) == 2
     assert (batch.input_ids == tok.mask_token_id).sum() == 4
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert"])
+@pytest.mark.parametrize("site_name", ["ffn", "hidden"])
+def test_restarting_at_the_first_ablated_block_changes_nothing(tmp_path: Path, tiny_corpus: Path,
+                                                               family: str, site_name: str):
+    """Skipping the clean blocks before the first ablated one gives the losses of full passes."""
+    from tests.conftest import save_tiny_model
+
+    loaded = load_model(ModelConfig(model=str(save_tiny_model(tmp_path / family, family)), dtype="float32"), mlm=True)
+    site = neuron_site(loaded.encoder, site_name)
+    scorer = OwnHeadMaskedLM(loaded.model)
+    docs = tiny_corpus.read_text().splitlines()
+    pool = SentencePool.from_documents(loaded.tokenizer, [d + "." for d in docs], max_tokens=32)
+    vocab = loaded.tokenizer.get_vocab()
+    width = site.neurons_per_layer
+    # neurons only in the upper layers, so the target pass really starts late
+    neurons = [(site.n_layers - 1) * width + 1, (site.n_layers - 1) * width + 5]
+    target = AblationTarget("neurons", "t", neurons, [vocab["monday"], vocab["friday"]], ["monday", "friday"])
+    config = AblationConfig(sentences=10, seeds=3, batch_sentences=4, conditions_per_pass=1)
+    means = np.random.default_rng(0).normal(size=site.n_neurons).astype(np.float32)
+    full = run_ablation(scorer, site, loaded.tokenizer, pool, target, config, means=means, head="model")
+    skipping = run_ablation(scorer, site, loaded.tokenizer, pool, target, config, means=means, head="model",
+                            encoder=loaded.encoder)
+    assert full["change_pct"] != 0
+    assert skipping["loss"] == pytest.approx(full["loss"], rel=1e-6)
+    assert skipping["change_pct"] == pytest.approx(full["change_pct"], rel=1e-5, abs=1e-7)
+    for kind, stats in full["baselines"].items():
+        assert skipping["baselines"][kind]["draws_pct"] == pytest.approx(stats["draws_pct"], rel=1e-5, abs=1e-7)
+    assert len(site.modules) == site.n_layers  # the block list is restored
+    stacked = run_ablation(scorer, site, loaded.tokenizer, pool, target,
+                           AblationConfig(sentences=10, seeds=3, batch_sentences=4, conditions_per_pass=5),
+                           means=means, head="model", encoder=loaded.encoder)
+    assert stacked["change_pct"] == pytest.approx(full["change_pct"], rel=1e-4, abs=1e-6)
