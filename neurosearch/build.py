@@ -95,10 +95,19 @@ class Builder:
                 continue
             first_changed = stage
             break
+        search = manifest.stages.get("search", {})
+        if first_changed is None and search.get("done") and bool(search.get("concepts")) != self._wants_concepts():
+            self.reporter.log("search: WordNet concept table to " + ("add" if self._wants_concepts() else "drop"))
+            first_changed = "search"
         if first_changed is not None:
             for later in STAGES[STAGES.index(first_changed):]:
                 if manifest.stages.pop(later, None) is not None:
                     self.reporter.log(f"{later}: configuration changed, rebuilding")
+
+    def _wants_concepts(self) -> bool:
+        from .wordnet import find_wordnet
+
+        return self.config.concepts and find_wordnet() is not None
 
     def _stage_done(self, manifest: Manifest, stage: str) -> bool:
         return bool(manifest.stages.get(stage, {}).get("done"))
@@ -338,7 +347,30 @@ class Builder:
                 build_hnsw(dense_vectors(cluster_top, cluster_weights, space), self.out / folder / "clusters.hnsw")
                 manifest.record(self.out, f"{folder}/neurons.hnsw")
                 manifest.record(self.out, f"{folder}/clusters.hnsw")
-        self._finish_stage(manifest, "search", started, {"method": search_method})
+        concepts = self._bake_concepts(manifest, json.loads((self.out / "tokens.json").read_text())["tokens"])
+        self._finish_stage(manifest, "search", started, {"method": search_method, "concepts": concepts})
+
+    def _bake_concepts(self, manifest: Manifest, kept_tokens: list[str]) -> str | None:
+        """WordNet's concept members over the kept tokens (search/concepts.*), when WordNet is found."""
+        from .wordnet import WordNet, WordNetConfig, concept_table
+
+        if not self.config.concepts:
+            return None
+        wordnet = WordNet.find()
+        if wordnet is None:
+            self.reporter.log("search: no WordNet data found (see README): queries will use embeddings only")
+            return None
+        table = concept_table(wordnet, kept_tokens, WordNetConfig())
+        for name, array in (("concept_offsets", table.offsets), ("concept_members", table.members),
+                            ("concept_depths", table.depths)):
+            save_npy_atomic(self.out / "search" / f"{name}.npy", array)
+            manifest.record(self.out, f"search/{name}.npy")
+        source = wordnet.version
+        write_json_atomic(self.out / "search" / "concepts.json",
+                          {"source": source, "config": to_dict(WordNetConfig()), "keys": table.keys})
+        manifest.record(self.out, "search/concepts.json")
+        self.reporter.log(f"search: {len(table.keys)} WordNet concepts baked into the index")
+        return source
 
     # -- the build -------------------------------------------------------------------------------
     def run(self, until: str, force: bool) -> Manifest:

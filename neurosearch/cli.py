@@ -134,6 +134,7 @@ def build(
     min_count: Annotated[str, typer.Option(help="Keep tokens seen at least this often ('auto' scales with corpus size).")] = "auto",
     embeddings: Annotated[str, typer.Option(help="Token neighbours for smoothing: model, fasttext, or a .vec/.bin path.")] = "model",
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip cluster refinement.")] = False,
+    wordnet: Annotated[bool, typer.Option("--wordnet/--no-wordnet", help="Bake WordNet's concept members into the index when WordNet data is installed (see README).")] = True,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (auto uses bf16 only where it is fast).")] = "auto",
     batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = 8192,
     shard_docs: Annotated[int, typer.Option(help="Documents per checkpointed shard.")] = 4000,
@@ -182,6 +183,7 @@ def build(
             embeddings_path=embeddings if source == "file" else None,
         ),
         clusters=ClusterConfig(ks=ks, refine=not no_refine),
+        concepts=wordnet,
     )
     with RichReporter(quiet) as reporter:
         manifest = run_guarded(lambda: build_index(config, out, until=until, force=force, reporter=reporter))

@@ -128,8 +128,15 @@ class SearchConfig:
     """Embedding neighbours added per query word (30 beat 10 on the dev concepts, see README)."""
     min_similarity: float = 0.25
     """Neighbours below this cosine similarity are not added."""
+    neighbour_weight: float = 0.5
+    """A neighbour's weight is this times its cosine similarity; the query's own tokens and WordNet
+    members weigh up to 1. Neighbours are mostly variants and siblings of the query word (months
+    -> weeks, years); half weight measured better on the dev concepts (README)."""
     wordnet: bool = True
-    """Add WordNet lemmas and hyponyms when NLTK's WordNet data is installed."""
+    """Add the members WordNet knows for the query (hyponyms, parts) from the index's concept
+    table (``search/concepts.json``, baked by the build when WordNet data is installed)."""
+    wordnet_member_decay: float = 0.8
+    """Weight of a WordNet member at depth d >= 1 below the concept: decay ** (d - 1)."""
     hnsw_ef: int = 200
     """HNSW search breadth (higher: better recall, slower)."""
     candidates: int = 1000
@@ -146,3 +153,5 @@ class BuildConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
     profiles: ProfileConfig = field(default_factory=ProfileConfig)
     clusters: ClusterConfig = field(default_factory=ClusterConfig)
+    concepts: bool = True
+    """Bake WordNet's concept members into the index (search stage) when WordNet data is found."""

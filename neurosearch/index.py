@@ -180,7 +180,20 @@ class Index:
 
         tokenizer = Tokenizer.from_file(str(self._check("tokenizer.json")))
         return QueryExpander(
-            tokenizer, self.kept_tokens, np.asarray(self.kept["ids"], dtype=np.int64), self.token_rows, self.config
+            tokenizer, self.kept_tokens, np.asarray(self.kept["ids"], dtype=np.int64), self.token_rows, self.config,
+            self.concepts,
+        )
+
+    @cached_property
+    def concepts(self) -> Any:
+        """WordNet's concept members over the kept tokens, when the build baked them (else None)."""
+        if "search/concepts.json" not in self.manifest.files:
+            return None
+        from .wordnet import ConceptTable
+
+        return ConceptTable(
+            self.json("search/concepts.json")["keys"], self.npy("search/concept_offsets.npy"),
+            self.npy("search/concept_members.npy"), self.npy("search/concept_depths.npy"),
         )
 
     @cached_property

@@ -1,8 +1,8 @@
 """Queries: a concept ("weekdays") or a token list becomes a weighted vector over the kept tokens.
 
 The query's own word pieces (weight 1), plus each word's nearest kept tokens in the index's token
-embedding space (weight = cosine similarity, above a floor), plus WordNet lemmas and hyponyms when
-NLTK's WordNet data is installed. No torch: the index stores the tokenizer (``tokenizer.json``,
+embedding space (weight = cosine similarity, above a floor), plus the concept's members from WordNet
+(hyponyms and parts, baked into the index by the build when WordNet data is installed). No torch: the index stores the tokenizer (``tokenizer.json``,
 read with the ``tokenizers`` library) and the embedding table (int8 rows).
 """
 
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .config import SearchConfig
 from .errors import NeurosearchError
+
+if TYPE_CHECKING:
+    from .wordnet import ConceptTable
 
 
 @dataclass
@@ -42,19 +45,10 @@ class ExpandedQuery:
         return [{"token": self.tokens[i], "weight": round(float(self.weights[i]), 4)} for i in order]
 
 
-def _wordnet_words(word: str) -> tuple[list[str], str | None]:
-    """Lemmas and hyponym lemmas of a word's noun senses, or a note when WordNet is absent."""
-    try:
-        from nltk.corpus import wordnet  # type: ignore[import-not-found]
-
-        synsets = wordnet.synsets(word, pos="n")
-    except (ImportError, LookupError):
-        return [], "WordNet not installed (pip install nltk; python -m nltk.downloader wordnet): expansion uses embeddings only"
-    words: list[str] = []
-    for synset in synsets[:3]:
-        for related in [synset, *synset.hyponyms()]:
-            words.extend(lemma.name().lower() for lemma in related.lemmas() if "_" not in lemma.name())
-    return list(dict.fromkeys(words)), None
+NO_WORDNET_NOTE = (
+    "this index has no WordNet concept table (rebuild its search stage with WordNet data installed, "
+    "see README): expansion uses embeddings only"
+)
 
 
 class QueryExpander:
@@ -67,6 +61,7 @@ class QueryExpander:
         kept_ids: np.ndarray,
         vocab_rows: Callable[[Any], np.ndarray],
         config: SearchConfig,
+        concepts: ConceptTable | None = None,
     ):
         self.tokenizer = tokenizer
         self.kept_tokens = kept_tokens
@@ -75,6 +70,7 @@ class QueryExpander:
         self.vocab_rows = vocab_rows  # vocabulary ids -> unit float32 embedding rows
         self.kept_space = vocab_rows(kept_ids)
         self.config = config
+        self.concepts = concepts
 
     def _pieces(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids  # type: ignore[attr-defined]
@@ -108,18 +104,27 @@ class QueryExpander:
             sims = self.kept_space @ vector
             for index in np.argsort(-sims)[: self.config.neighbours]:
                 if sims[index] >= self.config.min_similarity and not self.kept_tokens[index].startswith("##"):
-                    weights[int(index)] = max(weights.get(int(index), 0.0), float(sims[index]))
-            if self.config.wordnet:
-                related, note = _wordnet_words(word)
-                if note and note not in notes:
-                    notes.append(note)
-                for lemma in related:
-                    index = self.kept_index.get(lemma)
-                    if index is not None:
-                        weights[index] = max(weights.get(index, 0.0), 0.8)
+                    weight = self.config.neighbour_weight * float(sims[index])
+                    weights[int(index)] = max(weights.get(int(index), 0.0), weight)
+        if self.config.wordnet and self._add_concept_members(text, words, weights, notes):
+            dense[:] = 0.0  # the ANN vector then comes from all weighted tokens, members included
         if not weights:
             raise NeurosearchError(f"query '{text}' matched no token of this index's vocabulary")
         return self._finish(text, weights, dense, notes)
+
+    def _add_concept_members(self, text: str, words: list[str], weights: dict[int, float], notes: list[str]) -> bool:
+        """WordNet's members of the concept the query names (the whole phrase), if it knows it."""
+        if self.concepts is None:
+            notes.append(NO_WORDNET_NOTE)
+            return False
+        found = self.concepts.lookup(text) or self.concepts.lookup(" ".join(words))
+        if not found:
+            return False
+        decay = self.config.wordnet_member_decay
+        for index, depth in found:
+            weights[index] = max(weights.get(index, 0.0), decay ** max(depth - 1, 0))
+        notes.append(f"WordNet: {len(found)} member tokens of '{text}' added")
+        return True
 
     def from_tokens(self, tokens: list[str]) -> ExpandedQuery:
         """An explicit token list: each must be a kept token of the index (exact match)."""

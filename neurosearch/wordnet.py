@@ -1,0 +1,253 @@
+"""WordNet, read straight from its database files: a concept's member words.
+
+A category query ("months", "body parts") names a concept whose *members* (january, arm) are what
+a specialised neuron fires for; embedding neighbours of the category word are mostly its
+morphological variants and siblings (month, weeks, years). WordNet's noun hierarchy knows the
+members: the hyponyms of the concept's synsets, a few levels down, and the parts of wholes.
+
+No NLTK needed: the reader parses the plain WordNet 3.x database (``index.noun``, ``data.noun``,
+``noun.exc``), found in this order: ``$NEUROSEARCH_WORDNET``, ``$WNSEARCHDIR``, NLTK's data
+directories (``corpora/wordnet``, unzipped or as ``wordnet.zip``), ``/usr/share/wordnet``
+(Debian/Ubuntu ``wordnet-base``), ``/usr/local/share/wordnet``, ``/opt/homebrew/share/wordnet``.
+The build bakes the members of every concept into the index (``search/concepts.*``), so queries
+need no WordNet at run time.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+HYPONYM_POINTERS = frozenset({"~", "~i"})
+"""Hyponym and instance hyponym: the kinds (and named instances) of a concept."""
+PART_POINTERS = frozenset({"%p", "%m"})
+"""Part and member meronyms: the parts of a whole (body -> arm), the members of a group."""
+
+_SYSTEM_DIRS = ("/usr/share/wordnet", "/usr/local/share/wordnet", "/opt/homebrew/share/wordnet")
+_NOUN_SUFFIXES = (("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"),
+                  ("men", "man"), ("ies", "y"), ("s", ""))
+
+
+@dataclass(frozen=True)
+class WordNetConfig:
+    """How far a concept reaches into WordNet (defaults measured on the dev concepts)."""
+
+    senses: int = 3
+    """Most frequent noun senses of the query taken (WordNet lists senses by frequency)."""
+    depth: int = 3
+    """Levels of hyponyms (kinds of kinds) followed below each sense."""
+    parts: bool = True
+    """Also take part and member meronyms of each sense and of its direct hyponyms."""
+
+
+def _nltk_dirs() -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
+    dirs += [Path.home() / "nltk_data", Path("/usr/share/nltk_data"), Path("/usr/local/share/nltk_data"),
+             Path("/usr/lib/nltk_data"), Path("/usr/local/lib/nltk_data")]
+    return [d / "corpora" for d in dirs]
+
+
+def find_wordnet() -> str | None:
+    """Where the WordNet database is (a directory, or NLTK's ``wordnet.zip``), or None."""
+    candidates: list[Path] = []
+    for variable in ("NEUROSEARCH_WORDNET", "WNSEARCHDIR"):
+        if os.environ.get(variable):
+            candidates.append(Path(os.environ[variable]))
+    for corpora in _nltk_dirs():
+        candidates += [corpora / "wordnet", corpora / "wordnet.zip"]
+    candidates += [Path(d) for d in _SYSTEM_DIRS]
+    for candidate in candidates:
+        if candidate.is_dir() and (candidate / "data.noun").is_file() and (candidate / "index.noun").is_file():
+            return str(candidate)
+        if candidate.suffix == ".zip" and candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def _open_text(source: str, name: str) -> Iterable[str]:
+    if source.endswith(".zip"):
+        with zipfile.ZipFile(source) as archive:
+            member = next((n for n in archive.namelist() if n.rstrip("/").endswith("/" + name) or n == name), None)
+            if member is None:
+                raise FileNotFoundError(f"{name} not in {source}")
+            return io.TextIOWrapper(io.BytesIO(archive.read(member)), encoding="utf-8").readlines()
+    with open(Path(source) / name, encoding="utf-8") as handle:
+        return handle.readlines()
+
+
+class WordNet:
+    """The noun hierarchy of a WordNet database: lemmas, senses, hyponyms, meronyms."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.senses: dict[str, list[int]] = {}
+        """lemma (spaces, lower case) -> synset offsets, most frequent sense first."""
+        self.lemmas: dict[int, list[str]] = {}
+        self.pointers: dict[int, list[tuple[str, int]]] = {}
+        self.exceptions: dict[str, str] = {}
+        self.version = "WordNet"
+        for line in _open_text(source, "index.noun"):
+            if line.startswith(" "):  # licence header, which names the version
+                found = re.search(r"WordNet (\d+\.\d+)", line)
+                if found and self.version == "WordNet":
+                    self.version = f"WordNet {found.group(1)}"
+                continue
+            fields = line.split()
+            lemma, pointer_count = fields[0], int(fields[3])
+            synset_count = int(fields[2])
+            offsets = fields[6 + pointer_count : 6 + pointer_count + synset_count]
+            self.senses[lemma.replace("_", " ").lower()] = [int(o) for o in offsets]
+        for line in _open_text(source, "data.noun"):
+            if line.startswith(" "):
+                continue
+            fields = line.split(" | ", 1)[0].split()
+            offset, word_count = int(fields[0]), int(fields[3], 16)
+            words = [fields[4 + 2 * i].replace("_", " ").lower() for i in range(word_count)]
+            # strip adjective markers such as "(p)" that never occur in nouns, then the pointers
+            position = 4 + 2 * word_count
+            pointer_count = int(fields[position])
+            links = []
+            for i in range(pointer_count):
+                symbol, target, pos = fields[position + 1 + 4 * i : position + 4 + 4 * i]
+                if pos == "n":
+                    links.append((symbol, int(target)))
+            self.lemmas[offset] = words
+            self.pointers[offset] = links
+        try:
+            for line in _open_text(source, "noun.exc"):
+                parts = line.split()
+                if len(parts) >= 2:
+                    self.exceptions[parts[0].replace("_", " ")] = parts[1].replace("_", " ")
+        except FileNotFoundError:
+            pass
+
+    @classmethod
+    def find(cls) -> "WordNet | None":
+        source = find_wordnet()
+        return cls(source) if source else None
+
+    def base_forms(self, phrase: str) -> list[str]:
+        """Noun lemmas of a phrase (WordNet's morphy on its last word): 'body parts' -> ['body part']."""
+        phrase = " ".join(phrase.lower().replace("_", " ").split())
+        if not phrase:
+            return []
+        head, _, last = phrase.rpartition(" ")
+        candidates = [last]
+        if last in self.exceptions:
+            candidates.append(self.exceptions[last])
+        candidates += [last[: -len(suffix)] + base for suffix, base in _NOUN_SUFFIXES if last.endswith(suffix)]
+        found = []
+        for word in candidates:
+            lemma = f"{head} {word}" if head else word
+            if lemma in self.senses and lemma not in found:
+                found.append(lemma)
+        return found
+
+    def members(self, phrase: str, config: WordNetConfig = WordNetConfig()) -> dict[str, int]:
+        """Words under a concept -> their depth (0: the concept's own lemmas, 1: direct kinds, ...)."""
+        found: dict[str, int] = {}
+
+        def add(offset: int, depth: int) -> None:
+            for word in self.lemmas.get(offset, []):
+                if word not in found or found[word] > depth:
+                    found[word] = depth
+
+        for lemma in self.base_forms(phrase):
+            for offset in self.senses[lemma][: config.senses]:
+                frontier, seen = [offset], {offset}
+                add(offset, 0)
+                for depth in range(1, config.depth + 1):
+                    following = []
+                    for node in frontier:
+                        for symbol, target in self.pointers.get(node, []):
+                            wanted = symbol in HYPONYM_POINTERS or (
+                                config.parts and depth <= 2 and symbol in PART_POINTERS)
+                            if wanted and target not in seen:
+                                seen.add(target)
+                                following.append(target)
+                                add(target, depth)
+                    frontier = following
+        return found
+
+
+def plural(word: str) -> str:
+    """The regular English plural of a noun (irregular ones come from WordNet's noun.exc)."""
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def lemma_candidates(phrase: str) -> list[str]:
+    """Possible base forms of a noun phrase, itself first (morphy's suffix rules on the last word)."""
+    phrase = " ".join(phrase.lower().replace("_", " ").split())
+    head, _, last = phrase.rpartition(" ")
+    forms = [last] + [last[: -len(suffix)] + base for suffix, base in _NOUN_SUFFIXES
+                      if last.endswith(suffix) and len(last) > len(suffix) + 1]
+    return list(dict.fromkeys(f"{head} {form}" if head else form for form in forms))
+
+
+@dataclass
+class ConceptTable:
+    """Every WordNet noun concept with at least ``min_members`` members among an index's tokens.
+
+    ``keys[i]`` (a lemma, or an irregular plural of one) has the members
+    ``members[offsets[i]:offsets[i+1]]`` (kept-token indices) at ``depths[...]`` (0: the concept's
+    own lemmas, 1: its direct kinds or parts, ...). Baked into the index by the build, so that
+    queries use WordNet without having it installed.
+    """
+
+    keys: list[str]
+    offsets: "np.ndarray"
+    members: "np.ndarray"
+    depths: "np.ndarray"
+
+    def lookup(self, phrase: str) -> list[tuple[int, int]]:
+        """(kept index, depth) of the members of the first base form of ``phrase`` that is known."""
+        import bisect
+
+        for form in lemma_candidates(phrase):
+            position = bisect.bisect_left(self.keys, form)
+            if position < len(self.keys) and self.keys[position] == form:
+                start, end = int(self.offsets[position]), int(self.offsets[position + 1])
+                return list(zip(self.members[start:end].tolist(), self.depths[start:end].tolist()))
+        return []
+
+
+def concept_table(wordnet: WordNet, kept_tokens: list[str], config: WordNetConfig = WordNetConfig(),
+                  min_members: int = 2) -> ConceptTable:
+    """Members (and their plurals) of every noun lemma, restricted to the kept tokens."""
+    import numpy as np
+
+    kept = {token: index for index, token in enumerate(kept_tokens)}
+    irregular: dict[str, list[str]] = {}
+    for inflected, base in wordnet.exceptions.items():
+        irregular.setdefault(base, []).append(inflected)
+    entries: dict[str, list[tuple[int, int]]] = {}
+    for lemma in wordnet.senses:
+        found: dict[int, int] = {}
+        for word, depth in wordnet.members(lemma, config).items():
+            for form in (word, plural(word), *irregular.get(word, ())):
+                index = kept.get(form)
+                if index is not None and found.get(index, 99) > depth:
+                    found[index] = depth
+        if len(found) >= min_members:
+            entries[lemma] = sorted(found.items(), key=lambda item: (item[1], item[0]))
+    for inflected, base in wordnet.exceptions.items():  # "feet" finds "foot", "children" "child"
+        if base in entries and inflected not in entries:
+            entries[inflected] = entries[base]
+    keys = sorted(entries)
+    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(entries[key]) for key in keys])
+    members = np.fromiter((m for key in keys for m, _ in entries[key]), dtype=np.int32, count=int(offsets[-1]))
+    depths = np.fromiter((d for key in keys for _, d in entries[key]), dtype=np.uint8, count=int(offsets[-1]))
+    return ConceptTable(keys, offsets, members, depths)

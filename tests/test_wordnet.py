@@ -1,0 +1,133 @@
+"""WordNet concept members: the database reader, the baked concept table, and query expansion."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurosearch.wordnet import WordNet, WordNetConfig, concept_table, find_wordnet, lemma_candidates, plural
+
+# A hand-made WordNet database in the real file format (offsets are only identifiers here).
+SYNSETS = {
+    # offset: (words, [(pointer symbol, target offset)])
+    1: (["weekday"], [("~", 2), ("~", 3), ("~", 4)]),
+    2: (["Monday", "Mon"], [("@", 1)]),
+    3: (["Tuesday"], [("@", 1)]),
+    4: (["Friday"], [("@", 1)]),
+    10: (["colour", "color"], [("~", 11)]),
+    11: (["chromatic_colour"], [("@", 10), ("~", 12), ("~", 13), ("~i", 14)]),
+    12: (["red"], [("@", 11)]),
+    13: (["green"], [("@", 11)]),
+    14: (["blue"], [("@i", 11)]),
+    20: (["animal"], [("~", 21), ("~", 22)]),
+    21: (["dog"], [("@", 20), ("%p", 23)]),
+    22: (["cat"], [("@", 20)]),
+    23: (["tail"], [("#p", 21)]),
+    30: (["child", "kid"], []),
+}
+LEMMAS = {"weekday": [1], "monday": [2], "mon": [2], "tuesday": [3], "friday": [4], "colour": [10],
+          "color": [10], "chromatic_colour": [11], "red": [12], "green": [13], "blue": [14],
+          "animal": [20], "dog": [21], "cat": [22], "tail": [23], "child": [30], "kid": [30]}
+HEADER = "  1 This software and database is being provided to you, the LICENSEE, by  \n  2 WordNet 3.0 Copyright 2006 by Princeton University.  All rights reserved.\n"
+
+
+def write_wordnet(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for offset, (words, pointers) in SYNSETS.items():
+        head = f"{offset:08d} 03 n {len(words):02x} " + " ".join(f"{w} 0" for w in words)
+        links = " ".join(f"{symbol} {target:08d} n 0000" for symbol, target in pointers)
+        lines.append(f"{head} {len(pointers):03d} {links} | a gloss".replace("  ", " "))
+    (directory / "data.noun").write_text(HEADER + "\n".join(lines) + "\n")
+    index = [f"{lemma} n {len(offsets)} 0 {len(offsets)} 0 " + " ".join(f"{o:08d}" for o in offsets)
+             for lemma, offsets in sorted(LEMMAS.items())]
+    (directory / "index.noun").write_text(HEADER + "\n".join(index) + "\n")
+    (directory / "noun.exc").write_text("children child\n")
+    return directory
+
+
+@pytest.fixture()
+def wordnet_dir(tmp_path: Path) -> Path:
+    return write_wordnet(tmp_path / "wordnet")
+
+
+def test_reader_follows_hyponyms_parts_and_depth(wordnet_dir: Path):
+    wordnet = WordNet(str(wordnet_dir))
+    assert wordnet.version == "WordNet 3.0"
+    assert wordnet.members("weekdays") == {"weekday": 0, "monday": 1, "mon": 1, "tuesday": 1, "friday": 1}
+    # instance hyponyms count; depth 2 reaches the colours themselves
+    assert wordnet.members("colors") == {"colour": 0, "color": 0, "chromatic colour": 1, "red": 2, "green": 2, "blue": 2}
+    assert "red" not in wordnet.members("colour", WordNetConfig(depth=1))
+    # part meronyms: a dog's tail
+    assert wordnet.members("animals")["tail"] == 2
+    assert "tail" not in wordnet.members("animals", WordNetConfig(parts=False))
+    assert wordnet.base_forms("children") == ["child"]
+    assert wordnet.members("nothing here") == {}
+
+
+def test_morphology_helpers():
+    assert lemma_candidates("body parts") == ["body parts", "body part"]
+    assert lemma_candidates("Boxes") == ["boxes", "box", "boxe"]
+    assert plural("box") == "boxes" and plural("city") == "cities" and plural("day") == "days" and plural("dog") == "dogs"
+
+
+def test_concept_table_keeps_index_tokens_with_plurals_and_irregular_keys(wordnet_dir: Path):
+    kept = ["monday", "tuesday", "friday", "red", "green", "blue", "dog", "dogs", "cat", "kid", "kids"]
+    table = concept_table(WordNet(str(wordnet_dir)), kept)
+    assert table.keys == sorted(table.keys)
+    found = dict(table.lookup("Weekdays"))
+    assert {kept[i] for i in found} == {"monday", "tuesday", "friday"} and set(found.values()) == {1}
+    assert {kept[i] for i, _ in table.lookup("animals")} == {"dog", "dogs", "cat"}
+    assert {kept[i] for i, _ in table.lookup("colours")} == {"red", "green", "blue"}
+    assert {kept[i] for i, _ in table.lookup("children")} == {"kid", "kids"}  # noun.exc alias
+    assert table.lookup("furniture") == []
+    assert table.offsets[-1] == table.members.size == table.depths.size
+    assert table.members.dtype == np.int32
+
+
+def test_wordnet_is_found_from_the_environment_and_in_nltk_zips(tmp_path: Path, wordnet_dir: Path, monkeypatch):
+    monkeypatch.setenv("NEUROSEARCH_WORDNET", str(wordnet_dir))
+    assert find_wordnet() == str(wordnet_dir)
+    archive = tmp_path / "wordnet.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for name in ("index.noun", "data.noun", "noun.exc"):
+            handle.write(wordnet_dir / name, f"wordnet/{name}")
+    monkeypatch.setenv("NEUROSEARCH_WORDNET", str(archive))
+    assert find_wordnet() == str(archive)
+    assert WordNet(str(archive)).members("weekday")["friday"] == 1
+
+
+def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Path, tiny_corpus: Path, monkeypatch):
+    from neurosearch import Index
+    from neurosearch.build import build_index
+    from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
+    from neurosearch.query import NO_WORDNET_NOTE
+
+    out = tmp_path / "index"
+    config = BuildConfig(
+        model=ModelConfig(model=str(tiny_model), dtype="float32"),
+        corpus=CorpusConfig(source=str(tiny_corpus), window=16),
+        stats=StatsConfig(batch_tokens=256, shard_docs=100),
+        profiles=ProfileConfig(min_count=2, methods=("filter",), search_method="filter"),
+        clusters=ClusterConfig(ks=(3,)),
+        concepts=False,
+    )
+    build_index(config, out)
+    plain = Index.load(out).find("weekdays")
+    assert NO_WORDNET_NOTE in plain.notes
+    stats_time = (out / "stats").stat().st_mtime_ns
+    monkeypatch.setenv("NEUROSEARCH_WORDNET", str(write_wordnet(tmp_path / "wn")))
+    from dataclasses import replace
+
+    manifest = build_index(replace(config, concepts=True), out)  # only the search stage is redone
+    assert manifest.stages["search"]["concepts"] == "WordNet 3.0"
+    assert (out / "stats").stat().st_mtime_ns == stats_time
+    index = Index.load(out)
+    found = index.find("weekdays")
+    assert any(note.startswith("WordNet: ") for note in found.notes)
+    weights = {t["token"]: t["weight"] for t in found.query.to_json()}
+    assert weights["monday"] == weights["tuesday"] == weights["friday"] == 1.0
+    assert index.info() is not None
