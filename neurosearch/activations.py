@@ -10,9 +10,11 @@ Everything is additive, so a corpus can be cut into shards that are processed an
 (:meth:`TokenStats.merge`); the build checkpoints the running total after every shard.
 
 Speed: activations are consumed inside the forward hooks, layer by layer, while they are hot in
-cache: a float64 copy feeds ``index_add_`` on token ids and the sum of squares; the top-k search
-only looks at values above each neuron's current k-th best, so after the first batch it touches few
-elements.
+cache. One fused pass (numba, :mod:`neurosearch.kernels`) adds each value to its token's float64
+sum, its square to the neuron's, and keeps block maxima for the top-k screen; without numba, a
+float64 copy feeds ``index_put_`` on token ids and a matrix product for the squares. The top-k
+search only looks at values above each neuron's current k-th best, so after the first batch it
+touches few elements.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ class StatsAccumulator:
         self._buffer = torch.empty(0, dtype=torch.float64)
         self._ones = torch.ones(1, 0, dtype=torch.float64)
         self._batch: dict[str, torch.Tensor] = {}
+        from .kernels import fused_accumulate
+
+        self._kernel = fused_accumulate()
 
     # -- loading and exporting the running total -------------------------------------------------
     def load(self, stats: TokenStats) -> None:
@@ -179,6 +184,7 @@ class StatsAccumulator:
             "valid_rows": flat_valid,
             "docs": docs.reshape(-1),
             "pos": pos.reshape(-1),
+            "rows": torch.where(flat_valid, flat_ids, -1).numpy(),  # the kernel's row -> token (-1: skip)
         }
         self.counts += torch.bincount(flat_ids[flat_valid], minlength=self.vocab_size)
         rows = flat_ids.numel() * self.site.neurons_per_layer
@@ -193,6 +199,14 @@ class StatsAccumulator:
         x = activations.detach().reshape(-1, width)
         if x.device.type != "cpu":  # statistics live in host memory; the model may not
             x = x.float().cpu()
+        if self._kernel is not None:
+            x = x.float().contiguous()
+            block = self.SCREEN_BLOCK
+            block_max = torch.full(((x.shape[0] + block - 1) // block, width), float("-inf"))
+            self._kernel(x.numpy(), batch["rows"], self.sums[layer].numpy(), self.sumsq[layer].numpy(),
+                         block_max.numpy(), block)
+            self._update_top(layer, x, batch, block_max)
+            return
         n = x.shape[0]
         x64 = self._buffer[: n * width].view(n, width)
         x64.copy_(x)
@@ -205,7 +219,8 @@ class StatsAccumulator:
     SCREEN_BLOCK = 256
 
     def _screen(
-        self, x: torch.Tensor, threshold: torch.Tensor, batch: dict[str, torch.Tensor]
+        self, x: torch.Tensor, threshold: torch.Tensor, batch: dict[str, torch.Tensor],
+        block_max: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(rows, cols) of valid entries above their column's threshold, grouped by column.
 
@@ -214,11 +229,12 @@ class StatsAccumulator:
         """
         n, width = x.shape
         block = self.SCREEN_BLOCK
-        full = (n // block) * block
-        parts = [x[:full].view(-1, block, width).amax(dim=1)] if full else []
-        if full < n:
-            parts.append(x[full:].amax(dim=0, keepdim=True))
-        block_max = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if block_max is None:  # the fused kernel computes them on its pass
+            full = (n // block) * block
+            parts = [x[:full].view(-1, block, width).amax(dim=1)] if full else []
+            if full < n:
+                parts.append(x[full:].amax(dim=0, keepdim=True))
+            block_max = torch.cat(parts) if len(parts) > 1 else parts[0]
         threshold = threshold.to(x.dtype)
         blocks, cols = torch.nonzero(block_max > threshold, as_tuple=True)
         if blocks.numel() * block * 4 > n * width:
@@ -232,13 +248,14 @@ class StatsAccumulator:
         order = torch.argsort(cols * n + rows)  # grouped by column, rows ascending
         return rows[order], cols[order]
 
-    def _update_top(self, layer: int, x: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+    def _update_top(self, layer: int, x: torch.Tensor, batch: dict[str, torch.Tensor],
+                    block_max: torch.Tensor | None = None) -> None:
         """Merge the batch's values above each neuron's current k-th best into its top-k list."""
         k = self.top_k
         width = x.shape[1]
         best = self.top_values[layer]  # [width, k], descending
         threshold = best[:, -1]
-        found = self._screen(x, threshold, batch) if bool(torch.isfinite(threshold).all()) else None
+        found = self._screen(x, threshold, batch, block_max) if bool(torch.isfinite(threshold).all()) else None
         if found is not None:
             rows, cols = found
             if cols.numel() == 0:

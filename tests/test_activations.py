@@ -21,10 +21,16 @@ from neurosearch.models import NeuronSite, load_model, neuron_site
 CLS, SEP, PAD = 2, 3, 0
 
 
-def test_eq1_hand_computed():
-    """Two documents, one layer of two neurons, activations chosen by hand."""
+@pytest.mark.parametrize("path", ["fused", "torch"])
+def test_eq1_hand_computed(path: str):
+    """Two documents, one layer of two neurons, activations chosen by hand (both accumulation paths)."""
     site = NeuronSite("ffn", [nn.Identity()], neurons_per_layer=2)
     acc = StatsAccumulator(site, vocab_size=10, top_k=2)
+    if path == "torch":
+        acc._kernel = None
+    else:
+        pytest.importorskip("numba")
+        assert acc._kernel is not None
     # doc 0: [CLS] 5 6 5 [SEP] ; doc 1: [CLS] 6 7 [SEP] [PAD]
     ids = torch.tensor([[CLS, 5, 6, 5, SEP], [CLS, 6, 7, SEP, PAD]])
     valid = torch.tensor([[0, 1, 1, 1, 0], [0, 1, 1, 0, 0]], dtype=torch.bool)
@@ -85,6 +91,30 @@ def test_two_shards_merged_equal_one_pass(tiny_model: Path, tiny_corpus: Path):
     together = compute_stats(loaded, site, docs, config, window=16)
     np.testing.assert_array_equal(together.token_counts, whole.token_counts)
     np.testing.assert_allclose(together.token_sums, whole.token_sums, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_kernel_matches_the_torch_path(tiny_model: Path, tiny_corpus: Path):
+    """The numba pass gives the torch path's statistics: sums bit for bit, squares to rounding."""
+    pytest.importorskip("numba")
+    from neurosearch.activations import accumulate, vocab_size
+
+    loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
+    site = neuron_site(loaded.encoder, "ffn")
+    docs = _documents(tiny_corpus)
+    config = StatsConfig(batch_tokens=256, top_k=5)
+    results = []
+    for use_kernel in (True, False):
+        accumulator = StatsAccumulator(site, vocab_size(loaded), config.top_k)
+        if not use_kernel:
+            accumulator._kernel = None
+        accumulate(loaded, site, accumulator, docs, 0, config, 16)
+        results.append(accumulator.export())
+    fused, plain = results
+    np.testing.assert_array_equal(fused.token_counts, plain.token_counts)
+    np.testing.assert_array_equal(fused.token_sums, plain.token_sums)
+    np.testing.assert_allclose(fused.neuron_sumsq, plain.neuron_sumsq, rtol=1e-12)
+    np.testing.assert_array_equal(fused.top_values, plain.top_values)
+    np.testing.assert_array_equal(fused.top_refs, plain.top_refs)
 
 
 def test_hooks_capture_every_layer(tiny_model: Path):
