@@ -8,6 +8,8 @@ the manifest's sha256 the first time it is read, so a corrupt file is named, nev
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -92,6 +94,8 @@ class Index:
         self.manifest = manifest
         self.config = config or SearchConfig()
         self._verified: set[str] = set()
+        self._background: Any = None  # executor while files are verified in the background
+        self._pending: dict[str, Any] = {}
 
     @classmethod
     def load(cls, path: str | Path, config: SearchConfig | None = None) -> "Index":
@@ -104,10 +108,45 @@ class Index:
 
     # -- files ----------------------------------------------------------------------------------
     def _check(self, relative: str) -> Path:
-        if relative not in self._verified:
-            self.manifest.verify(self.path, [relative])
-            self._verified.add(relative)
+        if relative not in self._verified and relative not in self._pending:
+            if self._background is not None:
+                self._pending[relative] = self._background.submit(self.manifest.verify, self.path, [relative])
+            else:
+                self.manifest.verify(self.path, [relative])
+                self._verified.add(relative)
         return self.path / relative
+
+    @contextmanager
+    def _verifying_in_background(self) -> Iterator[None]:
+        """Hash the files read inside the block on a second thread; every hash is checked on exit.
+
+        hashlib releases the GIL, so on a multi-core machine hashing overlaps with parsing and
+        scoring instead of preceding them (a cold ``find`` reads ~30 MB). Results computed from a
+        file whose hash then fails are never returned: the exit raises the one-line error.
+        """
+        if self._background is not None:
+            yield
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurosearch-verify")
+        failed: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            failed = exc
+        finally:
+            executor, self._background = self._background, None
+            pending, self._pending = self._pending, {}
+            for relative, future in pending.items():
+                error = future.exception()
+                if error is None:
+                    self._verified.add(relative)
+                elif failed is None or not isinstance(failed, IndexError_):
+                    failed = error  # a corrupt file explains any other failure reading it
+            executor.shutdown(wait=True)
+        if failed is not None:
+            raise failed
 
     def npy(self, relative: str) -> np.ndarray:
         """Array file of the index (read once per Index; callers must not mutate it)."""
@@ -363,6 +402,11 @@ class Index:
         method = method or self.search_method
         if method not in self.methods:
             raise NeurosearchError(f"method '{method}' is not in this index (has: {', '.join(self.methods)})")
+        with self._verifying_in_background():
+            return self._find(query, tokens, top, kind, k, exact, method)
+
+    def _find(self, query: str | None, tokens: list[str] | None, top: int, kind: str, k: int | None,
+              exact: bool, method: str) -> FindResult:
         expanded = self.expand(query, tokens)
         results: list[Result] = []
         if kind in ("both", "clusters"):

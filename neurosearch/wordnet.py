@@ -236,6 +236,8 @@ def concept_table(wordnet: WordNet, kept_tokens: list[str], config: WordNetConfi
     for lemma in wordnet.senses:
         found: dict[int, int] = {}
         for word, depth in wordnet.members(lemma, config).items():
+            if len(word) < 3 and word.isalpha():  # abbreviations ("th": Thursday) match unrelated pieces
+                continue
             for form in (word, plural(word), *irregular.get(word, ())):
                 index = kept.get(form)
                 if index is not None and found.get(index, 99) > depth:

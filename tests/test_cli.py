@@ -143,6 +143,16 @@ def test_missing_and_corrupt_index(tmp_path: Path, tiny_index: Path):
     target = broken / "search" / "filter" / "neuron_weights.npy"
     target.write_bytes(target.read_bytes()[:-7] + b"garbage")
     assert_one_line_error(run("find", "monday", "--index", str(broken)), str(target))
+    shutil.copy(tiny_index / target.relative_to(broken), target)
+    assert run("find", "monday", "--index", str(broken)).exit_code == 0
+    # a file that still parses but changed: the background hash check names it after the search ran
+    tokens = broken / "tokens.json"
+    data = json.loads(tokens.read_text())
+    data["tokens"][0] = data["tokens"][0] + "x"
+    tokens.write_text(json.dumps(data))
+    assert_one_line_error(run("find", "monday", "--index", str(broken)), str(tokens))
+    tokens.write_text("{not json")
+    assert_one_line_error(run("find", "monday", "--index", str(broken)), str(tokens))
     (broken / "manifest.json").write_text("{not json")
     assert_one_line_error(run("info", "--index", str(broken)), "manifest.json")
 
