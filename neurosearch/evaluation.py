@@ -258,6 +258,17 @@ def evaluation_targets(index: Any, methods: Sequence[str], ks: Sequence[int], ma
     return targets
 
 
+def _still_valid(index: Any, result: dict[str, Any], config: Any) -> bool:
+    """A stored result counts only for the same cluster (its neurons) and the same experiment."""
+    try:
+        neurons = set(index.cluster(result["target"]["id"]).neurons)
+    except Exception:
+        return False
+    seeds = {b.get("seeds") for b in result.get("baselines", {}).values()}
+    return (set(result["target"]["neurons"]) == neurons and result.get("ablation") == config.ablation
+            and seeds <= {config.seeds})
+
+
 def _round_robin(targets: Sequence[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
     """Interleave the (method, K) rows, so that an interrupted run has a share of every row."""
     rows: dict[tuple[str, int], list[tuple[str, int, str]]] = {}
@@ -286,8 +297,13 @@ def run_evaluate(
     reporter = reporter or SilentReporter()
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.jsonl"
-    done = {r["target"]["id"]: r for r in load_results(results_path)}
     targets = evaluation_targets(index, methods, ks, max_clusters)
+    wanted_targets = {t[2] for t in targets}
+    done = {}
+    for result in load_results(results_path):  # later lines (recomputed results) win
+        key = result["target"]["id"]
+        if key in wanted_targets and _still_valid(index, result, config):
+            done[key] = result
     todo = _round_robin([t for t in targets if t[2] not in done])
     if todo:
         reporter.log(f"evaluate: {len(done)} cluster(s) already done, {len(todo)} to go")

@@ -179,3 +179,28 @@ def test_fit_head_and_ablate_commands(tiny_index: Path, tmp_path: Path):
     shown = run("show", "neuron", "0:1", "--index", str(copy), "--json")
     assert shown.exit_code == 0
     assert_one_line_error(run("ablate", "--index", str(copy)), "exactly one of")
+
+
+def test_evaluate_writes_table_and_figures_and_resumes(tiny_index: Path, tmp_path: Path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_index, copy)
+    args = ["evaluate", "--index", str(copy), "--methods", "filter", "--k", "3", "--sentences", "6", "--seeds", "2"]
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    results = copy / "evaluation" / "results.jsonl"
+    lines = results.read_text().splitlines()
+    assert len(lines) == 3  # every cluster of filter at K=3
+    assert (copy / "evaluation" / "table3.md").is_file() and (copy / "evaluation" / "table3.csv").is_file()
+    assert list((copy / "evaluation").glob("fig2_*.png")) and list((copy / "evaluation").glob("fig4_*.png"))
+    assert run(*args).exit_code == 0
+    assert results.read_text().splitlines() == lines  # finished clusters are not recomputed
+    # a stored result whose cluster changed (another clustering) is recomputed, not reused
+    stale = json.loads(lines[0])
+    stale["target"]["neurons"] = ["0:0"] if stale["target"]["neurons"] != ["0:0"] else ["0:1"]
+    results.write_text("\n".join([json.dumps(stale), *lines[1:]]) + "\n")
+    assert run(*args).exit_code == 0
+    redone = results.read_text().splitlines()
+    assert len(redone) == 4 and json.loads(redone[-1])["target"]["id"] == stale["target"]["id"]
+    # other experiment settings are not mixed with stored ones either
+    assert run(*args[:-1], "3").exit_code == 0
+    assert len(results.read_text().splitlines()) == 7
