@@ -145,6 +145,10 @@ class Index:
                 elif failed is None or not isinstance(failed, IndexError_):
                     failed = error  # a corrupt file explains any other failure reading it
             executor.shutdown(wait=True)
+        if isinstance(failed, IndexError_):  # forget whatever was parsed from unverified files
+            core = ("path", "manifest", "config", "_verified", "_background", "_pending")
+            for name in [n for n in self.__dict__ if n not in core]:
+                del self.__dict__[name]
         if failed is not None:
             raise failed
 

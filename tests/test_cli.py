@@ -204,3 +204,23 @@ def test_evaluate_writes_table_and_figures_and_resumes(tiny_index: Path, tmp_pat
     # other experiment settings are not mixed with stored ones either
     assert run(*args[:-1], "3").exit_code == 0
     assert len(results.read_text().splitlines()) == 7
+
+
+def test_library_index_forgets_a_file_that_failed_its_hash(tiny_index: Path, tmp_path: Path):
+    from neurosearch import Index
+    from neurosearch.manifest import IndexError_
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_index, copy)
+    tokens = copy / "tokens.json"
+    original = tokens.read_text()
+    data = json.loads(original)
+    data["tokens"][0] = data["tokens"][0] + "x"
+    tokens.write_text(json.dumps(data))
+    index = Index.load(copy)
+    with pytest.raises(IndexError_, match="tokens.json"):
+        index.find("monday")
+    with pytest.raises(IndexError_, match="tokens.json"):  # not served from a cache the second time
+        index.find("monday")
+    tokens.write_text(original)
+    assert index.find("monday").results
