@@ -508,4 +508,7 @@ class Index:
             "stages": {name: {k: v for k, v in stage.items() if k != "identity"} for name, stage in m.stages.items()},
             "labels": len(self.labels),
             "has_head": (self.path / "head" / "head.safetensors").is_file(),
+            "refined": bool(m.configs.get("clusters", {}).get("refine")),
+            "concepts": None if self.concepts is None else {
+                "source": m.stages.get("search", {}).get("concepts"), "count": len(self.concepts.keys)},
         }

@@ -116,7 +116,9 @@ def info_table(data: dict) -> Table:
                    f"{corpus.get('tokens')} tokens)"),
         ("kept tokens", f"{data['tokens_kept']} (count >= {data['min_count']})"),
         ("methods", ", ".join(data["methods"]) + f"  (find uses {data['search_method']})"),
-        ("K", ", ".join(map(str, data["ks"]))),
+        ("K", ", ".join(map(str, data["ks"])) + ("  (refined clusters)" if data.get("refined") else "  (unrefined clusters)")),
+        ("WordNet", f"{data['concepts']['count']} concepts ({data['concepts']['source']})" if data.get("concepts")
+                    else "no concept table (embeddings-only query expansion)"),
         ("labels", str(data["labels"])),
         ("MLM head", "fitted" if data["has_head"] else "none"),
         ("format", f"v{data['format_version']} (neurosearch {data['neurosearch_version']})"),
