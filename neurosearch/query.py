@@ -1,9 +1,10 @@
 """Queries: a concept ("weekdays") or a token list becomes a weighted vector over the kept tokens.
 
 The query's own word pieces (weight 1), plus each word's nearest kept tokens in the index's token
-embedding space (weight = cosine similarity, above a floor), plus the concept's members from WordNet
-(hyponyms and parts, baked into the index by the build when WordNet data is installed). No torch: the index stores the tokenizer (``tokenizer.json``,
-read with the ``tokenizers`` library) and the embedding table (int8 rows).
+embedding space (weight = ``neighbour_weight`` x cosine similarity, above a floor), plus the
+concept's members from WordNet (hyponyms and parts, baked into the index by the build when WordNet
+data is installed). No torch: the index stores the tokenizer (``tokenizer.json``, read with the
+``tokenizers`` library) and the embedding table (int8 rows).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class ExpandedQuery:
     token_index: np.ndarray
     """int64 [Q] kept-token indices."""
     weights: np.ndarray
-    """float32 [Q] weights (1 for the query's own tokens, similarity for neighbours)."""
+    """float32 [Q] weights (1 for the query's own tokens, up to 1 for WordNet members, scaled
+    similarity for neighbours)."""
     tokens: list[str]
     dense: np.ndarray
     """float32 [D] unit vector in the token embedding space."""
