@@ -187,10 +187,6 @@ class StatsAccumulator:
             "rows": torch.where(flat_valid, flat_ids, -1).numpy(),  # the kernel's row -> token (-1: skip)
         }
         self.counts += torch.bincount(flat_ids[flat_valid], minlength=self.vocab_size)
-        rows = flat_ids.numel() * self.site.neurons_per_layer
-        if self._buffer.numel() < rows:
-            self._buffer = torch.empty(rows, dtype=torch.float64)
-            self._ones = torch.ones(1, flat_ids.numel(), dtype=torch.float64)
 
     def observe(self, layer: int, activations: torch.Tensor) -> None:
         """Fold one layer's activations [batch, seq, width] into the running statistics."""
@@ -208,6 +204,9 @@ class StatsAccumulator:
             self._update_top(layer, x, batch, block_max)
             return
         n = x.shape[0]
+        if self._buffer.numel() < n * width:  # float64 scratch of the torch path, grown once
+            self._buffer = torch.empty(n * width, dtype=torch.float64)
+            self._ones = torch.ones(1, n, dtype=torch.float64)
         x64 = self._buffer[: n * width].view(n, width)
         x64.copy_(x)
         x64.index_fill_(0, batch["invalid_rows"], 0.0)

@@ -313,7 +313,8 @@ class Builder:
         manifest.files = {k: v for k, v in manifest.files.items() if not k.startswith("search/")}
         search_method = manifest.configs["profiles"]["search_method"]
         m = manifest.configs["profiles"]["top_tokens"]
-        kept_ids = np.asarray(json.loads((self.out / "tokens.json").read_text())["ids"])
+        kept = json.loads((self.out / "tokens.json").read_text())
+        kept_ids = np.asarray(kept["ids"])
         codes, scale = np.load(self.out / "token_space.npy"), np.load(self.out / "token_space_scale.npy")
         space = dequantize_rows(codes, scale)[kept_ids]
         for method in manifest.configs["profiles"]["methods"]:
@@ -347,7 +348,7 @@ class Builder:
                 build_hnsw(dense_vectors(cluster_top, cluster_weights, space), self.out / folder / "clusters.hnsw")
                 manifest.record(self.out, f"{folder}/neurons.hnsw")
                 manifest.record(self.out, f"{folder}/clusters.hnsw")
-        concepts = self._bake_concepts(manifest, json.loads((self.out / "tokens.json").read_text())["tokens"])
+        concepts = self._bake_concepts(manifest, kept["tokens"])
         self._finish_stage(manifest, "search", started, {"method": search_method, "concepts": concepts})
 
     def _bake_concepts(self, manifest: Manifest, kept_tokens: list[str]) -> str | None:

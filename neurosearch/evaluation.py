@@ -260,9 +260,11 @@ def evaluation_targets(index: Any, methods: Sequence[str], ks: Sequence[int], ma
 
 def _still_valid(index: Any, result: dict[str, Any], config: Any) -> bool:
     """A stored result counts only for the same cluster (its neurons) and the same experiment."""
+    from .errors import NeurosearchError
+
     try:
         neurons = set(index.cluster(result["target"]["id"]).neurons)
-    except Exception:
+    except NeurosearchError:  # a cluster id this index no longer has
         return False
     seeds = {b.get("seeds") for b in result.get("baselines", {}).values()}
     return (set(result["target"]["neurons"]) == neurons and result.get("ablation") == config.ablation

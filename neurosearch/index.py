@@ -509,6 +509,7 @@ class Index:
             "labels": len(self.labels),
             "has_head": (self.path / "head" / "head.safetensors").is_file(),
             "refined": bool(m.configs.get("clusters", {}).get("refine")),
-            "concepts": None if self.concepts is None else {
-                "source": m.stages.get("search", {}).get("concepts"), "count": len(self.concepts.keys)},
+            "concepts": None if "search/concepts.json" not in m.files else {
+                "source": m.stages.get("search", {}).get("concepts"),
+                "count": len(self.json("search/concepts.json")["keys"])},
         }

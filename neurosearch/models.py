@@ -220,12 +220,17 @@ class NeuronSite:
         return self.n_layers * self.neurons_per_layer
 
 
-def _blocks(encoder: nn.Module) -> list[nn.Module]:
+def _layer_list_owner(encoder: nn.Module) -> nn.Module:
+    """The module whose ``layer`` attribute is the encoder's list of blocks."""
     if hasattr(encoder, "encoder") and hasattr(encoder.encoder, "layer"):
-        return list(encoder.encoder.layer)  # BERT, RoBERTa, ELECTRA, XLM-R, ...
+        return encoder.encoder  # BERT, RoBERTa, ELECTRA, XLM-R, ...
     if hasattr(encoder, "transformer") and hasattr(encoder.transformer, "layer"):
-        return list(encoder.transformer.layer)  # DistilBERT
+        return encoder.transformer  # DistilBERT
     raise NeurosearchError(f"unsupported encoder architecture: {type(encoder).__name__}")
+
+
+def _blocks(encoder: nn.Module) -> list[nn.Module]:
+    return list(_layer_list_owner(encoder).layer)
 
 
 def _ffn_module(block: nn.Module) -> tuple[nn.Module, int]:
@@ -285,14 +290,6 @@ class NeuronHooks:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-
-
-def _layer_list_owner(encoder: nn.Module) -> nn.Module:
-    if hasattr(encoder, "encoder") and hasattr(encoder.encoder, "layer"):
-        return encoder.encoder
-    if hasattr(encoder, "transformer") and hasattr(encoder.transformer, "layer"):
-        return encoder.transformer
-    raise NeurosearchError(f"unsupported encoder architecture: {type(encoder).__name__}")
 
 
 class LayerInputs:

@@ -136,20 +136,13 @@ class WordNet:
 
     def base_forms(self, phrase: str) -> list[str]:
         """Noun lemmas of a phrase (WordNet's morphy on its last word): 'body parts' -> ['body part']."""
-        phrase = " ".join(phrase.lower().replace("_", " ").split())
-        if not phrase:
+        candidates = lemma_candidates(phrase)
+        if not candidates[0]:
             return []
-        head, _, last = phrase.rpartition(" ")
-        candidates = [last]
-        if last in self.exceptions:
-            candidates.append(self.exceptions[last])
-        candidates += [last[: -len(suffix)] + base for suffix, base in _NOUN_SUFFIXES if last.endswith(suffix)]
-        found = []
-        for word in candidates:
-            lemma = f"{head} {word}" if head else word
-            if lemma in self.senses and lemma not in found:
-                found.append(lemma)
-        return found
+        head, _, last = candidates[0].rpartition(" ")
+        if last in self.exceptions:  # irregular plurals: "children" -> "child"
+            candidates.insert(1, f"{head} {self.exceptions[last]}" if head else self.exceptions[last])
+        return [lemma for lemma in dict.fromkeys(candidates) if lemma in self.senses]
 
     def members(self, phrase: str, config: WordNetConfig = WordNetConfig()) -> dict[str, int]:
         """Words under a concept -> their depth (0: the concept's own lemmas, 1: direct kinds, ...)."""
