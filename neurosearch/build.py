@@ -26,6 +26,9 @@ from .progress import Reporter, SilentReporter, peak_rss_gb, reset_peak_rss
 from .storage import save_npy_atomic, write_json_atomic
 
 STAGES = ("stats", "profiles", "clusters", "search")
+CONCEPT_TABLE_FORMAT = 2
+"""Version of the baked WordNet concept table (2: members carry sense shares); an index whose
+table is older gets its search stage redone by the next build."""
 
 
 def _shards(documents: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -96,8 +99,13 @@ class Builder:
             first_changed = stage
             break
         search = manifest.stages.get("search", {})
-        if first_changed is None and search.get("done") and bool(search.get("concepts")) != self._wants_concepts():
-            self.reporter.log("search: WordNet concept table to " + ("add" if self._wants_concepts() else "drop"))
+        wants = self._wants_concepts()
+        if first_changed is None and search.get("done") and bool(search.get("concepts")) != wants:
+            self.reporter.log("search: WordNet concept table to " + ("add" if wants else "drop"))
+            first_changed = "search"
+        elif first_changed is None and search.get("done") and wants and (
+                search.get("concept_table") != CONCEPT_TABLE_FORMAT):
+            self.reporter.log("search: WordNet concept table format changed, rebaking it")
             first_changed = "search"
         if first_changed is not None:
             for later in STAGES[STAGES.index(first_changed):]:
@@ -349,7 +357,8 @@ class Builder:
                 manifest.record(self.out, f"{folder}/neurons.hnsw")
                 manifest.record(self.out, f"{folder}/clusters.hnsw")
         concepts = self._bake_concepts(manifest, kept["tokens"])
-        self._finish_stage(manifest, "search", started, {"method": search_method, "concepts": concepts})
+        self._finish_stage(manifest, "search", started, {
+            "method": search_method, "concepts": concepts, "concept_table": CONCEPT_TABLE_FORMAT if concepts else None})
 
     def _bake_concepts(self, manifest: Manifest, kept_tokens: list[str]) -> str | None:
         """WordNet's concept members over the kept tokens (search/concepts.*), when WordNet is found."""
@@ -363,7 +372,7 @@ class Builder:
             return None
         table = concept_table(wordnet, kept_tokens, WordNetConfig())
         for name, array in (("concept_offsets", table.offsets), ("concept_members", table.members),
-                            ("concept_depths", table.depths)):
+                            ("concept_depths", table.depths), ("concept_shares", table.shares)):
             save_npy_atomic(self.out / "search" / f"{name}.npy", array)
             manifest.record(self.out, f"search/{name}.npy")
         source = wordnet.version

@@ -136,7 +136,12 @@ class SearchConfig:
     """Add the members WordNet knows for the query (hyponyms, parts) from the index's concept
     table (``search/concepts.json``, baked by the build when WordNet data is installed)."""
     wordnet_member_decay: float = 0.8
-    """Weight of a WordNet member at depth d >= 1 below the concept: decay ** (d - 1)."""
+    """Weight of a WordNet member at depth d >= 1 below the concept: decay ** (d - 1) (times its
+    sense share, below)."""
+    wordnet_sense_share_power: float = 0.5
+    """A WordNet member's weight is also multiplied by share ** power, its share of uses in the
+    concept's sense ("date" as a fruit: low). 0.5 raised top-1 neuron P@10 on both the dev concepts
+    and the held-out ``benchmarks/concepts/extra.json``; 1 hurt the latter (README)."""
     hnsw_ef: int = 200
     """HNSW search breadth (higher: better recall, slower)."""
     candidates: int = 1000

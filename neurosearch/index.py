@@ -234,9 +234,12 @@ class Index:
             return None
         from .wordnet import ConceptTable
 
+        members = self.npy("search/concept_members.npy")
+        shares = (self.npy("search/concept_shares.npy") if "search/concept_shares.npy" in self.manifest.files
+                  else np.ones(members.shape, dtype=np.float16))  # indexes built before sense shares
         return ConceptTable(
             self.json("search/concepts.json")["keys"], self.npy("search/concept_offsets.npy"),
-            self.npy("search/concept_members.npy"), self.npy("search/concept_depths.npy"),
+            members, self.npy("search/concept_depths.npy"), shares,
         )
 
     @cached_property

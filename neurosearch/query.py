@@ -30,8 +30,8 @@ class ExpandedQuery:
     token_index: np.ndarray
     """int64 [Q] kept-token indices."""
     weights: np.ndarray
-    """float32 [Q] weights (1 for the query's own tokens, up to 1 for WordNet members, scaled
-    similarity for neighbours)."""
+    """float32 [Q] weights (1 for the query's own tokens, up to 1 for WordNet members by depth and
+    sense share, scaled similarity for neighbours)."""
     tokens: list[str]
     dense: np.ndarray
     """float32 [D] unit vector in the token embedding space."""
@@ -122,9 +122,9 @@ class QueryExpander:
         found = self.concepts.lookup(text) or self.concepts.lookup(" ".join(words))
         if not found:
             return False
-        decay = self.config.wordnet_member_decay
-        for index, depth in found:
-            weights[index] = max(weights.get(index, 0.0), decay ** max(depth - 1, 0))
+        decay, power = self.config.wordnet_member_decay, self.config.wordnet_sense_share_power
+        for index, depth, share in found:
+            weights[index] = max(weights.get(index, 0.0), decay ** max(depth - 1, 0) * share**power)
         notes.append(f"WordNet: {len(found)} member tokens of '{text}' added")
         return True
 

@@ -4,9 +4,13 @@ A category query ("months", "body parts") names a concept whose *members* (janua
 a specialised neuron fires for; embedding neighbours of the category word are mostly its
 morphological variants and siblings (month, weeks, years). WordNet's noun hierarchy knows the
 members: the hyponyms of the concept's synsets, a few levels down, and the parts of wholes.
+Many member words are polysemous ("date" is a fruit, "jack" a tool, "hip" a rose's fruit), and a
+neuron fires for a word's usual sense, so each member also carries its *sense share*: how often the
+word is used in the concept's sense, from WordNet's sense-tagged counts (``cntlist.rev``; 1 when the
+file is absent).
 
 No NLTK needed: the reader parses the plain WordNet 3.x database (``index.noun``, ``data.noun``,
-``noun.exc``), found in this order: ``$NEUROSEARCH_WORDNET``, ``$WNSEARCHDIR``, NLTK's data
+``noun.exc``, optionally ``cntlist.rev``), found in this order: ``$NEUROSEARCH_WORDNET``, ``$WNSEARCHDIR``, NLTK's data
 directories (``corpora/wordnet``, unzipped or as ``wordnet.zip``), ``/usr/share/wordnet``
 (Debian/Ubuntu ``wordnet-base``), ``/usr/local/share/wordnet``, ``/opt/homebrew/share/wordnet``.
 The build bakes the members of every concept into the index (``search/concepts.*``), so queries
@@ -34,6 +38,16 @@ PART_POINTERS = frozenset({"%p", "%m"})
 _SYSTEM_DIRS = ("/usr/share/wordnet", "/usr/local/share/wordnet", "/opt/homebrew/share/wordnet")
 _NOUN_SUFFIXES = (("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"),
                   ("men", "man"), ("ies", "y"), ("s", ""))
+
+
+@dataclass(frozen=True)
+class Membership:
+    """How a word belongs to a concept: its depth below it and the share of its uses in that sense."""
+
+    depth: int
+    """0: the concept's own lemmas, 1: direct kinds or parts, ..."""
+    share: float
+    """Sense share in [0, 1]: (tagged uses in this sense + 1/2) / (all tagged noun uses + n_senses/2)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,8 @@ class WordNet:
         self.lemmas: dict[int, list[str]] = {}
         self.pointers: dict[int, list[tuple[str, int]]] = {}
         self.exceptions: dict[str, str] = {}
+        self.sense_counts: dict[tuple[str, int], int] = {}
+        """(lemma, sense number from 1) -> times the sense was tagged in WordNet's corpora."""
         self.version = "WordNet"
         for line in _open_text(source, "index.noun"):
             if line.startswith(" "):  # licence header, which names the version
@@ -128,6 +144,14 @@ class WordNet:
                     self.exceptions[parts[0].replace("_", " ")] = parts[1].replace("_", " ")
         except FileNotFoundError:
             pass
+        try:
+            for line in _open_text(source, "cntlist.rev"):  # "dog%1:05:00:: 1 42": noun sense 1, 42 uses
+                parts = line.split()
+                if len(parts) == 3 and "%1:" in parts[0]:
+                    lemma = parts[0].split("%", 1)[0].replace("_", " ").lower()
+                    self.sense_counts[(lemma, int(parts[1]))] = int(parts[2])
+        except FileNotFoundError:
+            pass
 
     @classmethod
     def find(cls) -> "WordNet | None":
@@ -144,14 +168,28 @@ class WordNet:
             candidates.insert(1, f"{head} {self.exceptions[last]}" if head else self.exceptions[last])
         return [lemma for lemma in dict.fromkeys(candidates) if lemma in self.senses]
 
+    def sense_share(self, word: str, offset: int) -> float:
+        """Share of ``word``'s tagged noun uses that are in synset ``offset`` (add-1/2 smoothed)."""
+        offsets = self.senses.get(word)
+        if not self.sense_counts or not offsets or offset not in offsets:
+            return 1.0
+        counts = [self.sense_counts.get((word, number), 0) for number in range(1, len(offsets) + 1)]
+        return (counts[offsets.index(offset)] + 0.5) / (sum(counts) + 0.5 * len(offsets))
+
     def members(self, phrase: str, config: WordNetConfig = WordNetConfig()) -> dict[str, int]:
         """Words under a concept -> their depth (0: the concept's own lemmas, 1: direct kinds, ...)."""
-        found: dict[str, int] = {}
+        return {word: membership.depth for word, membership in self.memberships(phrase, config).items()}
+
+    def memberships(self, phrase: str, config: WordNetConfig = WordNetConfig()) -> dict[str, Membership]:
+        """Words under a concept -> depth and sense share (of the shallowest, then most usual, sense)."""
+        found: dict[str, Membership] = {}
 
         def add(offset: int, depth: int) -> None:
             for word in self.lemmas.get(offset, []):
-                if word not in found or found[word] > depth:
-                    found[word] = depth
+                candidate = Membership(depth, self.sense_share(word, offset))
+                current = found.get(word)
+                if current is None or (depth, -candidate.share) < (current.depth, -current.share):
+                    found[word] = candidate
 
         for lemma in self.base_forms(phrase):
             for offset in self.senses[lemma][: config.senses]:
@@ -195,24 +233,27 @@ class ConceptTable:
 
     ``keys[i]`` (a lemma, or an irregular plural of one) has the members
     ``members[offsets[i]:offsets[i+1]]`` (kept-token indices) at ``depths[...]`` (0: the concept's
-    own lemmas, 1: its direct kinds or parts, ...). Baked into the index by the build, so that
-    queries use WordNet without having it installed.
+    own lemmas, 1: its direct kinds or parts, ...) with sense shares ``shares[...]`` (see
+    ``Membership``; all 1 in indexes built before shares existed). Baked into the index by the
+    build, so that queries use WordNet without having it installed.
     """
 
     keys: list[str]
     offsets: "np.ndarray"
     members: "np.ndarray"
     depths: "np.ndarray"
+    shares: "np.ndarray"
 
-    def lookup(self, phrase: str) -> list[tuple[int, int]]:
-        """(kept index, depth) of the members of the first base form of ``phrase`` that is known."""
+    def lookup(self, phrase: str) -> list[tuple[int, int, float]]:
+        """(kept index, depth, share) of the members of the first known base form of ``phrase``."""
         import bisect
 
         for form in lemma_candidates(phrase):
             position = bisect.bisect_left(self.keys, form)
             if position < len(self.keys) and self.keys[position] == form:
                 start, end = int(self.offsets[position]), int(self.offsets[position + 1])
-                return list(zip(self.members[start:end].tolist(), self.depths[start:end].tolist()))
+                return list(zip(self.members[start:end].tolist(), self.depths[start:end].tolist(),
+                                self.shares[start:end].astype(float).tolist()))
         return []
 
 
@@ -225,18 +266,20 @@ def concept_table(wordnet: WordNet, kept_tokens: list[str], config: WordNetConfi
     irregular: dict[str, list[str]] = {}
     for inflected, base in wordnet.exceptions.items():
         irregular.setdefault(base, []).append(inflected)
-    entries: dict[str, list[tuple[int, int]]] = {}
+    entries: dict[str, list[tuple[int, Membership]]] = {}
     for lemma in wordnet.senses:
-        found: dict[int, int] = {}
-        for word, depth in wordnet.members(lemma, config).items():
+        found: dict[int, Membership] = {}
+        for word, membership in wordnet.memberships(lemma, config).items():
             if len(word) < 3 and word.isalpha():  # abbreviations ("th": Thursday) match unrelated pieces
                 continue
             for form in (word, plural(word), *irregular.get(word, ())):
                 index = kept.get(form)
-                if index is not None and found.get(index, 99) > depth:
-                    found[index] = depth
+                current = found.get(index) if index is not None else None
+                if index is not None and (current is None or (membership.depth, -membership.share)
+                                          < (current.depth, -current.share)):
+                    found[index] = membership
         if len(found) >= min_members:
-            entries[lemma] = sorted(found.items(), key=lambda item: (item[1], item[0]))
+            entries[lemma] = sorted(found.items(), key=lambda item: (item[1].depth, item[0]))
     for inflected, base in wordnet.exceptions.items():  # "feet" finds "foot", "children" "child"
         if base in entries and inflected not in entries:
             entries[inflected] = entries[base]
@@ -244,5 +287,6 @@ def concept_table(wordnet: WordNet, kept_tokens: list[str], config: WordNetConfi
     offsets = np.zeros(len(keys) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(entries[key]) for key in keys])
     members = np.fromiter((m for key in keys for m, _ in entries[key]), dtype=np.int32, count=int(offsets[-1]))
-    depths = np.fromiter((d for key in keys for _, d in entries[key]), dtype=np.uint8, count=int(offsets[-1]))
-    return ConceptTable(keys, offsets, members, depths)
+    depths = np.fromiter((m.depth for key in keys for _, m in entries[key]), dtype=np.uint8, count=int(offsets[-1]))
+    shares = np.fromiter((m.share for key in keys for _, m in entries[key]), dtype=np.float16, count=int(offsets[-1]))
+    return ConceptTable(keys, offsets, members, depths, shares)

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurosearch.wordnet import WordNet, WordNetConfig, concept_table, find_wordnet, lemma_candidates, plural
+from neurosearch.wordnet import (
+    Membership, WordNet, WordNetConfig, concept_table, find_wordnet, lemma_candidates, plural,
+)
 
 # A hand-made WordNet database in the real file format (offsets are only identifiers here).
 SYNSETS = {
@@ -27,10 +29,16 @@ SYNSETS = {
     22: (["cat"], [("@", 20)]),
     23: (["tail"], [("#p", 21)]),
     30: (["child", "kid"], []),
+    40: (["date"], [("@", 41)]),  # the fruit: a rare sense of "date"
+    41: (["fruit"], [("~", 40), ("~", 42)]),
+    42: (["apple"], [("@", 41)]),
+    50: (["date"], []),  # the calendar date: its usual sense
 }
 LEMMAS = {"weekday": [1], "monday": [2], "mon": [2], "tuesday": [3], "friday": [4], "colour": [10],
           "color": [10], "chromatic_colour": [11], "red": [12], "green": [13], "blue": [14],
-          "animal": [20], "dog": [21], "cat": [22], "tail": [23], "child": [30], "kid": [30]}
+          "animal": [20], "dog": [21], "cat": [22], "tail": [23], "child": [30], "kid": [30],
+          "date": [50, 40], "fruit": [41], "apple": [42]}
+SENSE_COUNTS = "date%1:28:00:: 1 30\ndate%1:13:00:: 2 2\nfruit%1:13:00:: 1 5\nmonday%1:28:00:: 1 4\n"
 HEADER = "  1 This software and database is being provided to you, the LICENSEE, by  \n  2 WordNet 3.0 Copyright 2006 by Princeton University.  All rights reserved.\n"
 
 
@@ -46,6 +54,7 @@ def write_wordnet(directory: Path) -> Path:
              for lemma, offsets in sorted(LEMMAS.items())]
     (directory / "index.noun").write_text(HEADER + "\n".join(index) + "\n")
     (directory / "noun.exc").write_text("children child\n")
+    (directory / "cntlist.rev").write_text(SENSE_COUNTS)
     return directory
 
 
@@ -68,6 +77,38 @@ def test_reader_follows_hyponyms_parts_and_depth(wordnet_dir: Path):
     assert wordnet.members("nothing here") == {}
 
 
+def test_members_carry_the_share_of_their_uses_in_the_concepts_sense(wordnet_dir: Path):
+    wordnet = WordNet(str(wordnet_dir))
+    fruit = wordnet.memberships("fruits")
+    # "date" is tagged 30 times as a calendar date and twice as a fruit: (2 + 1/2) / (32 + 2/2)
+    assert fruit["date"] == Membership(1, pytest.approx(2.5 / 33))
+    assert fruit["apple"] == Membership(1, 1.0)  # one sense, never tagged: all its uses are this one
+    assert wordnet.memberships("weekday")["monday"].share == 1.0
+    assert WordNet(str(wordnet_dir)).members("fruit") == {"fruit": 0, "date": 1, "apple": 1}
+    (wordnet_dir / "cntlist.rev").unlink()  # without sense counts every share is 1
+    assert WordNet(str(wordnet_dir)).memberships("fruits")["date"].share == 1.0
+
+
+def test_query_weighs_wordnet_members_by_depth_and_sense_share():
+    from neurosearch.config import SearchConfig
+    from neurosearch.query import QueryExpander
+    from neurosearch.wordnet import ConceptTable
+
+    kept = ["fruit", "apple", "date", "pear"]
+
+    class Pieces:  # a tokenizer whose vocabulary is the kept tokens
+        def encode(self, text, add_special_tokens=False):
+            return type("Encoding", (), {"ids": [kept.index(text)] if text in kept else []})()
+
+    rows = np.eye(4, dtype=np.float32)  # orthogonal embeddings: no neighbours
+    table = ConceptTable(["fruit"], np.array([0, 3]), np.array([1, 2, 3], dtype=np.int32),
+                         np.array([1, 1, 2], dtype=np.uint8), np.array([1.0, 0.25, 1.0], dtype=np.float16))
+    config = SearchConfig(wordnet_member_decay=0.8, wordnet_sense_share_power=0.5)
+    expander = QueryExpander(Pieces(), kept, np.arange(4), lambda ids: rows[np.asarray(ids)], config, table)
+    weights = {t["token"]: t["weight"] for t in expander.expand("fruit").to_json()}
+    assert weights == {"fruit": 1.0, "apple": 1.0, "date": 0.5, "pear": 0.8}  # 0.25 ** 0.5; 0.8 ** (2 - 1)
+
+
 def test_morphology_helpers():
     assert lemma_candidates("body parts") == ["body parts", "body part"]
     assert lemma_candidates("Boxes") == ["boxes", "box", "boxe"]
@@ -78,13 +119,13 @@ def test_concept_table_keeps_index_tokens_with_plurals_and_irregular_keys(wordne
     kept = ["monday", "tuesday", "friday", "red", "green", "blue", "dog", "dogs", "cat", "kid", "kids"]
     table = concept_table(WordNet(str(wordnet_dir)), kept)
     assert table.keys == sorted(table.keys)
-    found = dict(table.lookup("Weekdays"))
+    found = {i: depth for i, depth, _ in table.lookup("Weekdays")}
     assert {kept[i] for i in found} == {"monday", "tuesday", "friday"} and set(found.values()) == {1}
-    assert {kept[i] for i, _ in table.lookup("animals")} == {"dog", "dogs", "cat"}
-    assert {kept[i] for i, _ in table.lookup("colours")} == {"red", "green", "blue"}
-    assert {kept[i] for i, _ in table.lookup("children")} == {"kid", "kids"}  # noun.exc alias
+    assert {kept[i] for i, _, _ in table.lookup("animals")} == {"dog", "dogs", "cat"}
+    assert {kept[i] for i, _, _ in table.lookup("colours")} == {"red", "green", "blue"}
+    assert {kept[i] for i, _, _ in table.lookup("children")} == {"kid", "kids"}  # noun.exc alias
     assert table.lookup("furniture") == []
-    assert table.offsets[-1] == table.members.size == table.depths.size
+    assert table.offsets[-1] == table.members.size == table.depths.size == table.shares.size
     assert table.members.dtype == np.int32
 
 
@@ -102,7 +143,7 @@ def test_wordnet_is_found_from_the_environment_and_in_nltk_zips(tmp_path: Path, 
 
 def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Path, tiny_corpus: Path, monkeypatch):
     from neurosearch import Index
-    from neurosearch.build import build_index
+    from neurosearch.build import CONCEPT_TABLE_FORMAT, build_index
     from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
     from neurosearch.query import NO_WORDNET_NOTE
 
@@ -124,6 +165,7 @@ def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Pat
 
     manifest = build_index(replace(config, concepts=True), out)  # only the search stage is redone
     assert manifest.stages["search"]["concepts"] == "WordNet 3.0"
+    assert manifest.stages["search"]["concept_table"] == CONCEPT_TABLE_FORMAT
     assert (out / "stats").stat().st_mtime_ns == stats_time
     index = Index.load(out)
     found = index.find("weekdays")
