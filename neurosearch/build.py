@@ -23,12 +23,13 @@ from .corpus import CorpusSummary, read_documents, scan_corpus
 from .errors import NeurosearchError
 from .manifest import MANIFEST, Manifest
 from .progress import Reporter, SilentReporter, peak_rss_gb, reset_peak_rss
-from .storage import save_npy_atomic, write_json_atomic
+from .storage import save_npy_atomic, write_bytes_atomic, write_json_atomic
 
 STAGES = ("stats", "profiles", "clusters", "search")
-CONCEPT_TABLE_FORMAT = 2
-"""Version of the baked WordNet concept table (2: members carry sense shares); an index whose
-table is older gets its search stage redone by the next build."""
+SEARCH_FORMAT = 3
+"""Version of the search stage's files (2: WordNet members carry sense shares; 3: BERT WordPiece
+vocabulary for the pure-Python query tokenizer, kept tokens' embedding rows as float16); an index
+built by an older version gets its search stage redone by the next build."""
 
 
 def _shards(documents: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -103,9 +104,8 @@ class Builder:
         if first_changed is None and search.get("done") and bool(search.get("concepts")) != wants:
             self.reporter.log("search: WordNet concept table to " + ("add" if wants else "drop"))
             first_changed = "search"
-        elif first_changed is None and search.get("done") and wants and (
-                search.get("concept_table") != CONCEPT_TABLE_FORMAT):
-            self.reporter.log("search: WordNet concept table format changed, rebaking it")
+        elif first_changed is None and search.get("done") and search.get("format") != SEARCH_FORMAT:
+            self.reporter.log("search: the search files' format changed, rebuilding them")
             first_changed = "search"
         if first_changed is not None:
             for later in STAGES[STAGES.index(first_changed):]:
@@ -314,6 +314,7 @@ class Builder:
         from .embeddings import dequantize_rows
         from .profiles import top_tokens
         from .search import build_hnsw, dense_vectors, peak_weights
+        from .wordpiece import WordPiece
 
         started = time.time()
         reset_peak_rss()
@@ -357,8 +358,16 @@ class Builder:
                 manifest.record(self.out, f"{folder}/neurons.hnsw")
                 manifest.record(self.out, f"{folder}/clusters.hnsw")
         concepts = self._bake_concepts(manifest, kept["tokens"])
-        self._finish_stage(manifest, "search", started, {
-            "method": search_method, "concepts": concepts, "concept_table": CONCEPT_TABLE_FORMAT if concepts else None})
+        save_npy_atomic(self.out / "search" / "kept_space.npy", space.astype(np.float16))  # no dequantising per query
+        manifest.record(self.out, "search/kept_space.npy")
+        wordpiece = WordPiece.settings_of(json.loads((self.out / "tokenizer.json").read_text(encoding="utf-8")))
+        if wordpiece is not None:  # BERT's tokenizer: queries tokenise without the tokenizers library
+            write_bytes_atomic(self.out / "search" / "wordpiece_vocab.txt", "\n".join(wordpiece.pop("tokens")).encode("utf-8"))
+            write_json_atomic(self.out / "search" / "wordpiece.json", wordpiece)
+            manifest.record(self.out, "search/wordpiece_vocab.txt")
+            manifest.record(self.out, "search/wordpiece.json")
+        self._finish_stage(manifest, "search", started,
+                           {"method": search_method, "concepts": concepts, "format": SEARCH_FORMAT})
 
     def _bake_concepts(self, manifest: Manifest, kept_tokens: list[str]) -> str | None:
         """WordNet's concept members over the kept tokens (search/concepts.*), when WordNet is found."""

@@ -5,7 +5,7 @@ stderr and a non-zero exit, never a traceback. Heavy imports (torch, transformer
 the commands that need a model, so ``find``/``show``/``info`` start fast.
 """
 
-from __future__ import annotations
+
 
 import json
 import sys
@@ -207,7 +207,7 @@ def find(
     top: Annotated[int, typer.Option("--top", "-n", help="Results per kind.")] = 10,
     kind: Annotated[str, typer.Option(help="clusters, neurons or both.")] = "both",
     k: Annotated[Optional[int], typer.Option("--k", help="Cluster granularity (default: the largest K).")] = None,
-    exact: Annotated[bool, typer.Option("--exact", help="Score every neuron exactly (no HNSW).")] = False,
+    exact: Annotated[Optional[bool], typer.Option("--exact/--ann", help="Score every row exactly, or rerank HNSW candidates (default: exact below 50,000 rows, where it is faster than loading the HNSW graph).", show_default=False)] = None,
     method: Annotated[Optional[str], typer.Option(help="Profile method to search (default: the index's).")] = None,
     index: IndexOption = None,
     as_json: JsonOption = False,
@@ -223,7 +223,8 @@ def find(
         return
     from .report import console, find_table
 
-    console().print(find_table(result))
+    out = console()
+    out.print(find_table(result, out.width))
 
 
 @app.command()

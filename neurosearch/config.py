@@ -142,6 +142,10 @@ class SearchConfig:
     """A WordNet member's weight is also multiplied by share ** power, its share of uses in the
     concept's sense ("date" as a fruit: low). 0.5 raised top-1 neuron P@10 on both the dev concepts
     and the held-out ``benchmarks/concepts/extra.json``; 1 hurt the latter (README)."""
+    hnsw_min_rows: int = 50_000
+    """Below this many neurons (or clusters) ``find`` scores every row exactly unless told to use
+    HNSW: on the shipped index (9,216 neurons) the exact scan takes ~4 ms and loading the HNSW
+    graph ~35 ms of a cold start. HNSW pays off for large indexes and long-lived processes (set 0)."""
     hnsw_ef: int = 200
     """HNSW search breadth (higher: better recall, slower)."""
     candidates: int = 1000

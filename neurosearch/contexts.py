@@ -56,7 +56,7 @@ def context_records(index: Any, refs: list[dict], limit: int, width: int = 12) -
                     break
         except Exception:  # a changed or unreadable corpus must not break the report
             texts = {}
-    tokenizer = index.expander.tokenizer
+    tokenizer = index.tokenizer
     records = []
     for ref in refs:
         record = {"document": int(ref["document"]), "position": int(ref["position"]), "value": float(ref["value"]),

@@ -8,7 +8,7 @@ the manifest's sha256 the first time it is read, so a corrupt file is named, nev
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -159,10 +159,10 @@ class Index:
             cache[relative] = self._read_npy(relative)
         return cache[relative]
 
-    def _read_npy(self, relative: str) -> np.ndarray:
+    def _read_npy(self, relative: str, mmap: bool = False) -> np.ndarray:
         path = self._check(relative)
         try:
-            return np.load(path, allow_pickle=False)
+            return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
         except (ValueError, OSError) as exc:
             raise IndexError_(f"corrupt index file {path}: {exc}") from None
 
@@ -207,7 +207,15 @@ class Index:
 
     @cached_property
     def _token_space(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.npy("token_space.npy"), self.npy("token_space_scale.npy")
+        # memory-mapped: a query reads a few rows of the 30k-row table, not all of it
+        return self._read_npy("token_space.npy", mmap=True), self.npy("token_space_scale.npy")
+
+    @cached_property
+    def kept_space(self) -> np.ndarray:
+        """Unit float32 embedding rows of the kept tokens (stored by the build; older indexes dequantise)."""
+        if "search/kept_space.npy" in self.manifest.files:
+            return self.npy("search/kept_space.npy").astype(np.float32)
+        return self.token_rows(self.kept["ids"])
 
     def token_rows(self, ids: Any) -> np.ndarray:
         """Unit float32 embedding rows of vocabulary ids (dequantised on demand)."""
@@ -219,13 +227,28 @@ class Index:
 
     @cached_property
     def expander(self) -> QueryExpander:
+        return QueryExpander(
+            self._pieces, self.kept_tokens, np.asarray(self.kept["ids"], dtype=np.int64), self.token_rows,
+            self.config, self.concepts, kept_space=self.kept_space,
+        )
+
+    @cached_property
+    def _pieces(self) -> Callable[[str], list[int]]:
+        """Text -> vocabulary ids: pure-Python WordPiece when the build extracted it (fast), else tokenizers."""
+        if "search/wordpiece.json" in self.manifest.files:
+            from .wordpiece import WordPiece
+
+            vocabulary = self._check("search/wordpiece_vocab.txt").read_text(encoding="utf-8").split("\n")
+            return WordPiece.from_settings(self.json("search/wordpiece.json"), vocabulary).encode
+        tokenizer = self.tokenizer
+        return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (``tokenizers.Tokenizer``), with offsets for rendering contexts."""
         from tokenizers import Tokenizer
 
-        tokenizer = Tokenizer.from_file(str(self._check("tokenizer.json")))
-        return QueryExpander(
-            tokenizer, self.kept_tokens, np.asarray(self.kept["ids"], dtype=np.int64), self.token_rows, self.config,
-            self.concepts,
-        )
+        return Tokenizer.from_file(str(self._check("tokenizer.json")))
 
     @cached_property
     def concepts(self) -> Any:
@@ -346,13 +369,15 @@ class Index:
         return list(self.json(f"search/{method}/clusters.json")["keys"])
 
     def rank(
-        self, kind: str, expanded: ExpandedQuery, *, method: str | None = None, exact: bool = False,
+        self, kind: str, expanded: ExpandedQuery, *, method: str | None = None, exact: bool | None = None,
         k: int | None = None,
     ) -> list[tuple[int, float]]:
-        """(row, score) of every neuron or cluster, best first; HNSW candidates unless ``exact``.
+        """(row, score) of every neuron or cluster, best first.
 
-        Rows index the neurons (flat index) or ``cluster_keys(method)``. Methods other than the
-        index's search method have no HNSW files and are always scored exactly.
+        ``exact=True`` scores every row; ``False`` reranks HNSW candidates; ``None`` (default) is
+        exact below ``SearchConfig.hnsw_min_rows`` rows, where scoring everything is faster than
+        loading the HNSW graph. Rows index the neurons (flat index) or ``cluster_keys(method)``.
+        Methods other than the index's search method have no HNSW files and are always exact.
         """
         from .search import sparse_scores
 
@@ -364,6 +389,8 @@ class Index:
             top = self.npy(f"search/{method}/cluster_top_tokens.npy")
             weights = self.npy(f"search/{method}/cluster_weights.npy").astype(np.float32)
         query_vector = expanded.as_vector(len(self.kept_tokens))
+        if exact is None:
+            exact = top.shape[0] < self.config.hnsw_min_rows
         if exact or method != self.search_method:
             candidates = np.arange(top.shape[0])
         else:
@@ -396,7 +423,7 @@ class Index:
         top: int = 10,
         kind: str = "both",
         k: int | None = None,
-        exact: bool = False,
+        exact: bool | None = None,
         method: str | None = None,
     ) -> FindResult:
         """Neurons and clusters ranked by how strongly the query's tokens are among their peaks."""
@@ -413,7 +440,7 @@ class Index:
             return self._find(query, tokens, top, kind, k, exact, method)
 
     def _find(self, query: str | None, tokens: list[str] | None, top: int, kind: str, k: int | None,
-              exact: bool, method: str) -> FindResult:
+              exact: bool | None, method: str) -> FindResult:
         expanded = self.expand(query, tokens)
         results: list[Result] = []
         if kind in ("both", "clusters"):

@@ -3,8 +3,9 @@
 The query's own word pieces (weight 1), plus each word's nearest kept tokens in the index's token
 embedding space (weight = ``neighbour_weight`` x cosine similarity, above a floor), plus the
 concept's members from WordNet (hyponyms and parts, baked into the index by the build when WordNet
-data is installed). No torch: the index stores the tokenizer (``tokenizer.json``, read with the
-``tokenizers`` library) and the embedding table (int8 rows).
+data is installed). No torch: the index stores the tokenizer (BERT's WordPiece vocabulary in
+``search/wordpiece.json``, read by ``wordpiece.py``; other tokenizers from ``tokenizer.json`` with
+the ``tokenizers`` library) and the embedding table (int8 rows).
 """
 
 from __future__ import annotations
@@ -58,27 +59,25 @@ class QueryExpander:
 
     def __init__(
         self,
-        tokenizer: object,
+        pieces: Callable[[str], list[int]],
         kept_tokens: list[str],
         kept_ids: np.ndarray,
         vocab_rows: Callable[[Any], np.ndarray],
         config: SearchConfig,
         concepts: ConceptTable | None = None,
+        kept_space: np.ndarray | None = None,
     ):
-        self.tokenizer = tokenizer
+        self.pieces = pieces  # text -> vocabulary ids, no special tokens
         self.kept_tokens = kept_tokens
         self.kept_index = {token: index for index, token in enumerate(kept_tokens)}
         self.kept_ids = kept_ids
         self.vocab_rows = vocab_rows  # vocabulary ids -> unit float32 embedding rows
-        self.kept_space = vocab_rows(kept_ids)
+        self.kept_space = vocab_rows(kept_ids) if kept_space is None else kept_space
         self.config = config
         self.concepts = concepts
 
-    def _pieces(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids  # type: ignore[attr-defined]
-
     def _word_vector(self, word: str) -> np.ndarray | None:
-        ids = [i for i in self._pieces(word)]
+        ids = [i for i in self.pieces(word)]
         if not ids:
             return None
         vector = self.vocab_rows(ids).mean(axis=0)
@@ -95,7 +94,7 @@ class QueryExpander:
         notes: list[str] = []
         dense = np.zeros(self.kept_space.shape[1], dtype=np.float32)
         for word in words:
-            for piece_id in self._pieces(word):
+            for piece_id in self.pieces(word):
                 index = self._kept_of_id(piece_id)
                 if index is not None and not self.kept_tokens[index].startswith("##"):
                     weights[index] = max(weights.get(index, 0.0), 1.0)

@@ -11,25 +11,58 @@ from rich.text import Text
 
 
 def _layers(neurons: list[str]) -> str:
+    """Layers as ranges: '0-5', '2,4-5'."""
     layers = sorted({int(n.split(":")[0]) for n in neurons})
-    return ",".join(map(str, layers))
+    spans: list[str] = []
+    for layer in layers:
+        if spans and layer == last + 1:  # noqa: F821 (bound in the previous iteration)
+            spans[-1] = f"{spans[-1].split('-')[0]}-{layer}"
+        else:
+            spans.append(str(layer))
+        last = layer
+    return ",".join(spans)
 
 
-def find_table(result: Any) -> Group:
-    """The ranked hits of ``find`` with what the query became."""
+def find_table(result: Any, width: int = 80) -> Group:
+    """The ranked hits of ``find``, one line each at ``width`` columns, with what the query became.
+
+    The top tokens get the width the other columns leave and end in an ellipsis (``--json`` has
+    them all); wrapped at 80 columns they stacked one token per line. Narrow terminals drop the
+    size and layer columns (< 100 columns) and automatic themes (< 120), which repeat the top
+    tokens. Cells are ``Text`` objects, not markup strings, which rich would parse one by one.
+    """
     expanded = ", ".join(f"{t['token']} ({t['weight']:.2f})" for t in result.query.to_json()[:16])
     header = Text.assemble(("query ", "bold"), (result.query.text, "cyan"), "  ->  ", (expanded, "dim"))
-    table = Table(show_lines=False, expand=False)
-    for column, style in (("#", "dim"), ("kind", ""), ("id", "bold"), ("score", ""), ("theme", "green"),
-                          ("top tokens", ""), ("size", ""), ("layers", "dim")):
-        table.add_column(column, style=style, overflow="fold")
+    methods = {hit.id.split("/")[0] for hit in result.results if hit.kind == "cluster"}
+    labelled = any(hit.label and hit.label_source != "fallback" for hit in result.results)
+    columns = [("#", "dim"), ("hit", "bold"), ("score", "")]
+    if labelled or width >= 120:
+        columns.append(("theme", "green"))
+    columns.append(("top tokens", ""))
+    if width >= 100:
+        columns += [("size", ""), ("layers", "dim")]
+    rows = []
     for rank, hit in enumerate(result.results, 1):
-        theme = hit.label or ""
-        if hit.label_source == "fallback":
-            theme = f"{theme} [dim](auto)[/dim]"
-        table.add_row(str(rank), hit.kind, hit.id, f"{hit.score:.3f}", theme, " ".join(hit.top_tokens[:10]),
-                      str(hit.size), _layers(hit.neurons))
+        shown_id = hit.id.split("/", 1)[1] if hit.kind == "cluster" and len(methods) == 1 else hit.id
+        cells = {"#": Text(str(rank)), "hit": Text(f"{hit.kind} {shown_id}"), "score": Text(f"{hit.score:.3f}"),
+                 "theme": Text(hit.label or "", style="dim" if hit.label_source == "fallback" else ""),
+                 "top tokens": Text(" ".join(hit.top_tokens[:30])), "size": Text(str(hit.size)),
+                 "layers": Text(_layers(hit.neurons))}
+        cells["theme"].truncate(28, overflow="ellipsis")
+        rows.append([cells[name] for name, _ in columns])
+    widths = [max([len(name), *(row[i].cell_len for row in rows)]) for i, (name, _) in enumerate(columns)]
+    tokens_at = [name for name, _ in columns].index("top tokens")
+    others = sum(w for i, w in enumerate(widths) if i != tokens_at) + 3 * len(columns) + 1  # padding, borders
+    table = Table(show_lines=False, expand=False)
+    for i, (name, style) in enumerate(columns):
+        limit = max(12, width - others) if i == tokens_at else widths[i]
+        table.add_column(name, style=style, no_wrap=True, overflow="ellipsis", min_width=min(widths[i], limit),
+                         max_width=limit)
+    for row in rows:
+        table.add_row(*row)
     parts: list[Any] = [header]
+    if len(methods) == 1:
+        parts.append(Text(f"clusters of method {methods.pop()}", style="dim"))
     parts.extend(Text(note, style="yellow") for note in result.notes)
     parts.append(table)
     return Group(*parts)
@@ -131,4 +164,4 @@ def info_table(data: dict) -> Table:
 
 
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, emoji=False)

@@ -115,9 +115,21 @@ def test_hnsw_and_exact_agree_on_a_small_index(tiny_index: Path):
     for query in ("monday", "red", "dog"):
         expanded = index.expand(query)
         for kind in ("neurons", "clusters"):
-            approx = [r for r, _ in index.rank(kind, expanded)[:10]]
+            approx = [r for r, _ in index.rank(kind, expanded, exact=False)[:10]]
             exact = [r for r, _ in index.rank(kind, expanded, exact=True)[:10]]
             assert set(approx) == set(exact)
+
+
+def test_find_scans_small_indexes_exactly_and_uses_hnsw_when_asked(tiny_index: Path):
+    from neurosearch import Index
+    from neurosearch.config import SearchConfig
+
+    small = Index.load(tiny_index)
+    default = small.find("monday")
+    assert "_hnsw" not in small.__dict__  # below hnsw_min_rows the graph is never loaded
+    forced = Index.load(tiny_index, SearchConfig(hnsw_min_rows=0))
+    assert forced.find("monday").to_json() == default.to_json() and "_hnsw" in forced.__dict__
+    assert json.loads(run("find", "monday", "--ann", "--json", "--index", str(tiny_index)).stdout) == default.to_json()
 
 
 @pytest.mark.parametrize(

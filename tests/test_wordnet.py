@@ -96,15 +96,11 @@ def test_query_weighs_wordnet_members_by_depth_and_sense_share():
 
     kept = ["fruit", "apple", "date", "pear"]
 
-    class Pieces:  # a tokenizer whose vocabulary is the kept tokens
-        def encode(self, text, add_special_tokens=False):
-            return type("Encoding", (), {"ids": [kept.index(text)] if text in kept else []})()
-
     rows = np.eye(4, dtype=np.float32)  # orthogonal embeddings: no neighbours
     table = ConceptTable(["fruit"], np.array([0, 3]), np.array([1, 2, 3], dtype=np.int32),
                          np.array([1, 1, 2], dtype=np.uint8), np.array([1.0, 0.25, 1.0], dtype=np.float16))
     config = SearchConfig(wordnet_member_decay=0.8, wordnet_sense_share_power=0.5)
-    expander = QueryExpander(Pieces(), kept, np.arange(4), lambda ids: rows[np.asarray(ids)], config, table)
+    expander = QueryExpander(lambda text: [kept.index(text)] if text in kept else [], kept, np.arange(4), lambda ids: rows[np.asarray(ids)], config, table)
     weights = {t["token"]: t["weight"] for t in expander.expand("fruit").to_json()}
     assert weights == {"fruit": 1.0, "apple": 1.0, "date": 0.5, "pear": 0.8}  # 0.25 ** 0.5; 0.8 ** (2 - 1)
 
@@ -143,7 +139,7 @@ def test_wordnet_is_found_from_the_environment_and_in_nltk_zips(tmp_path: Path, 
 
 def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Path, tiny_corpus: Path, monkeypatch):
     from neurosearch import Index
-    from neurosearch.build import CONCEPT_TABLE_FORMAT, build_index
+    from neurosearch.build import SEARCH_FORMAT, build_index
     from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
     from neurosearch.query import NO_WORDNET_NOTE
 
@@ -165,7 +161,7 @@ def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Pat
 
     manifest = build_index(replace(config, concepts=True), out)  # only the search stage is redone
     assert manifest.stages["search"]["concepts"] == "WordNet 3.0"
-    assert manifest.stages["search"]["concept_table"] == CONCEPT_TABLE_FORMAT
+    assert manifest.stages["search"]["format"] == SEARCH_FORMAT
     assert (out / "stats").stat().st_mtime_ns == stats_time
     index = Index.load(out)
     found = index.find("weekdays")
