@@ -62,7 +62,7 @@ class WordPiece:
         """From ``settings_of``'s dict, the token list given there or separately (by id)."""
         fields = {k: v for k, v in settings.items() if k != "tokens"}
         tokens = settings["tokens"] if tokens is None else tokens
-        return cls(vocab={token: i for i, token in enumerate(tokens)}, **fields)
+        return cls(vocab=dict(zip(tokens, range(len(tokens)))), **fields)
 
     def _normalise(self, text: str) -> str:
         if self.clean_text:

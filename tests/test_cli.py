@@ -118,6 +118,7 @@ def test_hnsw_and_exact_agree_on_a_small_index(tiny_index: Path):
             approx = [r for r, _ in index.rank(kind, expanded, exact=False)[:10]]
             exact = [r for r, _ in index.rank(kind, expanded, exact=True)[:10]]
             assert set(approx) == set(exact)
+            assert index.rank(kind, expanded, exact=True, limit=3) == index.rank(kind, expanded, exact=True)[:3]
 
 
 def test_find_scans_small_indexes_exactly_and_uses_hnsw_when_asked(tiny_index: Path):
