@@ -266,9 +266,11 @@ class Index:
 
     @cached_property
     def labels(self) -> dict[str, Any]:
+        path = self.path / "labels.json"
+        if not path.exists():
+            return {}
         from .labels import load_labels
 
-        path = self.path / "labels.json"
         try:
             return load_labels(path)
         except Exception as exc:
@@ -298,7 +300,7 @@ class Index:
         stored = self.labels.get(f"{kind}:{key}")
         if stored is not None:
             return stored.theme, stored.source
-        from .labels import fallback_label
+        from .themes import fallback_label
 
         vectors = self._vectors_of(top_tokens[:20])
         fallback = fallback_label(top_tokens[:20], vectors)
