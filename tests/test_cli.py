@@ -121,6 +121,22 @@ def test_hnsw_and_exact_agree_on_a_small_index(tiny_index: Path):
             assert index.rank(kind, expanded, exact=True, limit=3) == index.rank(kind, expanded, exact=True)[:3]
 
 
+def test_indexes_without_the_wordpiece_files_tokenise_with_the_tokenizers_library(tiny_index: Path, tmp_path: Path):
+    from neurosearch import Index
+
+    older = tmp_path / "older"
+    shutil.copytree(tiny_index, older)
+    manifest = json.loads((older / "manifest.json").read_text())
+    for name in ("search/wordpiece.json", "search/wordpiece_vocab.txt"):
+        del manifest["files"][name]
+        (older / name).unlink()
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    index = Index.load(older)
+    for query in ("monday", "red dog", "Mondays!"):
+        assert index.find(query).to_json() == Index.load(tiny_index).find(query).to_json()
+    assert "_pieces" in index.__dict__ and "tokenizer" in index.__dict__  # the fallback was used
+
+
 def test_find_scans_small_indexes_exactly_and_uses_hnsw_when_asked(tiny_index: Path):
     from neurosearch import Index
     from neurosearch.config import SearchConfig
