@@ -95,7 +95,7 @@ class Index:
         self.config = config or SearchConfig()
         self._verified: set[str] = set()
         self._background: _Verifier | None = None  # while files are verified in the background
-        self._pending: dict[str, Any] = {}
+        self._pending: set[str] = set()  # files read while hashing runs in the background
 
     @classmethod
     def load(cls, path: str | Path, config: SearchConfig | None = None) -> "Index":
@@ -111,7 +111,7 @@ class Index:
         if relative not in self._verified and relative not in self._pending:
             if self._background is not None:
                 self._background.submit(relative)
-                self._pending[relative] = None
+                self._pending.add(relative)
             else:
                 self.manifest.verify(self.path, [relative])
                 self._verified.add(relative)
@@ -137,7 +137,7 @@ class Index:
         finally:
             verifier, self._background = self._background, None
             errors = verifier.finish()
-            pending, self._pending = self._pending, {}
+            pending, self._pending = self._pending, set()
             for relative in pending:
                 error = errors.get(relative)
                 if error is None:
