@@ -275,7 +275,8 @@ def plot_cluster_neurons(
     if points:
         fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     heading = title or "Neurons of the cluster"
-    top.set_title(f"{heading} ({len(points)} neurons, {len(shared)} shared indices)")
+    # the counts on a line of their own: a cluster's name and theme already fill the width
+    top.set_title(f"{heading}\n{len(points)} neurons, {len(shared)} indices shared by several layers", fontsize=10)
     return _save(fig, path)
 
 
