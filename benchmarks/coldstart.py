@@ -10,6 +10,7 @@ run by run so that a noisy machine affects them alike; the table gives medians a
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -39,7 +40,8 @@ def main() -> None:
     for _ in range(args.runs):
         for name, command in commands.items():
             start = time.perf_counter()
-            done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={"COLUMNS": "100", **_env()})
+            done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  env={**os.environ, "COLUMNS": "100"})
             times[name].append(time.perf_counter() - start)
             if done.returncode != 0:
                 sys.exit(f"{name} failed: {done.stderr.decode(errors='replace').strip()}")
@@ -52,12 +54,6 @@ def main() -> None:
         median = statistics.median(values)
         table.add_row(name, f"{median:.3f}", f"{min(values):.3f}", f"{median / base:.1f}", f"{median - numpy_floor:+.3f}")
     Console().print(table)
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,9 @@
 
 Every command is a few lines over a library call; errors the user can fix arrive as one line on
 stderr and a non-zero exit, never a traceback. Heavy imports (torch, transformers) happen inside
-the commands that need a model, so ``find``/``show``/``info`` start fast.
+the commands that need a model, so ``find``/``show``/``info`` start fast. No ``from __future__
+import annotations`` here: typer would have to evaluate every annotation string at start-up.
 """
-
-
 
 import json
 import sys

@@ -14,7 +14,7 @@ written to the store and is scrubbed from every message.
 from __future__ import annotations
 
 from .errors import NeurosearchError
-from .themes import Label, _is_word, fallback_label  # noqa: F401 (part of this module's API)
+from .themes import Label, fallback_label  # noqa: F401 (part of this module's API)
 from .storage import write_bytes_atomic
 
 import hashlib

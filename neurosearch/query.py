@@ -76,8 +76,8 @@ class QueryExpander:
         self.config = config
         self.concepts = concepts
 
-    def _word_vector(self, word: str) -> np.ndarray | None:
-        ids = [i for i in self.pieces(word)]
+    def _word_vector(self, ids: list[int]) -> np.ndarray | None:
+        """Unit mean embedding of a word's pieces."""
         if not ids:
             return None
         vector = self.vocab_rows(ids).mean(axis=0)
@@ -94,11 +94,12 @@ class QueryExpander:
         notes: list[str] = []
         dense = np.zeros(self.kept_space.shape[1], dtype=np.float32)
         for word in words:
-            for piece_id in self.pieces(word):
+            ids = self.pieces(word)
+            for piece_id in ids:
                 index = self._kept_of_id(piece_id)
                 if index is not None and not self.kept_tokens[index].startswith("##"):
                     weights[index] = max(weights.get(index, 0.0), 1.0)
-            vector = self._word_vector(word)
+            vector = self._word_vector(ids)
             if vector is None:
                 continue
             dense += vector

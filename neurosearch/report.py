@@ -12,15 +12,13 @@ from rich.text import Text
 
 def _layers(neurons: list[str]) -> str:
     """Layers as ranges: '0-5', '2,4-5'."""
-    layers = sorted({int(n.split(":")[0]) for n in neurons})
-    spans: list[str] = []
-    for layer in layers:
-        if spans and layer == last + 1:  # noqa: F821 (bound in the previous iteration)
-            spans[-1] = f"{spans[-1].split('-')[0]}-{layer}"
+    runs: list[list[int]] = []  # [first, last] of each run of consecutive layers
+    for layer in sorted({int(n.split(":")[0]) for n in neurons}):
+        if runs and layer == runs[-1][1] + 1:
+            runs[-1][1] = layer
         else:
-            spans.append(str(layer))
-        last = layer
-    return ",".join(spans)
+            runs.append([layer, layer])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def find_table(result: Any, width: int = 80) -> Group:

@@ -10,8 +10,8 @@ word is used in the concept's sense, from WordNet's sense-tagged counts (``cntli
 file is absent).
 
 No NLTK needed: the reader parses the plain WordNet 3.x database (``index.noun``, ``data.noun``,
-``noun.exc``, optionally ``cntlist.rev``), found in this order: ``$NEUROSEARCH_WORDNET``, ``$WNSEARCHDIR``, NLTK's data
-directories (``corpora/wordnet``, unzipped or as ``wordnet.zip``), ``/usr/share/wordnet``
+``noun.exc``, optionally ``cntlist.rev``), found in this order: ``$NEUROSEARCH_WORDNET``,
+``$WNSEARCHDIR``, NLTK's data directories (``corpora/wordnet``, unzipped or as ``wordnet.zip``), ``/usr/share/wordnet``
 (Debian/Ubuntu ``wordnet-base``), ``/usr/local/share/wordnet``, ``/opt/homebrew/share/wordnet``.
 The build bakes the members of every concept into the index (``search/concepts.*``), so queries
 need no WordNet at run time.
@@ -48,6 +48,10 @@ class Membership:
     """0: the concept's own lemmas, 1: direct kinds or parts, ..."""
     share: float
     """Sense share in [0, 1]: (tagged uses in this sense + 1/2) / (all tagged noun uses + n_senses/2)."""
+
+    def better_than(self, other: "Membership | None") -> bool:
+        """Shallower wins; at equal depth, the more usual sense."""
+        return other is None or (self.depth, -self.share) < (other.depth, -other.share)
 
 
 @dataclass(frozen=True)
@@ -187,8 +191,7 @@ class WordNet:
         def add(offset: int, depth: int) -> None:
             for word in self.lemmas.get(offset, []):
                 candidate = Membership(depth, self.sense_share(word, offset))
-                current = found.get(word)
-                if current is None or (depth, -candidate.share) < (current.depth, -current.share):
+                if candidate.better_than(found.get(word)):
                     found[word] = candidate
 
         for lemma in self.base_forms(phrase):
@@ -274,9 +277,7 @@ def concept_table(wordnet: WordNet, kept_tokens: list[str], config: WordNetConfi
                 continue
             for form in (word, plural(word), *irregular.get(word, ())):
                 index = kept.get(form)
-                current = found.get(index) if index is not None else None
-                if index is not None and (current is None or (membership.depth, -membership.share)
-                                          < (current.depth, -current.share)):
+                if index is not None and membership.better_than(found.get(index)):
                     found[index] = membership
         if len(found) >= min_members:
             entries[lemma] = sorted(found.items(), key=lambda item: (item[1].depth, item[0]))
