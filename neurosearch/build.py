@@ -18,18 +18,31 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .config import BuildConfig, to_dict
+from .config import BuildConfig, SearchConfig, to_dict
 from .corpus import CorpusSummary, read_documents, scan_corpus
 from .errors import NeurosearchError
+from .index import FIND_TOP_TOKENS, SEARCH_FORMAT
 from .manifest import MANIFEST, Manifest
 from .progress import Reporter, SilentReporter, peak_rss_gb, reset_peak_rss
 from .storage import save_npy_atomic, write_bytes_atomic, write_json_atomic
 
 STAGES = ("stats", "profiles", "clusters", "search")
-SEARCH_FORMAT = 3
-"""Version of the search stage's files (2: WordNet members carry sense shares; 3: BERT WordPiece
-vocabulary for the pure-Python query tokenizer, kept tokens' embedding rows as float16); an index
-built by an older version gets its search stage redone by the next build."""
+
+
+def query_neighbours(vocabulary_space: np.ndarray, kept_space: np.ndarray, count: int,
+                     block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Every vocabulary token's ``count`` nearest kept tokens (kept index, cosine), best first: what
+    ``query.nearest_kept`` computes for a one-token word, stored so that queries need no numpy."""
+    count = min(count, kept_space.shape[0])
+    index_type = np.uint16 if kept_space.shape[0] <= np.iinfo(np.uint16).max + 1 else np.int32
+    neighbours = np.zeros((vocabulary_space.shape[0], count), dtype=index_type)
+    similarity = np.zeros((vocabulary_space.shape[0], count), dtype=np.float32)
+    for start in range(0, vocabulary_space.shape[0], block):
+        scores = vocabulary_space[start : start + block] @ kept_space.T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :count]
+        neighbours[start : start + block] = order
+        similarity[start : start + block] = np.take_along_axis(scores, order, axis=1)
+    return neighbours, similarity
 
 
 def _shards(documents: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -312,8 +325,10 @@ class Builder:
         """Peak vectors for every method (exact search); HNSW indexes for the search method."""
         from .clustering import unit_rows
         from .embeddings import dequantize_rows
+        from .postings import build_postings
         from .profiles import top_tokens
         from .search import build_hnsw, dense_vectors, peak_weights
+        from .themes import fallback_label
         from .wordpiece import WordPiece
 
         started = time.time()
@@ -325,41 +340,60 @@ class Builder:
         kept = json.loads((self.out / "tokens.json").read_text())
         kept_ids = np.asarray(kept["ids"])
         codes, scale = np.load(self.out / "token_space.npy"), np.load(self.out / "token_space_scale.npy")
-        space = dequantize_rows(codes, scale)[kept_ids]
+        vocabulary_space = dequantize_rows(codes, scale)
+        space = vocabulary_space[kept_ids]
+        kept_tokens = kept["tokens"]
+
+        def offline_labels(top: Any) -> list[str]:  # served by Index.label_for when there is no LLM label
+            return [fallback_label([kept_tokens[i] for i in row[:20]], space[list(row[:20])]).theme for row in top]
+
         for method in manifest.configs["profiles"]["methods"]:
             profiles = np.load(self.out / "profiles" / f"{method}.npy")
             top = np.load(self.out / "methods" / method / "neuron_top_tokens.npy")
             weights = peak_weights(profiles, top)
             unit = unit_rows(profiles)
-            keys, means = [], []
+            keys, means, members, shown = [], [], [], []
             for k in manifest.configs["clusters"]["ks"]:
                 found = json.loads((self.out / "methods" / method / f"clusters_k{k}.json").read_text())["clusters"]
                 for cluster in found:
                     keys.append(f"k{k}/{cluster['id']}")
                     means.append(unit[cluster["neurons"]].mean(axis=0))
+                    members.append(cluster["neurons"])
+                    shown.append(cluster["top_tokens"][:FIND_TOP_TOKENS])
             del unit
             cluster_profiles = np.stack(means).astype(np.float32)
             cluster_top, _ = top_tokens(cluster_profiles, m)
             cluster_weights = peak_weights(cluster_profiles, cluster_top)
             folder = f"search/{method}"
-            outputs = {
-                f"{folder}/neuron_weights.npy": weights.astype(np.float16),
-                f"{folder}/cluster_top_tokens.npy": cluster_top,
-                f"{folder}/cluster_weights.npy": cluster_weights.astype(np.float16),
+            outputs = {  # what find shows of a cluster hit, without parsing the clusters' JSON
+                f"{folder}/cluster_tokens.npy": np.asarray(shown, dtype=np.int32),
+                f"{folder}/cluster_neurons_offsets.npy": np.cumsum([0] + [len(n) for n in members], dtype=np.int64),
+                f"{folder}/cluster_neurons.npy": np.asarray([n for group in members for n in group], dtype=np.int32),
             }
+            for name, (rows_top, rows_weights) in {"neurons": (top, weights), "clusters": (cluster_top, cluster_weights)}.items():
+                built = build_postings(rows_top[:, : rows_weights.shape[1]], rows_weights, len(kept_tokens))
+                outputs.update({f"{folder}/{name}_postings_{part}.npy": array for part, array in built.items()})
             for relative, array in outputs.items():
                 save_npy_atomic(self.out / relative, array)
                 manifest.record(self.out, relative)
             write_json_atomic(self.out / folder / "clusters.json", {"method": method, "keys": keys})
-            manifest.record(self.out, f"{folder}/clusters.json")
+            labels = offline_labels(top) + offline_labels(shown)
+            write_bytes_atomic(self.out / folder / "fallback_labels.txt", ("\n".join(labels) + "\n").encode("utf-8"))
+            for name in ("clusters.json", "fallback_labels.txt"):
+                manifest.record(self.out, f"{folder}/{name}")
             if method == search_method:
                 build_hnsw(dense_vectors(top, weights, space), self.out / folder / "neurons.hnsw")
                 build_hnsw(dense_vectors(cluster_top, cluster_weights, space), self.out / folder / "clusters.hnsw")
                 manifest.record(self.out, f"{folder}/neurons.hnsw")
                 manifest.record(self.out, f"{folder}/clusters.hnsw")
         concepts = self._bake_concepts(manifest, kept["tokens"])
-        save_npy_atomic(self.out / "search" / "kept_space.npy", space.astype(np.float16))  # no dequantising per query
+        stored_space = space.astype(np.float16)  # no dequantising per query
+        save_npy_atomic(self.out / "search" / "kept_space.npy", stored_space)
         manifest.record(self.out, "search/kept_space.npy")
+        neighbours, similarity = query_neighbours(vocabulary_space, stored_space.astype(np.float32), SearchConfig().neighbours)
+        for name, array in (("query_neighbours", neighbours), ("query_neighbour_similarity", similarity)):
+            save_npy_atomic(self.out / "search" / f"{name}.npy", array)
+            manifest.record(self.out, f"search/{name}.npy")
         wordpiece = WordPiece.settings_of(json.loads((self.out / "tokenizer.json").read_text(encoding="utf-8")))
         if wordpiece is not None:  # BERT's tokenizer: queries tokenise without the tokenizers library
             write_bytes_atomic(self.out / "search" / "wordpiece_vocab.txt", "\n".join(wordpiece.pop("tokens")).encode("utf-8"))

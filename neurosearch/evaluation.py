@@ -371,5 +371,5 @@ def pca_inputs(index: Any, clusters: Sequence[Any], tokens: int = 30) -> list[tu
     chosen = []
     for info in clusters:
         top = info.top_tokens[:tokens]
-        chosen.append((f"{info.key}: {info.label['theme']}", top, index._vectors_of(top)))
+        chosen.append((f"{info.key}: {info.label['theme']}", top, index.kept_vectors(top)))
     return chosen

@@ -1,8 +1,11 @@
 """A built index, loaded for queries: ``Index.load(path).find("weekdays")``.
 
-No torch, no transformers: queries are tokenised with the stored ``tokenizer.json`` and scored
-with numpy (exact) or hnswlib (approximate, then reranked exactly). Each file is checked against
-the manifest's sha256 the first time it is read, so a corrupt file is named, never trusted.
+No torch, no transformers, and on the common path no numpy: queries are tokenised with the stored
+WordPiece vocabulary, expanded with stored neighbour lists and scored exactly from inverted lists
+(``postings.py``), all read with the standard library (``npyfile.py``); numpy and hnswlib come in
+only for approximate search, words of several pieces, and the reports of ``show``. Each file is
+checked against the manifest's sha256 the first time it is read, so a corrupt file is named, never
+trusted.
 """
 
 from __future__ import annotations
@@ -13,16 +16,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .config import SearchConfig
 from .errors import NeurosearchError
 from .manifest import IndexError_, Manifest
-from .query import ExpandedQuery, QueryExpander
+from .npyfile import NpyFile
+from .postings import PARTS, Postings, ranked
+from .query import ExpandedQuery, QueryExpander, nearest_kept
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KINDS = ("both", "clusters", "neurons")
+FIND_TOP_TOKENS = 30
+"""Top tokens reported per hit (the JSON contract asks for at least 20)."""
+SEARCH_FORMAT = 4
+"""Version of the search stage's files (2: WordNet members carry sense shares; 3: BERT WordPiece
+vocabulary for the pure-Python query tokenizer, kept tokens' embedding rows as float16; 4: peaks
+as inverted lists, every vocabulary token's query neighbours, every row's offline label and the
+clusters' members and top tokens as arrays, so that ``find`` needs neither numpy nor the clusters'
+JSON). An index of an older version is refused with a one-line message; ``neurosearch build``
+redoes just its search stage."""
 
 
 @dataclass
@@ -102,8 +117,13 @@ class Index:
         """Open an index; raises a one-line error for a missing, foreign or incomplete index."""
         directory = Path(path).expanduser()
         manifest = Manifest.load(directory)
-        if not manifest.stages.get("search", {}).get("done"):
+        search = manifest.stages.get("search", {})
+        if not search.get("done"):
             raise IndexError_(f"index {directory} is incomplete: run `neurosearch build` to finish it")
+        if (search.get("format") or 0) < SEARCH_FORMAT:
+            raise IndexError_(
+                f"index {directory} has search files of an older neurosearch (format {search.get('format') or 1}, "
+                f"now {SEARCH_FORMAT}): run `neurosearch build` on it again to redo its search stage")
         return cls(directory, manifest, config)
 
     # -- files ----------------------------------------------------------------------------------
@@ -151,6 +171,13 @@ class Index:
         if failed is not None:
             raise failed
 
+    def table(self, relative: str) -> NpyFile:
+        """Array file of the index read without numpy (rows and slices as tuples; read once per Index)."""
+        cache = self.__dict__.setdefault("_table_cache", {})
+        if relative not in cache:
+            cache[relative] = NpyFile(self._check(relative))
+        return cache[relative]
+
     def npy(self, relative: str) -> np.ndarray:
         """Array file of the index (read once per Index; callers must not mutate it)."""
         cache = self.__dict__.setdefault("_npy_cache", {})
@@ -159,6 +186,8 @@ class Index:
         return cache[relative]
 
     def _read_npy(self, relative: str, mmap: bool = False) -> np.ndarray:
+        import numpy as np
+
         path = self._check(relative)
         try:
             return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
@@ -211,13 +240,15 @@ class Index:
 
     @cached_property
     def kept_space(self) -> np.ndarray:
-        """Unit float32 embedding rows of the kept tokens (stored by the build; older indexes dequantise)."""
-        if "search/kept_space.npy" in self.manifest.files:
-            return self.npy("search/kept_space.npy").astype(np.float32)
-        return self.token_rows(self.kept["ids"])
+        """Unit float32 embedding rows of the kept tokens (stored as float16 by the build)."""
+        import numpy as np
+
+        return self.npy("search/kept_space.npy").astype(np.float32)
 
     def token_rows(self, ids: Any) -> np.ndarray:
         """Unit float32 embedding rows of vocabulary ids (dequantised on demand)."""
+        import numpy as np
+
         from .embeddings import dequantize_rows
 
         codes, scale = self._token_space
@@ -226,10 +257,38 @@ class Index:
 
     @cached_property
     def expander(self) -> QueryExpander:
-        return QueryExpander(
-            self._pieces, self.kept_tokens, np.asarray(self.kept["ids"], dtype=np.int64), self.token_rows,
-            self.config, self.concepts, kept_space=self.kept_space,
-        )
+        return QueryExpander(self._pieces, self.kept_tokens, self.kept["ids"], self._word_neighbours, self.config,
+                             self.concepts)
+
+    def _word_neighbours(self, ids: list[int]) -> list[tuple[int, float]]:
+        """A word's nearest kept tokens: stored for single tokens, computed (numpy) for words of several."""
+        count = self.config.neighbours
+        if len(ids) == 1:
+            table = self.table("search/query_neighbours.npy")
+            if table.shape[1] >= count:
+                similarity = self.table("search/query_neighbour_similarity.npy")
+                return list(zip(table.row(ids[0])[:count], similarity.row(ids[0])[:count]))
+        import numpy as np
+
+        vector = self.token_rows(ids).mean(axis=0)
+        norm = float(np.linalg.norm(vector))
+        return nearest_kept(vector / norm, self.kept_space, count) if norm > 0 else []
+
+    def dense_vector(self, expanded: ExpandedQuery) -> np.ndarray:
+        """The query's unit vector in the token embedding space, which the HNSW graphs are searched with."""
+        import numpy as np
+
+        dense = np.zeros(self.kept_space.shape[1], dtype=np.float32)
+        for ids in expanded.word_pieces:  # the sum of the query words' unit vectors
+            vector = self.token_rows(ids).mean(axis=0)
+            norm = np.linalg.norm(vector)
+            if norm > 0:
+                dense += vector / norm
+        if not np.any(dense):  # or the weighted sum of its tokens' vectors
+            weights = np.asarray(expanded.weights, dtype=np.float32)
+            dense = (self.kept_space[np.asarray(expanded.token_index, dtype=np.int64)] * weights[:, None]).sum(axis=0)
+        norm = np.linalg.norm(dense)
+        return (dense / norm if norm > 0 else dense).astype(np.float32)
 
     @cached_property
     def _pieces(self) -> Callable[[str], list[int]]:
@@ -256,12 +315,10 @@ class Index:
             return None
         from .wordnet import ConceptTable
 
-        members = self.npy("search/concept_members.npy")
-        shares = (self.npy("search/concept_shares.npy") if "search/concept_shares.npy" in self.manifest.files
-                  else np.ones(members.shape, dtype=np.float16))  # indexes built before sense shares
         return ConceptTable(
-            self.json("search/concepts.json")["keys"], self.npy("search/concept_offsets.npy"),
-            members, self.npy("search/concept_depths.npy"), shares,
+            self.json("search/concepts.json")["keys"], self.table("search/concept_offsets.npy"),
+            self.table("search/concept_members.npy"), self.table("search/concept_depths.npy"),
+            self.table("search/concept_shares.npy"),
         )
 
     @cached_property
@@ -295,24 +352,31 @@ class Index:
         )
 
     # -- labels -----------------------------------------------------------------------------------
-    def label_for(self, kind: str, key: str, top_tokens: list[str]) -> tuple[str, str]:
-        """(theme, source): the LLM theme when stored, else a deterministic offline label."""
+    def label_for(self, kind: str, key: str, method: str, row: int) -> tuple[str, str]:
+        """(theme, source) of ``row`` of ``method``'s neurons or clusters (``key`` names it in
+        labels.json): the LLM theme when stored, else the offline label the build made of its top
+        tokens (``themes.fallback_label``)."""
         stored = self.labels.get(f"{kind}:{key}")
         if stored is not None:
             return stored.theme, stored.source
-        from .themes import fallback_label
+        offset = 0 if kind == "neuron" else self.manifest.n_neurons  # neurons first, then clusters
+        return self._baked_labels(method)[offset + row], "fallback"
 
-        vectors = self._vectors_of(top_tokens[:20])
-        fallback = fallback_label(top_tokens[:20], vectors)
-        return fallback.theme, "fallback"
+    def kept_vectors(self, tokens: list[str]) -> np.ndarray:
+        """Unit embedding rows of kept tokens (for plots and labels)."""
+        position = self.expander.kept_index
+        return self.kept_space[[position[t] for t in tokens]]
 
-    @cached_property
-    def _kept_position(self) -> dict[str, int]:
-        return {t: i for i, t in enumerate(self.kept_tokens)}
-
-    def _vectors_of(self, tokens: list[str]) -> np.ndarray:
-        ids = self.kept["ids"]
-        return self.token_rows([ids[self._kept_position[t]] for t in tokens])
+    def _baked_labels(self, method: str) -> list[str]:
+        """The build's offline labels of ``method``: one line per neuron, then one per cluster."""
+        cache = self.__dict__.setdefault("_baked_labels_cache", {})
+        if method not in cache:
+            path = self._check(f"search/{method}/fallback_labels.txt")
+            try:
+                cache[method] = path.read_text(encoding="utf-8").split("\n")
+            except UnicodeDecodeError:
+                raise IndexError_(f"corrupt index file {path}: not UTF-8 text") from None
+        return cache[method]
 
     # -- clusters -----------------------------------------------------------------------------------
     def parse_cluster_id(self, text: str) -> tuple[str, int, int]:
@@ -344,7 +408,7 @@ class Index:
         data = found[number]
         tokens = [self.kept_tokens[i] for i in data["top_tokens"]]
         key = f"{method}/k{k}/{number}"
-        theme, source = self.label_for("cluster", key, tokens)
+        theme, source = self.label_for("cluster", key, method, self._cluster_rows(method)[f"k{k}/{number}"])
         stored = self.labels.get(f"cluster:{key}")
         return ClusterInfo(
             method=method,
@@ -367,13 +431,31 @@ class Index:
         return self.expander.expand(query or "")
 
     def cluster_keys(self, method: str) -> list[str]:
+        """``kK/ID`` of every cluster of ``method``: the rows that ``rank("clusters", ...)`` returns."""
         return list(self.json(f"search/{method}/clusters.json")["keys"])
+
+    def _cluster_rows(self, method: str) -> dict[str, int]:
+        cache = self.__dict__.setdefault("_cluster_rows_cache", {})
+        if method not in cache:
+            cache[method] = {key: row for row, key in enumerate(self.cluster_keys(method))}
+        return cache[method]
+
+    def postings(self, kind: str, method: str | None = None) -> Postings:
+        """The inverted peak lists that score ``kind`` (neurons or clusters) of ``method``."""
+        method = method or self.search_method
+        name = "neurons" if kind == "neurons" else "clusters"
+        cache = self.__dict__.setdefault("_postings_cache", {})
+        if (method, name) not in cache:
+            n_rows = self.manifest.n_neurons if name == "neurons" else len(self.cluster_keys(method))
+            parts = [self.table(f"search/{method}/{name}_postings_{part}.npy") for part in PARTS]
+            cache[(method, name)] = Postings(*parts, n_rows=n_rows)
+        return cache[(method, name)]
 
     def rank(
         self, kind: str, expanded: ExpandedQuery, *, method: str | None = None, exact: bool | None = None,
         k: int | None = None, limit: int | None = None,
     ) -> list[tuple[int, float]]:
-        """(row, score) of every neuron or cluster, best first.
+        """(row, score) of every neuron or cluster, best first (ties in row order).
 
         ``exact=True`` scores every row; ``False`` reranks HNSW candidates; ``None`` (default) is
         exact below ``SearchConfig.hnsw_min_rows`` rows, where scoring everything is faster than
@@ -381,36 +463,21 @@ class Index:
         Methods other than the index's search method have no HNSW files and are always exact.
         ``limit`` keeps only that many of the best rows.
         """
-        from .search import sparse_scores
-
         method = method or self.search_method
-        if kind == "neurons":
-            top = self.method_top(method)[0]
-            weights = self.npy(f"search/{method}/neuron_weights.npy").astype(np.float32)
-        else:
-            top = self.npy(f"search/{method}/cluster_top_tokens.npy")
-            weights = self.npy(f"search/{method}/cluster_weights.npy").astype(np.float32)
-        query_vector = expanded.as_vector(len(self.kept_tokens))
+        postings = self.postings(kind, method)
         if exact is None:
-            exact = top.shape[0] < self.config.hnsw_min_rows
-        if exact or method != self.search_method:
-            candidates = np.arange(top.shape[0])
-        else:
-            candidates = self._hnsw_candidates(kind, method, expanded.dense, top.shape[0])
-        scores = sparse_scores(top[candidates], weights[candidates], query_vector)
+            exact = postings.n_rows < self.config.hnsw_min_rows
+        scores = postings.scores(expanded.as_dict())
+        rows: Any = range(postings.n_rows)
+        if not exact and method == self.search_method:
+            rows = self._hnsw_candidates(kind, method, self.dense_vector(expanded), postings.n_rows)
         if kind == "clusters" and k is not None:
             prefix = f"k{k}/"
             keys = self.cluster_keys(method)
-            keep = np.array([keys[c].startswith(prefix) for c in candidates], dtype=bool)
-            candidates, scores = candidates[keep], scores[keep]
-        if limit is not None and limit < len(scores):  # only the best: skip sorting 9k rows in Python
-            threshold = -np.partition(-scores, limit - 1)[limit - 1]
-            keep = scores >= threshold  # every row tied with the last one kept, so ties resolve as below
-            candidates, scores = candidates[keep], scores[keep]
-        order = np.lexsort((candidates, -scores))[:limit]  # best first; ties by row
-        return [(int(candidates[i]), float(scores[i])) for i in order]
+            rows = [row for row in rows if keys[row].startswith(prefix)]
+        return ranked(scores, rows, limit)
 
-    def _hnsw_candidates(self, kind: str, method: str, dense: np.ndarray, total: int) -> np.ndarray:
+    def _hnsw_candidates(self, kind: str, method: str, dense: np.ndarray, total: int) -> list[int]:
         from .search import load_hnsw
 
         name = "neurons" if kind == "neurons" else "clusters"
@@ -419,7 +486,7 @@ class Index:
             cache[name] = load_hnsw(self._check(f"search/{method}/{name}.hnsw"), dense.shape[0], self.config.hnsw_ef)
         count = min(self.config.candidates, total)
         labels, _ = cache[name].knn_query(dense[None, :], k=count)
-        return labels[0].astype(np.int64)
+        return [int(row) for row in labels[0]]
 
     def find(
         self,
@@ -454,31 +521,37 @@ class Index:
             ranked = self.rank("clusters", expanded, method=method, exact=exact, k=k if k is not None else self.default_k,
                                limit=top)
             for position, score in ranked:
-                key = f"{method}/{keys[position]}"
-                info = self.cluster(key)
-                results.append(
-                    Result("cluster", key, score, info.label["theme"], info.label["source"],
-                           info.top_tokens[:30], len(info.neurons), info.neurons)
-                )
+                results.append(self._cluster_hit(method, position, keys[position], score))
         if kind in ("both", "neurons"):
-            top_index, _ = self.method_top(method)
+            top_index = self.table(f"methods/{method}/neuron_top_tokens.npy")
             for position, score in self.rank("neurons", expanded, method=method, exact=exact, limit=top):
                 name = self.neuron_name(position)
-                tokens_of = [self.kept_tokens[i] for i in top_index[position][:30]]
-                theme, source = self.label_for("neuron", name, tokens_of)
+                tokens_of = [self.kept_tokens[i] for i in top_index.row(position)[:FIND_TOP_TOKENS]]
+                theme, source = self.label_for("neuron", name, method, position)
                 results.append(Result("neuron", name, score, theme, source, tokens_of, 1, [name]))
         results.sort(key=lambda r: -r.score)
         return FindResult(expanded, results[: top if kind != "both" else 2 * top], expanded.notes)
 
+    def _cluster_hit(self, method: str, row: int, key: str, score: float) -> Result:
+        """A cluster as ``find`` reports it, from the search stage's arrays (not the clusters' JSON)."""
+        folder = f"search/{method}"
+        offsets = self.table(f"{folder}/cluster_neurons_offsets.npy")
+        neurons = [self.neuron_name(n) for n in self.table(f"{folder}/cluster_neurons.npy")[offsets[row] : offsets[row + 1]]]
+        tokens = [self.kept_tokens[i] for i in self.table(f"{folder}/cluster_tokens.npy").row(row)[:FIND_TOP_TOKENS]]
+        theme, source = self.label_for("cluster", f"{method}/{key}", method, row)
+        return Result("cluster", f"{method}/{key}", score, theme, source, tokens, len(neurons), neurons)
+
     # -- neurons ------------------------------------------------------------------------------------
     def neuron(self, name: str, method: str | None = None) -> dict[str, Any]:
+        import numpy as np
+
         flat = self.neuron_index(name)
         method = method or self.search_method
         top_index, top_values = self.method_top(method)
         refs = self.npy("neurons/top_refs.npy")[flat]
         values = self.npy("neurons/top_values.npy")[flat]
         tokens = [self.kept_tokens[i] for i in top_index[flat]]
-        theme, source = self.label_for("neuron", name, tokens)
+        theme, source = self.label_for("neuron", name, method, flat)
         return {
             "id": self.neuron_name(flat),
             "method": method,
@@ -497,6 +570,8 @@ class Index:
 
     def cluster_refs(self, info: ClusterInfo, limit: int) -> list[dict[str, Any]]:
         """The cluster's strongest occurrences: its neurons' top activations, ranked by z-score."""
+        import numpy as np
+
         refs = self.npy("neurons/top_refs.npy")
         values = self.npy("neurons/top_values.npy")
         mean = self.npy("neurons/mean.npy")

@@ -27,8 +27,10 @@ def label_requests(index: Any, *, ks: list[int] | None = None, neurons: int = 0,
             refs = index.cluster_refs(info, contexts) if contexts else []
             requests.append(LabelRequest("cluster", info.key, info.top_tokens[:30], _context_lines(index, refs, contexts)))
     if neurons > 0:
-        weights = index.npy(f"search/{method}/neuron_weights.npy").astype(np.float32)
-        for flat in np.argsort(-weights[:, 0], kind="stable")[:neurons]:
+        postings = index.postings("neurons", method)
+        strongest = np.zeros(postings.n_rows, dtype=np.float32)  # each neuron's largest peak weight: how focused it is
+        np.maximum.at(strongest, np.asarray(postings.rows[:], dtype=np.int64), np.asarray(postings.weights[:], dtype=np.float32))
+        for flat in np.argsort(-strongest, kind="stable")[:neurons]:
             data = index.neuron(index.neuron_name(int(flat)))
             requests.append(LabelRequest("neuron", data["id"], data["top_tokens"][:30],
                                          _context_lines(index, data["top_activations"], contexts)))

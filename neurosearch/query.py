@@ -3,48 +3,51 @@
 The query's own word pieces (weight 1), plus each word's nearest kept tokens in the index's token
 embedding space (weight = ``neighbour_weight`` x cosine similarity, above a floor), plus the
 concept's members from WordNet (hyponyms and parts, baked into the index by the build when WordNet
-data is installed). No torch: the index stores the tokenizer (BERT's WordPiece vocabulary in
-``search/wordpiece.json``, read by ``wordpiece.py``; other tokenizers from ``tokenizer.json`` with
-the ``tokenizers`` library) and the embedding table (int8 rows).
+data is installed). No torch, and no numpy on the common path: the index stores the tokenizer
+(BERT's WordPiece vocabulary in ``search/wordpiece.json``, read by ``wordpiece.py``; other
+tokenizers from ``tokenizer.json`` with the ``tokenizers`` library) and every vocabulary token's
+nearest kept tokens; the index computes neighbours from its embedding table (numpy) only for words
+of several pieces.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
-
-import numpy as np
+from functools import cached_property
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .config import SearchConfig
 from .errors import NeurosearchError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .wordnet import ConceptTable
 
 
 @dataclass
 class ExpandedQuery:
-    """What a query became: kept-token indices with weights, and a dense vector for ANN."""
+    """What a query became: kept-token indices with weights (and what its ANN vector is made of)."""
 
     text: str
-    token_index: np.ndarray
-    """int64 [Q] kept-token indices."""
-    weights: np.ndarray
-    """float32 [Q] weights (1 for the query's own tokens, up to 1 for WordNet members by depth and
+    token_index: list[int]
+    """Kept-token indices, each once."""
+    weights: list[float]
+    """Weight of each token (1 for the query's own tokens, up to 1 for WordNet members by depth and
     sense share, scaled similarity for neighbours)."""
     tokens: list[str]
-    dense: np.ndarray
-    """float32 [D] unit vector in the token embedding space."""
+    word_pieces: list[list[int]] = field(default_factory=list)
+    """Vocabulary ids of each query word: the ANN vector is the sum of the words' unit embeddings.
+    Empty when it is the weighted sum of the tokens' embeddings instead (token lists, and concepts
+    whose WordNet members were added)."""
     notes: list[str] = field(default_factory=list)
 
-    def as_vector(self, size: int) -> np.ndarray:
-        vector = np.zeros(size, dtype=np.float32)
-        np.maximum.at(vector, self.token_index, self.weights)
-        return vector
+    def as_dict(self) -> dict[int, float]:
+        return dict(zip(self.token_index, self.weights))
 
     def to_json(self) -> list[dict]:
-        order = np.argsort(-self.weights, kind="stable")
+        order = sorted(range(len(self.weights)), key=lambda i: -self.weights[i])  # stable: ties keep order
         return [{"token": self.tokens[i], "weight": round(float(self.weights[i]), 4)} for i in order]
 
 
@@ -53,36 +56,32 @@ NO_WORDNET_NOTE = (
     "see README): expansion uses embeddings only"
 )
 
+Neighbours = Callable[[list[int]], Sequence[tuple[int, float]]]
+"""A word's vocabulary ids -> its nearest kept tokens (kept index, cosine), best first."""
+
 
 class QueryExpander:
-    """Expands queries against one index's vocabulary and embedding space."""
+    """Expands queries against one index's vocabulary and embedding neighbours."""
 
     def __init__(
         self,
         pieces: Callable[[str], list[int]],
         kept_tokens: list[str],
-        kept_ids: np.ndarray,
-        vocab_rows: Callable[[Any], np.ndarray],
+        kept_ids: Sequence[int],
+        neighbours: Neighbours,
         config: SearchConfig,
         concepts: ConceptTable | None = None,
-        kept_space: np.ndarray | None = None,
     ):
         self.pieces = pieces  # text -> vocabulary ids, no special tokens
         self.kept_tokens = kept_tokens
-        self.kept_index = {token: index for index, token in enumerate(kept_tokens)}
-        self.kept_ids = kept_ids
-        self.vocab_rows = vocab_rows  # vocabulary ids -> unit float32 embedding rows
-        self.kept_space = vocab_rows(kept_ids) if kept_space is None else kept_space
+        self.kept_of_id = dict(zip(kept_ids, range(len(kept_tokens))))
+        self.neighbours = neighbours
         self.config = config
         self.concepts = concepts
 
-    def _word_vector(self, ids: list[int]) -> np.ndarray | None:
-        """Unit mean embedding of a word's pieces."""
-        if not ids:
-            return None
-        vector = self.vocab_rows(ids).mean(axis=0)
-        norm = np.linalg.norm(vector)
-        return vector / norm if norm > 0 else None
+    @cached_property
+    def kept_index(self) -> dict[str, int]:
+        return {token: index for index, token in enumerate(self.kept_tokens)}
 
     def expand(self, text: str) -> ExpandedQuery:
         """A free-text concept, e.g. ``weekdays`` or ``colours of the rainbow``."""
@@ -92,27 +91,26 @@ class QueryExpander:
         words = [w for w in re.findall(r"[\w'-]+", text.lower()) if w not in _STOPWORDS] or [text.lower()]
         weights: dict[int, float] = {}
         notes: list[str] = []
-        dense = np.zeros(self.kept_space.shape[1], dtype=np.float32)
+        word_pieces: list[list[int]] = []
         for word in words:
             ids = self.pieces(word)
             for piece_id in ids:
-                index = self._kept_of_id(piece_id)
+                index = self.kept_of_id.get(piece_id)
                 if index is not None and not self.kept_tokens[index].startswith("##"):
                     weights[index] = max(weights.get(index, 0.0), 1.0)
-            vector = self._word_vector(ids)
-            if vector is None:
+            if not ids:
                 continue
-            dense += vector
-            sims = self.kept_space @ vector
-            for index in np.argsort(-sims)[: self.config.neighbours]:
-                if sims[index] >= self.config.min_similarity and not self.kept_tokens[index].startswith("##"):
-                    weight = self.config.neighbour_weight * float(sims[index])
-                    weights[int(index)] = max(weights.get(int(index), 0.0), weight)
+            found = self.neighbours(ids)
+            if found:
+                word_pieces.append(ids)
+            for index, similarity in found[: self.config.neighbours]:
+                if similarity >= self.config.min_similarity and not self.kept_tokens[index].startswith("##"):
+                    weights[index] = max(weights.get(index, 0.0), self.config.neighbour_weight * similarity)
         if self.config.wordnet and self._add_concept_members(text, words, weights, notes):
-            dense[:] = 0.0  # the ANN vector then comes from all weighted tokens, members included
+            word_pieces = []  # the ANN vector then comes from all weighted tokens, members included
         if not weights:
             raise NeurosearchError(f"query '{text}' matched no token of this index's vocabulary")
-        return self._finish(text, weights, dense, notes)
+        return self._finish(text, weights, word_pieces, notes)
 
     def _add_concept_members(self, text: str, words: list[str], weights: dict[int, float], notes: list[str]) -> bool:
         """WordNet's members of the concept the query names (the whole phrase), if it knows it."""
@@ -140,29 +138,27 @@ class QueryExpander:
                 f"({len(self.kept_tokens)} tokens seen often enough in its corpus)"
             )
         weights = {self.kept_index[t]: 1.0 for t in tokens}
-        dense = self.kept_space[list(weights)].sum(axis=0)
-        return self._finish(",".join(tokens), weights, dense, [])
+        return self._finish(",".join(tokens), weights, [], [])
 
-    def _kept_of_id(self, token_id: int) -> int | None:
-        position = int(np.searchsorted(self.kept_ids, token_id))
-        if position < len(self.kept_ids) and self.kept_ids[position] == token_id:
-            return position
-        return None
-
-    def _finish(self, text: str, weights: dict[int, float], dense: np.ndarray, notes: list[str]) -> ExpandedQuery:
-        index = np.fromiter(weights, dtype=np.int64)
-        values = np.fromiter(weights.values(), dtype=np.float32)
-        if not np.any(dense):
-            dense = (self.kept_space[index] * values[:, None]).sum(axis=0)
-        norm = np.linalg.norm(dense)
+    def _finish(self, text: str, weights: dict[int, float], word_pieces: list[list[int]], notes: list[str]) -> ExpandedQuery:
+        index = list(weights)
         return ExpandedQuery(
             text=text,
             token_index=index,
-            weights=values,
+            weights=[float(weights[i]) for i in index],
             tokens=[self.kept_tokens[i] for i in index],
-            dense=(dense / norm if norm > 0 else dense).astype(np.float32),
+            word_pieces=word_pieces,
             notes=notes,
         )
+
+
+def nearest_kept(vector: "np.ndarray", kept_space: "np.ndarray", count: int) -> list[tuple[int, float]]:
+    """The ``count`` kept tokens most similar to a unit ``vector`` (rows of ``kept_space`` are unit)."""
+    import numpy as np
+
+    similarities = kept_space @ vector
+    order = np.argsort(-similarities, kind="stable")[:count]
+    return [(int(i), float(similarities[i])) for i in order]
 
 
 _STOPWORDS = frozenset("a an the of and or in on for to with by from at as is are be".split())

@@ -2,7 +2,7 @@
 
 Scoring (exact): each neuron (or cluster) is represented by its *peaks*: the positive z-scores of
 its profile over its top-M tokens, unit-normalised. The score of a query with token weights ``q``
-is the cosine ``sum_t q_t s[t] / |q|``. A neuron scores high only when the query's tokens are
+is the cosine ``sum_t q_t s[t] / |q|``, computed from inverted lists (``postings.py``). A neuron scores high only when the query's tokens are
 among the tokens it fires for most, relative to its own baseline -- which is what a researcher
 means by "a neuron for weekdays" and what precision@10 of its top tokens measures. Cosine over the
 whole vocabulary, by contrast, is dominated by a neuron's broad offset (DESIGN.md: about half of
@@ -38,14 +38,6 @@ def dense_vectors(top_index: np.ndarray, weights: np.ndarray, token_space: np.nd
     vectors = np.einsum("nm,nmd->nd", weights, token_space[top_index.astype(np.int64)], optimize=True)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0).astype(np.float32)
-
-
-def sparse_scores(top_index: np.ndarray, weights: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
-    """Exact cosine between a query's kept-token vector and every row's peak vector."""
-    norm = float(np.linalg.norm(query_vector))
-    if norm == 0:
-        return np.zeros(top_index.shape[0], dtype=np.float32)
-    return (weights * query_vector[top_index]).sum(axis=1) / norm
 
 
 def build_hnsw(vectors: np.ndarray, path: Path, *, m: int = 16, ef_construction: int = 200, seed: int = 0) -> None:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path``; when the block succeeds it is synced and renamed over
     ``path``, so readers see the old file or the new one, never half of one."""
+    import secrets
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -48,6 +50,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    import numpy as np
+
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
 

@@ -7,8 +7,10 @@ the labelling machinery.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ def fallback_label(top_tokens: list[str], token_vectors: np.ndarray | None = Non
         candidates = [i for i, t in enumerate(top_tokens) if t.strip()][:3]
     chosen = candidates[:3]
     if token_vectors is not None and len(candidates) > 3:
+        import numpy as np
+
         vectors = np.asarray(token_vectors, dtype=np.float64)[candidates]
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         unit = vectors / np.where(norms > 0, norms, 1.0)

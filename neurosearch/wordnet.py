@@ -25,7 +25,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -237,15 +237,15 @@ class ConceptTable:
     ``keys[i]`` (a lemma, or an irregular plural of one) has the members
     ``members[offsets[i]:offsets[i+1]]`` (kept-token indices) at ``depths[...]`` (0: the concept's
     own lemmas, 1: its direct kinds or parts, ...) with sense shares ``shares[...]`` (see
-    ``Membership``; all 1 in indexes built before shares existed). Baked into the index by the
+    ``Membership``). Baked into the index by the
     build, so that queries use WordNet without having it installed.
     """
 
     keys: list[str]
-    offsets: "np.ndarray"
-    members: "np.ndarray"
-    depths: "np.ndarray"
-    shares: "np.ndarray"
+    offsets: Sequence[int]
+    members: Sequence[int]
+    depths: Sequence[int]
+    shares: Sequence[float]
 
     def lookup(self, phrase: str) -> list[tuple[int, int, float]]:
         """(kept index, depth, share) of the members of the first known base form of ``phrase``."""
@@ -255,8 +255,8 @@ class ConceptTable:
             position = bisect.bisect_left(self.keys, form)
             if position < len(self.keys) and self.keys[position] == form:
                 start, end = int(self.offsets[position]), int(self.offsets[position + 1])
-                return list(zip(self.members[start:end].tolist(), self.depths[start:end].tolist(),
-                                self.shares[start:end].astype(float).tolist()))
+                return [(int(m), int(d), float(s)) for m, d, s in
+                        zip(self.members[start:end], self.depths[start:end], self.shares[start:end])]
         return []
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,7 +171,7 @@ def test_missing_and_corrupt_index(tmp_path: Path, tiny_index: Path):
     assert_one_line_error(run("find", "monday", "--index", str(tmp_path / "nowhere")), "index not found")
     broken = tmp_path / "broken"
     shutil.copytree(tiny_index, broken)
-    target = broken / "search" / "filter" / "neuron_weights.npy"
+    target = broken / "search" / "filter" / "neurons_postings_weights.npy"
     target.write_bytes(target.read_bytes()[:-7] + b"garbage")
     assert_one_line_error(run("find", "monday", "--index", str(broken)), str(target))
     shutil.copy(tiny_index / target.relative_to(broken), target)
@@ -253,3 +255,27 @@ def test_library_index_forgets_a_file_that_failed_its_hash(tiny_index: Path, tmp
         index.find("monday")
     tokens.write_text(original)
     assert index.find("monday").results
+
+
+def test_find_needs_no_numpy_for_one_token_words(tiny_index: Path):
+    code = (
+        "import sys\n"
+        "from neurosearch import Index\n"
+        f"index = Index.load({str(tiny_index)!r})\n"
+        "found = index.find('monday', top=3)\n"
+        "assert found.results and 'numpy' not in sys.modules, 'numpy imported'\n"
+        "from neurosearch.config import SearchConfig\n"  # more neighbours than stored: computed with numpy
+        f"more = Index.load({str(tiny_index)!r}, SearchConfig(neighbours=10_000)).find('monday', top=3)\n"
+        "assert more.results and 'numpy' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_index_with_older_search_files_is_refused_with_one_line(tiny_index: Path, tmp_path: Path):
+    older = tmp_path / "older"
+    shutil.copytree(tiny_index, older)
+    manifest = json.loads((older / "manifest.json").read_text())
+    manifest["stages"]["search"]["format"] = 3
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(run("find", "monday", "--index", str(older)), "run `neurosearch build` on it again")

@@ -9,7 +9,8 @@ import pytest
 
 from neurosearch.embeddings import dequantize_rows, nearest_neighbours, quantize_rows
 from neurosearch.profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, smooth, tfidf, top_tokens
-from neurosearch.search import peak_weights, sparse_scores
+from neurosearch.postings import PARTS, Postings, build_postings
+from neurosearch.search import peak_weights
 
 
 def test_frequency_filter_drops_rare_and_special_tokens():
@@ -71,10 +72,9 @@ def test_top_tokens_and_peak_scores():
     assert index.tolist() == [[1, 3], [0, 1]] and values[0].tolist() == [5.0, 3.0]
     weights = peak_weights(profiles, index)
     np.testing.assert_allclose(np.linalg.norm(weights, axis=1), 1.0, rtol=1e-6)
-    query = np.zeros(4, dtype=np.float32)
-    query[1] = 1.0
-    scores = sparse_scores(index, weights, query)
-    assert scores[0] > 0.8 and scores[1] == 0.0
+    postings = build_postings(index, weights, 4)
+    scores = Postings(*(postings[part].tolist() for part in PARTS), n_rows=2).scores({1: 1.0})
+    assert scores[0] > 0.8 and 1 not in scores  # row 1 peaks only on token 0
 
 
 def test_neighbours_and_quantised_space():

@@ -96,11 +96,11 @@ def test_query_weighs_wordnet_members_by_depth_and_sense_share():
 
     kept = ["fruit", "apple", "date", "pear"]
 
-    rows = np.eye(4, dtype=np.float32)  # orthogonal embeddings: no neighbours
     table = ConceptTable(["fruit"], np.array([0, 3]), np.array([1, 2, 3], dtype=np.int32),
                          np.array([1, 1, 2], dtype=np.uint8), np.array([1.0, 0.25, 1.0], dtype=np.float16))
     config = SearchConfig(wordnet_member_decay=0.8, wordnet_sense_share_power=0.5)
-    expander = QueryExpander(lambda text: [kept.index(text)] if text in kept else [], kept, np.arange(4), lambda ids: rows[np.asarray(ids)], config, table)
+    no_neighbours = lambda ids: []  # noqa: E731
+    expander = QueryExpander(lambda text: [kept.index(text)] if text in kept else [], kept, range(4), no_neighbours, config, table)
     weights = {t["token"]: t["weight"] for t in expander.expand("fruit").to_json()}
     assert weights == {"fruit": 1.0, "apple": 1.0, "date": 0.5, "pear": 0.8}  # 0.25 ** 0.5; 0.8 ** (2 - 1)
 

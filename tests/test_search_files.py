@@ -1,0 +1,84 @@
+"""The files ``find`` reads without numpy: .npy rows, inverted peak lists, stored query neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neurosearch.build import query_neighbours
+from neurosearch.manifest import IndexError_
+from neurosearch.npyfile import NpyFile
+from neurosearch.postings import PARTS, Postings, build_postings, ranked
+from neurosearch.query import nearest_kept
+from neurosearch.storage import save_npy_atomic
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "int32", "int64", "float16", "float32", "float64"])
+def test_npy_file_reads_what_numpy_wrote(tmp_path, dtype):
+    array = (np.arange(24).reshape(4, 6) * 3 - 20).astype(dtype)
+    save_npy_atomic(tmp_path / "a.npy", array)
+    table = NpyFile(tmp_path / "a.npy")
+    assert table.shape == (4, 6) and len(table) == 4
+    assert list(table.row(2)) == array[2].tolist()
+    assert list(table[5:9]) == array.reshape(-1)[5:9].tolist() and table[7] == array.reshape(-1)[7] and table[-1] == array[-1, -1]
+    assert table.tolist() == array.reshape(-1).tolist() and table[30:40] == ()
+    with pytest.raises(IndexError):
+        table.row(4)
+
+
+def test_npy_file_names_a_corrupt_file(tmp_path):
+    path = tmp_path / "a.npy"
+    save_npy_atomic(path, np.arange(10, dtype=np.int32))
+    path.write_bytes(path.read_bytes()[:-3])  # truncated
+    with pytest.raises(IndexError_, match=f"corrupt index file {path}"):
+        NpyFile(path)
+    path.write_bytes(b"not an array")
+    with pytest.raises(IndexError_, match="not an .npy file"):
+        NpyFile(path)
+    path.write_bytes(b"")
+    with pytest.raises(IndexError_, match=str(path)):
+        NpyFile(path)
+
+
+def test_postings_score_a_hand_made_case():
+    top = np.array([[1, 3], [0, 1]])
+    weights = np.array([[0.8, 0.6], [1.0, 0.0]], dtype=np.float32)
+    built = build_postings(top, weights, n_tokens=4)
+    assert built["offsets"].tolist() == [0, 1, 2, 2, 3]  # token 0: row 1; token 1: row 0 (row 1's zero is left out); token 3: row 0
+    assert built["rows"].tolist() == [1, 0, 0] and built["rows"].dtype == np.uint16
+    scores = Postings(*(built[part].tolist() for part in PARTS), n_rows=2).scores({1: 1.0, 3: 1.0})
+    assert scores == pytest.approx({0: (0.8 + 0.6) / 2**0.5}, rel=1e-3)  # float16 weights
+    assert ranked(scores, range(2)) == [(0, scores[0]), (1, 0.0)]
+
+
+def test_ranked_breaks_ties_by_row_and_fills_with_zero_rows():
+    scores = {2: 0.5, 0: 0.5, 3: 0.7}
+    assert ranked(scores, range(5), limit=4) == [(3, 0.7), (0, 0.5), (2, 0.5), (1, 0.0)]
+    assert ranked(scores, [3, 1, 2], limit=None) == [(3, 0.7), (2, 0.5), (1, 0.0)]
+
+
+def test_postings_equal_the_dense_peak_cosine():
+    rng = np.random.default_rng(0)
+    n_rows, n_tokens, m = 50, 40, 6
+    top = np.stack([rng.choice(n_tokens, m, replace=False) for _ in range(n_rows)])
+    weights = rng.random((n_rows, m)).astype(np.float16).astype(np.float32)
+    query = {int(t): float(w) for t, w in zip(rng.choice(n_tokens, 8, replace=False), rng.random(8))}
+    vector = np.zeros(n_tokens)
+    vector[list(query)] = list(query.values())
+    dense = (weights * vector[top]).sum(axis=1) / np.linalg.norm(vector)
+    built = build_postings(top, weights, n_tokens)
+    scores = Postings(*(built[part].tolist() for part in PARTS), n_rows=n_rows).scores(query)
+    np.testing.assert_allclose([scores.get(r, 0.0) for r in range(n_rows)], dense, rtol=1e-6, atol=1e-9)
+
+
+def test_stored_query_neighbours_are_what_queries_compute():
+    rng = np.random.default_rng(1)
+    vocabulary = rng.normal(size=(30, 8)).astype(np.float32)
+    vocabulary /= np.linalg.norm(vocabulary, axis=1, keepdims=True)
+    kept = vocabulary[::3]
+    neighbours, similarity = query_neighbours(vocabulary, kept, count=4, block=7)
+    for token in range(30):
+        found = nearest_kept(vocabulary[token], kept, 4)
+        assert neighbours[token].tolist() == [i for i, _ in found]
+        np.testing.assert_allclose(similarity[token], [s for _, s in found], rtol=1e-5)
+    assert neighbours[3, 0] == 1 and similarity[3, 0] == pytest.approx(1.0)  # a kept token is its own nearest
