@@ -96,7 +96,8 @@ class Builder:
     def _invalidate_changed(self, manifest: Manifest) -> None:
         """A stage whose config changed since it ran is redone, and so is every stage after it.
 
-        Choosing another search method among the built ones only redoes the search stage.
+        Choosing another search method among the built ones, or another number of tokens to score
+        neurons by, only redoes the search stage.
         """
         wanted = {"profiles": to_dict(self.config.profiles), "clusters": to_dict(self.config.clusters)}
         first_changed = None
@@ -104,9 +105,8 @@ class Builder:
             stored = manifest.configs.get(stage)
             if stored is None or json.loads(json.dumps(wanted[stage])) == stored:
                 continue
-            if stage == "profiles" and {**stored, "search_method": None} == json.loads(
-                json.dumps({**wanted[stage], "search_method": None})
-            ):
+            search_only = {"search_method": None, "neuron_score_tokens": None}
+            if stage == "profiles" and {**stored, **search_only} == json.loads(json.dumps({**wanted[stage], **search_only})):
                 manifest.configs["profiles"] = json.loads(json.dumps(wanted[stage]))
                 first_changed = first_changed or "search"
                 continue
@@ -365,12 +365,17 @@ class Builder:
             cluster_top, _ = top_tokens(cluster_profiles, m)
             cluster_weights = peak_weights(cluster_profiles, cluster_top)
             folder = f"search/{method}"
+            neuron_top, neuron_weights = top, weights
+            score_tokens = manifest.configs["profiles"].get("neuron_score_tokens")
+            if score_tokens:  # the first tokens, equally weighted (ProfileConfig.neuron_score_tokens)
+                neuron_top = top[:, :score_tokens]
+                neuron_weights = np.full(neuron_top.shape, 1 / np.sqrt(neuron_top.shape[1]), dtype=np.float32)
             outputs = {  # what find shows of a cluster hit, without parsing the clusters' JSON
                 f"{folder}/cluster_tokens.npy": np.asarray(shown, dtype=np.int32),
                 f"{folder}/cluster_neurons_offsets.npy": np.cumsum([0] + [len(n) for n in members], dtype=np.int64),
                 f"{folder}/cluster_neurons.npy": np.asarray([n for group in members for n in group], dtype=np.int32),
             }
-            for name, (rows_top, rows_weights) in {"neurons": (top, weights), "clusters": (cluster_top, cluster_weights)}.items():
+            for name, (rows_top, rows_weights) in {"neurons": (neuron_top, neuron_weights), "clusters": (cluster_top, cluster_weights)}.items():
                 built = build_postings(rows_top[:, : rows_weights.shape[1]], rows_weights, len(kept_tokens))
                 outputs.update({f"{folder}/{name}_postings_{part}.npy": array for part, array in built.items()})
             for relative, array in outputs.items():
@@ -382,7 +387,7 @@ class Builder:
             for name in ("clusters.json", "fallback_labels.txt"):
                 manifest.record(self.out, f"{folder}/{name}")
             if method == search_method:
-                build_hnsw(dense_vectors(top, weights, space), self.out / folder / "neurons.hnsw")
+                build_hnsw(dense_vectors(neuron_top, neuron_weights, space), self.out / folder / "neurons.hnsw")
                 build_hnsw(dense_vectors(cluster_top, cluster_weights, space), self.out / folder / "clusters.hnsw")
                 manifest.record(self.out, f"{folder}/neurons.hnsw")
                 manifest.record(self.out, f"{folder}/clusters.hnsw")

@@ -102,6 +102,12 @@ class ProfileConfig:
     """Word vectors in .vec/.bin format when ``embeddings == 'file'``."""
     top_tokens: int = 50
     """Top tokens stored per neuron (by its profile) for display and scoring."""
+    neuron_score_tokens: int | None = 10
+    """``find`` scores a neuron by the query weights of its first this-many top tokens, equally
+    weighted: the expected precision of the tokens it shows when the weights are read as membership
+    probabilities. None: the cosine with its z-score peaks over all ``top_tokens`` (how clusters are
+    scored). 10 beat 8 and 12, and z-weighted peaks over 10-50 tokens, on both concept files
+    (README). Changing it redoes only the search stage."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,12 @@ class SearchConfig:
     """A WordNet member's weight is also multiplied by share ** power, its share of uses in the
     concept's sense ("date" as a fruit: low). 0.5 raised top-1 neuron P@10 on both the dev concepts
     and the held-out ``benchmarks/concepts/extra.json``; 1 hurt the latter (README)."""
+    collapse_label_family: bool = True
+    """When WordNet supplies members, the query word's family (its own tokens, the concept's
+    synonyms, their inflections and spellings: colors, color, colour, colored, ...) shares one
+    token's worth of weight, so that a neuron for the word itself does not outrank one for the
+    members (red, blue, green). With ``ProfileConfig.neuron_score_tokens`` and WordNet parts off it
+    raised top-1 neuron P@10 on both concept files; alone it lowered the held-out one (README)."""
     hnsw_min_rows: int = 50_000
     """Below this many neurons (or clusters) ``find`` scores every row exactly unless told to use
     HNSW: on the shipped index (9,216 neurons) the exact scan takes ~4 ms and loading the HNSW

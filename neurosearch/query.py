@@ -106,25 +106,47 @@ class QueryExpander:
             for index, similarity in found[: self.config.neighbours]:
                 if similarity >= self.config.min_similarity and not self.kept_tokens[index].startswith("##"):
                     weights[index] = max(weights.get(index, 0.0), self.config.neighbour_weight * similarity)
-        if self.config.wordnet and self._add_concept_members(text, words, weights, notes):
+        lemmas = self._add_concept_members(text, words, weights, notes) if self.config.wordnet else None
+        if lemmas is not None:
             word_pieces = []  # the ANN vector then comes from all weighted tokens, members included
+            if self.config.collapse_label_family:
+                self._collapse_label_family(words + lemmas, weights)
         if not weights:
             raise NeurosearchError(f"query '{text}' matched no token of this index's vocabulary")
         return self._finish(text, weights, word_pieces, notes)
 
-    def _add_concept_members(self, text: str, words: list[str], weights: dict[int, float], notes: list[str]) -> bool:
-        """WordNet's members of the concept the query names (the whole phrase), if it knows it."""
+    def _add_concept_members(self, text: str, words: list[str], weights: dict[int, float],
+                             notes: list[str]) -> list[str] | None:
+        """WordNet's members of the concept the query names (the whole phrase), if it knows it.
+
+        Returns the concept's own lemmas among the kept tokens (depth 0: "colors" -> color, colour),
+        or None when WordNet added nothing."""
         if self.concepts is None:
             notes.append(NO_WORDNET_NOTE)
-            return False
+            return None
         found = self.concepts.lookup(text) or self.concepts.lookup(" ".join(words))
         if not found:
-            return False
+            return None
         decay, power = self.config.wordnet_member_decay, self.config.wordnet_sense_share_power
         for index, depth, share in found:
             weights[index] = max(weights.get(index, 0.0), decay ** max(depth - 1, 0) * share**power)
         notes.append(f"WordNet: {len(found)} member tokens of '{text}' added")
-        return True
+        return [self.kept_tokens[index] for index, depth, _ in found if depth == 0]
+
+    def _collapse_label_family(self, lemmas: list[str], weights: dict[int, float]) -> None:
+        """Give the concept word's family one token's worth of weight, once WordNet supplied members.
+
+        The query word, the concept's synonyms and their inflections and spellings (colors, color,
+        colour, colours, colored, coloring, ...) are a dozen tokens at high weight; a neuron for the
+        *word* "colour" fires for all of them and outscored one for the members (red, blue, green).
+        The family's weights are scaled to sum to their maximum.
+        """
+        family = [i for i in weights if _same_family(self.kept_tokens[i], lemmas)]
+        total = sum(weights[i] for i in family)
+        if len(family) > 1 and total > 0:
+            scale = max(weights[i] for i in family) / total
+            for i in family:
+                weights[i] *= scale
 
     def from_tokens(self, tokens: list[str]) -> ExpandedQuery:
         """An explicit token list: each must be a kept token of the index (exact match)."""
@@ -159,6 +181,21 @@ def nearest_kept(vector: "np.ndarray", kept_space: "np.ndarray", count: int) -> 
     similarities = kept_space @ vector
     order = np.argsort(-similarities, kind="stable")[:count]
     return [(int(i), float(similarities[i])) for i in order]
+
+
+def _same_family(token: str, lemmas: list[str]) -> bool:
+    """Whether ``token`` looks like an inflection or spelling of one of ``lemmas``: a shared prefix
+    of at least 4 characters and at most 2 fewer than the shorter word (colour/colored: "colo";
+    weekday/weekend: no)."""
+    for lemma in lemmas:
+        shared = 0
+        for a, b in zip(token, lemma):
+            if a != b:
+                break
+            shared += 1
+        if shared >= max(4, min(len(token), len(lemma)) - 2):
+            return True
+    return False
 
 
 _STOPWORDS = frozenset("a an the of and or in on for to with by from at as is are be".split())

@@ -62,8 +62,11 @@ class WordNetConfig:
     """Most frequent noun senses of the query taken (WordNet lists senses by frequency)."""
     depth: int = 3
     """Levels of hyponyms (kinds of kinds) followed below each sense."""
-    parts: bool = True
-    """Also take part and member meronyms of each sense and of its direct hyponyms."""
+    parts: bool = False
+    """Also take part and member meronyms of each sense and of its direct hyponyms. Off: a
+    category's parts are not its members (tools -> handle, clothing -> sleeve, pocket), and with
+    them a neuron for the parts outranked one for the kinds on the held-out concepts; "body parts"
+    gets its members as hyponyms of "body part" anyway (README)."""
 
 
 def _nltk_dirs() -> list[Path]:

@@ -70,9 +70,9 @@ def test_reader_follows_hyponyms_parts_and_depth(wordnet_dir: Path):
     # instance hyponyms count; depth 2 reaches the colours themselves
     assert wordnet.members("colors") == {"colour": 0, "color": 0, "chromatic colour": 1, "red": 2, "green": 2, "blue": 2}
     assert "red" not in wordnet.members("colour", WordNetConfig(depth=1))
-    # part meronyms: a dog's tail
-    assert wordnet.members("animals")["tail"] == 2
-    assert "tail" not in wordnet.members("animals", WordNetConfig(parts=False))
+    # part meronyms (a dog's tail) only when asked for: parts are not kinds
+    assert wordnet.members("animals", WordNetConfig(parts=True))["tail"] == 2
+    assert "tail" not in wordnet.members("animals")
     assert wordnet.base_forms("children") == ["child"]
     assert wordnet.members("nothing here") == {}
 
@@ -105,7 +105,30 @@ def test_query_weighs_wordnet_members_by_depth_and_sense_share():
     assert weights == {"fruit": 1.0, "apple": 1.0, "date": 0.5, "pear": 0.8}  # 0.25 ** 0.5; 0.8 ** (2 - 1)
 
 
+def test_concept_word_family_shares_one_weight_once_wordnet_gives_members():
+    from neurosearch.config import SearchConfig
+    from neurosearch.query import QueryExpander
+    from neurosearch.wordnet import ConceptTable
+
+    kept = ["colors", "color", "colour", "colored", "red", "blue"]
+    table = ConceptTable(["color", "colors"], np.array([0, 4, 8]), np.array([1, 2, 4, 5, 1, 2, 4, 5], dtype=np.int32),
+                         np.array([0, 0, 2, 2] * 2, dtype=np.uint8), np.ones(8, dtype=np.float16))
+    pieces = lambda text: [kept.index(text)] if text in kept else []  # noqa: E731
+    no_neighbours = lambda ids: []  # noqa: E731
+    expander = QueryExpander(pieces, kept, range(6), no_neighbours, SearchConfig(), table)
+    weights = {t["token"]: t["weight"] for t in expander.expand("colors").to_json()}
+    # colors (the query word), color and colour (the concept's lemmas) share 1; the members keep 0.8
+    assert weights["colors"] == weights["color"] == weights["colour"] == pytest.approx(1 / 3, abs=1e-4)
+    assert weights["red"] == weights["blue"] == pytest.approx(0.8)
+    plain = QueryExpander(pieces, kept, range(6), no_neighbours, SearchConfig(collapse_label_family=False), table)
+    assert {t["token"]: t["weight"] for t in plain.expand("colors").to_json()}["colors"] == 1.0
+
+
 def test_morphology_helpers():
+    from neurosearch.query import _same_family
+
+    assert _same_family("colored", ["colors"]) and _same_family("colour", ["color"]) and _same_family("tools", ["tool"])
+    assert not _same_family("weekend", ["weekday"]) and not _same_family("red", ["color"])
     assert lemma_candidates("body parts") == ["body parts", "body part"]
     assert lemma_candidates("Boxes") == ["boxes", "box", "boxe"]
     assert plural("box") == "boxes" and plural("city") == "cities" and plural("day") == "days" and plural("dog") == "dogs"
