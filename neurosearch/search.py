@@ -1,14 +1,16 @@
 """Search vectors: how neurons and clusters are scored against a query, and their HNSW indexes.
 
-Scoring (exact): each neuron (or cluster) is represented by its *peaks*: the positive z-scores of
-its profile over its top-M tokens, unit-normalised. The score of a query with token weights ``q``
-is the cosine ``sum_t q_t s[t] / |q|``, computed from inverted lists (``postings.py``). A neuron scores high only when the query's tokens are
-among the tokens it fires for most, relative to its own baseline -- which is what a researcher
-means by "a neuron for weekdays" and what precision@10 of its top tokens measures. Cosine over the
-whole vocabulary, by contrast, is dominated by a neuron's broad offset (DESIGN.md: about half of
-the oracle).
+Scoring (exact): a cluster (and, with ``ProfileConfig.neuron_score_tokens=None``, a neuron) is
+represented by its *peaks*: the positive z-scores of its profile over its top-M tokens,
+unit-normalised. By default a neuron is represented by its first 10 top tokens at equal weight,
+the expected precision of what ``find`` shows for it. Either way the score of a query with token
+weights ``q`` is the cosine ``sum_t q_t s[t] / |q|``, computed from inverted lists
+(``postings.py``). A row scores high only when the query's tokens are among the tokens it fires for
+most -- which is what a researcher means by "a neuron for weekdays" and what precision@10 of its
+top tokens measures. Cosine over the whole vocabulary, by contrast, is dominated by a neuron's
+broad offset (DESIGN.md: about half of the oracle).
 
-Approximate (HNSW): the same peaks, mapped into the token embedding space
+Approximate (HNSW): the same weights, mapped into the token embedding space
 (``sum_t s[t] E_t``, unit), give dense D-dim vectors; hnswlib returns candidates by cosine to the
 query's dense vector, and the exact score reranks them. With ~10k neurons the exact path is instant;
 the HNSW path is what scales to millions of neurons. recall@10 of one against the other is measured
