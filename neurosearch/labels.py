@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 STORE_VERSION = 1
 KINDS = ("cluster", "neuron")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

@@ -25,10 +25,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
-
-if TYPE_CHECKING:
-    import numpy as np
+from typing import Iterable, Sequence
 
 HYPONYM_POINTERS = frozenset({"~", "~i"})
 """Hyponym and instance hyponym: the kinds (and named instances) of a concept."""
