@@ -370,13 +370,16 @@ class Builder:
             if score_tokens:  # the first tokens, equally weighted (ProfileConfig.neuron_score_tokens)
                 neuron_top = top[:, :score_tokens]
                 neuron_weights = np.full(neuron_top.shape, 1 / np.sqrt(neuron_top.shape[1]), dtype=np.float32)
-            outputs = {  # what find shows of a cluster hit, without parsing the clusters' JSON
+            outputs = {
+                # each neuron's strongest peak weight: how focused it is (label --neurons picks by it)
+                f"{folder}/neuron_focus.npy": weights[:, 0].astype(np.float32),
+                # what find shows of a cluster hit, without parsing the clusters' JSON
                 f"{folder}/cluster_tokens.npy": np.asarray(shown, dtype=np.int32),
                 f"{folder}/cluster_neurons_offsets.npy": np.cumsum([0] + [len(n) for n in members], dtype=np.int64),
                 f"{folder}/cluster_neurons.npy": np.asarray([n for group in members for n in group], dtype=np.int32),
             }
             for name, (rows_top, rows_weights) in {"neurons": (neuron_top, neuron_weights), "clusters": (cluster_top, cluster_weights)}.items():
-                built = build_postings(rows_top[:, : rows_weights.shape[1]], rows_weights, len(kept_tokens))
+                built = build_postings(rows_top, rows_weights, len(kept_tokens))
                 outputs.update({f"{folder}/{name}_postings_{part}.npy": array for part, array in built.items()})
             for relative, array in outputs.items():
                 save_npy_atomic(self.out / relative, array)

@@ -268,11 +268,16 @@ class Index:
             if table.shape[1] >= count:
                 similarity = self.table("search/query_neighbour_similarity.npy")
                 return list(zip(table.row(ids[0])[:count], similarity.row(ids[0])[:count]))
+        vector = self._word_vector(ids)
+        return [] if vector is None else nearest_kept(vector, self.kept_space, count)
+
+    def _word_vector(self, ids: list[int]) -> np.ndarray | None:
+        """Unit mean embedding of a word's pieces (None when it is zero)."""
         import numpy as np
 
         vector = self.token_rows(ids).mean(axis=0)
         norm = float(np.linalg.norm(vector))
-        return nearest_kept(vector / norm, self.kept_space, count) if norm > 0 else []
+        return vector / norm if norm > 0 else None
 
     def dense_vector(self, expanded: ExpandedQuery) -> np.ndarray:
         """The query's unit vector in the token embedding space, which the HNSW graphs are searched with."""
@@ -280,10 +285,9 @@ class Index:
 
         dense = np.zeros(self.kept_space.shape[1], dtype=np.float32)
         for ids in expanded.word_pieces:  # the sum of the query words' unit vectors
-            vector = self.token_rows(ids).mean(axis=0)
-            norm = np.linalg.norm(vector)
-            if norm > 0:
-                dense += vector / norm
+            vector = self._word_vector(ids)
+            if vector is not None:
+                dense += vector
         if not np.any(dense):  # or the weighted sum of its tokens' vectors
             weights = np.asarray(expanded.weights, dtype=np.float32)
             dense = (self.kept_space[np.asarray(expanded.token_index, dtype=np.int64)] * weights[:, None]).sum(axis=0)
@@ -364,8 +368,12 @@ class Index:
 
     def kept_vectors(self, tokens: list[str]) -> np.ndarray:
         """Unit embedding rows of kept tokens (for plots and labels)."""
-        position = self.expander.kept_index
+        position = self._kept_position
         return self.kept_space[[position[t] for t in tokens]]
+
+    @cached_property
+    def _kept_position(self) -> dict[str, int]:
+        return {token: index for index, token in enumerate(self.kept_tokens)}
 
     def _baked_labels(self, method: str) -> list[str]:
         """The build's offline labels of ``method``: one line per neuron, then one per cluster."""
@@ -441,7 +449,7 @@ class Index:
         return cache[method]
 
     def postings(self, kind: str, method: str | None = None) -> Postings:
-        """The inverted peak lists that score ``kind`` (neurons or clusters) of ``method``."""
+        """The inverted lists that score ``kind`` (neurons or clusters) of ``method``."""
         method = method or self.search_method
         name = "neurons" if kind == "neurons" else "clusters"
         cache = self.__dict__.setdefault("_postings_cache", {})

@@ -27,10 +27,8 @@ def label_requests(index: Any, *, ks: list[int] | None = None, neurons: int = 0,
             refs = index.cluster_refs(info, contexts) if contexts else []
             requests.append(LabelRequest("cluster", info.key, info.top_tokens[:30], _context_lines(index, refs, contexts)))
     if neurons > 0:
-        postings = index.postings("neurons", method)
-        strongest = np.zeros(postings.n_rows, dtype=np.float32)  # each neuron's largest peak weight: how focused it is
-        np.maximum.at(strongest, np.asarray(postings.rows[:], dtype=np.int64), np.asarray(postings.weights[:], dtype=np.float32))
-        for flat in np.argsort(-strongest, kind="stable")[:neurons]:
+        focus = index.npy(f"search/{method}/neuron_focus.npy")  # each neuron's strongest peak weight
+        for flat in np.argsort(-focus, kind="stable")[:neurons]:
             data = index.neuron(index.neuron_name(int(flat)))
             requests.append(LabelRequest("neuron", data["id"], data["top_tokens"][:30],
                                          _context_lines(index, data["top_activations"], contexts)))

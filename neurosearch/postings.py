@@ -1,10 +1,10 @@
-"""Inverted lists of peak weights: exact peak-cosine scores with the standard library.
+"""Inverted lists of scoring weights: exact cosine scores with the standard library.
 
-Each neuron (or cluster) is represented by its peaks, the unit-normalised positive z-scores of its
-top-M tokens (``search.peak_weights``); its score for a query with kept-token weights ``q`` is
-``sum_t q_t s[t] / |q|``. Stored token-major -- for every kept token, the
-rows that peak on it and their weights -- a query touches only the lists of its own tokens (a few
-thousand entries), so scoring needs neither a scan of every row nor numpy.
+Each neuron or cluster is represented by unit weights ``s`` over a few of its top tokens (see
+``search.py``: equal weights on a neuron's first 10, z-score peaks for clusters); its score for a
+query with kept-token weights ``q`` is ``sum_t q_t s[t] / |q|``. Stored token-major -- for every
+kept token, the rows that weigh it and their weights -- a query touches only the lists of its own
+tokens (a few thousand entries), so scoring needs neither a scan of every row nor numpy.
 
 Files (``search/<method>/<kind>_postings_*.npy``, kind ``neurons`` or ``clusters``):
 ``offsets`` int64 [T+1] (token t's entries are ``offsets[t]:offsets[t+1]``), ``rows`` uint16 or
@@ -50,7 +50,7 @@ class Postings:
         self.n_rows = n_rows
 
     def scores(self, query: dict[int, float]) -> dict[int, float]:
-        """Row -> peak cosine with the query (kept token -> weight), for rows with a positive score."""
+        """Row -> cosine with the query (kept token -> weight), for rows with a positive score."""
         norm = math.sqrt(sum(w * w for w in query.values()))
         if norm == 0:
             return {}
