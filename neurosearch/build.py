@@ -423,7 +423,8 @@ class Builder:
             return None
         table = concept_table(wordnet, kept_tokens, WordNetConfig())
         for name, array in (("concept_offsets", table.offsets), ("concept_members", table.members),
-                            ("concept_depths", table.depths), ("concept_shares", table.shares)):
+                            ("concept_depths", table.depths), ("concept_shares", table.shares),
+                            ("concept_heads", table.heads)):
             save_npy_atomic(self.out / "search" / f"{name}.npy", array)
             manifest.record(self.out, f"search/{name}.npy")
         source = wordnet.version

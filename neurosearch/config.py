@@ -148,6 +148,11 @@ class SearchConfig:
     """A WordNet member's weight is also multiplied by share ** power, its share of uses in the
     concept's sense ("date" as a fruit: low). 0.5 raised top-1 neuron P@10 on both the dev concepts
     and the held-out ``benchmarks/concepts/extra.json``; 1 hurt the latter (README)."""
+    wordnet_synonym_weight: float = 0.25
+    """A WordNet member that is not the first lemma of its synset (the synset's name) is a synonym
+    ("five, 5, V, cinque, quint, fin, Phoebe"): its weight is also multiplied by this. Synonyms are
+    often rarer spellings or words whose usual sense is another one. Any value from 0 to 0.3
+    measured the same on both concept files, above 0.5 and 1 (README)."""
     collapse_label_family: bool = True
     """When WordNet supplies members, the query word's family (its own tokens, the concept's
     synonyms, their inflections and spellings: colors, color, colour, colored, ...) shares one

@@ -31,12 +31,12 @@ if TYPE_CHECKING:
 KINDS = ("both", "clusters", "neurons")
 FIND_TOP_TOKENS = 30
 """Top tokens reported per hit (the JSON contract asks for at least 20)."""
-SEARCH_FORMAT = 4
+SEARCH_FORMAT = 5
 """Version of the search stage's files (2: WordNet members carry sense shares; 3: BERT WordPiece
 vocabulary for the pure-Python query tokenizer, kept tokens' embedding rows as float16; 4: peaks
 as inverted lists, every vocabulary token's query neighbours, every row's offline label and the
 clusters' members and top tokens as arrays, so that ``find`` needs neither numpy nor the clusters'
-JSON). An index of an older version is refused with a one-line message; ``neurosearch build``
+JSON; 5: WordNet members from the whole subtree, each marked as its synset's name or a synonym). An index of an older version is refused with a one-line message; ``neurosearch build``
 redoes just its search stage."""
 
 
@@ -322,7 +322,7 @@ class Index:
         return ConceptTable(
             self.json("search/concepts.json")["keys"], self.table("search/concept_offsets.npy"),
             self.table("search/concept_members.npy"), self.table("search/concept_depths.npy"),
-            self.table("search/concept_shares.npy"),
+            self.table("search/concept_shares.npy"), self.table("search/concept_heads.npy"),
         )
 
     @cached_property

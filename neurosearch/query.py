@@ -34,8 +34,8 @@ class ExpandedQuery:
     token_index: list[int]
     """Kept-token indices, each once."""
     weights: list[float]
-    """Weight of each token (1 for the query's own tokens, up to 1 for WordNet members by depth and
-    sense share, scaled similarity for neighbours)."""
+    """Weight of each token (1 for the query's own tokens, up to 1 for WordNet members by depth,
+    sense share and whether they name their synset, scaled similarity for neighbours)."""
     tokens: list[str]
     word_pieces: list[list[int]] = field(default_factory=list)
     """Vocabulary ids of each query word: the ANN vector is the sum of the words' unit embeddings.
@@ -128,10 +128,12 @@ class QueryExpander:
         if not found:
             return None
         decay, power = self.config.wordnet_member_decay, self.config.wordnet_sense_share_power
-        for index, depth, share in found:
-            weights[index] = max(weights.get(index, 0.0), decay ** max(depth - 1, 0) * share**power)
+        synonym = self.config.wordnet_synonym_weight
+        for index, depth, share, head in found:
+            weight = decay ** max(depth - 1, 0) * share**power * (1.0 if head else synonym)
+            weights[index] = max(weights.get(index, 0.0), weight)
         notes.append(f"WordNet: {len(found)} member tokens of '{text}' added")
-        return [self.kept_tokens[index] for index, depth, _ in found if depth == 0]
+        return [self.kept_tokens[index] for index, depth, _, _ in found if depth == 0]
 
     def _collapse_label_family(self, lemmas: list[str], weights: dict[int, float]) -> None:
         """Give the concept word's family one token's worth of weight, once WordNet supplied members.

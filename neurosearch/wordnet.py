@@ -3,11 +3,12 @@
 A category query ("months", "body parts") names a concept whose *members* (january, arm) are what
 a specialised neuron fires for; embedding neighbours of the category word are mostly its
 morphological variants and siblings (month, weeks, years). WordNet's noun hierarchy knows the
-members: the hyponyms of the concept's synsets, a few levels down, and the parts of wholes.
+members: the hyponyms of the concept's synsets (kinds of kinds, all the way down), and optionally
+the parts of wholes.
 Many member words are polysemous ("date" is a fruit, "jack" a tool, "hip" a rose's fruit), and a
 neuron fires for a word's usual sense, so each member also carries its *sense share*: how often the
 word is used in the concept's sense, from WordNet's sense-tagged counts (``cntlist.rev``; 1 when the
-file is absent).
+file is absent), and whether it names its synset or is one of the synonyms listed after the name.
 
 No NLTK needed: the reader parses the plain WordNet 3.x database (``index.noun``, ``data.noun``,
 ``noun.exc``, optionally ``cntlist.rev``), found in this order: ``$NEUROSEARCH_WORDNET``,
@@ -39,16 +40,21 @@ _NOUN_SUFFIXES = (("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("sh
 
 @dataclass(frozen=True)
 class Membership:
-    """How a word belongs to a concept: its depth below it and the share of its uses in that sense."""
+    """How a word belongs to a concept: its depth below it, the share of its uses in that sense,
+    and whether it is the name of its synset or one of the synonyms listed after the name."""
 
     depth: int
     """0: the concept's own lemmas, 1: direct kinds or parts, ..."""
     share: float
     """Sense share in [0, 1]: (tagged uses in this sense + 1/2) / (all tagged noun uses + n_senses/2)."""
+    head: bool = True
+    """The word is its synset's first lemma, the name WordNet gives the sense. The lemmas after it
+    are synonyms, often rarer spellings or words whose usual sense is another one: the synset of
+    five is "five, 5, V, cinque, quint, quintet, fivesome, quintuplet, pentad, fin, Phoebe"."""
 
     def better_than(self, other: "Membership | None") -> bool:
-        """Shallower wins; at equal depth, the more usual sense."""
-        return other is None or (self.depth, -self.share) < (other.depth, -other.share)
+        """Shallower wins; at equal depth, a synset's name over a synonym, then the more usual sense."""
+        return other is None or (self.depth, not self.head, -self.share) < (other.depth, not other.head, -other.share)
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,11 @@ class WordNetConfig:
 
     senses: int = 3
     """Most frequent noun senses of the query taken (WordNet lists senses by frequency)."""
-    depth: int = 3
-    """Levels of hyponyms (kinds of kinds) followed below each sense."""
+    depth: int | None = None
+    """Levels of hyponyms (kinds of kinds) followed below each sense; None: all of them. Biology
+    puts common members deep (animal > chordate > vertebrate > mammal > placental > carnivore >
+    feline > cat: depth 7), and the query's depth decay already weighs near kinds above far ones;
+    the whole subtree raised top-1 neuron P@10 on the dev concepts over depth 3 (README)."""
     parts: bool = False
     """Also take part and member meronyms of each sense and of its direct hyponyms. Off: a
     category's parts are not its members (tools -> handle, clothing -> sleeve, pocket), and with
@@ -189,8 +198,8 @@ class WordNet:
         found: dict[str, Membership] = {}
 
         def add(offset: int, depth: int) -> None:
-            for word in self.lemmas.get(offset, []):
-                candidate = Membership(depth, self.sense_share(word, offset))
+            for position, word in enumerate(self.lemmas.get(offset, [])):
+                candidate = Membership(depth, self.sense_share(word, offset), head=position == 0)
                 if candidate.better_than(found.get(word)):
                     found[word] = candidate
 
@@ -198,7 +207,9 @@ class WordNet:
             for offset in self.senses[lemma][: config.senses]:
                 frontier, seen = [offset], {offset}
                 add(offset, 0)
-                for depth in range(1, config.depth + 1):
+                depth = 0
+                while frontier and (config.depth is None or depth < config.depth):
+                    depth += 1
                     following = []
                     for node in frontier:
                         for symbol, target in self.pointers.get(node, []):
@@ -237,8 +248,8 @@ class ConceptTable:
     ``keys[i]`` (a lemma, or an irregular plural of one) has the members
     ``members[offsets[i]:offsets[i+1]]`` (kept-token indices) at ``depths[...]`` (0: the concept's
     own lemmas, 1: its direct kinds or parts, ...) with sense shares ``shares[...]`` (see
-    ``Membership``). Baked into the index by the
-    build, so that queries use WordNet without having it installed.
+    ``Membership``) and ``heads[...]`` (1: the name of its synset, 0: a synonym; all 1 when None).
+    Baked into the index by the build, so that queries use WordNet without having it installed.
     """
 
     keys: list[str]
@@ -246,17 +257,19 @@ class ConceptTable:
     members: Sequence[int]
     depths: Sequence[int]
     shares: Sequence[float]
+    heads: Sequence[int] | None = None
 
-    def lookup(self, phrase: str) -> list[tuple[int, int, float]]:
-        """(kept index, depth, share) of the members of the first known base form of ``phrase``."""
+    def lookup(self, phrase: str) -> list[tuple[int, int, float, bool]]:
+        """(kept index, depth, share, head) of the members of the first known base form of ``phrase``."""
         import bisect
 
         for form in lemma_candidates(phrase):
             position = bisect.bisect_left(self.keys, form)
             if position < len(self.keys) and self.keys[position] == form:
                 start, end = int(self.offsets[position]), int(self.offsets[position + 1])
-                return [(int(m), int(d), float(s)) for m, d, s in
-                        zip(self.members[start:end], self.depths[start:end], self.shares[start:end])]
+                heads = [1] * (end - start) if self.heads is None else self.heads[start:end]
+                return [(int(m), int(d), float(s), bool(h)) for m, d, s, h in
+                        zip(self.members[start:end], self.depths[start:end], self.shares[start:end], heads)]
         return []
 
 
@@ -290,4 +303,5 @@ def concept_table(wordnet: WordNet, kept_tokens: list[str], config: WordNetConfi
     members = np.fromiter((m for key in keys for m, _ in entries[key]), dtype=np.int32, count=int(offsets[-1]))
     depths = np.fromiter((m.depth for key in keys for _, m in entries[key]), dtype=np.uint8, count=int(offsets[-1]))
     shares = np.fromiter((m.share for key in keys for _, m in entries[key]), dtype=np.float16, count=int(offsets[-1]))
-    return ConceptTable(keys, offsets, members, depths, shares)
+    heads = np.fromiter((m.head for key in keys for _, m in entries[key]), dtype=np.uint8, count=int(offsets[-1]))
+    return ConceptTable(keys, offsets, members, depths, shares, heads)

@@ -89,6 +89,32 @@ def test_members_carry_the_share_of_their_uses_in_the_concepts_sense(wordnet_dir
     assert WordNet(str(wordnet_dir)).memberships("fruits")["date"].share == 1.0
 
 
+def test_members_say_whether_they_name_their_synset(wordnet_dir: Path):
+    wordnet = WordNet(str(wordnet_dir))
+    weekday = wordnet.memberships("weekday")
+    assert weekday["monday"].head and not weekday["mon"].head  # "Monday, Mon": Mon is a synonym
+    colour = wordnet.memberships("colour")
+    assert colour["colour"].head and not colour["color"].head and colour["red"].head
+    # at equal depth a synset's name beats a synonym, whatever the shares
+    assert Membership(1, 0.1, head=True).better_than(Membership(1, 1.0, head=False))
+    assert Membership(1, 1.0, head=False).better_than(Membership(2, 1.0, head=True))
+
+
+def test_query_weighs_wordnet_synonyms_below_synset_names():
+    from neurosearch.config import SearchConfig
+    from neurosearch.query import QueryExpander
+    from neurosearch.wordnet import ConceptTable
+
+    kept = ["number", "five", "5", "fin"]
+    table = ConceptTable(["number"], np.array([0, 3]), np.array([1, 2, 3], dtype=np.int32),
+                         np.array([1, 1, 1], dtype=np.uint8), np.ones(3, dtype=np.float16),
+                         np.array([1, 0, 0], dtype=np.uint8))
+    expander = QueryExpander(lambda text: [kept.index(text)] if text in kept else [], kept, range(4),
+                             lambda ids: [], SearchConfig(wordnet_synonym_weight=0.25), table)
+    weights = {t["token"]: t["weight"] for t in expander.expand("number").to_json()}
+    assert weights == {"number": 1.0, "five": 1.0, "5": 0.25, "fin": 0.25}
+
+
 def test_query_weighs_wordnet_members_by_depth_and_sense_share():
     from neurosearch.config import SearchConfig
     from neurosearch.query import QueryExpander
@@ -138,14 +164,16 @@ def test_concept_table_keeps_index_tokens_with_plurals_and_irregular_keys(wordne
     kept = ["monday", "tuesday", "friday", "red", "green", "blue", "dog", "dogs", "cat", "kid", "kids"]
     table = concept_table(WordNet(str(wordnet_dir)), kept)
     assert table.keys == sorted(table.keys)
-    found = {i: depth for i, depth, _ in table.lookup("Weekdays")}
+    found = {i: depth for i, depth, _, _ in table.lookup("Weekdays")}
     assert {kept[i] for i in found} == {"monday", "tuesday", "friday"} and set(found.values()) == {1}
-    assert {kept[i] for i, _, _ in table.lookup("animals")} == {"dog", "dogs", "cat"}
-    assert {kept[i] for i, _, _ in table.lookup("colours")} == {"red", "green", "blue"}
-    assert {kept[i] for i, _, _ in table.lookup("children")} == {"kid", "kids"}  # noun.exc alias
+    assert {kept[i] for i, _, _, _ in table.lookup("animals")} == {"dog", "dogs", "cat"}
+    assert {kept[i] for i, _, _, _ in table.lookup("colours")} == {"red", "green", "blue"}
+    assert {kept[i] for i, _, _, _ in table.lookup("children")} == {"kid", "kids"}  # noun.exc alias
     assert table.lookup("furniture") == []
-    assert table.offsets[-1] == table.members.size == table.depths.size == table.shares.size
+    assert table.offsets[-1] == table.members.size == table.depths.size == table.shares.size == table.heads.size
     assert table.members.dtype == np.int32
+    heads = {kept[i]: head for i, _, _, head in table.lookup("weekdays")}
+    assert heads == {"monday": True, "tuesday": True, "friday": True}
 
 
 def test_wordnet_is_found_from_the_environment_and_in_nltk_zips(tmp_path: Path, wordnet_dir: Path, monkeypatch):
