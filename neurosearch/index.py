@@ -36,8 +36,9 @@ SEARCH_FORMAT = 5
 vocabulary for the pure-Python query tokenizer, kept tokens' embedding rows as float16; 4: peaks
 as inverted lists, every vocabulary token's query neighbours, every row's offline label and the
 clusters' members and top tokens as arrays, so that ``find`` needs neither numpy nor the clusters'
-JSON; 5: WordNet members from the whole subtree, each marked as its synset's name or a synonym). An index of an older version is refused with a one-line message; ``neurosearch build``
-redoes just its search stage."""
+JSON; 5: WordNet members from the whole subtree, each marked as its synset's name or a synonym).
+An index of an older version is refused with a one-line message; ``neurosearch build`` redoes just
+its search stage."""
 
 
 @dataclass
