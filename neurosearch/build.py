@@ -33,16 +33,11 @@ def query_neighbours(vocabulary_space: np.ndarray, kept_space: np.ndarray, count
                      block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Every vocabulary token's ``count`` nearest kept tokens (kept index, cosine), best first: what
     ``query.nearest_kept`` computes for a one-token word, stored so that queries need no numpy."""
-    count = min(count, kept_space.shape[0])
+    from .query import nearest_kept_rows
+
+    order, similarity = nearest_kept_rows(vocabulary_space, kept_space, count, block)
     index_type = np.uint16 if kept_space.shape[0] <= np.iinfo(np.uint16).max + 1 else np.int32
-    neighbours = np.zeros((vocabulary_space.shape[0], count), dtype=index_type)
-    similarity = np.zeros((vocabulary_space.shape[0], count), dtype=np.float32)
-    for start in range(0, vocabulary_space.shape[0], block):
-        scores = vocabulary_space[start : start + block] @ kept_space.T
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :count]
-        neighbours[start : start + block] = order
-        similarity[start : start + block] = np.take_along_axis(scores, order, axis=1)
-    return neighbours, similarity
+    return order.astype(index_type), similarity
 
 
 def _shards(documents: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -394,7 +389,7 @@ class Builder:
                 build_hnsw(dense_vectors(cluster_top, cluster_weights, space), self.out / folder / "clusters.hnsw")
                 manifest.record(self.out, f"{folder}/neurons.hnsw")
                 manifest.record(self.out, f"{folder}/clusters.hnsw")
-        concepts = self._bake_concepts(manifest, kept["tokens"])
+        concepts = self._bake_concepts(manifest, kept_tokens)
         stored_space = space.astype(np.float16)  # no dequantising per query
         save_npy_atomic(self.out / "search" / "kept_space.npy", stored_space)
         manifest.record(self.out, "search/kept_space.npy")

@@ -178,11 +178,26 @@ class QueryExpander:
 
 def nearest_kept(vector: "np.ndarray", kept_space: "np.ndarray", count: int) -> list[tuple[int, float]]:
     """The ``count`` kept tokens most similar to a unit ``vector`` (rows of ``kept_space`` are unit)."""
+    order, similarity = nearest_kept_rows(vector[None, :], kept_space, count)
+    return list(zip(order[0].tolist(), similarity[0].tolist()))
+
+
+def nearest_kept_rows(vectors: "np.ndarray", kept_space: "np.ndarray", count: int,
+                      block: int = 2048) -> tuple["np.ndarray", "np.ndarray"]:
+    """For each unit row of ``vectors``, its ``count`` most similar kept tokens (kept index, cosine),
+    best first, ties in index order; ``block`` rows at a time (the build runs it over the whole
+    vocabulary to store every token's neighbours, ``find`` over one word)."""
     import numpy as np
 
-    similarities = kept_space @ vector
-    order = np.argsort(-similarities, kind="stable")[:count]
-    return [(int(i), float(similarities[i])) for i in order]
+    count = min(count, kept_space.shape[0])
+    order = np.zeros((vectors.shape[0], count), dtype=np.int64)
+    similarity = np.zeros((vectors.shape[0], count), dtype=np.float32)
+    for start in range(0, vectors.shape[0], block):
+        scores = vectors[start : start + block] @ kept_space.T
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :count]
+        order[start : start + block] = best
+        similarity[start : start + block] = np.take_along_axis(scores, best, axis=1)
+    return order, similarity
 
 
 def _same_family(token: str, lemmas: list[str]) -> bool:

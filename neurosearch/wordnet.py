@@ -122,6 +122,7 @@ class WordNet:
         self.exceptions: dict[str, str] = {}
         self.sense_counts: dict[tuple[str, int], int] = {}
         """(lemma, sense number from 1) -> times the sense was tagged in WordNet's corpora."""
+        self._shares: dict[tuple[str, int], float] = {}
         self.version = "WordNet"
         for line in _open_text(source, "index.noun"):
             if line.startswith(" "):  # licence header, which names the version
@@ -182,19 +183,28 @@ class WordNet:
         return [lemma for lemma in dict.fromkeys(candidates) if lemma in self.senses]
 
     def sense_share(self, word: str, offset: int) -> float:
-        """Share of ``word``'s tagged noun uses that are in synset ``offset`` (add-1/2 smoothed)."""
-        offsets = self.senses.get(word)
-        if not self.sense_counts or not offsets or offset not in offsets:
-            return 1.0
-        counts = [self.sense_counts.get((word, number), 0) for number in range(1, len(offsets) + 1)]
-        return (counts[offsets.index(offset)] + 0.5) / (sum(counts) + 0.5 * len(offsets))
+        """Share of ``word``'s tagged noun uses that are in synset ``offset`` (add-1/2 smoothed).
+
+        Remembered per (word, synset): the build asks again for every concept above the synset."""
+        key = (word, offset)
+        share = self._shares.get(key)
+        if share is None:
+            offsets = self.senses.get(word)
+            if not self.sense_counts or not offsets or offset not in offsets:
+                share = 1.0
+            else:
+                counts = [self.sense_counts.get((word, number), 0) for number in range(1, len(offsets) + 1)]
+                share = (counts[offsets.index(offset)] + 0.5) / (sum(counts) + 0.5 * len(offsets))
+            self._shares[key] = share
+        return share
 
     def members(self, phrase: str, config: WordNetConfig = WordNetConfig()) -> dict[str, int]:
         """Words under a concept -> their depth (0: the concept's own lemmas, 1: direct kinds, ...)."""
         return {word: membership.depth for word, membership in self.memberships(phrase, config).items()}
 
     def memberships(self, phrase: str, config: WordNetConfig = WordNetConfig()) -> dict[str, Membership]:
-        """Words under a concept -> depth and sense share (of the shallowest, then most usual, sense)."""
+        """Words under a concept -> how they belong to it (where a word is reached more than once:
+        the shallowest, then as its synset's name, then in its most usual sense; ``better_than``)."""
         found: dict[str, Membership] = {}
 
         def add(offset: int, depth: int) -> None:
