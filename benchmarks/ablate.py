@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neurosearch import Index
-from neurosearch.ablation import AblationConfig, AblationSession
+from neurosearch.experiments.ablation import AblationConfig, AblationSession
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def main() -> None:
     target = session.cluster_target(args.cluster) if args.cluster else session.query_target("weekdays")
     rows = []
     results = {}
-    from neurosearch.ablation import run_ablation
+    from neurosearch.experiments.ablation import run_ablation
 
     modes = (("stacked (8 conditions / pass), full passes", 8, False), ("one condition / pass, full passes", 1, False),
              ("one condition / pass, from the first ablated block (default)", 1, True))

@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from neurosearch.activations import (
+from neurosearch.build.stats import (
     StatsAccumulator,
     batches_by_length,
     pad_batch,
@@ -28,7 +28,7 @@ from neurosearch.activations import (
 )
 from neurosearch.config import ModelConfig, StatsConfig
 from neurosearch.corpus import make_windows
-from neurosearch.models import NeuronHooks, load_model, neuron_site
+from neurosearch.model.loading import NeuronHooks, load_model, neuron_site
 
 
 def read_texts(path: Path, limit: int | None) -> list[str]:

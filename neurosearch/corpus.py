@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .config import CorpusConfig
-from .errors import NeurosearchError
+from neurosearch.config import CorpusConfig
+from neurosearch.errors import NeurosearchError
 
 
 class CorpusError(NeurosearchError):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurosearch.ablation import (
+from neurosearch.experiments.ablation import (
     AblationConfig,
     AblationTarget,
     ConditionAblator,
@@ -19,7 +19,7 @@ from neurosearch.ablation import (
     run_ablation,
 )
 from neurosearch.config import ModelConfig
-from neurosearch.models import NeuronHooks, load_model, neuron_site
+from neurosearch.model.loading import NeuronHooks, load_model, neuron_site
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from neurosearch.activations import StatsAccumulator, TokenStats, compute_stats
+from neurosearch.build.stats import StatsAccumulator, TokenStats, compute_stats
 from neurosearch.config import ModelConfig, StatsConfig
-from neurosearch.models import NeuronSite, load_model, neuron_site
+from neurosearch.model.loading import NeuronSite, load_model, neuron_site
 
 CLS, SEP, PAD = 2, 3, 0
 
@@ -64,7 +64,7 @@ def _documents(path: Path) -> list[str]:
 
 def test_two_shards_merged_equal_one_pass(tiny_model: Path, tiny_corpus: Path):
     """Statistics of two shards computed apart and merged == one accumulator fed both shards."""
-    from neurosearch.activations import accumulate, vocab_size
+    from neurosearch.build.stats import accumulate, vocab_size
 
     loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
     site = neuron_site(loaded.encoder, "ffn")
@@ -96,7 +96,7 @@ def test_two_shards_merged_equal_one_pass(tiny_model: Path, tiny_corpus: Path):
 def test_fused_kernel_matches_the_torch_path(tiny_model: Path, tiny_corpus: Path):
     """The numba pass gives the torch path's statistics: sums bit for bit, squares to rounding."""
     pytest.importorskip("numba")
-    from neurosearch.activations import accumulate, vocab_size
+    from neurosearch.build.stats import accumulate, vocab_size
 
     loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
     site = neuron_site(loaded.encoder, "ffn")
@@ -128,7 +128,7 @@ def test_hooks_capture_every_layer(tiny_model: Path):
 def test_sites_for_each_family(tmp_path: Path, family: str):
     from conftest import save_tiny_model
 
-    from neurosearch.models import NeuronHooks
+    from neurosearch.model.loading import NeuronHooks
 
     loaded = load_model(ModelConfig(model=str(save_tiny_model(tmp_path / family, family)), dtype="float32"))
     ids = torch.tensor([[2, 7, 8, 9, 3]])

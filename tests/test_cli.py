@@ -239,7 +239,7 @@ def test_evaluate_writes_table_and_figures_and_resumes(tiny_index: Path, tmp_pat
 
 def test_library_index_forgets_a_file_that_failed_its_hash(tiny_index: Path, tmp_path: Path):
     from neurosearch import Index
-    from neurosearch.manifest import IndexError_
+    from neurosearch.format.manifest import IndexError_
 
     copy = tmp_path / "copy"
     shutil.copytree(tiny_index, copy)

@@ -9,7 +9,7 @@ import pytest
 from scipy.cluster.hierarchy import is_valid_linkage
 from scipy.spatial.distance import squareform
 
-from neurosearch.clustering import (
+from neurosearch.build.clusters import (
     Cluster,
     build_clusters,
     condensed_cosine,
@@ -61,7 +61,7 @@ def test_condensed_cosine_matches_direct_computation():
 
 
 def test_condensed_cosine_small_blocks(monkeypatch):
-    import neurosearch.clustering as clustering
+    import neurosearch.build.clusters as clustering
 
     monkeypatch.setattr(clustering, "_BLOCK_BYTES", 4 * 13 * 3)  # 3 rows per block
     x = np.random.default_rng(2).standard_normal((13, 5)).astype(np.float32)

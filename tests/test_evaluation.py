@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from neurosearch.evaluation import (
+from neurosearch.experiments.evaluation import (
     Table3Row,
     beats_all_baselines,
     group_key,

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from neurosearch.labels import (
+from neurosearch.labeling.llm import (
     Label,
     LabelConfig,
     LabelError,

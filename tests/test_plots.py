@@ -31,7 +31,7 @@ def _result(i: int, change: float, k: int = 50) -> dict:
 
 
 def test_import_does_not_load_matplotlib():
-    code = ("import sys, neurosearch.plots, neurosearch.evaluation; "
+    code = ("import sys, neurosearch.plots, neurosearch.experiments.evaluation; "
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from neurosearch.build import query_neighbours
-from neurosearch.manifest import IndexError_
-from neurosearch.npyfile import NpyFile
-from neurosearch.postings import PARTS, Postings, build_postings, ranked
-from neurosearch.query import nearest_kept
-from neurosearch.storage import save_npy_atomic
+from neurosearch.format.manifest import IndexError_
+from neurosearch.format.npyfile import NpyFile
+from neurosearch.index.postings import PARTS, Postings, build_postings, ranked
+from neurosearch.index.query import nearest_kept
+from neurosearch.format.atomic import save_npy_atomic
 
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "int32", "int64", "float16", "float32", "float64"])

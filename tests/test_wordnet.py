@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurosearch.wordnet import (
+from neurosearch.build.wordnet import (
     Membership, WordNet, WordNetConfig, concept_table, find_wordnet, lemma_candidates, plural,
 )
 
@@ -102,8 +102,8 @@ def test_members_say_whether_they_name_their_synset(wordnet_dir: Path):
 
 def test_query_weighs_wordnet_synonyms_below_synset_names():
     from neurosearch.config import SearchConfig
-    from neurosearch.query import QueryExpander
-    from neurosearch.wordnet import ConceptTable
+    from neurosearch.index.query import QueryExpander
+    from neurosearch.index.concepts import ConceptTable
 
     kept = ["number", "five", "5", "fin"]
     table = ConceptTable(["number"], np.array([0, 3]), np.array([1, 2, 3], dtype=np.int32),
@@ -117,8 +117,8 @@ def test_query_weighs_wordnet_synonyms_below_synset_names():
 
 def test_query_weighs_wordnet_members_by_depth_and_sense_share():
     from neurosearch.config import SearchConfig
-    from neurosearch.query import QueryExpander
-    from neurosearch.wordnet import ConceptTable
+    from neurosearch.index.query import QueryExpander
+    from neurosearch.index.concepts import ConceptTable
 
     kept = ["fruit", "apple", "date", "pear"]
 
@@ -133,8 +133,8 @@ def test_query_weighs_wordnet_members_by_depth_and_sense_share():
 
 def test_concept_word_family_shares_one_weight_once_wordnet_gives_members():
     from neurosearch.config import SearchConfig
-    from neurosearch.query import QueryExpander
-    from neurosearch.wordnet import ConceptTable
+    from neurosearch.index.query import QueryExpander
+    from neurosearch.index.concepts import ConceptTable
 
     kept = ["colors", "color", "colour", "colored", "red", "blue"]
     table = ConceptTable(["color", "colors"], np.array([0, 4, 8]), np.array([1, 2, 4, 5, 1, 2, 4, 5], dtype=np.int32),
@@ -151,7 +151,7 @@ def test_concept_word_family_shares_one_weight_once_wordnet_gives_members():
 
 
 def test_morphology_helpers():
-    from neurosearch.query import _same_family
+    from neurosearch.index.query import _same_family
 
     assert _same_family("colored", ["colors"]) and _same_family("colour", ["color"]) and _same_family("tools", ["tool"])
     assert not _same_family("weekend", ["weekday"]) and not _same_family("red", ["color"])
@@ -192,7 +192,7 @@ def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Pat
     from neurosearch import Index
     from neurosearch.build import SEARCH_FORMAT, build_index
     from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
-    from neurosearch.query import NO_WORDNET_NOTE
+    from neurosearch.index.query import NO_WORDNET_NOTE
 
     out = tmp_path / "index"
     config = BuildConfig(

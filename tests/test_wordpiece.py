@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from neurosearch.wordpiece import WordPiece
+from neurosearch.index.wordpiece import WordPiece
 
 SHIPPED = Path(__file__).resolve().parents[1] / "index" / "default" / "tokenizer.json"
 TEXTS = [

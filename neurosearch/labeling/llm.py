@@ -13,9 +13,9 @@ written to the store and is scrubbed from every message.
 
 from __future__ import annotations
 
-from .errors import NeurosearchError
-from .themes import Label, fallback_label  # noqa: F401 (part of this module's API)
-from .storage import write_bytes_atomic
+from neurosearch.errors import NeurosearchError
+from neurosearch.index.labels import Label, fallback_label  # noqa: F401 (part of this module's API)
+from neurosearch.format.atomic import write_bytes_atomic
 
 import hashlib
 import json

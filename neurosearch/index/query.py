@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from .config import SearchConfig
-from .errors import NeurosearchError
+from neurosearch.config import SearchConfig
+from neurosearch.errors import NeurosearchError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .wordnet import ConceptTable
+    from neurosearch.index.concepts import ConceptTable
 
 
 @dataclass

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import to_dict
+from neurosearch.config import to_dict
 
 HEAD_FORMAT = 1
 WEIGHTS_FILE = "head.safetensors"
@@ -461,7 +461,7 @@ def fit_head(
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    from .storage import atomic_path
+    from neurosearch.format.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         write(str(tmp))
@@ -541,9 +541,9 @@ def fit_head_for_index(
     reporter: Any = None,
 ) -> dict[str, Any]:
     """Fit a head on the index's (frozen) model over a corpus and store it in ``index/head``."""
-    from .contexts import index_corpus
-    from .corpus import read_documents
-    from .models import load_index_model
+    from neurosearch.index.contexts import index_corpus
+    from neurosearch.corpus import read_documents
+    from neurosearch.model.loading import load_index_model
 
     loaded = load_index_model(index)
     texts = list(read_documents(index_corpus(index, corpus, max_docs)))

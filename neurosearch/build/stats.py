@@ -10,7 +10,7 @@ Everything is additive, so a corpus can be cut into shards that are processed an
 (:meth:`TokenStats.merge`); the build checkpoints the running total after every shard.
 
 Speed: activations are consumed inside the forward hooks, layer by layer, while they are hot in
-cache. One fused pass (numba, :mod:`neurosearch.kernels`) adds each value to its token's float64
+cache. One fused pass (numba, :mod:`neurosearch.build.kernels`) adds each value to its token's float64
 sum, its square to the neuron's, and keeps block maxima for the top-k screen; without numba, a
 float64 copy feeds ``index_put_`` on token ids and a matrix product for the squares. The top-k
 search only looks at values above each neuron's current k-th best, so after the first batch it
@@ -26,11 +26,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .config import StatsConfig
-from .corpus import Windows, make_windows
-from .errors import NeurosearchError
-from .models import LoadedModel, NeuronHooks, NeuronSite
-from .storage import save_npy_atomic
+from neurosearch.config import StatsConfig
+from neurosearch.corpus import Windows, make_windows
+from neurosearch.errors import NeurosearchError
+from neurosearch.model.loading import LoadedModel, NeuronHooks, NeuronSite
+from neurosearch.format.atomic import save_npy_atomic
 
 STATS_FILES = ("token_ids", "token_counts", "token_sums", "neuron_sumsq", "top_values", "top_refs", "totals")
 
@@ -139,7 +139,7 @@ class StatsAccumulator:
         self._buffer = torch.empty(0, dtype=torch.float64)
         self._ones = torch.ones(1, 0, dtype=torch.float64)
         self._batch: dict[str, torch.Tensor] = {}
-        from .kernels import fused_accumulate
+        from neurosearch.build.kernels import fused_accumulate
 
         self._kernel = fused_accumulate()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import CorpusConfig
+from neurosearch.config import CorpusConfig
 
 
 def corpus_path(index: Any) -> Path | None:
@@ -21,7 +21,7 @@ def corpus_path(index: Any) -> Path | None:
 
 def index_corpus(index: Any, corpus: str | None = None, max_docs: int | None = None) -> CorpusConfig:
     """The corpus to read for an index: ``corpus`` when given, else the index's own file."""
-    from .errors import NeurosearchError
+    from neurosearch.errors import NeurosearchError
 
     if corpus is None:
         found = corpus_path(index)
@@ -44,7 +44,7 @@ def context_records(index: Any, refs: list[dict], limit: int, width: int = 12) -
     wanted = {int(r["document"]) for r in refs}
     texts: dict[int, str] = {}
     if path is not None:
-        from .corpus import read_documents
+        from neurosearch.corpus import read_documents
 
         config = CorpusConfig(source=str(path), text_field=index.manifest.corpus.get("text_field", "text"))
         last = max(wanted)

@@ -161,7 +161,7 @@ def _fmt(name: str, value: Any) -> str:
 @contextmanager
 def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temp file beside ``path`` and move it over ``path`` only if the block succeeds."""
-    from .storage import atomic_path
+    from neurosearch.format.atomic import atomic_path
 
     with atomic_path(Path(path)) as tmp:
         encoding = None if "b" in mode else "utf-8"
@@ -260,7 +260,7 @@ def evaluation_targets(index: Any, methods: Sequence[str], ks: Sequence[int], ma
 
 def _still_valid(index: Any, result: dict[str, Any], config: Any) -> bool:
     """A stored result counts only for the same cluster (its neurons) and the same experiment."""
-    from .errors import NeurosearchError
+    from neurosearch.errors import NeurosearchError
 
     try:
         neurons = set(index.cluster(result["target"]["id"]).neurons)
@@ -293,8 +293,8 @@ def run_evaluate(
     reporter: Any = None,
 ) -> list[Table3Row]:
     """Ablate every (sampled) cluster of each method and K; resumable; writes table3.* and figures."""
-    from .ablation import AblationSession
-    from .progress import SilentReporter
+    from neurosearch.experiments.ablation import AblationSession
+    from neurosearch.progress import SilentReporter
 
     reporter = reporter or SilentReporter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -330,7 +330,7 @@ def run_evaluate(
 def write_figures(index: Any, results: Sequence[dict[str, Any]], out_dir: Path, *, methods: Sequence[str],
                   ks: Sequence[int]) -> list[Path]:
     """Figures 2-5 of the paper for this index (PNG)."""
-    from . import plots
+    from neurosearch import plots
 
     written = [plots.plot_distance_curve(distance_curves(index, methods), out_dir / "fig2_distance_curve.png")]
     for k in ks:

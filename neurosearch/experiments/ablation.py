@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ABLATIONS, BASELINES
-from .errors import NeurosearchError
-from .models import LayerInputs, NeuronHooks, NeuronSite, StartAtBlock
+from neurosearch.config import ABLATIONS, BASELINES
+from neurosearch.errors import NeurosearchError
+from neurosearch.model.loading import LayerInputs, NeuronHooks, NeuronSite, StartAtBlock
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class SentencePool:
 
     @classmethod
     def from_documents(cls, tokenizer: Any, documents: Sequence[str], max_tokens: int) -> "SentencePool":
-        from .corpus import plain_backend
+        from neurosearch.corpus import plain_backend
 
         backend = plain_backend(tokenizer)
         texts = [s.strip() for document in documents for s in _SENTENCE.split(document) if len(s.strip()) > 10]
@@ -390,7 +390,7 @@ def run_ablation(
             "seeds": len(draws),
             "draws_pct": draws,
         }
-    from .naming import neuron_name
+    from neurosearch.ids import neuron_name
 
     return {
         "target": {"kind": target.kind, "id": target.id, "neurons": [neuron_name(n, width) for n in neurons]},
@@ -417,9 +417,9 @@ class AblationSession:
 
     def __init__(self, index: Any, config: AblationConfig, *, corpus: str | None = None,
                  max_docs: int | None = None):
-        from .contexts import index_corpus
-        from .corpus import read_documents
-        from .models import load_index_model, neuron_site
+        from neurosearch.index.contexts import index_corpus
+        from neurosearch.corpus import read_documents
+        from neurosearch.model.loading import load_index_model, neuron_site
 
         self.index = index
         self.config = config
@@ -429,7 +429,7 @@ class AblationSession:
             self.scorer: nn.Module = OwnHeadMaskedLM(self.loaded.model)
             self.head = "model"
         else:
-            from .head import HeadedMaskedLM, load_head
+            from neurosearch.model.head import HeadedMaskedLM, load_head
 
             head_dir = index.path / "head"
             if not (head_dir / "head.safetensors").is_file():
@@ -488,7 +488,7 @@ def store_result(index_path: Any, result: dict[str, Any]) -> None:
     import json
     from pathlib import Path
 
-    from .storage import write_json_atomic
+    from neurosearch.format.atomic import write_json_atomic
 
     path = Path(index_path) / "ablations.json"
     data = {"version": 1, "results": {}}

@@ -18,13 +18,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .config import BuildConfig, SearchConfig, to_dict
-from .corpus import CorpusSummary, read_documents, scan_corpus
-from .errors import NeurosearchError
-from .index import FIND_TOP_TOKENS, SEARCH_FORMAT
-from .manifest import MANIFEST, Manifest
-from .progress import Reporter, SilentReporter, peak_rss_gb, reset_peak_rss
-from .storage import save_npy_atomic, write_bytes_atomic, write_json_atomic
+from neurosearch.config import BuildConfig, SearchConfig, to_dict
+from neurosearch.corpus import CorpusSummary, read_documents, scan_corpus
+from neurosearch.errors import NeurosearchError
+from neurosearch.index.index import FIND_TOP_TOKENS, SEARCH_FORMAT
+from neurosearch.format.manifest import MANIFEST, Manifest
+from neurosearch.progress import Reporter, SilentReporter, peak_rss_gb, reset_peak_rss
+from neurosearch.format.atomic import save_npy_atomic, write_bytes_atomic, write_json_atomic
 
 STAGES = ("stats", "profiles", "clusters", "search")
 
@@ -33,7 +33,7 @@ def query_neighbours(vocabulary_space: np.ndarray, kept_space: np.ndarray, count
                      block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Every vocabulary token's ``count`` nearest kept tokens (kept index, cosine), best first: what
     ``query.nearest_kept`` computes for a one-token word, stored so that queries need no numpy."""
-    from .query import nearest_kept_rows
+    from neurosearch.index.query import nearest_kept_rows
 
     order, similarity = nearest_kept_rows(vocabulary_space, kept_space, count, block)
     index_type = np.uint16 if kept_space.shape[0] <= np.iinfo(np.uint16).max + 1 else np.int32
@@ -83,7 +83,7 @@ class Builder:
     # -- helpers ------------------------------------------------------------------------------
     def _load_model(self) -> None:
         if self.loaded is None:
-            from .models import load_model, neuron_site
+            from neurosearch.model.loading import load_model, neuron_site
 
             self.loaded = load_model(self.config.model)
             self.site = neuron_site(self.loaded.encoder, self.config.model.site)
@@ -121,7 +121,7 @@ class Builder:
                     self.reporter.log(f"{later}: configuration changed, rebuilding")
 
     def _wants_concepts(self) -> bool:
-        from .wordnet import find_wordnet
+        from neurosearch.build.wordnet import find_wordnet
 
         return self.config.concepts and find_wordnet() is not None
 
@@ -141,7 +141,7 @@ class Builder:
 
     # -- stats ---------------------------------------------------------------------------------
     def stats(self, manifest: Manifest, corpus: CorpusSummary) -> None:
-        from .activations import StatsAccumulator, TokenStats, accumulate, vocab_size
+        from neurosearch.build.stats import StatsAccumulator, TokenStats, accumulate, vocab_size
 
         started = time.time()
         reset_peak_rss()
@@ -215,10 +215,10 @@ class Builder:
 
     # -- profiles -------------------------------------------------------------------------------
     def profiles(self, manifest: Manifest) -> None:
-        from .activations import TokenStats
-        from .corpus import plain_backend
-        from .embeddings import nearest_neighbours, quantize_rows, unit
-        from .profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, top_tokens
+        from neurosearch.build.stats import TokenStats
+        from neurosearch.corpus import plain_backend
+        from neurosearch.build.embeddings import nearest_neighbours, quantize_rows, unit
+        from neurosearch.build.profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, top_tokens
 
         started = time.time()
         reset_peak_rss()
@@ -263,7 +263,7 @@ class Builder:
 
     def _token_space(self) -> np.ndarray:
         """Unit token vectors for the whole vocabulary from the configured source."""
-        from .embeddings import fasttext_embeddings, file_embeddings, unit
+        from neurosearch.build.embeddings import fasttext_embeddings, file_embeddings, unit
 
         config = self.config.profiles
         table = self.loaded.encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
@@ -272,7 +272,7 @@ class Builder:
         vocab = sorted(self.loaded.tokenizer.get_vocab().items(), key=lambda kv: kv[1])
         tokens = [token for token, _ in vocab]
         if config.embeddings == "fasttext":
-            from .corpus import plain_backend
+            from neurosearch.corpus import plain_backend
 
             backend = plain_backend(self.loaded.tokenizer)
             pieces = (backend.encode(doc, add_special_tokens=False).tokens for doc in read_documents(self.config.corpus))
@@ -283,7 +283,7 @@ class Builder:
 
     # -- clusters -------------------------------------------------------------------------------
     def clusters(self, manifest: Manifest) -> None:
-        from .clustering import build_clusters, distance_curve, linkage_tree, unit_rows
+        from neurosearch.build.clusters import build_clusters, distance_curve, linkage_tree, unit_rows
 
         started = time.time()
         reset_peak_rss()
@@ -318,13 +318,13 @@ class Builder:
     # -- search ---------------------------------------------------------------------------------
     def search(self, manifest: Manifest) -> None:
         """Peak vectors for every method (exact search); HNSW indexes for the search method."""
-        from .clustering import unit_rows
-        from .embeddings import dequantize_rows
-        from .postings import build_postings
-        from .profiles import top_tokens
-        from .search import build_hnsw, dense_vectors, peak_weights
-        from .themes import fallback_label
-        from .wordpiece import WordPiece
+        from neurosearch.build.clusters import unit_rows
+        from neurosearch.build.embeddings import dequantize_rows
+        from neurosearch.index.postings import build_postings
+        from neurosearch.build.profiles import top_tokens
+        from neurosearch.build.search import build_hnsw, dense_vectors, peak_weights
+        from neurosearch.index.labels import fallback_label
+        from neurosearch.index.wordpiece import WordPiece
 
         started = time.time()
         reset_peak_rss()
@@ -408,7 +408,7 @@ class Builder:
 
     def _bake_concepts(self, manifest: Manifest, kept_tokens: list[str]) -> str | None:
         """WordNet's concept members over the kept tokens (search/concepts.*), when WordNet is found."""
-        from .wordnet import WordNet, WordNetConfig, concept_table
+        from neurosearch.build.wordnet import WordNet, WordNetConfig, concept_table
 
         if not self.config.concepts:
             return None

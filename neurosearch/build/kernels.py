@@ -1,6 +1,6 @@
 """One fused pass over a layer's activations for the statistics stage (numba, CPU).
 
-The torch path of :class:`~neurosearch.activations.StatsAccumulator` reads a batch's activations
+The torch path of :class:`~neurosearch.build.stats.StatsAccumulator` reads a batch's activations
 four times (a float64 copy, ``index_put_`` into the per-token sums, the squares, the top-k screen);
 this kernel reads them once. Columns (neurons) are split between threads, so no two threads write
 the same memory: each thread walks every row and, for its columns, adds the value to the token's

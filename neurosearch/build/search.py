@@ -46,7 +46,7 @@ def build_hnsw(vectors: np.ndarray, path: Path, *, m: int = 16, ef_construction:
     """An hnswlib cosine index over ``vectors`` written to ``path`` (atomically)."""
     import hnswlib
 
-    from .storage import atomic_path
+    from neurosearch.format.atomic import atomic_path
 
     index = hnswlib.Index(space="cosine", dim=int(vectors.shape[1]))
     index.init_index(max_elements=max(1, len(vectors)), ef_construction=ef_construction, M=m, random_seed=seed)

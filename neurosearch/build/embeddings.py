@@ -18,7 +18,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import NeurosearchError
+from neurosearch.errors import NeurosearchError
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import NeurosearchError
+from neurosearch.errors import NeurosearchError
 
 
 def neuron_name(flat_index: int, neurons_per_layer: int) -> str:

@@ -14,7 +14,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from .manifest import IndexError_
+from neurosearch.format.manifest import IndexError_
 
 _FORMATS = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "i8": "q", "u8": "Q",
             "f2": "e", "f4": "f", "f8": "d", "b1": "?"}

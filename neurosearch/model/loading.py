@@ -22,8 +22,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .errors import NeurosearchError
+from neurosearch.config import ModelConfig
+from neurosearch.errors import NeurosearchError
 
 ALIASES = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
@@ -189,7 +189,7 @@ def load_model(config: ModelConfig, *, mlm: bool = False) -> LoadedModel:
 
 def load_index_model(index: Any, *, mlm: bool = False) -> LoadedModel:
     """The model an index was built with, checked against the weights hash in its manifest."""
-    from .config import from_dict
+    from neurosearch.config import from_dict
 
     config = from_dict(ModelConfig, index.manifest.configs.get("model"))
     loaded = load_model(config, mlm=mlm)

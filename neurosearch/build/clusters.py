@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from .config import ClusterConfig
+from neurosearch.config import ClusterConfig
 
 try:  # fastcluster is a hard dependency, but scipy gives the same tree (slower, more memory)
     import fastcluster as _fastcluster

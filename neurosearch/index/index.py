@@ -18,12 +18,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import SearchConfig
-from .errors import NeurosearchError
-from .manifest import IndexError_, Manifest
-from .npyfile import NpyFile
-from .postings import PARTS, Postings, ranked
-from .query import ExpandedQuery, QueryExpander, nearest_kept
+from neurosearch.config import SearchConfig
+from neurosearch.errors import NeurosearchError
+from neurosearch.format.manifest import IndexError_, Manifest
+from neurosearch.format.npyfile import NpyFile
+from neurosearch.index.postings import PARTS, Postings, ranked
+from neurosearch.index.query import ExpandedQuery, QueryExpander, nearest_kept
 
 if TYPE_CHECKING:
     import numpy as np
@@ -250,7 +250,7 @@ class Index:
         """Unit float32 embedding rows of vocabulary ids (dequantised on demand)."""
         import numpy as np
 
-        from .embeddings import dequantize_rows
+        from neurosearch.build.embeddings import dequantize_rows
 
         codes, scale = self._token_space
         ids = np.asarray(ids, dtype=np.int64)
@@ -299,7 +299,7 @@ class Index:
     def _pieces(self) -> Callable[[str], list[int]]:
         """Text -> vocabulary ids: pure-Python WordPiece when the build extracted it (fast), else tokenizers."""
         if "search/wordpiece.json" in self.manifest.files:
-            from .wordpiece import WordPiece
+            from neurosearch.index.wordpiece import WordPiece
 
             vocabulary = self._check("search/wordpiece_vocab.txt").read_text(encoding="utf-8").split("\n")
             return WordPiece.from_settings(self.json("search/wordpiece.json"), vocabulary).encode
@@ -318,7 +318,7 @@ class Index:
         """WordNet's concept members over the kept tokens, when the build baked them (else None)."""
         if "search/concepts.json" not in self.manifest.files:
             return None
-        from .wordnet import ConceptTable
+        from neurosearch.index.concepts import ConceptTable
 
         return ConceptTable(
             self.json("search/concepts.json")["keys"], self.table("search/concept_offsets.npy"),
@@ -331,7 +331,7 @@ class Index:
         path = self.path / "labels.json"
         if not path.exists():
             return {}
-        from .labels import load_labels
+        from neurosearch.labeling.llm import load_labels
 
         try:
             return load_labels(path)
@@ -339,12 +339,12 @@ class Index:
             raise IndexError_(f"corrupt index file {path}: {exc}") from None
 
     def neuron_name(self, flat: int) -> str:
-        from .naming import neuron_name
+        from neurosearch.ids import neuron_name
 
         return neuron_name(flat, self.manifest.neurons_per_layer)
 
     def neuron_index(self, name: str) -> int:
-        from .naming import parse_neuron
+        from neurosearch.ids import parse_neuron
 
         return parse_neuron(name, self.manifest.n_layers, self.manifest.neurons_per_layer)
 
@@ -487,7 +487,7 @@ class Index:
         return ranked(scores, rows, limit)
 
     def _hnsw_candidates(self, kind: str, method: str, dense: np.ndarray, total: int) -> list[int]:
-        from .search import load_hnsw
+        from neurosearch.build.search import load_hnsw
 
         name = "neurons" if kind == "neurons" else "clusters"
         cache = self.__dict__.setdefault("_hnsw", {})

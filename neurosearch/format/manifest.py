@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import NeurosearchError
-from .storage import sha256_file, write_json_atomic
+from neurosearch import __version__
+from neurosearch.errors import NeurosearchError
+from neurosearch.format.atomic import sha256_file, write_json_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

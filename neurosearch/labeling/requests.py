@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .contexts import context_records
-from .labels import LabelRequest
+from neurosearch.index.contexts import context_records
+from neurosearch.labeling.llm import LabelRequest
 
 
 def _context_lines(index: Any, refs: list[dict], count: int) -> list[str]:

@@ -1,0 +1,3 @@
+from neurosearch.cli.app import main
+
+main()

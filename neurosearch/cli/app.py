@@ -1,0 +1,78 @@
+"""The ``neurosearch`` application: its commands, and the one place errors become messages.
+
+Every command is a few lines over a library call (see the modules beside this one). A
+:class:`~neurosearch.errors.NeurosearchError` raised anywhere below a command becomes one line on
+stderr and exit 1; Ctrl-C exits 130 with one line; anything else is a bug and keeps its traceback.
+Heavy imports (torch, transformers) happen inside the commands that need a model, so
+``find``/``show``/``info`` start fast. No ``from __future__ import annotations`` here: typer
+evaluates the annotations.
+"""
+
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from neurosearch.cli import build as build_commands
+from neurosearch.cli import experiments as experiment_commands
+from neurosearch.cli import labels as label_commands
+from neurosearch.cli import search as search_commands
+from neurosearch.cli.common import error_line
+from neurosearch.errors import NeurosearchError
+
+
+class ErrorBoundary(TyperGroup):
+    """The app's single error mapping: library errors to one line and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NeurosearchError as exc:
+            error_line(str(exc))
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            error_line("interrupted")
+            raise typer.Exit(130) from None
+        except MemoryError:
+            error_line("out of memory; try a smaller --batch-tokens or corpus")
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=ErrorBoundary,
+    add_completion=False,
+    no_args_is_help=True,
+    help="Find, explain and causally verify concept-selective neurons and clusters in BERT-style models.",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from neurosearch import __version__
+
+        typer.echo(f"neurosearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Find, explain and causally verify concept-selective neurons and clusters in BERT-style models."""
+
+
+app.command()(build_commands.build)
+app.command()(search_commands.find)
+app.command()(search_commands.show)
+app.command()(search_commands.info)
+app.command()(experiment_commands.ablate)
+app.command()(label_commands.label)
+app.command()(experiment_commands.evaluate)
+app.command()(experiment_commands.plot)
+app.command("fit-head")(build_commands.fit_head_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

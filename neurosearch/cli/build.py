@@ -1,0 +1,99 @@
+"""``build`` and ``fit-head``: writing an index."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from neurosearch.cli.common import IndexOption, RichReporter, fail, open_index
+
+
+def build(
+    corpus: Annotated[str, typer.Option("--corpus", "-c", help="Corpus: .txt/.jsonl[.gz]/.csv path or hf:NAME[:CONFIG]:SPLIT.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to create or finish.")],
+    model: Annotated[str, typer.Option(help="Model alias (minilm, bert-base), Hugging Face id or local path.")] = "minilm",
+    site: Annotated[str, typer.Option(help="Neuron site: ffn (feed-forward activations) or hidden (layer outputs).")] = "ffn",
+    text_field: Annotated[str, typer.Option(help="Field holding the text in jsonl/csv/hf records.")] = "text",
+    max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
+    until: Annotated[str, typer.Option(help="Stop after this stage: stats, profiles, clusters, search.")] = "search",
+    methods: Annotated[str, typer.Option(help="Profile methods to build, comma-separated (filter, filter+tfidf, filter+smooth, filter+smooth+tfidf) or 'all'.")] = "all",
+    search_method: Annotated[str, typer.Option("--method", help="The method that backs `find`.")] = "filter",
+    k: Annotated[str, typer.Option("--k", help="Numbers of clusters, comma-separated.")] = "50,200",
+    min_count: Annotated[str, typer.Option(help="Keep tokens seen at least this often ('auto' scales with corpus size).")] = "auto",
+    embeddings: Annotated[str, typer.Option(help="Token neighbours for smoothing: model, fasttext, or a .vec/.bin path.")] = "model",
+    no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip cluster refinement.")] = False,
+    wordnet: Annotated[bool, typer.Option("--wordnet/--no-wordnet", help="Bake WordNet's concept members into the index when WordNet data is installed (see README).")] = True,
+    dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (auto uses bf16 only where it is fast).")] = "auto",
+    batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = 8192,
+    shard_docs: Annotated[int, typer.Option(help="Documents per checkpointed shard.")] = 4000,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild every stage from scratch.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Build an index: statistics, profiles, clusters and search vectors, resumably."""
+    from neurosearch.build import build_index
+    from neurosearch.config import (
+        METHODS,
+        BuildConfig,
+        ClusterConfig,
+        CorpusConfig,
+        ModelConfig,
+        ProfileConfig,
+        StatsConfig,
+    )
+
+    def parse_methods() -> tuple[str, ...]:
+        chosen = METHODS if methods == "all" else tuple(m.strip() for m in methods.split(",") if m.strip())
+        unknown = [m for m in chosen if m not in METHODS]
+        if unknown or not chosen:
+            fail(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}")
+        if search_method not in chosen:
+            fail(f"--method {search_method} must be one of the built methods ({', '.join(chosen)})")
+        return chosen
+
+    try:
+        ks = tuple(int(value) for value in k.split(","))
+        if any(value < 1 for value in ks):
+            raise ValueError
+    except ValueError:
+        fail(f"--k must be positive integers separated by commas, got '{k}'")
+    if min_count != "auto" and not min_count.isdigit():
+        fail(f"--min-count must be 'auto' or a positive integer, got '{min_count}'")
+    source = embeddings if embeddings in ("model", "fasttext") else "file"
+    config = BuildConfig(
+        model=ModelConfig(model=model, site=site, dtype=dtype),
+        corpus=CorpusConfig(source=corpus, text_field=text_field, max_docs=max_docs),
+        stats=StatsConfig(batch_tokens=batch_tokens, shard_docs=shard_docs),
+        profiles=ProfileConfig(
+            min_count=min_count if min_count == "auto" else int(min_count),
+            methods=parse_methods(),
+            search_method=search_method,
+            embeddings=source,
+            embeddings_path=embeddings if source == "file" else None,
+        ),
+        clusters=ClusterConfig(ks=ks, refine=not no_refine),
+        concepts=wordnet,
+    )
+    with RichReporter(quiet) as reporter:
+        manifest = build_index(config, out, until=until, force=force, reporter=reporter)
+    stats = manifest.stages.get("stats", {})
+    typer.echo(
+        f"index {out}: {manifest.site} site, {manifest.n_neurons} neurons; corpus {stats.get('documents')} documents, "
+        f"{stats.get('windows')} windows, {stats.get('tokens')} tokens"
+    )
+
+
+def fit_head_command(
+    index: IndexOption = None,
+    corpus: Annotated[Optional[str], typer.Option(help="Training corpus (default: the index's).")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the training split.")] = 2.0,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
+    max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
+) -> None:
+    """Fit a masked-LM head (and [MASK] vector) on the frozen encoder; stored in the index."""
+    from neurosearch.model.head import fit_head_for_index
+
+    opened = open_index(index)
+    with RichReporter() as reporter:
+        meta = fit_head_for_index(opened, corpus=corpus, epochs=epochs, lr=lr, max_docs=max_docs, reporter=reporter)
+    typer.echo(f"head stored in {opened.path / 'head'}: held-out masked loss {meta['heldout_loss']:.3f} "
+               f"(unigram baseline {meta['unigram_loss']:.3f})")

@@ -1,0 +1,135 @@
+"""``ablate``, ``evaluate`` and ``plot``: causal verification and the paper's figures."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from neurosearch.cli.common import IndexOption, JsonOption, RichReporter, fail, open_index, print_json
+
+from neurosearch.errors import NeurosearchError
+
+
+def ablate(
+    target: Annotated[Optional[str], typer.Argument(help="Cluster id (17, k50/17, filter+tfidf/k200/17).")] = None,
+    neurons: Annotated[Optional[str], typer.Option("--neurons", help="Ablate these neurons instead: L:I,L:I.")] = None,
+    query: Annotated[Optional[str], typer.Option("--query", "-q", help="Ablate the top cluster for this query.")] = None,
+    tokens: Annotated[Optional[str], typer.Option("--tokens", help="Target tokens for --neurons (default: their top tokens).")] = None,
+    ablation: Annotated[str, typer.Option(help="mean, layer-mean or zero.")] = "mean",
+    sentences: Annotated[int, typer.Option(help="Evaluation sentences containing target tokens.")] = 96,
+    seeds: Annotated[int, typer.Option(help="Draws of each random baseline.")] = 5,
+    top_tokens: Annotated[int, typer.Option(help="A cluster's target tokens: its top-k tokens.")] = 30,
+    corpus: Annotated[Optional[str], typer.Option(help="Evaluation corpus (default: the index's).")] = None,
+    max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents of it.")] = None,
+    index: IndexOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Is a hit causal? Masked-LM loss on its tokens with its neurons ablated, against random baselines."""
+    from neurosearch.experiments.ablation import AblationConfig, AblationSession, store_result
+
+    given = [x is not None for x in (target, neurons, query)]
+    if sum(given) != 1:
+        fail("give exactly one of: a cluster id, --neurons L:I,..., --query TEXT")
+    opened = open_index(index)
+    config = AblationConfig(ablation=ablation, sentences=sentences, seeds=seeds, top_tokens=top_tokens)
+    if sentences < 1 or seeds < 2:
+        fail("--sentences must be >= 1 and --seeds >= 2")
+
+    def work() -> dict:
+        import time
+
+        with RichReporter(as_json) as reporter:
+            reporter.log("loading model, head and evaluation sentences ...")
+            session = AblationSession(opened, config, corpus=corpus, max_docs=max_docs)
+            if target is not None:
+                chosen = session.cluster_target(target)
+            elif query is not None:
+                chosen = session.query_target(query)
+            else:
+                chosen = session.neurons_target(neurons.split(","), tokens.split(",") if tokens else None)
+            advance = reporter.task(f"ablating {chosen.kind} {chosen.id}", None)
+            started = time.time()
+            result = session.run(chosen, on_progress=lambda done, total: advance(1))
+            result["seconds"] = round(time.time() - started, 2)
+        store_result(opened.path, result)
+        return result
+
+    result = work()
+    if as_json:
+        print_json(result)
+        return
+    from neurosearch.cli.render import ablation_table, console
+
+    out = console()
+    out.print(f"target {result['target']['kind']} {result['target']['id']} ({len(result['target']['neurons'])} neurons); "
+              f"tokens: {' '.join(result['tokens'][:15])}")
+    out.print(ablation_table(result))
+    out.print(f"{result['seconds']:.1f} s")
+
+
+def evaluate(
+    index: IndexOption = None,
+    methods: Annotated[str, typer.Option(help="Methods to evaluate, comma-separated, or all.")] = "all",
+    k: Annotated[Optional[str], typer.Option("--k", help="K values, comma-separated (default: all in the index).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: INDEX/evaluation).")] = None,
+    max_clusters: Annotated[Optional[int], typer.Option(help="Evaluate a seeded sample of this many clusters per method and K.")] = None,
+    sentences: Annotated[int, typer.Option(help="Evaluation sentences per cluster.")] = 96,
+    seeds: Annotated[int, typer.Option(help="Draws of each random baseline.")] = 5,
+    ablation: Annotated[str, typer.Option(help="mean, layer-mean or zero.")] = "mean",
+    corpus: Annotated[Optional[str], typer.Option(help="Evaluation corpus (default: the index's).")] = None,
+) -> None:
+    """The paper's Table 3 and Figures 2-5: ablate every cluster of each method and K (resumable)."""
+    from neurosearch.experiments.ablation import AblationConfig
+    from neurosearch.experiments.evaluation import run_evaluate, table3_rich
+
+    opened = open_index(index)
+    chosen = opened.methods if methods == "all" else [m.strip() for m in methods.split(",")]
+    unknown = [m for m in chosen if m not in opened.methods]
+    if unknown:
+        fail(f"method(s) {', '.join(unknown)} not in this index (has: {', '.join(opened.methods)})")
+    ks = [int(x) for x in k.split(",")] if k else opened.ks
+    missing = [x for x in ks if x not in opened.ks]
+    if missing:
+        fail(f"K={missing[0]} is not in this index (has K = {', '.join(map(str, opened.ks))})")
+    config = AblationConfig(ablation=ablation, sentences=sentences, seeds=seeds)
+    target = out or opened.path / "evaluation"
+    with RichReporter() as reporter:
+        rows = run_evaluate(opened, target, methods=chosen, ks=ks, config=config,
+                                                max_clusters=max_clusters, corpus=corpus, reporter=reporter)
+    from neurosearch.cli.render import console
+
+    console().print(table3_rich(rows))
+    typer.echo(f"wrote {target}/table3.md, table3.csv and figures")
+
+
+def plot(
+    name: Annotated[str, typer.Argument(help="distance-curve, losses, neurons or pca.")],
+    cluster: Annotated[Optional[str], typer.Option(help="Cluster for 'neurons' (default: the tightest).")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="K for 'losses' and 'pca'.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG path.")] = None,
+    index: IndexOption = None,
+) -> None:
+    """Draw one of the paper's figures for an index (PNG)."""
+    from neurosearch.experiments import evaluation; from neurosearch import plots
+
+    opened = open_index(index)
+    target = out or Path(f"{name}.png")
+
+    def draw() -> Path:
+        if name == "distance-curve":
+            return plots.plot_distance_curve(evaluation.distance_curves(opened, opened.methods), target)
+        if name == "losses":
+            results = evaluation.load_results(opened.path / "evaluation" / "results.jsonl")
+            if not results:
+                raise NeurosearchError("no evaluation results yet: run `neurosearch evaluate` first")
+            return plots.plot_cluster_losses(results, target, k=k)
+        if name == "neurons":
+            info = opened.cluster(cluster) if cluster else evaluation.tightest_clusters(opened, opened.search_method, opened.default_k, 1)[0]
+            return plots.plot_cluster_neurons(info.neurons, opened.manifest.n_layers, opened.manifest.neurons_per_layer,
+                                              target, title=f"cluster {info.key}: {info.label['theme']}")
+        if name == "pca":
+            chosen = evaluation.tightest_clusters(opened, opened.search_method, k or opened.default_k, 5)
+            return plots.plot_token_pca(evaluation.pca_inputs(opened, chosen), target)
+        raise NeurosearchError(f"unknown figure '{name}' (choose distance-curve, losses, neurons, pca)")
+
+    typer.echo(f"wrote {draw()}")

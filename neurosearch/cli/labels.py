@@ -1,0 +1,38 @@
+"""``label``: LLM themes for an index's clusters and neurons."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from neurosearch.cli.common import IndexOption, RichReporter, fail, open_index
+
+
+def label(
+    index: IndexOption = None,
+    llm_model: Annotated[str, typer.Option(help="Chat model name.")] = "gpt-4o-mini",
+    base_url: Annotated[Optional[str], typer.Option(help="Any OpenAI-compatible server (llama.cpp, vLLM, ...).")] = None,
+    neurons: Annotated[int, typer.Option(help="Also label the N most selective neurons.")] = 0,
+    k: Annotated[Optional[str], typer.Option("--k", help="Label clusters at these K (default: all).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-label even what is cached.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
+    contexts: Annotated[int, typer.Option(help="Activating contexts per prompt (needs the corpus file).")] = 3,
+) -> None:
+    """Ask an LLM for a short theme of every cluster (key from OPENAI_API_KEY only)."""
+    from neurosearch.labeling.llm import LabelConfig, label_items
+    from neurosearch.labeling.requests import label_requests
+
+    opened = open_index(index)
+    ks = [int(x) for x in k.split(",")] if k else None
+    config = LabelConfig(llm_model=llm_model, base_url=base_url, timeout=timeout, contexts=contexts)
+    requests = label_requests(opened, ks=ks, neurons=neurons, contexts=contexts)
+    with RichReporter(transient=True) as reporter:
+        advance = reporter.task("labelling", len(requests))
+        run = label_items(requests, opened.path / "labels.json", config, force=force,
+                                              on_progress=lambda *a: advance(1))
+    if run.aborted:
+        fail(run.aborted)
+    for message in run.messages:
+        typer.echo(message, err=True)
+    typer.echo(f"labels: {run.labelled} new, {run.cached} cached, {run.failed} failed, {run.skipped} skipped")
+    if not run.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""LLM themes for clusters and neurons through the ``openai`` client: requests, replies, the label store."""
