@@ -41,6 +41,9 @@ class Manifest:
     """Large build intermediates (stats, full profiles): relative path -> sha256, not shipped."""
     format_version: int = FORMAT_VERSION
     neurosearch_version: str = __version__
+    read_only: bool = False
+    """Read-only product (the shipped default index): commands store results about it elsewhere
+    (see :mod:`neurosearch.format.state`)."""
 
     @property
     def n_neurons(self) -> int:
@@ -60,6 +63,7 @@ class Manifest:
             "stages": self.stages,
             "files": dict(sorted(self.files.items())),
             "work_files": dict(sorted(self.work_files.items())),
+            **({"read_only": True} if self.read_only else {}),
         }
 
     def save(self, directory: Path) -> None:
@@ -100,6 +104,7 @@ class Manifest:
                 work_files=data.get("work_files", {}),
                 format_version=version,
                 neurosearch_version=data.get("neurosearch_version", "?"),
+                read_only=data.get("read_only") is True,
             )
         except (KeyError, TypeError, ValueError):
             raise IndexError_(f"corrupt index file {path}: missing or malformed fields") from None
