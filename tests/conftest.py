@@ -64,6 +64,12 @@ def save_tiny_model(directory: Path, family: str = "bert", seed: int = 0) -> Pat
     return directory
 
 
+@pytest.fixture(autouse=True)
+def _state_outside_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results about read-only indexes go to a temporary state folder, never the user's own."""
+    monkeypatch.setenv("NEUROSEARCH_STATE", str(tmp_path_factory.getbasetemp() / "state"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
@@ -79,3 +85,21 @@ def requires_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the shared development data beside the checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def small_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny_corpus: Path) -> Path:
+    """A tiny index of two methods (filter, filter+smooth+tfidf) at K = 3, 6; treat it as read-only."""
+    from neurosearch.build import build_index
+    from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
+
+    out = tmp_path_factory.mktemp("small-index") / "tiny"
+    config = BuildConfig(
+        model=ModelConfig(model=str(tiny_model), dtype="float32"),
+        corpus=CorpusConfig(source=str(tiny_corpus), window=16),
+        stats=StatsConfig(batch_tokens=256, shard_docs=100),
+        profiles=ProfileConfig(min_count=2, methods=("filter", "filter+smooth+tfidf")),
+        clusters=ClusterConfig(ks=(3, 6)),
+    )
+    build_index(config, out)
+    return out

@@ -171,7 +171,8 @@ def test_missing_and_corrupt_index(tmp_path: Path, tiny_index: Path):
     assert_one_line_error(run("find", "monday", "--index", str(tmp_path / "nowhere")), "index not found")
     broken = tmp_path / "broken"
     shutil.copytree(tiny_index, broken)
-    target = broken / "search" / "filter" / "neurons_postings_weights.npy"
+    method = json.loads((broken / "manifest.json").read_text())["configs"]["profiles"]["search_method"]
+    target = broken / "search" / method / "neurons_postings_weights.npy"  # a file find reads
     target.write_bytes(target.read_bytes()[:-7] + b"garbage")
     assert_one_line_error(run("find", "monday", "--index", str(broken)), str(target))
     shutil.copy(tiny_index / target.relative_to(broken), target)

@@ -8,7 +8,8 @@ Heavy imports (torch, transformers) happen inside the commands that need a model
 evaluates the annotations.
 """
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -17,7 +18,8 @@ from neurosearch.cli import build as build_commands
 from neurosearch.cli import experiments as experiment_commands
 from neurosearch.cli import labels as label_commands
 from neurosearch.cli import search as search_commands
-from neurosearch.cli.common import error_line
+from neurosearch.cli import verify as verify_commands
+from neurosearch.cli.common import STATE_DIR, error_line
 from neurosearch.errors import NeurosearchError
 
 
@@ -25,6 +27,7 @@ class ErrorBoundary(TyperGroup):
     """The app's single error mapping: library errors to one line and an exit code."""
 
     def invoke(self, ctx: Any) -> Any:
+        token = STATE_DIR.set(ctx.params.get("state_dir"))
         try:
             return super().invoke(ctx)
         except NeurosearchError as exc:
@@ -36,6 +39,8 @@ class ErrorBoundary(TyperGroup):
         except MemoryError:
             error_line("out of memory; try a smaller --batch-tokens or corpus")
             raise typer.Exit(1) from None
+        finally:
+            STATE_DIR.reset(token)
 
 
 app = typer.Typer(
@@ -58,8 +63,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    state_dir: Annotated[Optional[Path], typer.Option("--state-dir", envvar="NEUROSEARCH_STATE", show_envvar=True, help="Where results about read-only indexes (the shipped one, an installed or read-only copy) are stored: labels, ablations, evaluations, fitted heads (default: $XDG_STATE_HOME/neurosearch or ~/.local/state/neurosearch).")] = None,
 ) -> None:
     """Find, explain and causally verify concept-selective neurons and clusters in BERT-style models."""
+    # --state-dir is read from the parsed parameters by ErrorBoundary.invoke (STATE_DIR)
 
 
 app.command()(build_commands.build)
@@ -71,6 +78,7 @@ app.command()(label_commands.label)
 app.command()(experiment_commands.evaluate)
 app.command()(experiment_commands.plot)
 app.command("fit-head")(build_commands.fit_head_command)
+app.command()(verify_commands.verify)
 
 
 def main() -> None:

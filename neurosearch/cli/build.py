@@ -6,22 +6,24 @@ from typing import Annotated, Optional
 import typer
 
 from neurosearch.cli.common import IndexOption, RichReporter, fail, open_index
+from neurosearch.config import ProfileConfig
 
 
 def build(
     corpus: Annotated[str, typer.Option("--corpus", "-c", help="Corpus: .txt/.jsonl[.gz]/.csv path or hf:NAME[:CONFIG]:SPLIT.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to create or finish.")],
     model: Annotated[str, typer.Option(help="Model alias (minilm, bert-base), Hugging Face id or local path.")] = "minilm",
-    site: Annotated[str, typer.Option(help="Neuron site: ffn (feed-forward activations) or hidden (layer outputs).")] = "ffn",
+    site: Annotated[Optional[str], typer.Option(help="Neuron site: ffn (feed-forward activations, default) or hidden (layer outputs, the paper's).", show_default=False)] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the text in jsonl/csv/hf records.")] = "text",
     max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
     until: Annotated[str, typer.Option(help="Stop after this stage: stats, profiles, clusters, search.")] = "search",
     methods: Annotated[str, typer.Option(help="Profile methods to build, comma-separated (filter, filter+tfidf, filter+smooth, filter+smooth+tfidf) or 'all'.")] = "all",
-    search_method: Annotated[str, typer.Option("--method", help="The method that backs `find`.")] = "filter",
+    search_method: Annotated[str, typer.Option("--method", help="The method that backs `find`.")] = ProfileConfig.search_method,
     k: Annotated[str, typer.Option("--k", help="Numbers of clusters, comma-separated.")] = "50,200",
     min_count: Annotated[str, typer.Option(help="Keep tokens seen at least this often ('auto' scales with corpus size).")] = "auto",
-    embeddings: Annotated[str, typer.Option(help="Token neighbours for smoothing: model, fasttext, or a .vec/.bin path.")] = "model",
-    no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip cluster refinement.")] = False,
+    embeddings: Annotated[Optional[str], typer.Option(help="Token neighbours for smoothing: model (default), fasttext (the paper's), or a .vec/.bin path.", show_default=False)] = None,
+    refine: Annotated[Optional[bool], typer.Option("--refine/--no-refine", help="Refine clusters (the paper's step; default: no, as shipped).", show_default=False)] = None,
+    paper: Annotated[bool, typer.Option("--paper", help="The paper's settings where the defaults differ: --site hidden --embeddings fasttext --refine (explicit flags still win).")] = False,
     wordnet: Annotated[bool, typer.Option("--wordnet/--no-wordnet", help="Bake WordNet's concept members into the index when WordNet data is installed (see README).")] = True,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (auto uses bf16 only where it is fast).")] = "auto",
     batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = 8192,
@@ -33,6 +35,7 @@ def build(
     from neurosearch.build import build_index
     from neurosearch.config import (
         METHODS,
+        PAPER,
         BuildConfig,
         ClusterConfig,
         CorpusConfig,
@@ -58,6 +61,12 @@ def build(
         fail(f"--k must be positive integers separated by commas, got '{k}'")
     if min_count != "auto" and not min_count.isdigit():
         fail(f"--min-count must be 'auto' or a positive integer, got '{min_count}'")
+    def chosen(value: object, name: str, default: object) -> object:
+        return value if value is not None else PAPER[name] if paper else default
+
+    site = chosen(site, "site", ModelConfig.site)
+    embeddings = chosen(embeddings, "embeddings", ProfileConfig.embeddings)
+    refine = chosen(refine, "refine", ClusterConfig.refine)
     source = embeddings if embeddings in ("model", "fasttext") else "file"
     config = BuildConfig(
         model=ModelConfig(model=model, site=site, dtype=dtype),
@@ -70,7 +79,7 @@ def build(
             embeddings=source,
             embeddings_path=embeddings if source == "file" else None,
         ),
-        clusters=ClusterConfig(ks=ks, refine=not no_refine),
+        clusters=ClusterConfig(ks=ks, refine=refine),
         concepts=wordnet,
     )
     with RichReporter(quiet) as reporter:
@@ -88,12 +97,14 @@ def fit_head_command(
     epochs: Annotated[float, typer.Option(help="Passes over the training split.")] = 2.0,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
     max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Head folder (default: INDEX/head, or the state folder's for a read-only index; see `info`).")] = None,
 ) -> None:
-    """Fit a masked-LM head (and [MASK] vector) on the frozen encoder; stored in the index."""
+    """Fit a masked-LM head (and [MASK] vector) on the frozen encoder; stored with the index's results."""
     from neurosearch.model.head import fit_head_for_index
 
     opened = open_index(index)
     with RichReporter() as reporter:
-        meta = fit_head_for_index(opened, corpus=corpus, epochs=epochs, lr=lr, max_docs=max_docs, reporter=reporter)
-    typer.echo(f"head stored in {opened.path / 'head'}: held-out masked loss {meta['heldout_loss']:.3f} "
+        meta = fit_head_for_index(opened, corpus=corpus, epochs=epochs, lr=lr, max_docs=max_docs, reporter=reporter,
+                                  out=out)
+    typer.echo(f"head stored in {meta['path']}: held-out masked loss {meta['heldout_loss']:.3f} "
                f"(unigram baseline {meta['unigram_loss']:.3f})")

@@ -3,6 +3,7 @@
 No ``from __future__ import annotations`` in the cli package: typer evaluates the annotations.
 """
 
+import contextvars
 import json
 import sys
 from pathlib import Path
@@ -10,20 +11,24 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-DEFAULT_INDEX = Path(__file__).resolve().parents[2] / "index" / "default"
+from neurosearch.format.shipped import shipped_index
+
+DEFAULT_INDEX = shipped_index()
+"""The index that came with this neurosearch (installed package data, or index/default of a checkout)."""
+INDEX_ENV = "NEUROSEARCH_INDEX"
 
 IndexOption = Annotated[
     Optional[Path],
-    typer.Option("--index", "-i", help="Index directory (default: the shipped index/default)."),
+    typer.Option("--index", "-i", help="Index directory (default: $NEUROSEARCH_INDEX, else the index installed with neurosearch)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 
 def default_index() -> Path:
-    """The shipped index: beside the package in a checkout, or NEUROSEARCH_INDEX."""
+    """``$NEUROSEARCH_INDEX``, else the shipped index (installed with the package, or the checkout's)."""
     import os
 
-    return Path(os.environ.get("NEUROSEARCH_INDEX", DEFAULT_INDEX))
+    return Path(os.environ[INDEX_ENV]).expanduser() if os.environ.get(INDEX_ENV) else DEFAULT_INDEX
 
 
 def error_line(message: str) -> None:
@@ -84,7 +89,21 @@ class RichReporter:
             self.progress.console.print(message)
 
 
+STATE_DIR: "contextvars.ContextVar[Optional[Path]]" = contextvars.ContextVar("neurosearch_state_dir", default=None)
+"""The global ``--state-dir`` of the running invocation (set and reset by the app's ErrorBoundary)."""
+
+
+def state_dir_option() -> Optional[Path]:
+    """The global ``--state-dir`` of this invocation (None: $NEUROSEARCH_STATE or the XDG default)."""
+    return STATE_DIR.get()
+
+
 def open_index(index: Optional[Path]) -> Any:
     from neurosearch.index import Index
 
-    return Index.load(index or default_index())
+    if index is None and not (default_index() / "manifest.json").is_file() and default_index() == DEFAULT_INDEX:
+        from neurosearch.errors import NeurosearchError
+
+        raise NeurosearchError(f"no default index at {DEFAULT_INDEX} (this neurosearch was installed without it): "
+                               f"pass --index DIR or set ${INDEX_ENV}")
+    return Index.load(index or default_index(), state_root=state_dir_option())

@@ -51,7 +51,7 @@ def ablate(
             started = time.time()
             result = session.run(chosen, on_progress=lambda done, total: advance(1))
             result["seconds"] = round(time.time() - started, 2)
-        store_result(opened.path, result)
+        store_result(opened, result)
         return result
 
     result = work()
@@ -71,7 +71,7 @@ def evaluate(
     index: IndexOption = None,
     methods: Annotated[str, typer.Option(help="Methods to evaluate, comma-separated, or all.")] = "all",
     k: Annotated[Optional[str], typer.Option("--k", help="K values, comma-separated (default: all in the index).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: INDEX/evaluation).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: INDEX/evaluation, or the state folder's for a read-only index; see `info`).")] = None,
     max_clusters: Annotated[Optional[int], typer.Option(help="Evaluate a seeded sample of this many clusters per method and K.")] = None,
     sentences: Annotated[int, typer.Option(help="Evaluation sentences per cluster.")] = 96,
     seeds: Annotated[int, typer.Option(help="Draws of each random baseline.")] = 5,
@@ -92,7 +92,9 @@ def evaluate(
     if missing:
         fail(f"K={missing[0]} is not in this index (has K = {', '.join(map(str, opened.ks))})")
     config = AblationConfig(ablation=ablation, sentences=sentences, seeds=seeds)
-    target = out or opened.path / "evaluation"
+    from neurosearch.index.stored import EVALUATION
+
+    target = out or opened.state.write_path(EVALUATION)
     with RichReporter() as reporter:
         rows = run_evaluate(opened, target, methods=chosen, ks=ks, config=config,
                                                 max_clusters=max_clusters, corpus=corpus, reporter=reporter)
@@ -106,20 +108,22 @@ def plot(
     name: Annotated[str, typer.Argument(help="distance-curve, losses, neurons or pca.")],
     cluster: Annotated[Optional[str], typer.Option(help="Cluster for 'neurons' (default: the tightest).")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="K for 'losses' and 'pca'.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG path.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG path (default: figures/NAME.png in the index, or in the state folder for a read-only index).")] = None,
     index: IndexOption = None,
 ) -> None:
     """Draw one of the paper's figures for an index (PNG)."""
     from neurosearch.experiments import evaluation; from neurosearch import plots
 
+    from neurosearch.index import stored
+
     opened = open_index(index)
-    target = out or Path(f"{name}.png")
+    target = out or opened.state.write_path(f"figures/{name}.png")
 
     def draw() -> Path:
         if name == "distance-curve":
             return plots.plot_distance_curve(evaluation.distance_curves(opened, opened.methods), target)
         if name == "losses":
-            results = evaluation.load_results(opened.path / "evaluation" / "results.jsonl")
+            results = stored.evaluation_results(opened.state)
             if not results:
                 raise NeurosearchError("no evaluation results yet: run `neurosearch evaluate` first")
             return plots.plot_cluster_losses(results, target, k=k)

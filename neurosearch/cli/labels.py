@@ -18,7 +18,8 @@ def label(
     contexts: Annotated[int, typer.Option(help="Activating contexts per prompt (needs the corpus file).")] = 3,
 ) -> None:
     """Ask an LLM for a short theme of every cluster (key from OPENAI_API_KEY only)."""
-    from neurosearch.labeling.llm import LabelConfig, label_items
+    from neurosearch.index.stored import LABELS
+    from neurosearch.labeling.llm import LabelConfig, label_items, load_labels
     from neurosearch.labeling.requests import label_requests
 
     opened = open_index(index)
@@ -27,8 +28,9 @@ def label(
     requests = label_requests(opened, ks=ks, neurons=neurons, contexts=contexts)
     with RichReporter(transient=True) as reporter:
         advance = reporter.task("labelling", len(requests))
-        run = label_items(requests, opened.path / "labels.json", config, force=force,
-                                              on_progress=lambda *a: advance(1))
+        store = opened.state.write_path(LABELS)  # the index's own store, or the state folder's
+        shipped = {} if opened.state.writes_into_index else load_labels(opened.path / LABELS)
+        run = label_items(requests, store, config, force=force, on_progress=lambda *a: advance(1), shipped=shipped)
     if run.aborted:
         fail(run.aborted)
     for message in run.messages:

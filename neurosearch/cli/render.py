@@ -135,6 +135,14 @@ def ablation_table(result: dict) -> Table:
     return table
 
 
+_HEAD_TEXT = {
+    "model": "the model's own",
+    "fitted": "fitted ({path}); the model has none of its own",
+    "none": "none: the model has no MLM head; run `neurosearch fit-head` before `ablate`",
+}
+"""``info``'s MLM head line for each value of its JSON field ``mlm_head``."""
+
+
 def info_table(data: dict) -> Table:
     table = Table(show_header=False, title=f"index {data['path']}")
     table.add_column("field", style="bold")
@@ -151,7 +159,9 @@ def info_table(data: dict) -> Table:
         ("WordNet", f"{data['concepts']['count']} concepts ({data['concepts']['source']})" if data.get("concepts")
                     else "no concept table (embeddings-only query expansion)"),
         ("labels", str(data["labels"])),
-        ("MLM head", "fitted" if data["has_head"] else "none"),
+        ("MLM head", _HEAD_TEXT[data["mlm_head"]].format(path=data.get("head_path"))),
+        ("results", data["results"]["results"] + ("" if data["results"]["writes_into_index"]
+                                                  else "  (the index is read-only: results are kept here)")),
         ("format", f"v{data['format_version']} (neurosearch {data['neurosearch_version']})"),
     ]
     for name, stage in data["stages"].items():

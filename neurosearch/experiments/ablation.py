@@ -431,8 +431,8 @@ class AblationSession:
         else:
             from neurosearch.model.head import HeadedMaskedLM, load_head
 
-            head_dir = index.path / "head"
-            if not (head_dir / "head.safetensors").is_file():
+            head_dir = index.head_dir  # the user's fitted head (state folder) or the index's
+            if head_dir is None:
                 raise NeurosearchError(
                     f"model {self.loaded.model_id} has no MLM head and the index has no fitted one: "
                     f"run `neurosearch fit-head --index {index.path}` first"
@@ -483,20 +483,9 @@ class AblationSession:
                             on_progress=on_progress)
 
 
-def store_result(index_path: Any, result: dict[str, Any]) -> None:
-    """Keep an ablation result in the index (``ablations.json``) so ``show`` can display it."""
-    import json
-    from pathlib import Path
+def store_result(index: Any, result: dict[str, Any]) -> Any:
+    """Keep an ablation result (``ablations.json``) where ``show`` finds it: in the index when it is
+    the user's own, else in the user's state folder (``index.state``). Returns the store's path."""
+    from neurosearch.index.stored import store_ablation
 
-    from neurosearch.format.atomic import write_json_atomic
-
-    path = Path(index_path) / "ablations.json"
-    data = {"version": 1, "results": {}}
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            pass
-    kind = "neuron" if result["target"]["kind"] == "neurons" and "," not in result["target"]["id"] else result["target"]["kind"]
-    data.setdefault("results", {})[f"{kind}:{result['target']['id']}"] = result
-    write_json_atomic(path, data)
+    return store_ablation(index.state, result)

@@ -17,7 +17,6 @@ The aggregation here is pure (no model, no files read) so it can be rerun on cac
 from __future__ import annotations
 
 import csv
-import json
 import io
 import math
 import os
@@ -223,25 +222,6 @@ def table3_rich(rows: Sequence[Table3Row], *, title: str = "Table 3: % MLM loss 
 # Running the experiment (neurosearch evaluate)
 
 
-def load_results(path: Path) -> list[dict[str, Any]]:
-    """Results already computed (one JSON object per line; a torn last line is ignored)."""
-    results = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                results.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return results
-
-
-def _append_result(path: Path, result: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(result) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def evaluation_targets(index: Any, methods: Sequence[str], ks: Sequence[int], max_clusters: int | None,
                        seed: int = 0) -> list[tuple[str, int, str]]:
     """(method, k, cluster key) of every cluster to evaluate; a seeded sample when capped."""
@@ -262,12 +242,13 @@ def _still_valid(index: Any, result: dict[str, Any], config: Any) -> bool:
     """A stored result counts only for the same cluster (its neurons) and the same experiment."""
     from neurosearch.errors import NeurosearchError
 
+    stored = result["target"].get("neurons")
     try:
-        neurons = set(index.cluster(result["target"]["id"]).neurons)
+        neurons = set(index.cluster(str(result["target"].get("id"))).neurons)
     except NeurosearchError:  # a cluster id this index no longer has
         return False
     seeds = {b.get("seeds") for b in result.get("baselines", {}).values()}
-    return (set(result["target"]["neurons"]) == neurons and result.get("ablation") == config.ablation
+    return (isinstance(stored, list) and set(stored) == neurons and result.get("ablation") == config.ablation
             and seeds <= {config.seeds})
 
 
@@ -292,8 +273,15 @@ def run_evaluate(
     max_docs: int | None = None,
     reporter: Any = None,
 ) -> list[Table3Row]:
-    """Ablate every (sampled) cluster of each method and K; resumable; writes table3.* and figures."""
+    """Ablate every (sampled) cluster of each method and K; resumable; writes table3.* and figures.
+
+    Results already stored about the index (shipped with it, in the user's state folder, or in
+    ``out_dir``) are reused when they are about the same neurons and experiment; new ones are
+    appended to ``out_dir/results.jsonl``.
+    """
     from neurosearch.experiments.ablation import AblationSession
+    from neurosearch.format.store import append_jsonl
+    from neurosearch.index.stored import evaluation_results
     from neurosearch.progress import SilentReporter
 
     reporter = reporter or SilentReporter()
@@ -302,8 +290,8 @@ def run_evaluate(
     targets = evaluation_targets(index, methods, ks, max_clusters)
     wanted_targets = {t[2] for t in targets}
     done = {}
-    for result in load_results(results_path):  # later lines (recomputed results) win
-        key = result["target"]["id"]
+    for result in evaluation_results(index.state, also=results_path):  # later lines (recomputed results) win
+        key = result["target"].get("id")
         if key in wanted_targets and _still_valid(index, result, config):
             done[key] = result
     todo = _round_robin([t for t in targets if t[2] not in done])
@@ -315,7 +303,7 @@ def run_evaluate(
         for method, k, key in todo:
             result = session.run(session.cluster_target(key))
             result.update(method=method, k=k)
-            _append_result(results_path, result)
+            append_jsonl(results_path, result)
             done[key] = result
             advance(1)
         reporter.finish("ablating clusters")

@@ -22,6 +22,7 @@ from neurosearch.config import SearchConfig
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.manifest import IndexError_, Manifest
 from neurosearch.format.npyfile import NpyFile
+from neurosearch.format.state import IndexState
 from neurosearch.index.postings import PARTS, Postings, ranked
 from neurosearch.index.query import ExpandedQuery, QueryExpander, nearest_kept
 
@@ -105,17 +106,22 @@ class ClusterInfo:
 class Index:
     """Read access to an index directory (see docs/index-format.md)."""
 
-    def __init__(self, path: Path, manifest: Manifest, config: SearchConfig | None = None):
+    def __init__(self, path: Path, manifest: Manifest, config: SearchConfig | None = None,
+                 state_root: str | Path | None = None):
         self.path = path
         self.manifest = manifest
         self.config = config or SearchConfig()
+        self._state_root = state_root  # --state-dir; None: $NEUROSEARCH_STATE or the XDG default
         self._verified: set[str] = set()
         self._background: _Verifier | None = None  # while files are verified in the background
         self._pending: set[str] = set()  # files read while hashing runs in the background
 
     @classmethod
-    def load(cls, path: str | Path, config: SearchConfig | None = None) -> "Index":
-        """Open an index; raises a one-line error for a missing, foreign or incomplete index."""
+    def load(cls, path: str | Path, config: SearchConfig | None = None, *,
+             state_root: str | Path | None = None) -> "Index":
+        """Open an index; raises a one-line error for a missing, foreign or incomplete index.
+
+        ``state_root`` is where results about a read-only index go (see :attr:`state`)."""
         directory = Path(path).expanduser()
         manifest = Manifest.load(directory)
         search = manifest.stages.get("search", {})
@@ -125,7 +131,7 @@ class Index:
             raise IndexError_(
                 f"index {directory} has search files of an older neurosearch (format {search.get('format') or 1}, "
                 f"now {SEARCH_FORMAT}): run `neurosearch build` on it again to redo its search stage")
-        return cls(directory, manifest, config)
+        return cls(directory, manifest, config, state_root)
 
     # -- files ----------------------------------------------------------------------------------
     def _check(self, relative: str) -> Path:
@@ -166,7 +172,7 @@ class Index:
                 elif failed is None or not isinstance(failed, IndexError_):
                     failed = error  # a corrupt file explains any other failure reading it
         if isinstance(failed, IndexError_):  # forget whatever was parsed from unverified files
-            core = ("path", "manifest", "config", "_verified", "_background", "_pending")
+            core = ("path", "manifest", "config", "_state_root", "_verified", "_background", "_pending")
             for name in [n for n in self.__dict__ if n not in core]:
                 del self.__dict__[name]
         if failed is not None:
@@ -210,6 +216,21 @@ class Index:
             raise IndexError_(f"corrupt index file {path}: not valid JSON") from None
 
     # -- what the index holds ------------------------------------------------------------------------
+    @cached_property
+    def state(self) -> IndexState:
+        """Where results about this index are stored and read (the index itself, or a state folder)."""
+        return IndexState.of(self.path, self.manifest.files, read_only=self.manifest.read_only, root=self._state_root)
+
+    @cached_property
+    def head_dir(self) -> Path | None:
+        """The fitted MLM head to use (the user's, else the shipped one), its listed files verified."""
+        from neurosearch.index.stored import HEAD_FILES, head_dir
+
+        found = head_dir(self.state)
+        if found is not None and found == self.path / "head":
+            self.manifest.verify(self.path, [name for name in HEAD_FILES if name in self.manifest.files])
+        return found
+
     @property
     def search_method(self) -> str:
         return self.manifest.configs["profiles"]["search_method"]
@@ -328,15 +349,10 @@ class Index:
 
     @cached_property
     def labels(self) -> dict[str, Any]:
-        path = self.path / "labels.json"
-        if not path.exists():
-            return {}
-        from neurosearch.labeling.llm import load_labels
+        """Stored LLM labels (``kind:id`` -> Label): the index's, then the user's state folder's."""
+        from neurosearch.index.stored import stored_labels
 
-        try:
-            return load_labels(path)
-        except Exception as exc:
-            raise IndexError_(f"corrupt index file {path}: {exc}") from None
+        return stored_labels(self.state)
 
     def neuron_name(self, flat: int) -> str:
         from neurosearch.ids import neuron_name
@@ -599,15 +615,10 @@ class Index:
         return sorted(candidates.values(), key=lambda r: -r["z"])[:limit]
 
     def ablation_for(self, kind: str, key: str) -> dict[str, Any] | None:
-        """The cached ``ablate`` result for a target, if any (ablations.json is written by ablate)."""
-        path = self.path / "ablations.json"
-        if not path.is_file():
-            return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise IndexError_(f"corrupt index file {path}: not valid JSON") from None
-        return data.get("results", {}).get(f"{kind}:{key}")
+        """The stored ``ablate`` result for a target, if any (the index's or the user's ablations.json)."""
+        from neurosearch.index.stored import ablation_results
+
+        return ablation_results(self.state).get(f"{kind}:{key}")
 
     def info(self) -> dict[str, Any]:
         m = self.manifest
@@ -628,7 +639,9 @@ class Index:
             "ks": self.ks,
             "stages": {name: {k: v for k, v in stage.items() if k != "identity"} for name, stage in m.stages.items()},
             "labels": len(self.labels),
-            "has_head": (self.path / "head" / "head.safetensors").is_file(),
+            "mlm_head": "model" if m.model.get("has_mlm_head") else "fitted" if self.head_dir is not None else "none",
+            "head_path": str(self.head_dir) if self.head_dir is not None and not m.model.get("has_mlm_head") else None,
+            "results": self.state.describe(),
             "refined": bool(m.configs.get("clusters", {}).get("refine")),
             "concepts": None if "search/concepts.json" not in m.files else {
                 "source": m.stages.get("search", {}).get("concepts"),

@@ -296,6 +296,7 @@ def label_items(
     force: bool = False,
     api_key: str | None = None,
     on_progress: ProgressFn | None = None,
+    shipped: dict[str, Label] | None = None,
 ) -> LabelRun:
     """Label every request that has no current label (all of them with ``force``).
 
@@ -303,7 +304,8 @@ def label_items(
     is saved after each received label. Per-item failures are recorded and the run goes on; an
     unreachable server or a rejected key (401/403, or 404: wrong model/URL) aborts it, leaving the
     remaining items ``skipped``. Raises ``LabelError`` (before any request) when there is work but
-    neither a key nor a ``base_url``, or when the store is corrupt.
+    neither a key nor a ``base_url``, or when the store is corrupt. ``shipped``: labels stored
+    elsewhere (a read-only index's own ``labels.json``) that count as cached but are not copied.
     """
     store_path = Path(store_path)
     labels = load_labels(store_path)
@@ -316,7 +318,7 @@ def label_items(
     for request in requests:
         messages = build_messages(request, config)
         digest = prompt_hash(messages, config.llm_model)
-        existing = labels.get(request.key)
+        existing = labels.get(request.key) or (shipped or {}).get(request.key)
         current = (
             existing is not None
             and existing.source == "llm"

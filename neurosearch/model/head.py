@@ -34,10 +34,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from neurosearch.config import to_dict
+from neurosearch.index.stored import HEAD_FORMAT
+from neurosearch.index.stored import HEAD_META as META_FILE
+from neurosearch.index.stored import HEAD_WEIGHTS as WEIGHTS_FILE
 
-HEAD_FORMAT = 1
-WEIGHTS_FILE = "head.safetensors"
-META_FILE = "head.json"
 SCHEDULES = ("constant", "cosine")
 HELDOUT_SEED = 1_000_003
 """Seeds the held-out masking independently of ``HeadConfig.seed``, so every run (and a run
@@ -477,7 +477,10 @@ def save_head(head: MLMHead, directory: str | os.PathLike[str], meta: dict[str, 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().contiguous().cpu() for k, v in head.state_dict().items()}
     _atomic_write(out / WEIGHTS_FILE, lambda p: save_file(state, p))
+    from neurosearch.format.atomic import sha256_file
+
     record = dict(meta)
+    record["weights_sha256"] = sha256_file(out / WEIGHTS_FILE)  # checked by `neurosearch verify`
     record["head"] = {
         "format": HEAD_FORMAT,
         "hidden_size": head.hidden_size,
@@ -539,8 +542,14 @@ def fit_head_for_index(
     lr: float = 3e-3,
     max_docs: int | None = None,
     reporter: Any = None,
+    out: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Fit a head on the index's (frozen) model over a corpus and store it in ``index/head``."""
+    """Fit a head on the index's (frozen) model over a corpus and store it in ``out`` (default: the
+    index's ``head/`` when the index is the user's own, else the user's state folder for it).
+
+    A head written into the index is listed in its manifest (sha256), like every other index file.
+    ``meta["path"]`` says where it went.
+    """
     from neurosearch.index.contexts import index_corpus
     from neurosearch.corpus import read_documents
     from neurosearch.model.loading import load_index_model
@@ -552,5 +561,10 @@ def fit_head_for_index(
     advance = reporter.task("fitting MLM head (steps)", None) if reporter else (lambda _n: None)
     result = fit_head(loaded.encoder, loaded.tokenizer, texts, config, on_step=lambda record, head: advance(1))
     meta = result.meta(loaded.model_id)
-    save_head(result.head, index.path / "head", meta)
-    return meta
+    from neurosearch.index.stored import HEAD, HEAD_FILES, record_in_manifest
+
+    target = Path(out) if out is not None else index.state.write_path(HEAD)
+    save_head(result.head, target, meta)
+    if target.resolve() == (index.path / HEAD).resolve():
+        record_in_manifest(index.path, list(HEAD_FILES))
+    return {**meta, "path": str(target)}
