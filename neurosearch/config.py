@@ -180,6 +180,17 @@ PAPER = {"site": "hidden", "embeddings": "fasttext", "refine": True}
 come from fastText skip-gram trained on the corpus, and clusters are refined (< 0.6)."""
 
 
+def build_recipe(paper: bool = False, **chosen: Any) -> dict[str, Any]:
+    """``site``, ``embeddings`` and ``refine`` of a build: each as chosen (not None), else the
+    paper's when ``paper``, else the default (the shipped recipe)."""
+    defaults = {"site": ModelConfig.site, "embeddings": ProfileConfig.embeddings, "refine": ClusterConfig.refine}
+    unknown = set(chosen) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown build setting(s): {', '.join(sorted(unknown))}")
+    return {name: chosen[name] if chosen.get(name) is not None else PAPER[name] if paper else default
+            for name, default in defaults.items()}
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """Everything ``neurosearch build`` needs, one field per stage."""

@@ -85,7 +85,9 @@ class Builder:
         if self.loaded is None:
             from neurosearch.model.loading import load_model, neuron_site
 
-            self.loaded = load_model(self.config.model)
+            # under its masked-LM head when it has one, so that the manifest's has_mlm_head is true
+            # (the encoder, its activations and its weights hash are the same either way)
+            self.loaded = load_model(self.config.model, mlm=True)
             self.site = neuron_site(self.loaded.encoder, self.config.model.site)
 
     def _invalidate_changed(self, manifest: Manifest) -> None:

@@ -35,13 +35,13 @@ def build(
     from neurosearch.build import build_index
     from neurosearch.config import (
         METHODS,
-        PAPER,
         BuildConfig,
         ClusterConfig,
         CorpusConfig,
         ModelConfig,
         ProfileConfig,
         StatsConfig,
+        build_recipe,
     )
 
     def parse_methods() -> tuple[str, ...]:
@@ -61,12 +61,8 @@ def build(
         fail(f"--k must be positive integers separated by commas, got '{k}'")
     if min_count != "auto" and not min_count.isdigit():
         fail(f"--min-count must be 'auto' or a positive integer, got '{min_count}'")
-    def chosen(value: object, name: str, default: object) -> object:
-        return value if value is not None else PAPER[name] if paper else default
-
-    site = chosen(site, "site", ModelConfig.site)
-    embeddings = chosen(embeddings, "embeddings", ProfileConfig.embeddings)
-    refine = chosen(refine, "refine", ClusterConfig.refine)
+    recipe = build_recipe(paper, site=site, embeddings=embeddings, refine=refine)
+    site, embeddings, refine = recipe["site"], recipe["embeddings"], recipe["refine"]
     source = embeddings if embeddings in ("model", "fasttext") else "file"
     config = BuildConfig(
         model=ModelConfig(model=model, site=site, dtype=dtype),
