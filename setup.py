@@ -24,7 +24,7 @@ TARGET = Path("neurosearch") / "_shipped" / "default"
 WORK_FOLDERS = {"stats", "profiles", "checkpoint"}
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path) -> str:  # as neurosearch.format.atomic.sha256_file: setup.py must not import what it builds
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -13,7 +13,27 @@ WORDS = (
     "is was to in on at it he she they we you happy sad music song band"
 ).split()
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def file_tree(directory: Path) -> dict[str, str]:
+    """Every file below ``directory`` (hidden ones too, no bytecode caches) -> sha256."""
+    import hashlib
+
+    return {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def git_status() -> str | None:
+    """``git status`` of the checkout (untracked files too); None outside a git checkout."""
+    import shutil
+    import subprocess
+
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        return None
+    return subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
+                          capture_output=True, text=True).stdout
 
 
 def make_corpus(path: Path, documents: int, seed: int = 0, words: tuple[int, int] = (5, 40)) -> Path:

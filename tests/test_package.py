@@ -7,7 +7,6 @@ site-packages through a ``.pth`` file (the dependencies), never the source tree.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,23 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_corpus
+from conftest import ROOT, file_tree, git_status, make_corpus
 from test_labels import llm  # noqa: F401 (the fake chat-completions server fixture)
 
-ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "index" / "default"
-
-
-def tree(directory: Path) -> dict[str, str]:
-    return {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
-
-
-def git_status() -> str | None:
-    if not (ROOT / ".git").exists() or shutil.which("git") is None:
-        return None
-    return subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
-                          capture_output=True, text=True).stdout
 
 
 def source_copy(target: Path) -> Path:
@@ -91,7 +77,7 @@ def test_the_installed_wheel_finds_without_a_source_tree_and_writes_nothing_into
     where = subprocess.run([str(python), "-c", "import neurosearch; print(neurosearch.__file__)"], capture_output=True,
                            text=True, cwd=elsewhere, env=env, check=True).stdout
     assert Path(where.strip()).parent == package and not where.startswith(str(ROOT))
-    before, status = tree(package), git_status()
+    before, status = file_tree(package), git_status()
 
     found = neurosearch(python, "find", "weekdays", "--json", cwd=elsewhere, env=env)
     assert found.returncode == 0, found.stderr
@@ -122,7 +108,7 @@ def test_the_installed_wheel_finds_without_a_source_tree_and_writes_nothing_into
     shown = neurosearch(python, "show", "cluster", "k50/0", "--json", cwd=elsewhere, env=env)
     assert json.loads(shown.stdout)["label"]["source"] == "llm"
 
-    assert tree(package) == before, "a command wrote into the installed package"
+    assert file_tree(package) == before, "a command wrote into the installed package"
     assert git_status() == status, "a command changed the checkout"
     assert list(elsewhere.iterdir()) == []
     results = Path(info["results"]["results"])

@@ -7,19 +7,17 @@ a tiny index: afterwards not a byte of the index (or of the checkout) has change
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import file_tree, git_status
 from neurosearch.cli import app
 from test_labels import llm  # noqa: F401 (the fake chat-completions server fixture)
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -27,19 +25,6 @@ def run(*args: str):
     result = runner.invoke(app, list(args))
     assert result.exit_code == 0, result.output
     return result
-
-
-def tree(directory: Path) -> dict[str, str]:
-    """Every file below ``directory`` (hidden ones too) -> sha256."""
-    return {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
-def git_status() -> str | None:
-    if not (ROOT / ".git").exists() or shutil.which("git") is None:
-        return None
-    return subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
-                          capture_output=True, text=True).stdout
 
 
 def make_read_only(directory: Path) -> None:
@@ -75,7 +60,7 @@ def test_readme_commands_leave_a_read_only_index_and_the_checkout_untouched(
     run("ablate", "k3/0", "--sentences", "8", "--seeds", "2", "--index", str(copy))
     shipped_ablation = json.loads((copy / "ablations.json").read_text())["results"]["cluster:filter+smooth+tfidf/k3/0"]
     make_read_only(copy)
-    before, status = tree(copy), git_status()
+    before, status = file_tree(copy), git_status()
     asked = len(llm.seen)
     try:
         run("label", "--index", str(copy), "--base-url", llm.base_url, "--contexts", "0")  # K=6 is new
@@ -86,7 +71,7 @@ def test_readme_commands_leave_a_read_only_index_and_the_checkout_untouched(
             "--index", str(copy))
         run("fit-head", "--index", str(copy), "--epochs", "0.2")
         run("plot", "distance-curve", "--index", str(copy))
-        assert tree(copy) == before
+        assert file_tree(copy) == before
         assert git_status() == status
 
         index = Index.load(copy)
@@ -111,7 +96,7 @@ def test_readme_commands_leave_a_read_only_index_and_the_checkout_untouched(
         other = tmp_path / "other"
         run("--state-dir", str(other), "ablate", "--neurons", "1:2", "--sentences", "8", "--seeds", "2",
             "--index", str(copy))
-        assert list(other.glob("*/ablations.json")) and tree(copy) == before
+        assert list(other.glob("*/ablations.json")) and file_tree(copy) == before
     finally:
         make_writable(copy)
 
