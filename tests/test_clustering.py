@@ -142,7 +142,7 @@ def test_build_clusters_refines_and_round_trips_json():
     profiles[:4] += 0.01 * np.arange(12).reshape(4, 3)
     unit = unit_rows(profiles)
     z = linkage_tree(unit)
-    (cluster,) = build_clusters(unit, z, 1, neurons_per_layer=10, config=ClusterConfig())
+    (cluster,) = build_clusters(unit, z, 1, neurons_per_layer=10, config=ClusterConfig(refine=True))
     assert cluster.neurons == [0, 1, 2, 3] and cluster.dropped == [4]
     (raw,) = build_clusters(unit, z, 1, neurons_per_layer=10, config=ClusterConfig(refine=False))
     worst = direct_cosine_distances(profiles)[:4, 4].max()

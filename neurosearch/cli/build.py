@@ -18,7 +18,7 @@ def build(
     max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
     until: Annotated[str, typer.Option(help="Stop after this stage: stats, profiles, clusters, search.")] = "search",
     methods: Annotated[str, typer.Option(help="Profile methods to build, comma-separated (filter, filter+tfidf, filter+smooth, filter+smooth+tfidf) or 'all'.")] = "all",
-    search_method: Annotated[str, typer.Option("--method", help="The method that backs `find`.")] = ProfileConfig.search_method,
+    search_method: Annotated[Optional[str], typer.Option("--method", help=f"The method that backs `find` (default: {ProfileConfig.search_method} when it is built, else the last built of --methods in the order listed there).", show_default=False)] = None,
     k: Annotated[str, typer.Option("--k", help="Numbers of clusters, comma-separated.")] = "50,200",
     min_count: Annotated[str, typer.Option(help="Keep tokens seen at least this often ('auto' scales with corpus size).")] = "auto",
     embeddings: Annotated[Optional[str], typer.Option(help="Token neighbours for smoothing: model (default), fasttext (the paper's), or a .vec/.bin path.", show_default=False)] = None,
@@ -44,14 +44,18 @@ def build(
         build_recipe,
     )
 
-    def parse_methods() -> tuple[str, ...]:
+    def parse_methods() -> tuple[tuple[str, ...], str]:
         chosen = METHODS if methods == "all" else tuple(m.strip() for m in methods.split(",") if m.strip())
         unknown = [m for m in chosen if m not in METHODS]
         if unknown or not chosen:
             fail(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}")
-        if search_method not in chosen:
-            fail(f"--method {search_method} must be one of the built methods ({', '.join(chosen)})")
-        return chosen
+        searched = search_method
+        if searched is None:  # the shipped recipe's, or the most processed of those built
+            searched = ProfileConfig.search_method if ProfileConfig.search_method in chosen else \
+                max(chosen, key=METHODS.index)
+        if searched not in chosen:
+            fail(f"--method {searched} must be one of the built methods ({', '.join(chosen)})")
+        return chosen, searched
 
     try:
         ks = tuple(int(value) for value in k.split(","))
@@ -61,6 +65,7 @@ def build(
         fail(f"--k must be positive integers separated by commas, got '{k}'")
     if min_count != "auto" and not min_count.isdigit():
         fail(f"--min-count must be 'auto' or a positive integer, got '{min_count}'")
+    built_methods, searched = parse_methods()
     recipe = build_recipe(paper, site=site, embeddings=embeddings, refine=refine)
     site, embeddings, refine = recipe["site"], recipe["embeddings"], recipe["refine"]
     source = embeddings if embeddings in ("model", "fasttext") else "file"
@@ -70,8 +75,8 @@ def build(
         stats=StatsConfig(batch_tokens=batch_tokens, shard_docs=shard_docs),
         profiles=ProfileConfig(
             min_count=min_count if min_count == "auto" else int(min_count),
-            methods=parse_methods(),
-            search_method=search_method,
+            methods=built_methods,
+            search_method=searched,
             embeddings=source,
             embeddings_path=embeddings if source == "file" else None,
         ),
