@@ -1,33 +1,150 @@
-"""Neuron names ``L:I`` (layer, index within the layer) and their flat indices; no torch here."""
+"""Names of neurons and clusters, parsed and formatted here only; standard library only.
+
+A neuron is ``L:I``: layer ``L``, index ``I`` within the layer (flat index ``L * neurons_per_layer + I``).
+A cluster is ``METHOD/kK/ID`` (profile method, the K of the tree cut, its number at that K); users
+may shorten it to ``kK/ID`` or ``ID``, which an index completes with its search method and largest K.
+The search stage's rows of clusters are keyed ``kK/ID`` (:attr:`ClusterId.row_key`).
+"""
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from neurosearch.errors import NeurosearchError
-
-
-def neuron_name(flat_index: int, neurons_per_layer: int) -> str:
-    layer, index = divmod(int(flat_index), neurons_per_layer)
-    return f"{layer}:{index}"
 
 
 class BadNeuronName(NeurosearchError, ValueError):
     """A neuron name that is not ``LAYER:INDEX`` or lies outside the model."""
 
 
+class BadClusterId(NeurosearchError):
+    """A cluster id that is not ``ID``, ``kK/ID`` or ``METHOD/kK/ID``."""
+
+
+class NeuronId(tuple):
+    """One neuron: ``layer`` and ``index`` within the layer (a tuple: a plain class, not a
+    ``NamedTuple``, which would cost a cold ``find`` its class creation)."""
+
+    __slots__ = ()
+    layer: int = property(itemgetter(0))  # type: ignore[assignment]
+    index: int = property(itemgetter(1))  # type: ignore[assignment]
+
+    def __new__(cls, layer: int, index: int) -> "NeuronId":
+        return tuple.__new__(cls, (layer, index))
+
+    def __repr__(self) -> str:
+        return f"NeuronId(layer={self.layer}, index={self.index})"
+
+    @classmethod
+    def parse(cls, name: str) -> "NeuronId":
+        """``"L:I"`` -> NeuronId (any integers; :meth:`flat` checks the range)."""
+        try:
+            layer_text, index_text = str(name).strip().split(":")
+            return cls(int(layer_text), int(index_text))
+        except ValueError:
+            raise BadNeuronName(f"bad neuron name '{name}': expected LAYER:INDEX, e.g. 3:1021") from None
+
+    @classmethod
+    def of_flat(cls, flat_index: int, neurons_per_layer: int) -> "NeuronId":
+        return cls(*divmod(int(flat_index), neurons_per_layer))
+
+    def flat(self, n_layers: int, neurons_per_layer: int, *, shown: str | None = None) -> int:
+        """The flat index; raises with a clear message (naming it ``shown``, as the user wrote it)
+        when the neuron is outside the model."""
+        if not (0 <= self.layer < n_layers and 0 <= self.index < neurons_per_layer):
+            raise BadNeuronName(
+                f"neuron {shown if shown is not None else self} is out of range: "
+                f"layers 0..{n_layers - 1}, indices 0..{neurons_per_layer - 1}"
+            )
+        return self.layer * neurons_per_layer + self.index
+
+    def __str__(self) -> str:
+        return _neuron_text(self[0], self[1])
+
+
+class ClusterId(tuple):
+    """One cluster; ``method`` and ``k`` are None in a shortened id until :meth:`complete` fills them."""
+
+    __slots__ = ()
+    method: str | None = property(itemgetter(0))  # type: ignore[assignment]
+    k: int | None = property(itemgetter(1))  # type: ignore[assignment]
+    number: int = property(itemgetter(2))  # type: ignore[assignment]
+
+    def __new__(cls, method: str | None, k: int | None, number: int) -> "ClusterId":
+        return tuple.__new__(cls, (method, k, number))
+
+    def __repr__(self) -> str:
+        return f"ClusterId(method={self.method!r}, k={self.k}, number={self.number})"
+
+    @classmethod
+    def parse(cls, text: str) -> "ClusterId":
+        """``17``, ``k50/17`` or ``filter+tfidf/k200/17``."""
+        parts = str(text).strip().split("/")
+        try:
+            if len(parts) == 1:
+                return cls(None, None, int(parts[0]))
+            if len(parts) == 2 and parts[0].startswith("k"):
+                return cls(None, int(parts[0][1:]), int(parts[1]))
+            if len(parts) == 3 and parts[1].startswith("k"):
+                return cls(parts[0], int(parts[1][1:]), int(parts[2]))
+        except ValueError:
+            pass
+        raise BadClusterId(f"bad cluster id '{text}': use ID, kK/ID or METHOD/kK/ID (e.g. 17, k200/17)")
+
+    @classmethod
+    def of_row(cls, method: str, row_key: str) -> "ClusterId":
+        """The cluster of ``method`` whose search-stage row key is ``kK/ID``."""
+        parsed = cls.parse(row_key)
+        if parsed.method is not None or parsed.k is None:
+            raise BadClusterId(f"bad cluster row key '{row_key}': expected kK/ID")
+        return cls(method, parsed.k, parsed.number)
+
+    def complete(self, method: str, k: int) -> "ClusterId":
+        """This id with a missing method or K filled in."""
+        return ClusterId(self.method if self.method is not None else method, self.k if self.k is not None else k,
+                         self.number)
+
+    @property
+    def row_key(self) -> str:
+        """``kK/ID``: the cluster's key among its method's search rows."""
+        return f"{row_key_prefix(self.k)}{self.number}"
+
+    def __str__(self) -> str:
+        if self.method is None:
+            return self.row_key if self.k is not None else str(self.number)
+        return f"{self.method}/{self.row_key}"
+
+
+def row_key_prefix(k: int) -> str:
+    """``kK/``: how the row keys of the clusters at K start."""
+    return f"k{k}/"
+
+
+def store_key(kind: str, item_id: str) -> str:
+    """Key of an item in ``labels.json`` and ``ablations.json``: ``cluster:METHOD/kK/ID``, ``neuron:L:I``."""
+    return f"{kind}:{item_id}"
+
+
+def _neuron_text(layer: int, index: int) -> str:
+    return f"{layer}:{index}"
+
+
+def neuron_name(flat_index: int, neurons_per_layer: int) -> str:
+    """``L:I`` of a flat index (what ``str(NeuronId.of_flat(...))`` gives, without the object:
+    ``find`` names hundreds of neurons)."""
+    return _neuron_text(*divmod(int(flat_index), neurons_per_layer))
+
+
 def split_neuron(name: str) -> tuple[int, int]:
     """``"L:I"`` -> (layer, index)."""
-    try:
-        layer_text, index_text = str(name).strip().split(":")
-        return int(layer_text), int(index_text)
-    except ValueError:
-        raise BadNeuronName(f"bad neuron name '{name}': expected LAYER:INDEX, e.g. 3:1021") from None
+    return tuple(NeuronId.parse(name))  # type: ignore[return-value]
 
 
 def parse_neuron(name: str, n_layers: int, neurons_per_layer: int) -> int:
     """Flat index of a neuron named ``L:I``; raises with a clear message when out of range."""
-    layer, index = split_neuron(name)
-    if not (0 <= layer < n_layers and 0 <= index < neurons_per_layer):
-        raise BadNeuronName(
-            f"neuron {name} is out of range: layers 0..{n_layers - 1}, indices 0..{neurons_per_layer - 1}"
-        )
-    return layer * neurons_per_layer + index
+    return NeuronId.parse(name).flat(n_layers, neurons_per_layer, shown=name)
+
+
+def cluster_id(method: str, k: int, number: int) -> str:
+    """``METHOD/kK/ID``."""
+    return str(ClusterId(method, k, number))

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from neurosearch.build import build_index
 from neurosearch.cli import app
 from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
+from neurosearch.format import layout
 
 runner = CliRunner()
 
@@ -136,7 +137,8 @@ def test_indexes_without_the_wordpiece_files_tokenise_with_the_tokenizers_librar
     index = Index.load(older)
     for query in ("monday", "red dog", "Mondays!"):
         assert index.find(query).to_json() == Index.load(tiny_index).find(query).to_json()
-    assert "_pieces" in index.__dict__ and "tokenizer" in index.__dict__  # the fallback was used
+    # the fallback was used: the tokenizers library's file was read, the WordPiece settings were not
+    assert index.files.was_read(layout.TOKENIZER) and not index.files.was_read(layout.WORDPIECE)
 
 
 def test_find_scans_small_indexes_exactly_and_uses_hnsw_when_asked(tiny_index: Path):
@@ -145,9 +147,10 @@ def test_find_scans_small_indexes_exactly_and_uses_hnsw_when_asked(tiny_index: P
 
     small = Index.load(tiny_index)
     default = small.find("monday")
-    assert "_hnsw" not in small.__dict__  # below hnsw_min_rows the graph is never loaded
+    graphs = [layout.hnsw_file(small.search_method, kind) for kind in layout.KINDS]
+    assert not any(small.files.was_read(g) for g in graphs)  # below hnsw_min_rows the graph is never loaded
     forced = Index.load(tiny_index, SearchConfig(hnsw_min_rows=0))
-    assert forced.find("monday").to_json() == default.to_json() and "_hnsw" in forced.__dict__
+    assert forced.find("monday").to_json() == default.to_json() and all(forced.files.was_read(g) for g in graphs)
     assert json.loads(run("find", "monday", "--ann", "--json", "--index", str(tiny_index)).stdout) == default.to_json()
 
 

@@ -19,11 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from neurosearch.errors import NeurosearchError
-
-
-def unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors, dtype=np.float32), where=norms > 0).astype(np.float32)
+from neurosearch.format.quantized import dequantize_rows, quantize_rows, unit  # noqa: F401 (part of this module's API)
 
 
 def nearest_neighbours(vectors: np.ndarray, n: int = 5, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -110,15 +106,3 @@ def file_embeddings(path: str, tokens: list[str]) -> np.ndarray:
     except (ValueError, IndexError):
         raise NeurosearchError(f"embeddings file {source} is not in .vec format") from None
     return vectors
-
-
-def quantize_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 rows with a float32 scale each: unit vectors in a quarter of the float32 size."""
-    normed = unit(vectors)
-    scale = np.abs(normed).max(axis=1) / 127.0
-    scale[scale == 0] = 1.0
-    return np.round(normed / scale[:, None]).astype(np.int8), scale.astype(np.float32)
-
-
-def dequantize_rows(codes: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    return unit(codes.astype(np.float32) * scale[:, None])

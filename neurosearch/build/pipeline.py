@@ -1,7 +1,9 @@
 """``neurosearch build``: run the stages into one index directory, resumably.
 
-Stages, in order: ``stats`` (activations.py) -> ``profiles`` (profiles.py, embeddings.py) ->
-``clusters`` (clustering.py) -> ``search`` (search.py). A finished stage is recorded in the
+Stages, in order (:meth:`Builder.stages`): ``stats`` (here, over ``stats.py``) -> ``profiles``
+(``profiles_stage.py`` over ``profiles.py``, ``embeddings.py``) -> ``clusters`` (``clusters_stage.py``
+over ``clusters.py``) -> ``search`` (``search_stage.py`` over ``search.py``); the files they write
+are named in ``format/layout.py``. A finished stage is recorded in the
 manifest and not recomputed on a rerun; the statistics stage checkpoints after every shard, so a
 killed build resumes where it stopped. An index whose model, site or corpus differ from the
 request is never silently mixed: the build refuses and says why.
@@ -12,32 +14,32 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from neurosearch.config import BuildConfig, SearchConfig, to_dict
+from neurosearch.build.search_stage import query_neighbours  # noqa: F401 (part of the build's API)
+from neurosearch.config import BuildConfig, to_dict
 from neurosearch.corpus import CorpusSummary, read_documents, scan_corpus
 from neurosearch.errors import NeurosearchError
-from neurosearch.index.index import FIND_TOP_TOKENS, SEARCH_FORMAT
-from neurosearch.format.manifest import MANIFEST, Manifest
+from neurosearch.format import layout
+from neurosearch.format.atomic import save_npy_atomic, write_json_atomic
+from neurosearch.format.layout import MANIFEST, SEARCH_FORMAT, STAGES
+from neurosearch.format.manifest import Manifest
 from neurosearch.progress import Reporter, SilentReporter, peak_rss_gb, reset_peak_rss
-from neurosearch.format.atomic import save_npy_atomic, write_bytes_atomic, write_json_atomic
-
-STAGES = ("stats", "profiles", "clusters", "search")
 
 
-def query_neighbours(vocabulary_space: np.ndarray, kept_space: np.ndarray, count: int,
-                     block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Every vocabulary token's ``count`` nearest kept tokens (kept index, cosine), best first: what
-    ``query.nearest_kept`` computes for a one-token word, stored so that queries need no numpy."""
-    from neurosearch.index.query import nearest_kept_rows
 
-    order, similarity = nearest_kept_rows(vocabulary_space, kept_space, count, block)
-    index_type = np.uint16 if kept_space.shape[0] <= np.iinfo(np.uint16).max + 1 else np.int32
-    return order.astype(index_type), similarity
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the build: its name and what runs it (each is recorded in the manifest when done)."""
+
+    name: str
+    run: Callable[[Manifest], dict[str, Any]]
+    """Writes the stage's files into the index and lists them in the manifest; returns the stage's facts."""
 
 
 def _shards(documents: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -49,14 +51,13 @@ def _shards(documents: Iterator[str], size: int) -> Iterator[list[str]]:
 
 
 def _latest_checkpoint(root: Path) -> tuple[int, Path | None]:
-    """The newest complete checkpoint (``stats-<shards>/progress.json`` is written last)."""
+    """The newest complete checkpoint (its progress file is written last)."""
     best: tuple[int, Path | None] = (0, None)
     if root.is_dir():
-        for path in root.glob("stats-*"):
-            if (path / "progress.json").is_file() and path.name[6:].isdigit():
-                shards = int(path.name[6:])
-                if shards > best[0]:
-                    best = (shards, path)
+        for path in root.glob(f"{layout.CHECKPOINT_PREFIX}*"):
+            shards = layout.checkpoint_shards(path.name)
+            if shards is not None and (path / layout.CHECKPOINT_PROGRESS).is_file() and shards > best[0]:
+                best = (shards, path)
     return best
 
 
@@ -130,30 +131,19 @@ class Builder:
     def _stage_done(self, manifest: Manifest, stage: str) -> bool:
         return bool(manifest.stages.get(stage, {}).get("done"))
 
-    def _finish_stage(self, manifest: Manifest, stage: str, started: float, facts: dict[str, Any]) -> None:
-        manifest.stages[stage] = {
-            **manifest.stages.get(stage, {}),
-            **facts,
-            "done": True,
-            "seconds": round(time.time() - started, 2),
-            "peak_rss_gb": round(peak_rss_gb(), 3),
-        }
-        manifest.save(self.out)
-        self.reporter.log(f"{stage}: done in {manifest.stages[stage]['seconds']:.1f} s")
-
     # -- stats ---------------------------------------------------------------------------------
-    def stats(self, manifest: Manifest, corpus: CorpusSummary) -> None:
+    def stats(self, manifest: Manifest, corpus: CorpusSummary) -> dict[str, Any]:
+        """Eq. 1 statistics in one streaming pass, checkpointed after every shard; the stage's facts."""
         from neurosearch.build.stats import StatsAccumulator, TokenStats, accumulate, vocab_size
 
         started = time.time()
-        reset_peak_rss()
         self._load_model()
         config = self.config
-        root = self.out / "checkpoint"
+        root = self.out / layout.CHECKPOINT_DIR
         shards_done, checkpoint = _latest_checkpoint(root)
         accumulator = StatsAccumulator(self.site, vocab_size(self.loaded), config.stats.top_k)
         if checkpoint is not None:
-            progress = json.loads((checkpoint / "progress.json").read_text())
+            progress = json.loads((checkpoint / layout.CHECKPOINT_PROGRESS).read_text())
             if progress.get("identity") != manifest.stages["stats"]["identity"]:
                 shutil.rmtree(root)
                 shards_done, checkpoint = 0, None
@@ -171,267 +161,72 @@ class Builder:
             accumulate(self.loaded, self.site, accumulator, shard, first, config.stats, config.corpus.window)
             first += len(shard)
             advance(len(shard))
-            target = root / f"stats-{number + 1}"
-            tmp = root / f".stats-{number + 1}.tmp"
+            target = self.out / layout.checkpoint_dir(number + 1)
+            tmp = target.with_name(f".{target.name}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             accumulator.export().save(tmp)
             write_json_atomic(
-                tmp / "progress.json",
+                tmp / layout.CHECKPOINT_PROGRESS,
                 {"shards": number + 1, "documents": first, "identity": manifest.stages["stats"]["identity"]},
             )
             tmp.rename(target)
-            for old in root.glob("stats-*"):
+            for old in root.glob(f"{layout.CHECKPOINT_PREFIX}*"):
                 if old != target:
                     shutil.rmtree(old, ignore_errors=True)
         self.reporter.finish("statistics (documents)")
         _, final = _latest_checkpoint(root)
         if final is None:
             raise NeurosearchError(f"corpus {config.corpus.source} has no documents")
-        stats_dir = self.out / "stats"
+        stats_dir = self.out / layout.STATS_DIR
         shutil.rmtree(stats_dir, ignore_errors=True)
-        (final / "progress.json").unlink()
+        (final / layout.CHECKPOINT_PROGRESS).unlink()
         final.rename(stats_dir)
         shutil.rmtree(root, ignore_errors=True)
         stats = TokenStats.load(stats_dir)
         self._write_neuron_files(manifest, stats)
         manifest.corpus.update(documents=stats.documents, windows=stats.windows, tokens=stats.tokens)
-        self._finish_stage(
-            manifest,
-            "stats",
-            started,
-            {"documents": stats.documents, "windows": stats.windows, "tokens": stats.tokens,
-             "tokens_per_second": round(stats.tokens / max(time.time() - started, 1e-9), 1)},
-        )
+        return {"documents": stats.documents, "windows": stats.windows, "tokens": stats.tokens,
+                "tokens_per_second": round(stats.tokens / max(time.time() - started, 1e-9), 1)}
 
     def _write_neuron_files(self, manifest: Manifest, stats: Any) -> None:
         mean = stats.neuron_mean().astype(np.float32)
         std = np.sqrt(stats.neuron_var()).astype(np.float32)
         for name, array in (
-            ("neurons/mean.npy", mean),
-            ("neurons/std.npy", std),
-            ("neurons/top_values.npy", stats.top_values.astype(np.float32)),
-            ("neurons/top_refs.npy", stats.top_refs.astype(np.int32)),
+            (layout.NEURON_MEAN, mean),
+            (layout.NEURON_STD, std),
+            (layout.NEURON_TOP_VALUES, stats.top_values.astype(np.float32)),
+            (layout.NEURON_TOP_REFS, stats.top_refs.astype(np.int32)),
         ):
             save_npy_atomic(self.out / name, array)
             manifest.record(self.out, name)
 
-    # -- profiles -------------------------------------------------------------------------------
-    def profiles(self, manifest: Manifest) -> None:
-        from neurosearch.build.stats import TokenStats
-        from neurosearch.corpus import plain_backend
-        from neurosearch.build.embeddings import nearest_neighbours, quantize_rows, unit
-        from neurosearch.build.profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, top_tokens
-
-        started = time.time()
-        reset_peak_rss()
-        config = self.config.profiles
-        stats = TokenStats.load(self.out / "stats")
-        tokenizer = self.loaded.tokenizer
-        id_to_token = {index: token for token, index in tokenizer.get_vocab().items()}
-        min_count = choose_min_count(config.min_count, stats.tokens)
-        kept = filter_tokens(stats.token_ids, stats.token_counts, id_to_token, min_count)
-        if len(kept.ids) < 10:
-            raise NeurosearchError(
-                f"only {len(kept.ids)} tokens occur at least {min_count} times; use a larger corpus or a lower --min-count"
-            )
-        self.reporter.log(f"profiles: kept {len(kept.ids)} of {len(stats.token_ids)} seen tokens (count >= {min_count})")
-        raw = raw_profiles(stats.token_sums, stats.token_counts, kept.rows)
-        del stats
-        space = self._token_space()  # [V, D] unit rows for the whole vocabulary
-        codes, scale = quantize_rows(space)
-        save_npy_atomic(self.out / "token_space.npy", codes)
-        save_npy_atomic(self.out / "token_space_scale.npy", scale)
-        neighbours, similarity = nearest_neighbours(unit(space[kept.ids]), config.neighbours)
-        save_npy_atomic(self.out / "neighbours.npy", neighbours)
-        save_npy_atomic(self.out / "neighbour_similarity.npy", similarity)
-        write_json_atomic(self.out / "tokens.json", kept.to_json())
-        plain_backend(tokenizer).save(str(self.out / "tokenizer.json"))
-        for name in ("token_space.npy", "token_space_scale.npy", "neighbours.npy", "neighbour_similarity.npy",
-                     "tokens.json", "tokenizer.json"):
-            manifest.record(self.out, name)
-        advance = self.reporter.task("profiles (methods)", len(config.methods))
-        for method in config.methods:
-            profiles = method_profiles(raw, method, neighbours, similarity, config.smoothing_lambda)
-            save_npy_atomic(self.out / "profiles" / f"{method}.npy", profiles)
-            index, values = top_tokens(profiles, config.top_tokens)
-            for name, array in (("neuron_top_tokens", index), ("neuron_top_values", values.astype(np.float16))):
-                relative = f"methods/{method}/{name}.npy"
-                save_npy_atomic(self.out / relative, array)
-                manifest.record(self.out, relative)
-            advance(1)
-        self.reporter.finish("profiles (methods)")
-        manifest.configs["profiles"] = to_dict(config)
-        self._finish_stage(manifest, "profiles", started, {"min_count": min_count, "tokens_kept": int(len(kept.ids))})
-
-    def _token_space(self) -> np.ndarray:
-        """Unit token vectors for the whole vocabulary from the configured source."""
-        from neurosearch.build.embeddings import fasttext_embeddings, file_embeddings, unit
-
-        config = self.config.profiles
-        table = self.loaded.encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
-        if config.embeddings == "model":
-            return unit(table)
-        vocab = sorted(self.loaded.tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-        tokens = [token for token, _ in vocab]
-        if config.embeddings == "fasttext":
-            from neurosearch.corpus import plain_backend
-
-            backend = plain_backend(self.loaded.tokenizer)
-            pieces = (backend.encode(doc, add_special_tokens=False).tokens for doc in read_documents(self.config.corpus))
-            return unit(fasttext_embeddings(pieces, tokens, work_dir=self.out))
-        if not config.embeddings_path:
-            raise NeurosearchError("embeddings 'file' needs a path: --embeddings PATH.vec")
-        return unit(file_embeddings(config.embeddings_path, tokens))
-
-    # -- clusters -------------------------------------------------------------------------------
-    def clusters(self, manifest: Manifest) -> None:
-        from neurosearch.build.clusters import build_clusters, distance_curve, linkage_tree, unit_rows
-
-        started = time.time()
-        reset_peak_rss()
-        config = self.config.clusters
-        too_big = [k for k in config.ks if k > manifest.n_neurons]
-        if too_big:
-            raise NeurosearchError(f"K={too_big[0]} is larger than the number of neurons ({manifest.n_neurons})")
-        methods = manifest.configs["profiles"]["methods"]
-        facts: dict[str, Any] = {}
-        advance = self.reporter.task("clusters (methods)", len(methods))
-        for method in methods:
-            t0 = time.time()
-            unit = unit_rows(np.load(self.out / "profiles" / f"{method}.npy"))
-            tree = linkage_tree(unit)
-            sizes = {}
-            for k in config.ks:
-                found = build_clusters(unit, tree, k, neurons_per_layer=manifest.neurons_per_layer, config=config)
-                relative = f"methods/{method}/clusters_k{k}.json"
-                write_json_atomic(self.out / relative, {"method": method, "k": k, "clusters": [c.to_json() for c in found]})
-                manifest.record(self.out, relative)
-                sizes[str(k)] = sorted((c.size for c in found), reverse=True)
-            curve_ks = [k for k in config.curve_ks if k <= manifest.n_neurons]
-            relative = f"methods/{method}/distance_curve.json"
-            write_json_atomic(self.out / relative, distance_curve(unit, tree, curve_ks))
-            manifest.record(self.out, relative)
-            facts[method] = {"seconds": round(time.time() - t0, 2), "cluster_sizes": sizes}
-            advance(1)
-        self.reporter.finish("clusters (methods)")
-        manifest.configs["clusters"] = to_dict(config)
-        self._finish_stage(manifest, "clusters", started, {"methods": facts})
-
-    # -- search ---------------------------------------------------------------------------------
-    def search(self, manifest: Manifest) -> None:
-        """Peak vectors for every method (exact search); HNSW indexes for the search method."""
-        from neurosearch.build.clusters import unit_rows
-        from neurosearch.build.embeddings import dequantize_rows
-        from neurosearch.index.postings import build_postings
-        from neurosearch.build.profiles import top_tokens
-        from neurosearch.build.search import build_hnsw, dense_vectors, peak_weights
-        from neurosearch.index.labels import fallback_label
-        from neurosearch.index.wordpiece import WordPiece
-
-        started = time.time()
-        reset_peak_rss()
-        shutil.rmtree(self.out / "search", ignore_errors=True)  # no stale files of another search method
-        manifest.files = {k: v for k, v in manifest.files.items() if not k.startswith("search/")}
-        search_method = manifest.configs["profiles"]["search_method"]
-        m = manifest.configs["profiles"]["top_tokens"]
-        kept = json.loads((self.out / "tokens.json").read_text())
-        kept_ids = np.asarray(kept["ids"])
-        codes, scale = np.load(self.out / "token_space.npy"), np.load(self.out / "token_space_scale.npy")
-        vocabulary_space = dequantize_rows(codes, scale)
-        space = vocabulary_space[kept_ids]
-        kept_tokens = kept["tokens"]
-
-        def offline_labels(top: Any) -> list[str]:  # served by Index.label_for when there is no LLM label
-            return [fallback_label([kept_tokens[i] for i in row[:20]], space[list(row[:20])]).theme for row in top]
-
-        for method in manifest.configs["profiles"]["methods"]:
-            profiles = np.load(self.out / "profiles" / f"{method}.npy")
-            top = np.load(self.out / "methods" / method / "neuron_top_tokens.npy")
-            weights = peak_weights(profiles, top)
-            unit = unit_rows(profiles)
-            keys, means, members, shown = [], [], [], []
-            for k in manifest.configs["clusters"]["ks"]:
-                found = json.loads((self.out / "methods" / method / f"clusters_k{k}.json").read_text())["clusters"]
-                for cluster in found:
-                    keys.append(f"k{k}/{cluster['id']}")
-                    means.append(unit[cluster["neurons"]].mean(axis=0))
-                    members.append(cluster["neurons"])
-                    shown.append(cluster["top_tokens"][:FIND_TOP_TOKENS])
-            del unit
-            cluster_profiles = np.stack(means).astype(np.float32)
-            cluster_top, _ = top_tokens(cluster_profiles, m)
-            cluster_weights = peak_weights(cluster_profiles, cluster_top)
-            folder = f"search/{method}"
-            neuron_top, neuron_weights = top, weights
-            score_tokens = manifest.configs["profiles"].get("neuron_score_tokens")
-            if score_tokens:  # the first tokens, equally weighted (ProfileConfig.neuron_score_tokens)
-                neuron_top = top[:, :score_tokens]
-                neuron_weights = np.full(neuron_top.shape, 1 / np.sqrt(neuron_top.shape[1]), dtype=np.float32)
-            outputs = {
-                # each neuron's strongest peak weight: how focused it is (label --neurons picks by it)
-                f"{folder}/neuron_focus.npy": weights[:, 0].astype(np.float32),
-                # what find shows of a cluster hit, without parsing the clusters' JSON
-                f"{folder}/cluster_tokens.npy": np.asarray(shown, dtype=np.int32),
-                f"{folder}/cluster_neurons_offsets.npy": np.cumsum([0] + [len(n) for n in members], dtype=np.int64),
-                f"{folder}/cluster_neurons.npy": np.asarray([n for group in members for n in group], dtype=np.int32),
-            }
-            for name, (rows_top, rows_weights) in {"neurons": (neuron_top, neuron_weights), "clusters": (cluster_top, cluster_weights)}.items():
-                built = build_postings(rows_top, rows_weights, len(kept_tokens))
-                outputs.update({f"{folder}/{name}_postings_{part}.npy": array for part, array in built.items()})
-            for relative, array in outputs.items():
-                save_npy_atomic(self.out / relative, array)
-                manifest.record(self.out, relative)
-            write_json_atomic(self.out / folder / "clusters.json", {"method": method, "keys": keys})
-            labels = offline_labels(top) + offline_labels(shown)
-            write_bytes_atomic(self.out / folder / "fallback_labels.txt", ("\n".join(labels) + "\n").encode("utf-8"))
-            for name in ("clusters.json", "fallback_labels.txt"):
-                manifest.record(self.out, f"{folder}/{name}")
-            if method == search_method:
-                build_hnsw(dense_vectors(neuron_top, neuron_weights, space), self.out / folder / "neurons.hnsw")
-                build_hnsw(dense_vectors(cluster_top, cluster_weights, space), self.out / folder / "clusters.hnsw")
-                manifest.record(self.out, f"{folder}/neurons.hnsw")
-                manifest.record(self.out, f"{folder}/clusters.hnsw")
-        concepts = self._bake_concepts(manifest, kept_tokens)
-        stored_space = space.astype(np.float16)  # no dequantising per query
-        save_npy_atomic(self.out / "search" / "kept_space.npy", stored_space)
-        manifest.record(self.out, "search/kept_space.npy")
-        neighbours, similarity = query_neighbours(vocabulary_space, stored_space.astype(np.float32), SearchConfig().neighbours)
-        for name, array in (("query_neighbours", neighbours), ("query_neighbour_similarity", similarity)):
-            save_npy_atomic(self.out / "search" / f"{name}.npy", array)
-            manifest.record(self.out, f"search/{name}.npy")
-        wordpiece = WordPiece.settings_of(json.loads((self.out / "tokenizer.json").read_text(encoding="utf-8")))
-        if wordpiece is not None:  # BERT's tokenizer: queries tokenise without the tokenizers library
-            write_bytes_atomic(self.out / "search" / "wordpiece_vocab.txt", "\n".join(wordpiece.pop("tokens")).encode("utf-8"))
-            write_json_atomic(self.out / "search" / "wordpiece.json", wordpiece)
-            manifest.record(self.out, "search/wordpiece_vocab.txt")
-            manifest.record(self.out, "search/wordpiece.json")
-        self._finish_stage(manifest, "search", started,
-                           {"method": search_method, "concepts": concepts, "format": SEARCH_FORMAT})
-
-    def _bake_concepts(self, manifest: Manifest, kept_tokens: list[str]) -> str | None:
-        """WordNet's concept members over the kept tokens (search/concepts.*), when WordNet is found."""
-        from neurosearch.build.wordnet import WordNet, WordNetConfig, concept_table
-
-        if not self.config.concepts:
-            return None
-        wordnet = WordNet.find()
-        if wordnet is None:
-            self.reporter.log("search: no WordNet data found (see README): queries will use embeddings only")
-            return None
-        table = concept_table(wordnet, kept_tokens, WordNetConfig())
-        for name, array in (("concept_offsets", table.offsets), ("concept_members", table.members),
-                            ("concept_depths", table.depths), ("concept_shares", table.shares),
-                            ("concept_heads", table.heads)):
-            save_npy_atomic(self.out / "search" / f"{name}.npy", array)
-            manifest.record(self.out, f"search/{name}.npy")
-        source = wordnet.version
-        write_json_atomic(self.out / "search" / "concepts.json",
-                          {"source": source, "config": to_dict(WordNetConfig()), "keys": table.keys})
-        manifest.record(self.out, "search/concepts.json")
-        self.reporter.log(f"search: {len(table.keys)} WordNet concepts baked into the index")
-        return source
-
     # -- the build -------------------------------------------------------------------------------
+    def stages(self, corpus: CorpusSummary) -> tuple[Stage, ...]:
+        """The stages in order (their names are :data:`STAGES`); each returns its facts."""
+        from neurosearch.build import clusters_stage, profiles_stage, search_stage
+
+        out, config, reporter = self.out, self.config, self.reporter
+        return (
+            Stage("stats", lambda manifest: self.stats(manifest, corpus)),
+            Stage("profiles", lambda manifest: profiles_stage.run(out, manifest, config, self.loaded, reporter)),
+            Stage("clusters", lambda manifest: clusters_stage.run(out, manifest, config.clusters, reporter)),
+            Stage("search", lambda manifest: search_stage.SearchStage(out, manifest, reporter, config.concepts).run()),
+        )
+
+    def _run_stage(self, manifest: Manifest, stage: Stage) -> None:
+        started = time.time()
+        reset_peak_rss()
+        facts = stage.run(manifest)
+        manifest.stages[stage.name] = {
+            **manifest.stages.get(stage.name, {}),
+            **facts,
+            "done": True,
+            "seconds": round(time.time() - started, 2),
+            "peak_rss_gb": round(peak_rss_gb(), 3),
+        }
+        manifest.save(self.out)
+        self.reporter.log(f"{stage.name}: done in {manifest.stages[stage.name]['seconds']:.1f} s")
+
     def run(self, until: str, force: bool) -> Manifest:
         if until not in STAGES:
             raise NeurosearchError(f"unknown stage '{until}' (choose from {', '.join(STAGES)})")
@@ -447,7 +242,7 @@ class Builder:
         }
         created = not self.out.exists()
         if force and (self.out / MANIFEST).exists():
-            for child in ("stats", "checkpoint", "neurons", "profiles", "methods", "search"):
+            for child in layout.BUILD_DIRS:
                 shutil.rmtree(self.out / child, ignore_errors=True)
             (self.out / MANIFEST).unlink()
         if (self.out / MANIFEST).exists():
@@ -476,13 +271,11 @@ class Builder:
         self._invalidate_changed(manifest)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            if not self._stage_done(manifest, "stats"):
-                self.stats(manifest, corpus)
-            for stage in STAGES[1 : STAGES.index(until) + 1]:
-                if not self._stage_done(manifest, stage):
-                    getattr(self, stage)(manifest)
+            for stage in self.stages(corpus)[: STAGES.index(until) + 1]:
+                if not self._stage_done(manifest, stage.name):
+                    self._run_stage(manifest, stage)
         except BaseException:
-            if created and not (self.out / "checkpoint").exists() and not (self.out / MANIFEST).exists():
+            if created and not (self.out / layout.CHECKPOINT_DIR).exists() and not (self.out / MANIFEST).exists():
                 shutil.rmtree(self.out, ignore_errors=True)
             raise
         return manifest

@@ -8,13 +8,13 @@ weights ``q`` is the cosine ``sum_t q_t s[t] / |q|``, computed from inverted lis
 (``postings.py``). A row scores high only when the query's tokens are among the tokens it fires for
 most -- which is what a researcher means by "a neuron for weekdays" and what precision@10 of its
 top tokens measures. Cosine over the whole vocabulary, by contrast, is dominated by a neuron's
-broad offset (DESIGN.md: about half of the oracle).
+broad offset (docs/decisions.md).
 
 Approximate (HNSW): the same weights, mapped into the token embedding space
 (``sum_t s[t] E_t``, unit), give dense D-dim vectors; hnswlib returns candidates by cosine to the
-query's dense vector, and the exact score reranks them. With ~10k neurons the exact path is instant;
-the HNSW path is what scales to millions of neurons. recall@10 of one against the other is measured
-by ``benchmarks/retrieval.py``.
+query's dense vector, and the exact score reranks them. The exact path is fast for indexes of
+thousands of neurons; the HNSW path is what scales to millions. recall@10 of one against the other
+is measured by ``benchmarks/retrieval.py``.
 """
 
 from __future__ import annotations
@@ -55,11 +55,3 @@ def build_hnsw(vectors: np.ndarray, path: Path, *, m: int = 16, ef_construction:
     with atomic_path(path) as tmp:
         index.save_index(str(tmp))
 
-
-def load_hnsw(path: Path, dim: int, ef: int):
-    import hnswlib
-
-    index = hnswlib.Index(space="cosine", dim=dim)
-    index.load_index(str(path))
-    index.set_ef(ef)
-    return index

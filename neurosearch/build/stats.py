@@ -31,8 +31,9 @@ from neurosearch.corpus import Windows, make_windows
 from neurosearch.errors import NeurosearchError
 from neurosearch.model.loading import LoadedModel, NeuronHooks, NeuronSite
 from neurosearch.format.atomic import save_npy_atomic
+from neurosearch.format.layout import STATS_ARRAYS, stats_array
 
-STATS_FILES = ("token_ids", "token_counts", "token_sums", "neuron_sumsq", "top_values", "top_refs", "totals")
+STATS_FILES = STATS_ARRAYS  # the arrays of a statistics directory; "totals" (written last) marks it complete
 
 
 @dataclass
@@ -98,14 +99,14 @@ class TokenStats:
         """Write every array atomically (temp file + rename); ``totals`` last marks completion."""
         directory.mkdir(parents=True, exist_ok=True)
         for name in STATS_FILES[:-1]:
-            save_npy_atomic(directory / f"{name}.npy", getattr(self, name))
-        save_npy_atomic(directory / "totals.npy", np.array([self.documents, self.windows], dtype=np.int64))
+            save_npy_atomic(directory / stats_array(name), getattr(self, name))
+        save_npy_atomic(directory / stats_array("totals"), np.array([self.documents, self.windows], dtype=np.int64))
 
     @classmethod
     def load(cls, directory: Path) -> "TokenStats":
-        if not (directory / "totals.npy").is_file():
+        if not (directory / stats_array("totals")).is_file():
             raise NeurosearchError(f"no complete statistics in {directory}")
-        arrays = {name: np.load(directory / f"{name}.npy", allow_pickle=False) for name in STATS_FILES}
+        arrays = {name: np.load(directory / stats_array(name), allow_pickle=False) for name in STATS_FILES}
         documents, windows = (int(v) for v in arrays.pop("totals"))
         return cls(**arrays, documents=documents, windows=windows)
 

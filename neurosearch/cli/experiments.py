@@ -114,10 +114,11 @@ def plot(
     """Draw one of the paper's figures for an index (PNG)."""
     from neurosearch.experiments import evaluation; from neurosearch import plots
 
+    from neurosearch.format import layout
     from neurosearch.index import stored
 
     opened = open_index(index)
-    target = out or opened.state.write_path(f"figures/{name}.png")
+    target = out or opened.state.write_path(layout.figure_file(name))
 
     def draw() -> Path:
         if name == "distance-curve":

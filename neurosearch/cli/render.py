@@ -9,11 +9,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from neurosearch.ids import ClusterId, NeuronId
+
 
 def _layers(neurons: list[str]) -> str:
     """Layers as ranges: '0-5', '2,4-5'."""
     runs: list[list[int]] = []  # [first, last] of each run of consecutive layers
-    for layer in sorted({int(n.split(":")[0]) for n in neurons}):
+    for layer in sorted({NeuronId.parse(n).layer for n in neurons}):
         if runs and layer == runs[-1][1] + 1:
             runs[-1][1] = layer
         else:
@@ -31,7 +33,7 @@ def find_table(result: Any, width: int = 80) -> Group:
     """
     expanded = ", ".join(f"{t['token']} ({t['weight']:.2f})" for t in result.query.to_json()[:16])
     header = Text.assemble(("query ", "bold"), (result.query.text, "cyan"), "  ->  ", (expanded, "dim"))
-    methods = {hit.id.split("/")[0] for hit in result.results if hit.kind == "cluster"}
+    methods = {ClusterId.parse(hit.id).method for hit in result.results if hit.kind == "cluster"}
     labelled = any(hit.label and hit.label_source != "fallback" for hit in result.results)
     columns = [("#", "dim"), ("hit", "bold"), ("score", "")]
     if labelled or width >= 120:
@@ -41,7 +43,7 @@ def find_table(result: Any, width: int = 80) -> Group:
         columns += [("size", ""), ("layers", "dim")]
     rows = []
     for rank, hit in enumerate(result.results, 1):
-        shown_id = hit.id.split("/", 1)[1] if hit.kind == "cluster" and len(methods) == 1 else hit.id
+        shown_id = ClusterId.parse(hit.id).row_key if hit.kind == "cluster" and len(methods) == 1 else hit.id
         cells = {"#": Text(str(rank)), "hit": Text(f"{hit.kind} {shown_id}"), "score": Text(f"{hit.score:.3f}"),
                  "theme": Text(hit.label or "", style="dim" if hit.label_source == "fallback" else ""),
                  "top tokens": Text(" ".join(hit.top_tokens[:30])), "size": Text(str(hit.size)),

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from neurosearch.config import BASELINES, METHODS
+from neurosearch.format import layout
+from neurosearch.ids import BadClusterId, ClusterId, cluster_id
 
 if TYPE_CHECKING:  # rich is only needed when a table is rendered
     from rich.table import Table
@@ -65,10 +67,13 @@ def group_key(result: dict[str, Any]) -> tuple[str, int | None]:
     method = result.get("method")
     k = result.get("k")
     if method is None or k is None:
-        parts = str(result.get("target", {}).get("id", "")).split("/")
-        if len(parts) >= 3 and parts[-2].startswith("k") and parts[-2][1:].isdigit():
-            method = method if method is not None else "/".join(parts[:-2])
-            k = k if k is not None else int(parts[-2][1:])
+        try:
+            parsed = ClusterId.parse(str(result.get("target", {}).get("id", "")))
+        except BadClusterId:
+            parsed = None
+        if parsed is not None and parsed.method is not None:
+            method = method if method is not None else parsed.method
+            k = k if k is not None else parsed.k
     return (str(method) if method is not None else "?", int(k) if k is not None else None)
 
 
@@ -234,7 +239,7 @@ def evaluation_targets(index: Any, methods: Sequence[str], ks: Sequence[int], ma
             if max_clusters is not None and len(ids) > max_clusters:
                 rng = np.random.default_rng([seed, k])
                 ids = sorted(rng.choice(ids, size=max_clusters, replace=False).tolist())
-            targets.extend((method, k, f"{method}/k{k}/{i}") for i in ids)
+            targets.extend((method, k, cluster_id(method, k, i)) for i in ids)
     return targets
 
 
@@ -343,7 +348,7 @@ def _slug(method: str) -> str:
 def distance_curves(index: Any, methods: Sequence[str]) -> dict[str, dict[str, list[float]]]:
     curves = {}
     for method in methods:
-        data = index.json(f"methods/{method}/distance_curve.json")
+        data = index.json(layout.distance_curve_file(method))
         curves[method] = {"k": data["ks"], "avg_max": data["avg_max_distance"], "avg_mean": data["avg_mean_distance"]}
     return curves
 
@@ -352,7 +357,7 @@ def tightest_clusters(index: Any, method: str, k: int, count: int, min_size: int
     """The ``count`` clusters with the smallest average pairwise distance (at least ``min_size`` neurons)."""
     found = [c for c in index.clusters(method, k) if len(c["neurons"]) >= min_size]
     found.sort(key=lambda c: c["avg_distance"])
-    return [index.cluster(f"{method}/k{k}/{c['id']}") for c in found[:count]]
+    return [index.cluster(cluster_id(method, k, c["id"])) for c in found[:count]]
 
 
 def pca_inputs(index: Any, clusters: Sequence[Any], tokens: int = 30) -> list[tuple[str, list[str], Any]]:

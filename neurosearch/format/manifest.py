@@ -14,9 +14,10 @@ from typing import Any
 from neurosearch import __version__
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.atomic import sha256_file, write_json_atomic
+from neurosearch.format.layout import MANIFEST
+from neurosearch.ids import NeuronId, neuron_name
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 
 
 class IndexError_(NeurosearchError):
@@ -48,6 +49,42 @@ class Manifest:
     @property
     def n_neurons(self) -> int:
         return self.n_layers * self.neurons_per_layer
+
+    # -- what a built index holds, which queries check their arguments against -----------------------
+    @property
+    def search_method(self) -> str:
+        """The profile method that backs ``find`` (the one with HNSW graphs)."""
+        return self.configs["profiles"]["search_method"]
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.configs["profiles"]["methods"])
+
+    @property
+    def ks(self) -> list[int]:
+        return [int(k) for k in self.configs["clusters"]["ks"]]
+
+    @property
+    def default_k(self) -> int:
+        return max(self.ks)
+
+    def check_method(self, method: str) -> str:
+        if method not in self.methods:
+            raise NeurosearchError(f"method '{method}' is not in this index (has: {', '.join(self.methods)})")
+        return method
+
+    def check_k(self, k: int) -> int:
+        if k not in self.ks:
+            raise NeurosearchError(f"K={k} is not in this index (has K = {', '.join(map(str, self.ks))})")
+        return k
+
+    def neuron_name(self, flat: int) -> str:
+        """``L:I`` of the neuron at flat index ``flat``."""
+        return neuron_name(flat, self.neurons_per_layer)
+
+    def neuron_index(self, name: str) -> int:
+        """The flat index of the neuron named ``L:I``; a one-line error when it is outside the model."""
+        return NeuronId.parse(name).flat(self.n_layers, self.neurons_per_layer, shown=name)
 
     def to_json(self) -> dict[str, Any]:
         return {

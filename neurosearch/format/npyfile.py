@@ -1,9 +1,9 @@
 """``.npy`` files read with the standard library: what a cold ``find`` needs without importing numpy.
 
-numpy's import alone is ~0.12 s of a ~0.3 s command. ``find`` reads a handful of rows and slices of
-the index's arrays (postings of the query's tokens, one neuron's top tokens, one word's
-neighbours), so a ``struct`` reader over the file's bytes is all it needs. Only the simple,
-C-ordered, little-endian numeric arrays that ``storage.save_npy_atomic`` writes are supported.
+Importing numpy is a large part of a cold ``find`` (docs/decisions.md). ``find`` reads a handful of
+rows and slices of the index's arrays (postings of the query's tokens, one neuron's top tokens, one
+word's neighbours), so a ``struct`` reader over the file's bytes is all it needs. Only the simple,
+C-ordered, little-endian numeric arrays that ``atomic.save_npy_atomic`` writes are supported.
 """
 
 from __future__ import annotations

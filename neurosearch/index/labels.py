@@ -1,7 +1,7 @@
 """What a cluster or neuron is about: the label record, and the offline label made of its tokens.
 
-Split from ``labels.py`` (the LLM labelling) so that ``find`` can label its hits without importing
-the labelling machinery.
+Apart from the LLM labelling (``labeling/``) so that ``find`` can label its hits without importing
+the labelling machinery; ``lookup.IndexLabels`` serves an index's labels.
 """
 
 from __future__ import annotations

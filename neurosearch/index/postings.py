@@ -6,7 +6,7 @@ query with kept-token weights ``q`` is ``sum_t q_t s[t] / |q|``. Stored token-ma
 kept token, the rows that weigh it and their weights -- a query touches only the lists of its own
 tokens (a few thousand entries), so scoring needs neither a scan of every row nor numpy.
 
-Files (``search/<method>/<kind>_postings_*.npy``, kind ``neurons`` or ``clusters``):
+Files (``layout.postings_file``: ``search/<method>/<kind>_postings_*.npy``, kind ``neurons`` or ``clusters``):
 ``offsets`` int64 [T+1] (token t's entries are ``offsets[t]:offsets[t+1]``), ``rows`` uint16 or
 int32 [P] and ``weights`` float16 [P]; entries of a token are in row order.
 """
@@ -16,10 +16,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from neurosearch.format.layout import POSTINGS_PARTS
+
 if TYPE_CHECKING:
     import numpy as np
 
-PARTS = ("offsets", "rows", "weights")
+PARTS = POSTINGS_PARTS  # offsets, rows, weights
 
 
 def build_postings(top_index: "np.ndarray", weights: "np.ndarray", n_tokens: int) -> dict[str, "np.ndarray"]:

@@ -12,20 +12,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neurosearch.format import layout
 from neurosearch.format.state import IndexState
 from neurosearch.format.store import read_json, read_jsonl, update_json
+from neurosearch.ids import store_key
 
 if TYPE_CHECKING:
     from neurosearch.index.labels import Label
 
-LABELS = "labels.json"
-ABLATIONS = "ablations.json"
-EVALUATION = "evaluation"
-EVALUATION_RESULTS = f"{EVALUATION}/results.jsonl"
-HEAD = "head"
-HEAD_META = "head.json"
-HEAD_WEIGHTS = "head.safetensors"
-HEAD_FILES = (f"{HEAD}/{HEAD_META}", f"{HEAD}/{HEAD_WEIGHTS}")
+LABELS = layout.LABELS
+ABLATIONS = layout.ABLATIONS
+EVALUATION = layout.EVALUATION_DIR
+EVALUATION_RESULTS = layout.EVALUATION_RESULTS
+HEAD = layout.HEAD_DIR
+HEAD_META = layout.HEAD_META_NAME
+"""File names inside a head folder (the index's ``head/`` or the state folder's)."""
+HEAD_WEIGHTS = layout.HEAD_WEIGHTS_NAME
+HEAD_FILES = (layout.HEAD_META, layout.HEAD_WEIGHTS)
 HEAD_FORMAT = 1
 """Version of a fitted head's files (``head.json`` records it; ``model/head.py`` writes them)."""
 ABLATIONS_VERSION = 1
@@ -64,7 +67,7 @@ def ablation_key(result: dict[str, Any]) -> str:
     """``kind:id`` of a result in ``ablations.json`` (a single neuron is stored as ``neuron:L:I``)."""
     target = result["target"]
     kind = "neuron" if target["kind"] == "neurons" and "," not in target["id"] else target["kind"]
-    return f"{kind}:{target['id']}"
+    return store_key(kind, target["id"])
 
 
 def store_ablation(state: IndexState, result: dict[str, Any]) -> Path:

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from neurosearch.errors import NeurosearchError
+from neurosearch.format import layout
 from neurosearch.format.atomic import sha256_file
 from neurosearch.format.manifest import MANIFEST, IndexError_, Manifest
+from neurosearch.format.layout import SEARCH_FORMAT, STAGES
 from neurosearch.format.store import read_json, read_jsonl
 from neurosearch.index import stored
-
-STAGES = ("stats", "profiles", "clusters", "search")
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,9 @@ class VerifyReport:
 
 def neuron_set_hash(neurons: list[str]) -> str:
     """A short hash of a neuron set (names ``L:I``, any order): what a stored result was about."""
-    from neurosearch.ids import split_neuron
+    from neurosearch.ids import NeuronId
 
-    text = ",".join(f"{a}:{b}" for a, b in sorted(split_neuron(n) for n in neurons))
+    text = ",".join(str(n) for n in sorted(NeuronId.parse(n) for n in neurons))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -105,8 +105,6 @@ def verify_index(path: str | Path, *, state_root: str | Path | None = None) -> V
 
 
 def _check_stages(manifest: Manifest, report: VerifyReport) -> None:
-    from neurosearch.index.index import SEARCH_FORMAT
-
     for stage in STAGES:
         if not manifest.stages.get(stage, {}).get("done"):
             report.add(MANIFEST, f"stage {stage} is not finished: run `neurosearch build` to finish the index")
@@ -198,7 +196,7 @@ def safetensors_problem(path: Path) -> str | None:
 
 def _vocabulary_size(index: Any) -> int | None:
     try:
-        data = json.loads((index.path / "tokenizer.json").read_text(encoding="utf-8"))
+        data = json.loads((index.path / layout.TOKENIZER).read_text(encoding="utf-8"))
         vocabulary = data["model"]["vocab"]
         added = {t["id"] for t in data.get("added_tokens", [])}
         ids = set(vocabulary.values()) if isinstance(vocabulary, dict) else set(range(len(vocabulary)))

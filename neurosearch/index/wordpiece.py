@@ -1,10 +1,9 @@
 """BERT's WordPiece tokenizer in pure Python, for the few words of a query.
 
-``find`` tokenises a handful of words. Parsing the model's ``tokenizer.json`` with the
-``tokenizers`` library took 30-40 ms of a cold ``find`` (about a tenth of it); this tokenizer loads
-the vocabulary from ``search/wordpiece_vocab.txt`` (one token per line, which the build extracts
-next to the settings in ``search/wordpiece.json``) in a few ms and
-gives the same ids as ``tokenizers`` for BERT's normaliser, pre-tokeniser and WordPiece model
+``find`` tokenises a handful of words, and parsing the model's ``tokenizer.json`` with the
+``tokenizers`` library is slow for a cold start (docs/decisions.md). This tokenizer loads the
+vocabulary from ``search/wordpiece_vocab.txt`` (one token per line, which the build extracts next
+to the settings in ``search/wordpiece.json``) and gives the same ids as ``tokenizers`` for BERT's normaliser, pre-tokeniser and WordPiece model
 (tested against it). Indexes of other tokenizers (BPE, Unigram) have no ``wordpiece.json`` and use
 ``tokenizers``.
 """

@@ -14,6 +14,7 @@ written to the store and is scrubbed from every message.
 from __future__ import annotations
 
 from neurosearch.errors import NeurosearchError
+from neurosearch.ids import store_key  # noqa: F401 (part of this module's API)
 from neurosearch.index.labels import Label, fallback_label  # noqa: F401 (part of this module's API)
 from neurosearch.format.atomic import write_bytes_atomic
 
@@ -123,11 +124,6 @@ class LabelRun:
 ProgressFn = Callable[[int, int, LabelRequest, str], None]
 """``on_progress(done, total, request, outcome)`` after every request; outcome is ``labelled``,
 ``cached``, ``skipped`` (run aborted) or a failure kind."""
-
-
-def store_key(kind: str, item_id: str) -> str:
-    """Key of an item in ``labels.json``."""
-    return f"{kind}:{item_id}"
 
 
 # --------------------------------------------------------------------------------------- store

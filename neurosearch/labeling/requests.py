@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from neurosearch.format import layout
+from neurosearch.ids import cluster_id
 from neurosearch.index.contexts import context_records
 from neurosearch.labeling.llm import LabelRequest
 
@@ -23,11 +25,11 @@ def label_requests(index: Any, *, ks: list[int] | None = None, neurons: int = 0,
     requests = []
     for k in ks or index.ks:
         for cluster in index.clusters(method, k):
-            info = index.cluster(f"{method}/k{k}/{cluster['id']}")
+            info = index.cluster(cluster_id(method, k, cluster["id"]))
             refs = index.cluster_refs(info, contexts) if contexts else []
             requests.append(LabelRequest("cluster", info.key, info.top_tokens[:30], _context_lines(index, refs, contexts)))
     if neurons > 0:
-        focus = index.npy(f"search/{method}/neuron_focus.npy")  # each neuron's strongest peak weight
+        focus = index.npy(layout.neuron_focus_file(method))  # each neuron's strongest peak weight
         for flat in np.argsort(-focus, kind="stable")[:neurons]:
             data = index.neuron(index.neuron_name(int(flat)))
             requests.append(LabelRequest("neuron", data["id"], data["top_tokens"][:30],

@@ -10,7 +10,7 @@ from tokenizers import Tokenizer
 
 from neurosearch.index.wordpiece import WordPiece
 
-SHIPPED = Path(__file__).resolve().parents[1] / "index" / "default" / "tokenizer.json"
+SHIPPED = Path(__file__).resolve().parents[2] / "index" / "default" / "tokenizer.json"
 TEXTS = [
     "weekdays", "Weekdays", "colours of the rainbow", "body parts", "  spaced\tout\nwords ", "don't", "U.S.A.",
     "café naïve résumé", "Ünïcödé", "東京 tower", "emoji 🙂 face", "hyphen-ated", "under_score", "#hashtag",

@@ -1,0 +1,52 @@
+"""The build's clusters stage: every method's neurons clustered by complete linkage on their unit
+profiles, the tree cut at every K (``clusters.py``), and the distance curve of paper Fig. 2.
+
+Paths come from ``format/layout.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurosearch.config import ClusterConfig, to_dict
+from neurosearch.errors import NeurosearchError
+from neurosearch.format import layout
+from neurosearch.format.atomic import write_json_atomic
+from neurosearch.format.manifest import Manifest
+from neurosearch.progress import Reporter
+
+
+def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter) -> dict[str, Any]:
+    """Write the stage's files into ``out`` and list them; the stage's facts."""
+    from neurosearch.build.clusters import build_clusters, distance_curve, linkage_tree, unit_rows
+
+    too_big = [k for k in config.ks if k > manifest.n_neurons]
+    if too_big:
+        raise NeurosearchError(f"K={too_big[0]} is larger than the number of neurons ({manifest.n_neurons})")
+    methods = manifest.configs["profiles"]["methods"]
+    facts: dict[str, Any] = {}
+    advance = reporter.task("clusters (methods)", len(methods))
+    for method in methods:
+        t0 = time.time()
+        unit = unit_rows(np.load(out / layout.profiles_file(method)))
+        tree = linkage_tree(unit)
+        sizes = {}
+        for k in config.ks:
+            found = build_clusters(unit, tree, k, neurons_per_layer=manifest.neurons_per_layer, config=config)
+            relative = layout.clusters_file(method, k)
+            write_json_atomic(out / relative, {"method": method, "k": k, "clusters": [c.to_json() for c in found]})
+            manifest.record(out, relative)
+            sizes[str(k)] = sorted((c.size for c in found), reverse=True)
+        curve_ks = [k for k in config.curve_ks if k <= manifest.n_neurons]
+        relative = layout.distance_curve_file(method)
+        write_json_atomic(out / relative, distance_curve(unit, tree, curve_ks))
+        manifest.record(out, relative)
+        facts[method] = {"seconds": round(time.time() - t0, 2), "cluster_sizes": sizes}
+        advance(1)
+    reporter.finish("clusters (methods)")
+    manifest.configs["clusters"] = to_dict(config)
+    return {"methods": facts}

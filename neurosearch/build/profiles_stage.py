@@ -1,0 +1,88 @@
+"""The build's profiles stage: which tokens are kept, their embedding space, and every method's
+profiles (frequency filter, Eq. 2 smoothing, TF-IDF: ``profiles.py``) with each neuron's top tokens.
+
+Paths come from ``format/layout.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurosearch.config import BuildConfig, to_dict
+from neurosearch.corpus import read_documents
+from neurosearch.errors import NeurosearchError
+from neurosearch.format import layout
+from neurosearch.format.atomic import save_npy_atomic, write_json_atomic
+from neurosearch.format.manifest import Manifest
+from neurosearch.progress import Reporter
+
+
+def run(out: Path, manifest: Manifest, build: BuildConfig, loaded: Any, reporter: Reporter) -> dict[str, Any]:
+    """Write the stage's files into ``out`` and list them; the stage's facts."""
+    from neurosearch.build.embeddings import nearest_neighbours, quantize_rows, unit
+    from neurosearch.build.profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, top_tokens
+    from neurosearch.build.stats import TokenStats
+    from neurosearch.corpus import plain_backend
+
+    config = build.profiles
+    stats = TokenStats.load(out / layout.STATS_DIR)
+    tokenizer = loaded.tokenizer
+    id_to_token = {index: token for token, index in tokenizer.get_vocab().items()}
+    min_count = choose_min_count(config.min_count, stats.tokens)
+    kept = filter_tokens(stats.token_ids, stats.token_counts, id_to_token, min_count)
+    if len(kept.ids) < 10:
+        raise NeurosearchError(
+            f"only {len(kept.ids)} tokens occur at least {min_count} times; use a larger corpus or a lower --min-count"
+        )
+    reporter.log(f"profiles: kept {len(kept.ids)} of {len(stats.token_ids)} seen tokens (count >= {min_count})")
+    raw = raw_profiles(stats.token_sums, stats.token_counts, kept.rows)
+    del stats
+    space = token_space(build, loaded, out)  # [V, D] unit rows for the whole vocabulary
+    codes, scale = quantize_rows(space)
+    save_npy_atomic(out / layout.TOKEN_SPACE, codes)
+    save_npy_atomic(out / layout.TOKEN_SPACE_SCALE, scale)
+    neighbours, similarity = nearest_neighbours(unit(space[kept.ids]), config.neighbours)
+    save_npy_atomic(out / layout.NEIGHBOURS, neighbours)
+    save_npy_atomic(out / layout.NEIGHBOUR_SIMILARITY, similarity)
+    write_json_atomic(out / layout.TOKENS, kept.to_json())
+    plain_backend(tokenizer).save(str(out / layout.TOKENIZER))
+    for name in (layout.TOKEN_SPACE, layout.TOKEN_SPACE_SCALE, layout.NEIGHBOURS, layout.NEIGHBOUR_SIMILARITY,
+                 layout.TOKENS, layout.TOKENIZER):
+        manifest.record(out, name)
+    advance = reporter.task("profiles (methods)", len(config.methods))
+    for method in config.methods:
+        profiles = method_profiles(raw, method, neighbours, similarity, config.smoothing_lambda)
+        save_npy_atomic(out / layout.profiles_file(method), profiles)
+        index, values = top_tokens(profiles, config.top_tokens)
+        for relative, array in ((layout.neuron_top_tokens(method), index),
+                                (layout.neuron_top_values(method), values.astype(np.float16))):
+            save_npy_atomic(out / relative, array)
+            manifest.record(out, relative)
+        advance(1)
+    reporter.finish("profiles (methods)")
+    manifest.configs["profiles"] = to_dict(config)
+    return {"min_count": min_count, "tokens_kept": int(len(kept.ids))}
+
+
+def token_space(build: BuildConfig, loaded: Any, out: Path) -> np.ndarray:
+    """Unit token vectors for the whole vocabulary from the configured source."""
+    from neurosearch.build.embeddings import fasttext_embeddings, file_embeddings, unit
+
+    config = build.profiles
+    table = loaded.encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
+    if config.embeddings == "model":
+        return unit(table)
+    vocab = sorted(loaded.tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    tokens = [token for token, _ in vocab]
+    if config.embeddings == "fasttext":
+        from neurosearch.corpus import plain_backend
+
+        backend = plain_backend(loaded.tokenizer)
+        pieces = (backend.encode(doc, add_special_tokens=False).tokens for doc in read_documents(build.corpus))
+        return unit(fasttext_embeddings(pieces, tokens, work_dir=out))
+    if not config.embeddings_path:
+        raise NeurosearchError("embeddings 'file' needs a path: --embeddings PATH.vec")
+    return unit(file_embeddings(config.embeddings_path, tokens))

@@ -1,0 +1,204 @@
+"""Every path of an index directory, written once: the build writes them, ``Index`` reads them.
+
+Paths are relative to the index directory with ``/`` separators, as the manifest lists them.
+``docs/index-format.md`` says what each file holds; ``tests/format/test_layout.py`` checks that its
+file table lists exactly :func:`files`. The search stage's files carry :data:`SEARCH_FORMAT`: an index
+whose search files are older is refused by ``Index.load`` and redone by ``neurosearch build``.
+Standard library only (``find`` imports it).
+"""
+
+from __future__ import annotations
+
+SEARCH_FORMAT = 5
+"""Version of the search stage's files (their history: docs/decisions.md)."""
+FIND_TOP_TOKENS = 30
+"""Top tokens stored and reported per hit of ``find`` (the JSON contract asks for at least 20)."""
+
+KINDS = ("neurons", "clusters")
+"""The two kinds of scored rows; each has its own postings and HNSW graph."""
+POSTINGS_PARTS = ("offsets", "rows", "weights")
+"""The three arrays of one kind's inverted lists (``index/postings.py``)."""
+CONCEPT_ARRAYS = ("offsets", "members", "depths", "shares", "heads")
+"""The arrays of the WordNet concept table (``index/concepts.py``), in ``ConceptTable``'s order."""
+
+MANIFEST = "manifest.json"
+STAGES = ("stats", "profiles", "clusters", "search")
+"""The build's stages in order: the keys of the manifest's ``stages`` (and ``build --until``'s choices)."""
+
+# -- stats: raw Eq. 1 statistics (build intermediates, not shipped) -------------------------------
+STATS_DIR = "stats"
+STATS_ARRAYS = ("token_ids", "token_counts", "token_sums", "neuron_sumsq", "top_values", "top_refs", "totals")
+"""The arrays of a statistics directory; ``totals`` is written last and marks it complete."""
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_PREFIX = "stats-"
+CHECKPOINT_PROGRESS = "progress.json"
+"""Written last into a checkpoint: shards and documents done, and the build's identity."""
+
+
+def stats_array(name: str) -> str:
+    """An array's file name inside a statistics directory (``stats/`` or a checkpoint)."""
+    return f"{name}.npy"
+
+
+def checkpoint_dir(shards: int | str) -> str:
+    """The checkpoint after ``shards`` shards of the statistics pass."""
+    return f"{CHECKPOINT_DIR}/{CHECKPOINT_PREFIX}{shards}"
+
+
+def checkpoint_shards(name: str) -> int | None:
+    """Shards done by a checkpoint folder named ``name`` (None when it is not one)."""
+    count = name[len(CHECKPOINT_PREFIX):]
+    return int(count) if name.startswith(CHECKPOINT_PREFIX) and count.isdigit() else None
+
+
+# -- stats: what the index keeps of them -----------------------------------------------------------
+NEURON_MEAN = "neurons/mean.npy"
+NEURON_STD = "neurons/std.npy"
+NEURON_TOP_VALUES = "neurons/top_values.npy"
+NEURON_TOP_REFS = "neurons/top_refs.npy"
+
+# -- profiles ----------------------------------------------------------------------------------------
+TOKENS = "tokens.json"
+TOKENIZER = "tokenizer.json"
+TOKEN_SPACE = "token_space.npy"
+TOKEN_SPACE_SCALE = "token_space_scale.npy"
+NEIGHBOURS = "neighbours.npy"
+NEIGHBOUR_SIMILARITY = "neighbour_similarity.npy"
+PROFILES_DIR = "profiles"
+METHODS_DIR = "methods"
+
+
+def profiles_file(method: str) -> str:
+    """A method's full [N, Vk] profiles (a build intermediate, not shipped)."""
+    return f"{PROFILES_DIR}/{method}.npy"
+
+
+def method_dir(method: str) -> str:
+    return f"{METHODS_DIR}/{method}"
+
+
+def neuron_top_tokens(method: str) -> str:
+    return f"{method_dir(method)}/neuron_top_tokens.npy"
+
+
+def neuron_top_values(method: str) -> str:
+    return f"{method_dir(method)}/neuron_top_values.npy"
+
+
+# -- clusters --------------------------------------------------------------------------------------
+def clusters_file(method: str, k: int | str) -> str:
+    return f"{method_dir(method)}/clusters_k{k}.json"
+
+
+def distance_curve_file(method: str) -> str:
+    return f"{method_dir(method)}/distance_curve.json"
+
+
+# -- search ----------------------------------------------------------------------------------------
+SEARCH_DIR = "search"
+KEPT_SPACE = f"{SEARCH_DIR}/kept_space.npy"
+QUERY_NEIGHBOURS = f"{SEARCH_DIR}/query_neighbours.npy"
+QUERY_NEIGHBOUR_SIMILARITY = f"{SEARCH_DIR}/query_neighbour_similarity.npy"
+WORDPIECE = f"{SEARCH_DIR}/wordpiece.json"
+WORDPIECE_VOCAB = f"{SEARCH_DIR}/wordpiece_vocab.txt"
+CONCEPTS = f"{SEARCH_DIR}/concepts.json"
+
+
+def concept_array(name: str) -> str:
+    """One of :data:`CONCEPT_ARRAYS` of the WordNet concept table."""
+    return f"{SEARCH_DIR}/concept_{name}.npy"
+
+
+def search_dir(method: str) -> str:
+    return f"{SEARCH_DIR}/{method}"
+
+
+def postings_file(method: str, kind: str, part: str) -> str:
+    """One of :data:`POSTINGS_PARTS` of the inverted lists that score ``kind`` (one of :data:`KINDS`)."""
+    return f"{search_dir(method)}/{kind}_postings_{part}.npy"
+
+
+def hnsw_file(method: str, kind: str) -> str:
+    """The HNSW graph over ``kind``'s dense vectors (built for the search method only)."""
+    return f"{search_dir(method)}/{kind}.hnsw"
+
+
+def cluster_keys_file(method: str) -> str:
+    """``{"method", "keys"}``: the ``kK/ID`` of every scored cluster row, in row order."""
+    return f"{search_dir(method)}/clusters.json"
+
+
+def neuron_focus_file(method: str) -> str:
+    return f"{search_dir(method)}/neuron_focus.npy"
+
+
+def cluster_tokens_file(method: str) -> str:
+    return f"{search_dir(method)}/cluster_tokens.npy"
+
+
+def cluster_neurons_offsets_file(method: str) -> str:
+    return f"{search_dir(method)}/cluster_neurons_offsets.npy"
+
+
+def cluster_neurons_file(method: str) -> str:
+    return f"{search_dir(method)}/cluster_neurons.npy"
+
+
+def fallback_labels_file(method: str) -> str:
+    """One offline label per line: every neuron in flat order, then every cluster row."""
+    return f"{search_dir(method)}/fallback_labels.txt"
+
+
+# -- results about the index, written by other commands (into the index, or a state folder) ------------
+LABELS = "labels.json"
+ABLATIONS = "ablations.json"
+HEAD_DIR = "head"
+HEAD_WEIGHTS_NAME = "head.safetensors"
+HEAD_META_NAME = "head.json"
+HEAD_WEIGHTS = f"{HEAD_DIR}/{HEAD_WEIGHTS_NAME}"
+HEAD_META = f"{HEAD_DIR}/{HEAD_META_NAME}"
+EVALUATION_DIR = "evaluation"
+EVALUATION_RESULTS = f"{EVALUATION_DIR}/results.jsonl"
+FIGURES_DIR = "figures"
+
+
+def figure_file(name: str) -> str:
+    """Where ``neurosearch plot NAME`` draws without ``--out``."""
+    return f"{FIGURES_DIR}/{name}.png"
+
+BUILD_DIRS = (STATS_DIR, CHECKPOINT_DIR, "neurons", PROFILES_DIR, METHODS_DIR, SEARCH_DIR)
+"""What ``build --force`` removes before it starts again (with the manifest)."""
+
+
+def files() -> list[tuple[str, str]]:
+    """(path pattern, the stage or command that writes it) of every file and folder of an index.
+
+    Patterns name what varies as ``<method>``, ``<K>``, ``<n>`` and ``<name>``; a folder ends with ``/``.
+    """
+    method, k = "<method>", "<K>"
+    search = [(neuron_focus_file(method), "search"), (cluster_keys_file(method), "search")]
+    search += [(postings_file(method, kind, part), "search") for kind in KINDS for part in POSTINGS_PARTS]
+    search += [(f(method), "search") for f in (cluster_tokens_file, cluster_neurons_offsets_file,
+                                                 cluster_neurons_file, fallback_labels_file)]
+    search += [(hnsw_file(method, kind), "search") for kind in KINDS]
+    search += [(path, "search") for path in (KEPT_SPACE, QUERY_NEIGHBOURS, QUERY_NEIGHBOUR_SIMILARITY,
+                                             WORDPIECE, WORDPIECE_VOCAB, CONCEPTS)]
+    search += [(concept_array(name), "search") for name in CONCEPT_ARRAYS]
+    return [
+        (MANIFEST, "all"),
+        *((f"{STATS_DIR}/{stats_array(name)}", "stats") for name in STATS_ARRAYS),
+        (f"{checkpoint_dir('<n>')}/", "stats"),
+        *((path, "stats") for path in (NEURON_MEAN, NEURON_STD, NEURON_TOP_VALUES, NEURON_TOP_REFS)),
+        *((path, "profiles") for path in (TOKENS, TOKENIZER, TOKEN_SPACE, TOKEN_SPACE_SCALE, NEIGHBOURS,
+                                         NEIGHBOUR_SIMILARITY, profiles_file(method),
+                                         neuron_top_tokens(method), neuron_top_values(method))),
+        (clusters_file(method, k), "clusters"),
+        (distance_curve_file(method), "clusters"),
+        *search,
+        (LABELS, "label"),
+        (ABLATIONS, "ablate"),
+        (HEAD_WEIGHTS, "fit-head"),
+        (HEAD_META, "fit-head"),
+        (f"{EVALUATION_DIR}/", "evaluate"),
+        (figure_file("<name>"), "plot"),
+    ]

@@ -1,0 +1,174 @@
+"""Clusters and neurons by id: what ``find`` reports of a hit and ``show`` of one cluster or neuron,
+with their labels.
+
+A hit of ``find`` is assembled from the search stage's arrays (standard library); ``show`` reads a
+cluster from its method's clusters JSON and a neuron's statistics with numpy. A label is the LLM
+theme of ``labels.json`` when one is stored, else the offline label the build stored for every
+neuron and cluster (``search/<method>/fallback_labels.txt``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from neurosearch.errors import NeurosearchError
+from neurosearch.format import layout
+from neurosearch.format.files import IndexFiles
+from neurosearch.ids import ClusterId, store_key
+from neurosearch.index.results import ClusterInfo, Result
+from neurosearch.index.scoring import Scoring
+from neurosearch.index.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from neurosearch.format.state import IndexState
+    from neurosearch.index.labels import Label
+
+
+class IndexLabels:
+    """The labels of one index's neurons and clusters."""
+
+    def __init__(self, files: IndexFiles, state: Callable[[], IndexState]):
+        self.files = files
+        self._state = state  # where results about the index are (computed when first needed)
+
+    @cached_property
+    def stored(self) -> dict[str, Label]:
+        """The stored LLM labels (the index's, then the user's state folder's), by :func:`store_key`."""
+        from neurosearch.index.stored import stored_labels
+
+        return stored_labels(self._state())
+
+    def label_for(self, kind: str, key: str, method: str, row: int) -> tuple[str, str]:
+        """(theme, source) of ``row`` of ``method``'s neurons or clusters (``key`` names it in
+        labels.json): the LLM theme when stored, else the offline label the build made of its top
+        tokens (``fallback_label``)."""
+        stored = self.stored.get(store_key(kind, key))
+        if stored is not None:
+            return stored.theme, stored.source
+        offset = 0 if kind == "neuron" else self.files.manifest.n_neurons  # neurons first, then clusters
+        return self.files.lines(layout.fallback_labels_file(method))[offset + row], "fallback"
+
+    def explanation(self, kind: str, key: str) -> str | None:
+        """The stored LLM label's explanation, if there is one."""
+        stored = self.stored.get(store_key(kind, key))
+        return stored.explanation if stored else None
+
+
+class Lookup:
+    """The clusters and neurons of one index, as reports."""
+
+    def __init__(self, files: IndexFiles, vocabulary: Vocabulary, scoring: Scoring, labels: IndexLabels):
+        self.files = files
+        self.manifest = files.manifest
+        self.vocabulary = vocabulary
+        self.scoring = scoring
+        self.labels = labels
+
+    # -- hits of find ------------------------------------------------------------------------------
+    def cluster_hit(self, method: str, row: int, score: float) -> Result:
+        """Cluster ``row`` of ``method``'s scored clusters as ``find`` reports it (no clusters JSON)."""
+        key = str(ClusterId.of_row(method, self.scoring.cluster_key(method, row)))
+        offsets = self.files.table(layout.cluster_neurons_offsets_file(method))
+        members = self.files.table(layout.cluster_neurons_file(method))[offsets[row] : offsets[row + 1]]
+        neurons = [self.manifest.neuron_name(n) for n in members]
+        top = self.files.table(layout.cluster_tokens_file(method)).row(row)[: layout.FIND_TOP_TOKENS]
+        theme, source = self.labels.label_for("cluster", key, method, row)
+        return Result("cluster", key, score, theme, source, self.vocabulary.tokens_of(top), len(neurons), neurons)
+
+    def neuron_hit(self, method: str, flat: int, score: float) -> Result:
+        """Neuron ``flat`` as ``find`` reports it."""
+        name = self.manifest.neuron_name(flat)
+        top = self.files.table(layout.neuron_top_tokens(method)).row(flat)[: layout.FIND_TOP_TOKENS]
+        theme, source = self.labels.label_for("neuron", name, method, flat)
+        return Result("neuron", name, score, theme, source, self.vocabulary.tokens_of(top), 1, [name])
+
+    # -- clusters ----------------------------------------------------------------------------------
+    def parse_cluster_id(self, text: str) -> ClusterId:
+        """``17`` (search method, default K), ``k50/17`` or ``filter+tfidf/k200/17``, completed."""
+        return ClusterId.parse(text).complete(self.manifest.search_method, self.manifest.default_k)
+
+    def clusters(self, method: str, k: int) -> list[dict[str, Any]]:
+        """The clusters JSON of ``method`` at K (``build.clusters.Cluster.to_json`` records)."""
+        self.manifest.check_method(method)
+        self.manifest.check_k(k)
+        return self.files.json(layout.clusters_file(method, k))["clusters"]
+
+    def cluster(self, cluster_id: str) -> ClusterInfo:
+        method, k, number = ident = self.parse_cluster_id(cluster_id)
+        found = self.clusters(method, k)
+        if not 0 <= number < len(found):
+            raise NeurosearchError(f"cluster {cluster_id} does not exist: {method} K={k} has clusters 0..{len(found) - 1}")
+        data = found[number]
+        key = str(ident)
+        theme, source = self.labels.label_for("cluster", key, method, self.scoring.cluster_row(method, ident.row_key))
+        name = self.manifest.neuron_name
+        return ClusterInfo(
+            method=method,
+            k=k,
+            id=number,
+            neurons=[name(n) for n in data["neurons"]],
+            dropped=[name(n) for n in data.get("dropped", [])],
+            top_tokens=self.vocabulary.tokens_of(data["top_tokens"]),
+            top_weights=[float(w) for w in data["top_weights"]],
+            layer_sizes={int(a): int(b) for a, b in data["layer_sizes"].items()},
+            avg_distance=float(data["avg_distance"]),
+            max_distance=float(data["max_distance"]),
+            label={"theme": theme, "source": source, "explanation": self.labels.explanation("cluster", key)},
+        )
+
+    def cluster_refs(self, info: ClusterInfo, limit: int) -> list[dict[str, Any]]:
+        """The cluster's strongest occurrences: its neurons' top activations, ranked by z-score."""
+        import numpy as np
+
+        refs = self.files.npy(layout.NEURON_TOP_REFS)
+        values = self.files.npy(layout.NEURON_TOP_VALUES)
+        mean = self.files.npy(layout.NEURON_MEAN)
+        std = np.maximum(self.files.npy(layout.NEURON_STD), 1e-6)
+        candidates: dict[tuple[int, int], dict[str, Any]] = {}
+        for name in info.neurons:
+            flat = self.manifest.neuron_index(name)
+            for (document, position, token_id), value in zip(refs[flat], values[flat]):
+                if not np.isfinite(value):
+                    continue
+                z = float((value - mean[flat]) / std[flat])
+                key = (int(document), int(position))
+                if key not in candidates or candidates[key]["z"] < z:
+                    candidates[key] = {"document": key[0], "position": key[1], "token_id": int(token_id),
+                                       "value": float(value), "z": z, "neuron": name}
+        return sorted(candidates.values(), key=lambda r: -r["z"])[:limit]
+
+    # -- neurons -----------------------------------------------------------------------------------
+    def method_top(self, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every neuron's top tokens (kept-token indices) and their profile values under ``method``."""
+        self.manifest.check_method(method)
+        return self.files.npy(layout.neuron_top_tokens(method)), self.files.npy(layout.neuron_top_values(method))
+
+    def neuron(self, name: str, method: str | None = None) -> dict[str, Any]:
+        """Everything ``show neuron`` prints of one neuron."""
+        import numpy as np
+
+        flat = self.manifest.neuron_index(name)
+        method = method or self.manifest.search_method
+        top_index, top_values = self.method_top(method)
+        refs = self.files.npy(layout.NEURON_TOP_REFS)[flat]
+        values = self.files.npy(layout.NEURON_TOP_VALUES)[flat]
+        theme, source = self.labels.label_for("neuron", name, method, flat)
+        return {
+            "id": self.manifest.neuron_name(flat),
+            "method": method,
+            "label": theme,
+            "label_source": source,
+            "top_tokens": self.vocabulary.tokens_of(top_index[flat]),
+            "top_weights": [float(v) for v in top_values[flat]],
+            "mean": float(self.files.npy(layout.NEURON_MEAN)[flat]),
+            "std": float(self.files.npy(layout.NEURON_STD)[flat]),
+            "top_activations": [
+                {"document": int(d), "position": int(p), "token_id": int(t), "value": float(v)}
+                for (d, p, t), v in zip(refs, values)
+                if np.isfinite(v)
+            ],
+        }

@@ -1,0 +1,109 @@
+"""Ranking an index's neurons and clusters for a query: exact scores from inverted lists, HNSW candidates.
+
+Every row is scored exactly from the postings (``postings.py``, standard library); above
+``SearchConfig.hnsw_min_rows`` rows (or when asked) the HNSW graph of the search method proposes
+candidates by the query's dense vector and the exact score reranks them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from neurosearch.config import SearchConfig
+from neurosearch.format import layout
+from neurosearch.format.files import IndexFiles
+from neurosearch.ids import row_key_prefix
+from neurosearch.index.postings import Postings, ranked
+from neurosearch.index.query import ExpandedQuery
+from neurosearch.index.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def _kind(kind: str) -> str:
+    """``neurons`` or ``clusters`` (anything but ``neurons`` scores clusters)."""
+    return "neurons" if kind == "neurons" else "clusters"
+
+
+class Scoring:
+    """The scored rows of every method of one index: neurons (flat index) and clusters (row keys)."""
+
+    def __init__(self, files: IndexFiles, vocabulary: Vocabulary, config: SearchConfig):
+        self.files = files
+        self.manifest = files.manifest
+        self.vocabulary = vocabulary
+        self.config = config
+        self._postings: dict[tuple[str, str], Postings] = {}
+        self._rows: dict[str, dict[str, int]] = {}
+        self._hnsw: dict[str, Any] = {}
+
+    def cluster_keys(self, method: str) -> list[str]:
+        """``kK/ID`` of every cluster of ``method``: the rows that ``rank("clusters", ...)`` returns."""
+        return list(self.files.json(layout.cluster_keys_file(method))["keys"])
+
+    def cluster_key(self, method: str, row: int) -> str:
+        """The ``kK/ID`` of one scored cluster row."""
+        return self.files.json(layout.cluster_keys_file(method))["keys"][row]
+
+    def cluster_row(self, method: str, row_key: str) -> int:
+        """The row of the cluster keyed ``kK/ID`` among ``method``'s scored clusters."""
+        if method not in self._rows:
+            self._rows[method] = {key: row for row, key in enumerate(self.cluster_keys(method))}
+        return self._rows[method][row_key]
+
+    def postings(self, kind: str, method: str | None = None) -> Postings:
+        """The inverted lists that score ``kind`` (neurons or clusters) of ``method``."""
+        method = method or self.manifest.search_method
+        name = _kind(kind)
+        if (method, name) not in self._postings:
+            n_rows = self.manifest.n_neurons if name == "neurons" else len(self.cluster_keys(method))
+            parts = [self.files.table(layout.postings_file(method, name, part)) for part in layout.POSTINGS_PARTS]
+            self._postings[(method, name)] = Postings(*parts, n_rows=n_rows)
+        return self._postings[(method, name)]
+
+    def rank(
+        self, kind: str, expanded: ExpandedQuery, *, method: str | None = None, exact: bool | None = None,
+        k: int | None = None, limit: int | None = None,
+    ) -> list[tuple[int, float]]:
+        """(row, score) of every neuron or cluster, best first (ties in row order).
+
+        ``exact=True`` scores every row; ``False`` reranks HNSW candidates; ``None`` (default) is
+        exact below ``SearchConfig.hnsw_min_rows`` rows, where scoring everything is faster than
+        loading the HNSW graph. Rows index the neurons (flat index) or ``cluster_keys(method)``.
+        Methods other than the index's search method have no HNSW files and are always exact.
+        ``limit`` keeps only that many of the best rows.
+        """
+        method = method or self.manifest.search_method
+        postings = self.postings(kind, method)
+        if exact is None:
+            exact = postings.n_rows < self.config.hnsw_min_rows
+        scores = postings.scores(expanded.as_dict())
+        rows: Any = range(postings.n_rows)
+        if not exact and method == self.manifest.search_method:
+            rows = self._hnsw_candidates(kind, method, self.vocabulary.dense_vector(expanded), postings.n_rows)
+        if kind == "clusters" and k is not None:
+            prefix = row_key_prefix(k)
+            keys = self.cluster_keys(method)
+            rows = [row for row in rows if keys[row].startswith(prefix)]
+        return ranked(scores, rows, limit)
+
+    def _hnsw_candidates(self, kind: str, method: str, dense: np.ndarray, total: int) -> list[int]:
+        name = _kind(kind)
+        if name not in self._hnsw:
+            path = self.files.checked(layout.hnsw_file(method, name))
+            self._hnsw[name] = load_hnsw(path, dense.shape[0], self.config.hnsw_ef)
+        count = min(self.config.candidates, total)
+        labels, _ = self._hnsw[name].knn_query(dense[None, :], k=count)
+        return [int(row) for row in labels[0]]
+
+
+def load_hnsw(path: Path, dim: int, ef: int) -> Any:
+    """An hnswlib cosine index written by ``build.search.build_hnsw``, searching ``ef`` candidates."""
+    import hnswlib
+
+    index = hnswlib.Index(space="cosine", dim=dim)
+    index.load_index(str(path))
+    index.set_ef(ef)
+    return index

@@ -1,0 +1,33 @@
+"""Query time stands on its own: index/ and format/ import nothing of the build, the model, the
+experiments or the CLI (not even lazily), so ``find`` can never pull them in."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "neurosearch"
+ABOVE = ("neurosearch.build", "neurosearch.model", "neurosearch.experiments", "neurosearch.cli", "neurosearch.plots")
+READS_THE_LABEL_STORE = {"stored.py", "verify.py"}
+"""The query-time modules that import labeling/ (its reader of labels.json)."""
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_query_time_modules_import_nothing_above_them():
+    wrong = {}
+    for folder in ("index", "format"):
+        for path in sorted((PACKAGE / folder).glob("*.py")):
+            above = ABOVE if path.name in READS_THE_LABEL_STORE else ABOVE + ("neurosearch.labeling",)
+            bad = sorted(name for name in _imports(path) if name.startswith(above))
+            if bad:
+                wrong[f"{folder}/{path.name}"] = bad
+    assert wrong == {}

@@ -1,0 +1,46 @@
+"""Neuron names and cluster ids: parsed and formatted in ids.py only."""
+
+from __future__ import annotations
+
+import pytest
+
+from neurosearch.errors import NeurosearchError
+from neurosearch.ids import (BadClusterId, BadNeuronName, ClusterId, NeuronId, cluster_id, neuron_name,
+                             parse_neuron, split_neuron)
+
+
+def test_neuron_ids_round_trip():
+    assert NeuronId.parse(" 3:1021 ") == NeuronId(3, 1021) and str(NeuronId(3, 1021)) == "3:1021"
+    assert NeuronId.of_flat(5 * 1536 + 7, 1536) == NeuronId(5, 7)
+    assert neuron_name(5 * 1536 + 7, 1536) == "5:7" and parse_neuron("5:7", 6, 1536) == 5 * 1536 + 7
+    assert split_neuron("2:9") == (2, 9)
+
+
+@pytest.mark.parametrize("name", ["12", "a:b", "1:2:3", ""])
+def test_bad_neuron_names_are_one_line_errors(name):
+    with pytest.raises(BadNeuronName, match="expected LAYER:INDEX"):
+        NeuronId.parse(name)
+
+
+def test_neurons_outside_the_model_are_named_as_written():
+    with pytest.raises(BadNeuronName, match=r"neuron 06:1 is out of range: layers 0..5, indices 0..9"):
+        parse_neuron("06:1", 6, 10)
+
+
+def test_cluster_ids_parse_complete_and_format():
+    assert ClusterId.parse("17") == ClusterId(None, None, 17) and str(ClusterId.parse("17")) == "17"
+    assert ClusterId.parse("k50/17") == ClusterId(None, 50, 17) and str(ClusterId.parse("k50/17")) == "k50/17"
+    full = ClusterId.parse("filter+tfidf/k200/17")
+    assert full == ClusterId("filter+tfidf", 200, 17) and str(full) == "filter+tfidf/k200/17"
+    assert ClusterId.parse("17").complete("filter", 200) == ClusterId("filter", 200, 17)
+    assert ClusterId.parse("k50/17").complete("filter", 200) == ClusterId("filter", 50, 17)
+    assert full.complete("filter", 50) == full and full.row_key == "k200/17"
+    assert ClusterId.of_row("filter", "k200/17") == ClusterId("filter", 200, 17)
+    assert cluster_id("filter", 200, 17) == "filter/k200/17"
+
+
+@pytest.mark.parametrize("text", ["", "abc", "k/17", "200/17", "filter/200/17", "a/b/k200/17", "kx/1"])
+def test_bad_cluster_ids_are_one_line_errors(text):
+    with pytest.raises(BadClusterId, match="use ID, kK/ID or METHOD/kK/ID") as caught:
+        ClusterId.parse(text)
+    assert isinstance(caught.value, NeurosearchError)
