@@ -66,7 +66,7 @@ def _check_same_index(manifest: Manifest, wanted: dict[str, Any], out: Path) -> 
         if have is not None and have != wanted[key]:
             raise NeurosearchError(
                 f"{out} already holds an index with a different {key.replace('_', ' ')}; "
-                "choose another --out or pass --force to rebuild it"
+                "choose another output directory or pass `force` to rebuild it", option="force"
             )
 
 
@@ -118,9 +118,22 @@ class Builder:
             self.reporter.log("search: the search files' format changed, rebuilding them")
             first_changed = "search"
         if first_changed is not None:
-            for later in STAGES[STAGES.index(first_changed):]:
-                if manifest.stages.pop(later, None) is not None:
-                    self.reporter.log(f"{later}: configuration changed, rebuilding")
+            dropped = [later for later in STAGES[STAGES.index(first_changed):] if manifest.stages.pop(later, None) is not None]
+            for later in dropped:
+                self.reporter.log(f"{later}: configuration changed, rebuilding")
+            if dropped and (self.out / MANIFEST).exists():
+                manifest.save(self.out)  # not done on disk before any of its files changes: a kill resumes
+
+    def _check_out(self) -> None:
+        """The output folder can hold this index: a new or empty folder, or an index (even half-built)."""
+        from neurosearch.format.store import check_writable
+
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise NeurosearchError(f"{out} exists and is not a directory; choose another output directory")
+        if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in (MANIFEST, "checkpoint", "stats")):
+            raise NeurosearchError(f"{out} is a folder that holds no neurosearch index; choose a new or empty one")
+        check_writable(out, "the index")
 
     def _wants_concepts(self) -> bool:
         from neurosearch.build.wordnet import find_wordnet
@@ -232,7 +245,8 @@ class Builder:
         kept = filter_tokens(stats.token_ids, stats.token_counts, id_to_token, min_count)
         if len(kept.ids) < 10:
             raise NeurosearchError(
-                f"only {len(kept.ids)} tokens occur at least {min_count} times; use a larger corpus or a lower --min-count"
+                f"only {len(kept.ids)} tokens occur at least {min_count} times; use a larger corpus or a lower `min_count`",
+                option="min_count"
             )
         self.reporter.log(f"profiles: kept {len(kept.ids)} of {len(stats.token_ids)} seen tokens (count >= {min_count})")
         raw = raw_profiles(stats.token_sums, stats.token_counts, kept.rows)
@@ -280,7 +294,7 @@ class Builder:
             pieces = (backend.encode(doc, add_special_tokens=False).tokens for doc in read_documents(self.config.corpus))
             return unit(fasttext_embeddings(pieces, tokens, work_dir=self.out))
         if not config.embeddings_path:
-            raise NeurosearchError("embeddings 'file' needs a path: --embeddings PATH.vec")
+            raise NeurosearchError("embeddings 'file' needs embeddings_path (a .vec or .bin file)")
         return unit(file_embeddings(config.embeddings_path, tokens))
 
     # -- clusters -------------------------------------------------------------------------------
@@ -330,8 +344,10 @@ class Builder:
 
         started = time.time()
         reset_peak_rss()
-        shutil.rmtree(self.out / "search", ignore_errors=True)  # no stale files of another search method
+        manifest.stages.pop("search", None)  # on disk first, so that a kill from here on is redone
         manifest.files = {k: v for k, v in manifest.files.items() if not k.startswith("search/")}
+        manifest.save(self.out)
+        shutil.rmtree(self.out / "search", ignore_errors=True)  # no stale files of another search method
         search_method = manifest.configs["profiles"]["search_method"]
         m = manifest.configs["profiles"]["top_tokens"]
         kept = json.loads((self.out / "tokens.json").read_text())
@@ -436,9 +452,18 @@ class Builder:
         if until not in STAGES:
             raise NeurosearchError(f"unknown stage '{until}' (choose from {', '.join(STAGES)})")
         config = self.config
+        self._check_out()
+        if config.profiles.embeddings == "file":
+            from neurosearch.build.embeddings import check_embeddings_file
+
+            check_embeddings_file(str(config.profiles.embeddings_path))
         corpus = scan_corpus(config.corpus)  # validates the corpus before anything is written
         self._load_model()
         loaded, site = self.loaded, self.site
+        if config.profiles.embeddings == "file":
+            from neurosearch.build.embeddings import check_embeddings_cover
+
+            check_embeddings_cover(str(config.profiles.embeddings_path), list(loaded.tokenizer.get_vocab()))
         identity = {
             "model_id": loaded.model_id,
             "site": site.name,

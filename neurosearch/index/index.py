@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neurosearch.config import SearchConfig
-from neurosearch.errors import NeurosearchError
+from neurosearch.errors import ConfigError, NeurosearchError
 from neurosearch.format.manifest import IndexError_, Manifest
 from neurosearch.format.npyfile import NpyFile
 from neurosearch.format.state import IndexState
@@ -198,7 +198,7 @@ class Index:
         path = self._check(relative)
         try:
             return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
             raise IndexError_(f"corrupt index file {path}: {exc}") from None
 
     def json(self, relative: str) -> Any:
@@ -323,7 +323,10 @@ class Index:
             from neurosearch.index.wordpiece import WordPiece
 
             vocabulary = self._check("search/wordpiece_vocab.txt").read_text(encoding="utf-8").split("\n")
-            return WordPiece.from_settings(self.json("search/wordpiece.json"), vocabulary).encode
+            try:
+                return WordPiece.from_settings(self.json("search/wordpiece.json"), vocabulary).encode
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                raise IndexError_(f"corrupt index file {self.path / 'search/wordpiece.json'}: {exc}") from None
         tokenizer = self.tokenizer
         return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
 
@@ -332,7 +335,11 @@ class Index:
         """The model's tokenizer (``tokenizers.Tokenizer``), with offsets for rendering contexts."""
         from tokenizers import Tokenizer
 
-        return Tokenizer.from_file(str(self._check("tokenizer.json")))
+        path = self._check("tokenizer.json")
+        try:
+            return Tokenizer.from_file(str(path))
+        except Exception as exc:  # the tokenizers library raises a bare Exception for a bad file
+            raise IndexError_(f"corrupt index file {path}: {exc}") from None
 
     @cached_property
     def concepts(self) -> Any:
@@ -508,7 +515,14 @@ class Index:
         name = "neurons" if kind == "neurons" else "clusters"
         cache = self.__dict__.setdefault("_hnsw", {})
         if name not in cache:
-            cache[name] = load_hnsw(self._check(f"search/{method}/{name}.hnsw"), dense.shape[0], self.config.hnsw_ef)
+            relative = f"search/{method}/{name}.hnsw"
+            if relative not in self._verified:  # hnswlib parses it in C: only verified bytes go in
+                self.manifest.verify(self.path, [relative])
+                self._verified.add(relative)
+            try:
+                cache[name] = load_hnsw(self.path / relative, dense.shape[0], self.config.hnsw_ef)
+            except (RuntimeError, ValueError, MemoryError) as exc:
+                raise IndexError_(f"corrupt index file {self.path / relative}: {exc}") from None
         count = min(self.config.candidates, total)
         labels, _ = cache[name].knn_query(dense[None, :], k=count)
         return [int(row) for row in labels[0]]
@@ -526,9 +540,9 @@ class Index:
     ) -> FindResult:
         """Neurons and clusters ranked by how strongly the query's tokens are among their peaks."""
         if top < 1:
-            raise NeurosearchError(f"--top must be at least 1, got {top}")
+            raise ConfigError(f"top must be at least 1, got {top}", option="top")
         if kind not in KINDS:
-            raise NeurosearchError(f"--kind must be one of {', '.join(KINDS)}, got '{kind}'")
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got '{kind}'", option="kind")
         if k is not None and k not in self.ks:
             raise NeurosearchError(f"K={k} is not in this index (has K = {', '.join(map(str, self.ks))})")
         method = method or self.search_method
