@@ -5,21 +5,85 @@ field's comment says why we deviate; where they deviate, the defaults are the re
 index is built with (``neurosearch build`` with no flags) and :data:`PAPER` holds the paper's
 settings (``neurosearch build --paper``). Every config is plain data: it serialises to JSON in the
 index manifest (``asdict``) and is read back with ``from_dict``, so an index records exactly how it
-was built.
+was built. Every config validates itself on construction (choices are ``Literal`` types, numbers
+have ranges; NaN is refused) and raises :class:`~neurosearch.errors.ConfigError`, so bad values
+fail before any work. Configs of other stages (``HeadConfig``, ``LabelConfig``, ``AblationConfig``)
+live beside their code and use the checks below.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from neurosearch.errors import ConfigError
 
 T = TypeVar("T")
 
-SITES = ("ffn", "hidden")
-METHODS = ("filter", "filter+tfidf", "filter+smooth", "filter+smooth+tfidf")
-EMBEDDING_SOURCES = ("model", "fasttext", "file")
-ABLATIONS = ("mean", "layer-mean", "zero")
-BASELINES = ("random", "random_layer", "random_position")
+Site = Literal["ffn", "hidden"]
+Method = Literal["filter", "filter+tfidf", "filter+smooth", "filter+smooth+tfidf"]
+EmbeddingSource = Literal["model", "fasttext", "file"]
+Ablation = Literal["mean", "layer-mean", "zero"]
+Baseline = Literal["random", "random_layer", "random_position"]
+Dtype = Literal["auto", "float32", "bfloat16"]
+
+SITES: tuple[str, ...] = get_args(Site)
+METHODS: tuple[str, ...] = get_args(Method)
+EMBEDDING_SOURCES: tuple[str, ...] = get_args(EmbeddingSource)
+ABLATIONS: tuple[str, ...] = get_args(Ablation)
+BASELINES: tuple[str, ...] = get_args(Baseline)
+DTYPES: tuple[str, ...] = get_args(Dtype)
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+@lru_cache(maxsize=None)
+def _literal_fields(cls: type) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """(field, allowed values) of every ``Literal`` (or ``tuple[Literal, ...]``) field of a dataclass."""
+    found = []
+    for name, hint in get_type_hints(cls).items():
+        if get_origin(hint) is tuple and get_args(hint):
+            hint = get_args(hint)[0]
+        if get_origin(hint) is Literal:
+            found.append((name, get_args(hint)))
+    return tuple(found)
+
+
+def check_choices(config: Any) -> None:
+    """Every ``Literal``-typed field of ``config`` holds one of its choices."""
+    for name, allowed in _literal_fields(type(config)):
+        value = getattr(config, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if item not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, got {item!r}", option=name)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int(name: str, value: Any, minimum: int = 1, *, optional: bool = False) -> None:
+    """``value`` is a whole number >= ``minimum`` (or None when ``optional``)."""
+    if value is None and optional:
+        return
+    if not (_is_number(value) and float(value).is_integer() and value >= minimum):
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}", option=name)
+
+
+def check_float(name: str, value: Any, minimum: float = 0.0, *, inclusive: bool = False,
+                maximum: float | None = None, optional: bool = False) -> None:
+    """``value`` is a finite number above ``minimum`` (at or above with ``inclusive``), at most ``maximum``."""
+    if value is None and optional:
+        return
+    ok = _is_number(value) and (value >= minimum if inclusive else value > minimum)
+    if ok and maximum is not None:
+        ok = value <= maximum
+    if not ok:
+        bound = f"{'>=' if inclusive else '>'} {minimum:g}" + (f" and <= {maximum:g}" if maximum is not None else "")
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}", option=name)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -44,15 +108,20 @@ class ModelConfig:
 
     model: str = "minilm"
     """Alias (``minilm``, ``bert-base``), Hugging Face id, or local directory."""
-    site: str = "ffn"
+    site: Site = "ffn"
     """``ffn``: intermediate activations after the nonlinearity (L x I neurons), chosen as default
     because FFN neurons are far more concept-selective (DESIGN.md); ``hidden``: the paper's
     definition, embedding output plus every block's output ((L+1) x H neurons)."""
-    dtype: str = "auto"
+    dtype: Dtype = "auto"
     """``auto`` uses bf16 autocast only where the hardware runs it fast (AMX / AVX512-BF16 CPUs,
     CUDA); ``float32`` and ``bfloat16`` force a choice."""
     device: str = "auto"
     """``auto`` picks CUDA when present, else CPU."""
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError("model must name a model (an alias, a Hugging Face id or a directory)", option="model")
 
 
 @dataclass(frozen=True)
@@ -69,6 +138,10 @@ class CorpusConfig:
     """Tokens per model window including [CLS]/[SEP]; longer documents are split into consecutive
     windows so no token is dropped. 128 is the sequence length MiniLM was trained with."""
 
+    def __post_init__(self) -> None:
+        check_int("max_docs", self.max_docs, 1, optional=True)
+        check_int("window", self.window, 3)
+
 
 @dataclass(frozen=True)
 class StatsConfig:
@@ -76,10 +149,14 @@ class StatsConfig:
 
     batch_tokens: int = 8192
     """Token budget of one forward batch (windows are sorted by length, so little is padding)."""
-    shard_docs: int = 2000
+    shard_docs: int = 4000
     """Documents per shard; the build checkpoints after every shard and resumes from the last."""
     top_k: int = 20
     """Top activating occurrences kept per neuron (as references, never text)."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_tokens", "shard_docs", "top_k"):
+            check_int(name, getattr(self, name), 1)
 
 
 @dataclass(frozen=True)
@@ -89,16 +166,16 @@ class ProfileConfig:
     min_count: int | str = "auto"
     """Keep tokens seen at least this often. ``auto`` = max(20, 4 per million corpus tokens),
     which reproduces the paper's 20 for 8.6M Yelp tokens' order and 400 for 103M C4 tokens."""
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[Method, ...] = METHODS
     """Profile methods to build (Table 3 of the paper); clusters are built for each."""
-    search_method: str = "filter+smooth+tfidf"
+    search_method: Method = "filter+smooth+tfidf"
     """The method whose profiles back ``find``: filter+smooth+tfidf had the best top-1 neuron and
     the best clusters at K=200 on both concept files (README), and backs the shipped index."""
     smoothing_lambda: float = 0.5
     """lambda of Eq. 2."""
     neighbours: int = 5
     """Top-n embedding neighbours used by Eq. 2."""
-    embeddings: str = "model"
+    embeddings: EmbeddingSource = "model"
     """Token neighbour source: ``model`` (the model's input-embedding table), ``fasttext`` (skip-gram
     trained on the corpus's word pieces, as in the paper) or ``file`` (``embeddings_path``)."""
     embeddings_path: str | None = None
@@ -111,6 +188,22 @@ class ProfileConfig:
     probabilities. None: the cosine with its z-score peaks over all ``top_tokens`` (how clusters are
     scored). 10 beat 8 and 12, and z-weighted peaks over 10-50 tokens, on both concept files
     (README). Changing it redoes only the search stage."""
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.min_count != "auto":
+            check_int("min_count", self.min_count, 1)
+        if not self.methods:
+            raise ConfigError("methods must name at least one profile method", option="methods")
+        if self.search_method not in self.methods:
+            raise ConfigError(f"search_method {self.search_method} must be one of the built methods "
+                              f"({', '.join(self.methods)})", option="search_method")
+        check_float("smoothing_lambda", self.smoothing_lambda, 0.0, inclusive=True, maximum=1.0)
+        check_int("neighbours", self.neighbours, 1)
+        check_int("top_tokens", self.top_tokens, 1)
+        check_int("neuron_score_tokens", self.neuron_score_tokens, 1, optional=True)
+        if self.embeddings == "file" and not self.embeddings_path:
+            raise ConfigError("embeddings 'file' needs embeddings_path (a .vec or .bin file)", option="embeddings_path")
 
 
 @dataclass(frozen=True)
@@ -129,6 +222,14 @@ class ClusterConfig:
     """Top tokens stored per cluster, from the cluster's mean profile."""
     curve_ks: tuple[int, ...] = (10, 20, 30, 50, 75, 100, 150, 200, 300, 400, 500)
     """K values of the within-cluster distance curve (paper Fig. 2)."""
+
+    def __post_init__(self) -> None:
+        if not self.ks:
+            raise ConfigError("ks must hold at least one number of clusters", option="ks")
+        for value in (*self.ks, *self.curve_ks):
+            check_int("ks", value, 1)
+        check_float("refine_max_distance", self.refine_max_distance, 0.0)
+        check_int("top_tokens", self.top_tokens, 1)
 
 
 @dataclass(frozen=True)
@@ -173,6 +274,14 @@ class SearchConfig:
     candidates: int = 1000
     """HNSW candidates reranked exactly (the ANN ranks by embedding-space cosine, the rerank by
     peak cosine; 1000 candidates keep recall@10 against exact search high)."""
+
+    def __post_init__(self) -> None:
+        for name in ("neighbours", "hnsw_ef", "candidates"):
+            check_int(name, getattr(self, name), 1)
+        check_int("hnsw_min_rows", self.hnsw_min_rows, 0)
+        for name in ("min_similarity", "neighbour_weight", "wordnet_member_decay", "wordnet_sense_share_power",
+                     "wordnet_synonym_weight"):
+            check_float(name, getattr(self, name), 0.0, inclusive=True)
 
 
 PAPER = {"site": "hidden", "embeddings": "fasttext", "refine": True}

@@ -83,7 +83,8 @@ def _read_file(path: Path, config: CorpusConfig) -> Iterator[str]:
                     if not isinstance(record, dict) or field not in record:
                         keys = ", ".join(sorted(record)) if isinstance(record, dict) else type(record).__name__
                         raise CorpusError(
-                            f"{path} line {number}: no field '{field}' (has: {keys}); choose one with --text-field"
+                            f"{path} line {number}: no field '{field}' (has: {keys}); choose one with `text_field`",
+                            option="text_field",
                         )
                     yield str(record[field] or "")
             else:
@@ -91,7 +92,7 @@ def _read_file(path: Path, config: CorpusConfig) -> Iterator[str]:
                 if reader.fieldnames is None or field not in reader.fieldnames:
                     raise CorpusError(
                         f"{path}: no column '{field}' (has: {', '.join(reader.fieldnames or [])}); "
-                        "choose one with --text-field"
+                        "choose one with `text_field`", option="text_field"
                     )
                 for row in reader:
                     yield row[field] or ""
@@ -117,7 +118,8 @@ def _read_hf(spec: str, config: CorpusConfig) -> Iterator[str]:
         stream = datasets.load_dataset(name, subset, split=split, streaming=True)
         for record in stream:
             if config.text_field not in record:
-                raise CorpusError(f"{spec}: no field '{config.text_field}'; choose one with --text-field")
+                raise CorpusError(f"{spec}: no field '{config.text_field}'; choose one with `text_field`",
+                                  option="text_field")
             yield str(record[config.text_field] or "")
     except CorpusError:
         raise
@@ -128,7 +130,7 @@ def _read_hf(spec: str, config: CorpusConfig) -> Iterator[str]:
 def read_documents(config: CorpusConfig) -> Iterator[str]:
     """Stream the documents of a corpus, in a stable order, at most ``max_docs``."""
     if not config.source:
-        raise CorpusError("no corpus given: pass --corpus PATH")
+        raise CorpusError("no corpus given: name a `corpus`", option="corpus")
     if config.source.startswith("hf:"):
         documents = _read_hf(config.source, config)
     else:

@@ -16,12 +16,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neurosearch.config import BASELINES, METHODS
+from neurosearch.errors import NeurosearchError
 from neurosearch.ids import split_neuron as parse_neuron
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 150
+
+
+class PlotError(NeurosearchError, ValueError):
+    """A figure that cannot be drawn from what was given (e.g. no results for the chosen K)."""
+
 FIGSIZES = {
     "distance_curve": (8.5, 4.5),
     "cluster_losses": (10.0, 4.8),
@@ -134,7 +140,9 @@ def _select_group(results: Sequence[dict[str, Any]], k: int | None,
     keys = [key for key in keys
             if (k is None or key[1] == k) and (method is None or key[0] == method)]
     if not keys:
-        raise ValueError(f"no ablation results for method={method!r}, k={k!r}")
+        have = ", ".join(f"{m} K={kk}" for m, kk in sorted({group_key(r) for r in results}, key=group_sort_key))
+        raise PlotError(f"no ablation results for {'method ' + method + ' ' if method else ''}"
+                        f"{'K=' + str(k) if k is not None else ''} (have: {have or 'none'})")
     chosen = keys[0]
     return [r for r in results if group_key(r) == chosen], chosen[0], chosen[1]
 

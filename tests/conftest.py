@@ -123,3 +123,12 @@ def small_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny
     )
     build_index(config, out)
     return out
+
+
+@pytest.fixture
+def llm():
+    """A fake OpenAI-compatible server on 127.0.0.1 (see fake_llm.py)."""
+    from fake_llm import fake_llm
+
+    with fake_llm() as fake:
+        yield fake

@@ -9,7 +9,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-from neurosearch.model.head import HeadConfig, HeadedMaskedLM, MLMHead, fit_head, load_head, save_head
+from neurosearch.model.head import HeadConfig, HeadedMaskedLM, MLMHead, load_head, save_head
+from neurosearch.model.head_fit import fit_head
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [f"w{i}" for i in range(95)]

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
+from fake_llm import GOOD, FakeLLM, Reply
 
 from neurosearch.labeling.llm import (
     Label,
@@ -27,38 +24,6 @@ from neurosearch.labeling.llm import (
 )
 
 KEY = "sk-test-SECRET-0123456789abcdef"
-GOOD = '{"theme": "days of the week", "explanation": "Names of weekdays."}'
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    content: str | None = GOOD
-    raw: bytes | None = None
-    delay: float = 0.0
-
-
-@dataclass
-class Seen:
-    headers: dict[str, str]
-    body: dict
-
-    @property
-    def prompt(self) -> str:
-        return "\n".join(m["content"] for m in self.body["messages"])
-
-
-@dataclass
-class FakeLLM:
-    """Chat-completions server; ``respond(seen, n_for_this_prompt)`` decides each reply."""
-
-    base_url: str = ""
-    seen: list[Seen] = field(default_factory=list)
-    respond: Callable[[Seen, int], Reply] = lambda seen, n: Reply()
-    stop: Callable[[], object] = lambda: None
-
-    def count(self, needle: str) -> int:
-        return sum(needle in s.body["messages"][1]["content"] for s in self.seen)
 
 
 @pytest.fixture(autouse=True)
@@ -67,58 +32,6 @@ def clean_env(monkeypatch):
     proxies = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
     for name in names + proxies + tuple(p.lower() for p in proxies):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def llm():
-    fake = FakeLLM()
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # keep pytest output clean
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen = Seen({k.lower(): v for k, v in self.headers.items()}, body)
-            with lock:
-                fake.seen.append(seen)
-                n = sum(s.body["messages"][1] == body["messages"][1] for s in fake.seen)
-            reply = fake.respond(seen, n) if self.path == "/v1/chat/completions" else Reply(404)
-            time.sleep(reply.delay)
-            if reply.raw is not None:
-                payload = reply.raw
-            elif reply.status == 200:
-                payload = json.dumps({
-                    "id": "chatcmpl-1", "object": "chat.completion", "created": 0,
-                    "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": reply.content}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                }).encode()
-            else:
-                payload = json.dumps({"error": {"message": reply.content or "failed",
-                                                "type": "error"}}).encode()
-            try:
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):  # client timed out and left
-                pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    fake.stop = lambda: (server.shutdown(), server.server_close())
-    yield fake
-    server.shutdown()
-    server.server_close()
 
 
 def cfg(llm: FakeLLM | None = None, **kw) -> LabelConfig:
@@ -162,7 +75,7 @@ def test_normal_reply_is_stored(llm, tmp_path):
     assert first.headers["authorization"] == f"Bearer {KEY}"
     assert "toka" in first.prompt and "on toka we met" in first.prompt
     assert KEY not in store.read_text()
-    assert [p.name for p in tmp_path.iterdir()] == ["labels.json"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".labels.json.lock", "labels.json"]  # no temp files left
 
 
 def test_code_fenced_reply_is_accepted(llm, tmp_path):
@@ -355,7 +268,7 @@ def test_server_lost_mid_run_is_retried_then_aborts(llm, tmp_path):
 
 
 def test_no_key_and_no_base_url_fails_before_any_request(tmp_path):
-    with pytest.raises(LabelError, match="OPENAI_API_KEY is not set.*--base-url"):
+    with pytest.raises(LabelError, match="OPENAI_API_KEY is not set.*base_url"):
         label_items(reqs("a"), tmp_path / "labels.json", LabelConfig())
     assert not (tmp_path / "labels.json").exists()
 
@@ -477,3 +390,56 @@ def test_fallback_edge_cases():
     assert fallback_label([], None).theme == "(no tokens)"
     with pytest.raises(ValueError):
         fallback_label(["a", "b"], np.ones((3, 4)))
+
+
+# ------------------------------------------------------------------------ circuit breaker
+
+
+def test_consecutive_failures_stop_the_run(llm, tmp_path):
+    llm.respond = lambda seen, n: Reply(500)
+    run = label_items(reqs(*"abcdef"), tmp_path / "labels.json",
+                      cfg(llm, max_retries=0, max_consecutive_failures=3), api_key=KEY)
+    assert (run.failed, run.skipped, run.labelled) == (3, 3, 0)
+    assert "3 failures in a row" in run.aborted and "3 item(s) not attempted" in run.aborted
+    assert len(llm.seen) == 3
+
+
+def test_a_success_resets_the_failure_count(llm, tmp_path):
+    llm.respond = lambda seen, n: Reply() if any(f"tok{x}" in seen.prompt for x in "cf") else Reply(500)
+    run = label_items(reqs(*"abcdef"), tmp_path / "labels.json",
+                      cfg(llm, max_retries=0, max_consecutive_failures=3), api_key=KEY)
+    assert run.aborted is None and (run.failed, run.labelled, run.skipped) == (4, 2, 0)
+
+
+def test_no_circuit_breaker_when_zero(llm, tmp_path):
+    llm.respond = lambda seen, n: Reply(500)
+    run = label_items(reqs(*"abcdef"), tmp_path / "labels.json",
+                      cfg(llm, max_retries=0, max_consecutive_failures=0), api_key=KEY)
+    assert run.aborted is None and run.failed == 6
+
+
+@pytest.mark.parametrize("value", [float("nan"), 0.0, -1.0, float("inf")])
+def test_label_config_refuses_bad_timeouts(value):
+    from neurosearch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="timeout"):
+        LabelConfig(timeout=value)
+
+
+def test_parse_reply_strips_controls_and_caps_lengths():
+    from neurosearch.text import MAX_EXPLANATION, MAX_THEME
+
+    theme, explanation = parse_reply(json.dumps({"theme": "\x1b]0;t\x07days \u202eof\x00 week",
+                                                 "explanation": "x\x1b[2J" * 10_000}))
+    assert theme == "]0;tdays of week" and len(explanation) == MAX_EXPLANATION and "\x1b" not in explanation
+    theme, _ = parse_reply(json.dumps({"theme": "y" * 10_000_000, "explanation": "e"}))
+    assert len(theme) == MAX_THEME and theme.endswith("…")
+
+
+def test_label_help_says_where_the_key_goes():
+    from typer.testing import CliRunner
+
+    from neurosearch.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["label", "--help"]).stdout.split())
+    assert "OPENAI_API_KEY" in text and "sent to this server" in text

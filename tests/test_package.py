@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, file_tree, git_status, make_corpus
-from test_labels import llm  # noqa: F401 (the fake chat-completions server fixture)
 
 SHIPPED = ROOT / "index" / "default"
 
@@ -112,4 +111,4 @@ def test_the_installed_wheel_finds_without_a_source_tree_and_writes_nothing_into
     assert git_status() == status, "a command changed the checkout"
     assert list(elsewhere.iterdir()) == []
     results = Path(info["results"]["results"])
-    assert {p.name for p in results.iterdir()} >= {"ablations.json", "labels.json", "evaluation"}
+    assert {p.name for p in results.iterdir()} >= {"ablations.json", "labels.json", "evaluation-sample1"}

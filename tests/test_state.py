@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from conftest import file_tree, git_status
 from neurosearch.cli import app
-from test_labels import llm  # noqa: F401 (the fake chat-completions server fixture)
 
 runner = CliRunner()
 
@@ -78,7 +77,8 @@ def test_readme_commands_leave_a_read_only_index_and_the_checkout_untouched(
         assert not index.state.writes_into_index and index.state.state_dir.parent == state
         results = index.state.state_dir
         assert (results / "labels.json").is_file() and (results / "ablations.json").is_file()
-        assert (results / "evaluation" / "results.jsonl").is_file() and (results / "evaluation" / "table3.md").is_file()
+        sample = results / "evaluation-sample1"  # a sample never replaces the full run's evaluation/
+        assert (sample / "results.jsonl").is_file() and (sample / "table3.md").is_file()
         assert (results / "figures" / "distance-curve.png").is_file()
         assert index.head_dir == results / "head"
         # readers merge: the shipped label and ablation, and the user's

@@ -78,6 +78,54 @@ def fasttext_embeddings(
     return np.stack([model.get_word_vector(token) for token in tokens]).astype(np.float32)
 
 
+FASTTEXT_MAGIC = 793712314
+"""First four bytes (little-endian int32) of a fastText .bin model."""
+
+
+def check_embeddings_file(path: str) -> None:
+    """Refuse, before a build does any work, a word-vector file that cannot be what it claims.
+
+    A ``.bin`` must start with fastText's magic number; a ``.vec`` must start with a ``count dim``
+    header or a ``word x1 x2 ...`` line of numbers.
+    """
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise NeurosearchError(f"embeddings file not found: {source}")
+    try:
+        with open(source, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError as exc:
+        raise NeurosearchError(f"cannot read embeddings file {source}: {exc.strerror or exc}") from None
+    if source.suffix == ".bin":
+        if len(head) < 4 or int.from_bytes(head[:4], "little") != FASTTEXT_MAGIC:
+            raise NeurosearchError(f"embeddings file {source} is not a fastText .bin model")
+        return
+    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").split()
+    try:
+        if len(first) == 2:
+            ok = int(first[0]) >= 1 and int(first[1]) >= 1
+        else:
+            ok = len(first) >= 2 and all(np.isfinite(float(x)) for x in first[1:])
+    except ValueError:
+        ok = False
+    if not ok:
+        raise NeurosearchError(f"embeddings file {source} is not in .vec format (first line: 'count dim' "
+                               "or 'word x1 x2 ...')")
+
+
+def check_embeddings_cover(path: str, tokens: list[str]) -> None:
+    """A .vec file holds a vector for at least one of ``tokens`` (read until the first one is found)."""
+    source = Path(path).expanduser()
+    if source.suffix == ".bin":
+        return  # fastText composes a vector for any token from its character n-grams
+    wanted = set(tokens)
+    with open(source, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.split(" ", 1)[0] in wanted:
+                return
+    raise NeurosearchError(f"embeddings file {source} has a vector for none of the model's tokens")
+
+
 def file_embeddings(path: str, tokens: list[str]) -> np.ndarray:
     """Vectors for ``tokens`` from a .vec (text) or .bin (fastText) file; unknown tokens get zeros."""
     source = Path(path).expanduser()
@@ -88,7 +136,11 @@ def file_embeddings(path: str, tokens: list[str]) -> np.ndarray:
             import fasttext
         except ImportError:
             raise NeurosearchError(".bin embeddings need the fasttext package: pip install 'neurosearch[fasttext]'") from None
-        model = fasttext.load_model(str(source))
+        check_embeddings_file(path)
+        try:
+            model = fasttext.load_model(str(source))
+        except (ValueError, RuntimeError, MemoryError) as exc:
+            raise NeurosearchError(f"embeddings file {source} cannot be read by fastText ({exc})") from None
         return np.stack([model.get_word_vector(token) for token in tokens]).astype(np.float32)
     wanted = {token: row for row, token in enumerate(tokens)}
     vectors: np.ndarray | None = None
@@ -105,4 +157,6 @@ def file_embeddings(path: str, tokens: list[str]) -> np.ndarray:
                     vectors[row] = np.asarray(parts[1:], dtype=np.float32)
     except (ValueError, IndexError):
         raise NeurosearchError(f"embeddings file {source} is not in .vec format") from None
+    if vectors is None or not np.any(vectors):
+        raise NeurosearchError(f"embeddings file {source} has a vector for none of the model's tokens")
     return vectors

@@ -67,7 +67,7 @@ def _check_same_index(manifest: Manifest, wanted: dict[str, Any], out: Path) -> 
         if have is not None and have != wanted[key]:
             raise NeurosearchError(
                 f"{out} already holds an index with a different {key.replace('_', ' ')}; "
-                "choose another --out or pass --force to rebuild it"
+                "choose another output directory or pass `force` to rebuild it", option="force"
             )
 
 
@@ -119,9 +119,22 @@ class Builder:
             self.reporter.log("search: the search files' format changed, rebuilding them")
             first_changed = "search"
         if first_changed is not None:
-            for later in STAGES[STAGES.index(first_changed):]:
-                if manifest.stages.pop(later, None) is not None:
-                    self.reporter.log(f"{later}: configuration changed, rebuilding")
+            dropped = [later for later in STAGES[STAGES.index(first_changed):] if manifest.stages.pop(later, None) is not None]
+            for later in dropped:
+                self.reporter.log(f"{later}: configuration changed, rebuilding")
+            if dropped and (self.out / MANIFEST).exists():
+                manifest.save(self.out)  # not done on disk before any of its files changes: a kill resumes
+
+    def _check_out(self) -> None:
+        """The output folder can hold this index: a new or empty folder, or an index (even half-built)."""
+        from neurosearch.format.store import check_writable
+
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise NeurosearchError(f"{out} exists and is not a directory; choose another output directory")
+        if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in (MANIFEST, "checkpoint", "stats")):
+            raise NeurosearchError(f"{out} is a folder that holds no neurosearch index; choose a new or empty one")
+        check_writable(out, "the index")
 
     def _wants_concepts(self) -> bool:
         from neurosearch.build.wordnet import find_wordnet
@@ -231,9 +244,18 @@ class Builder:
         if until not in STAGES:
             raise NeurosearchError(f"unknown stage '{until}' (choose from {', '.join(STAGES)})")
         config = self.config
+        self._check_out()
+        if config.profiles.embeddings == "file":
+            from neurosearch.build.embeddings import check_embeddings_file
+
+            check_embeddings_file(str(config.profiles.embeddings_path))
         corpus = scan_corpus(config.corpus)  # validates the corpus before anything is written
         self._load_model()
         loaded, site = self.loaded, self.site
+        if config.profiles.embeddings == "file":
+            from neurosearch.build.embeddings import check_embeddings_cover
+
+            check_embeddings_cover(str(config.profiles.embeddings_path), list(loaded.tokenizer.get_vocab()))
         identity = {
             "model_id": loaded.model_id,
             "site": site.name,

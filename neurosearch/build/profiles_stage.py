@@ -35,7 +35,8 @@ def run(out: Path, manifest: Manifest, build: BuildConfig, loaded: Any, reporter
     kept = filter_tokens(stats.token_ids, stats.token_counts, id_to_token, min_count)
     if len(kept.ids) < 10:
         raise NeurosearchError(
-            f"only {len(kept.ids)} tokens occur at least {min_count} times; use a larger corpus or a lower --min-count"
+            f"only {len(kept.ids)} tokens occur at least {min_count} times; use a larger corpus or a lower `min_count`",
+            option="min_count"
         )
     reporter.log(f"profiles: kept {len(kept.ids)} of {len(stats.token_ids)} seen tokens (count >= {min_count})")
     raw = raw_profiles(stats.token_sums, stats.token_counts, kept.rows)
@@ -84,5 +85,5 @@ def token_space(build: BuildConfig, loaded: Any, out: Path) -> np.ndarray:
         pieces = (backend.encode(doc, add_special_tokens=False).tokens for doc in read_documents(build.corpus))
         return unit(fasttext_embeddings(pieces, tokens, work_dir=out))
     if not config.embeddings_path:
-        raise NeurosearchError("embeddings 'file' needs a path: --embeddings PATH.vec")
+        raise NeurosearchError("embeddings 'file' needs embeddings_path (a .vec or .bin file)")
     return unit(file_embeddings(config.embeddings_path, tokens))

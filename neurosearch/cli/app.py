@@ -8,6 +8,7 @@ Heavy imports (torch, transformers) happen inside the commands that need a model
 evaluates the annotations.
 """
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -30,8 +31,13 @@ class ErrorBoundary(TyperGroup):
         token = STATE_DIR.set(ctx.params.get("state_dir"))
         try:
             return super().invoke(ctx)
+        except typer.TyperException as exc:  # a bad option value (click's UsageError): one line too
+            usage = getattr(exc, "ctx", None)
+            where = f"; see `neurosearch {usage.info_name} --help`" if usage is not None and usage.parent else ""
+            error_line(exc.format_message().rstrip(".") + where)
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
         except NeurosearchError as exc:
-            error_line(str(exc))
+            error_line(self._in_flags(ctx, exc))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             error_line("interrupted")
@@ -41,6 +47,18 @@ class ErrorBoundary(TyperGroup):
             raise typer.Exit(1) from None
         finally:
             STATE_DIR.reset(token)
+
+    def _in_flags(self, ctx: Any, exc: NeurosearchError) -> str:
+        """The message with the library parameter it is about (``exc.option``) named by its flag."""
+        message, name = str(exc), exc.option
+        command = self.get_command(ctx, ctx.invoked_subcommand) if name and ctx.invoked_subcommand else None
+        for param in getattr(command, "params", ()):
+            if param.name == name and param.opts:
+                flag = max(param.opts, key=len)
+                if f"`{name}`" in message:  # a parameter the message refers to in backticks
+                    return message.replace(f"`{name}`", flag, 1)
+                return re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, message, count=1)
+        return message
 
 
 app = typer.Typer(

@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from neurosearch.cli.common import IndexOption, RichReporter, fail, open_index
-from neurosearch.config import ProfileConfig
+from neurosearch.cli.common import IndexOption, RichReporter, fail, open_index, parse_ints
+from neurosearch.config import ProfileConfig, StatsConfig
 
 
 def build(
@@ -26,8 +26,8 @@ def build(
     paper: Annotated[bool, typer.Option("--paper", help="The paper's settings where the defaults differ: --site hidden --embeddings fasttext --refine (explicit flags still win).")] = False,
     wordnet: Annotated[bool, typer.Option("--wordnet/--no-wordnet", help="Bake WordNet's concept members into the index when WordNet data is installed (see README).")] = True,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (auto uses bf16 only where it is fast).")] = "auto",
-    batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = 8192,
-    shard_docs: Annotated[int, typer.Option(help="Documents per checkpointed shard.")] = 4000,
+    batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = StatsConfig.batch_tokens,
+    shard_docs: Annotated[int, typer.Option(help="Documents per checkpointed shard.")] = StatsConfig.shard_docs,
     force: Annotated[bool, typer.Option("--force", help="Rebuild every stage from scratch.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -40,7 +40,6 @@ def build(
         CorpusConfig,
         ModelConfig,
         ProfileConfig,
-        StatsConfig,
         build_recipe,
     )
 
@@ -57,14 +56,9 @@ def build(
             fail(f"--method {searched} must be one of the built methods ({', '.join(chosen)})")
         return chosen, searched
 
-    try:
-        ks = tuple(int(value) for value in k.split(","))
-        if any(value < 1 for value in ks):
-            raise ValueError
-    except ValueError:
-        fail(f"--k must be positive integers separated by commas, got '{k}'")
-    if min_count != "auto" and not min_count.isdigit():
-        fail(f"--min-count must be 'auto' or a positive integer, got '{min_count}'")
+    ks = tuple(parse_ints(k, "--k"))
+    if min_count != "auto" and not (min_count.isdigit() and int(min_count) >= 1):
+        fail(f"--min-count must be 'auto' or a whole number >= 1, got '{min_count}'")
     built_methods, searched = parse_methods()
     recipe = build_recipe(paper, site=site, embeddings=embeddings, refine=refine)
     site, embeddings, refine = recipe["site"], recipe["embeddings"], recipe["refine"]
@@ -99,13 +93,16 @@ def fit_head_command(
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
     max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Head folder (default: INDEX/head, or the state folder's for a read-only index; see `info`).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the stored head even when the new one is not better on held-out text.")] = False,
 ) -> None:
     """Fit a masked-LM head (and [MASK] vector) on the frozen encoder; stored with the index's results."""
-    from neurosearch.model.head import fit_head_for_index
+    from neurosearch.model.head_fit import fit_head_for_index
 
     opened = open_index(index)
-    with RichReporter() as reporter:
-        meta = fit_head_for_index(opened, corpus=corpus, epochs=epochs, lr=lr, max_docs=max_docs, reporter=reporter,
-                                  out=out)
+    with RichReporter(transient=True) as reporter:  # the outcome is the one line after it
+        meta = fit_head_for_index(opened, corpus=corpus, epochs=epochs, lr=lr, max_docs=max_docs, force=force,
+                                  reporter=reporter, out=out)
+    replaced = meta.get("replaced_heldout_loss")
     typer.echo(f"head stored in {meta['path']}: held-out masked loss {meta['heldout_loss']:.3f} "
-               f"(unigram baseline {meta['unigram_loss']:.3f})")
+               + (f"(the head it replaced: {replaced:.3f}; " if replaced is not None else "(")
+               + f"unigram baseline {meta['unigram_loss']:.3f})")

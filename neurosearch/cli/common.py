@@ -32,8 +32,23 @@ def default_index() -> Path:
 
 
 def error_line(message: str) -> None:
-    """The one format of an error on stderr."""
-    typer.echo(f"neurosearch: error: {message}", err=True)
+    """The one format of an error on stderr (one line: messages quote outside text, so it is sanitised)."""
+    from neurosearch.text import for_terminal
+
+    typer.echo(f"neurosearch: error: {for_terminal(message, 2000)}", err=True)
+
+
+def parse_ints(text: str | None, option: str, *, minimum: int = 1) -> list[int] | None:
+    """``"50,200"`` -> [50, 200] for a comma-separated option (None stays None); bad values fail in one line."""
+    if text is None:
+        return None
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(value < minimum for value in values):
+        fail(f"{option} takes integers >= {minimum} separated by commas, got '{text}'")
+    return values
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -86,7 +101,11 @@ class RichReporter:
 
     def log(self, message: str) -> None:
         if not self.quiet:
-            self.progress.console.print(message)
+            from rich.text import Text
+
+            from neurosearch.text import for_terminal
+
+            self.progress.console.print(Text(for_terminal(message, 2000)))
 
 
 STATE_DIR: "contextvars.ContextVar[Optional[Path]]" = contextvars.ContextVar("neurosearch_state_dir", default=None)

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from neurosearch.cli.common import IndexOption, JsonOption, RichReporter, fail, open_index, print_json
+from neurosearch.cli.common import IndexOption, JsonOption, RichReporter, fail, open_index, parse_ints, print_json
 
 from neurosearch.errors import NeurosearchError
 
@@ -25,15 +25,19 @@ def ablate(
     as_json: JsonOption = False,
 ) -> None:
     """Is a hit causal? Masked-LM loss on its tokens with its neurons ablated, against random baselines."""
-    from neurosearch.experiments.ablation import AblationConfig, AblationSession, store_result
+    from neurosearch.experiments.ablation import AblationConfig, AblationSession, check_result_store, store_result
 
     given = [x is not None for x in (target, neurons, query)]
     if sum(given) != 1:
         fail("give exactly one of: a cluster id, --neurons L:I,..., --query TEXT")
-    opened = open_index(index)
     config = AblationConfig(ablation=ablation, sentences=sentences, seeds=seeds, top_tokens=top_tokens)
-    if sentences < 1 or seeds < 2:
-        fail("--sentences must be >= 1 and --seeds >= 2")
+    opened = open_index(index)
+    check_result_store(opened)  # a store that cannot take the result fails now, not after the work
+    if target is not None:  # a bad target fails before the model is loaded
+        opened.cluster(target)
+    elif neurons is not None:
+        for name in neurons.split(","):
+            opened.neuron_index(name)
 
     def work() -> dict:
         import time
@@ -60,9 +64,14 @@ def ablate(
         return
     from neurosearch.cli.render import ablation_table, console
 
+    from rich.text import Text
+
+    from neurosearch.text import for_terminal
+
     out = console()
-    out.print(f"target {result['target']['kind']} {result['target']['id']} ({len(result['target']['neurons'])} neurons); "
-              f"tokens: {' '.join(result['tokens'][:15])}")
+    out.print(Text(f"target {result['target']['kind']} {for_terminal(result['target']['id'])} "
+                   f"({len(result['target']['neurons'])} neurons); "
+                   f"tokens: {' '.join(for_terminal(t, 40) for t in result['tokens'][:15])}"))
     out.print(ablation_table(result))
     out.print(f"{result['seconds']:.1f} s")
 
@@ -71,7 +80,7 @@ def evaluate(
     index: IndexOption = None,
     methods: Annotated[str, typer.Option(help="Methods to evaluate, comma-separated, or all.")] = "all",
     k: Annotated[Optional[str], typer.Option("--k", help="K values, comma-separated (default: all in the index).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: INDEX/evaluation, or the state folder's for a read-only index; see `info`).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: INDEX/evaluation, or INDEX/evaluation-sampleN with --max-clusters N; in the state folder for a read-only index, see `info`).")] = None,
     max_clusters: Annotated[Optional[int], typer.Option(help="Evaluate a seeded sample of this many clusters per method and K.")] = None,
     sentences: Annotated[int, typer.Option(help="Evaluation sentences per cluster.")] = 96,
     seeds: Annotated[int, typer.Option(help="Draws of each random baseline.")] = 5,
@@ -80,21 +89,20 @@ def evaluate(
 ) -> None:
     """The paper's Table 3 and Figures 2-5: ablate every cluster of each method and K (resumable)."""
     from neurosearch.experiments.ablation import AblationConfig
-    from neurosearch.experiments.evaluation import run_evaluate, table3_rich
+    from neurosearch.experiments.evaluation import default_out_dir, run_evaluate, table3_rich
 
+    config = AblationConfig(ablation=ablation, sentences=sentences, seeds=seeds)
+    requested_ks = parse_ints(k, "--k")
     opened = open_index(index)
     chosen = opened.methods if methods == "all" else [m.strip() for m in methods.split(",")]
     unknown = [m for m in chosen if m not in opened.methods]
     if unknown:
         fail(f"method(s) {', '.join(unknown)} not in this index (has: {', '.join(opened.methods)})")
-    ks = [int(x) for x in k.split(",")] if k else opened.ks
+    ks = requested_ks or opened.ks
     missing = [x for x in ks if x not in opened.ks]
     if missing:
         fail(f"K={missing[0]} is not in this index (has K = {', '.join(map(str, opened.ks))})")
-    config = AblationConfig(ablation=ablation, sentences=sentences, seeds=seeds)
-    from neurosearch.index.stored import EVALUATION
-
-    target = out or opened.state.write_path(EVALUATION)
+    target = out or default_out_dir(opened.state, max_clusters)
     with RichReporter() as reporter:
         rows = run_evaluate(opened, target, methods=chosen, ks=ks, config=config,
                                                 max_clusters=max_clusters, corpus=corpus, reporter=reporter)

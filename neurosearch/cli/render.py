@@ -1,4 +1,9 @@
-"""Rich rendering of results: tables for ``find``, reports for ``show`` and ``info``."""
+"""Rich rendering of results: tables for ``find``, reports for ``show`` and ``info``.
+
+Every string that came from outside (labels, tokens, corpus contexts, manifest fields, stored
+results) passes :func:`neurosearch.text.for_terminal` and is printed as a ``Text`` object, so
+neither an escape sequence nor rich markup in it reaches the terminal.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,19 @@ from rich.table import Table
 from rich.text import Text
 
 from neurosearch.ids import ClusterId, NeuronId
+from neurosearch.text import MAX_EXPLANATION, MAX_QUERY, MAX_THEME, for_terminal
+
+
+def safe(value: Any, limit: int | None = None, style: str = "") -> Text:
+    """An outside string as a rich ``Text``: control characters stripped, length capped, no markup."""
+    return Text(for_terminal(value, limit) if limit is not None else for_terminal(value), style=style)
+
+
+def number(value: Any, spec: str) -> str:
+    """A stored number formatted with ``spec``; '?' for anything that is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "?"
+    return format(value, spec)
 
 
 def _layers(neurons: list[str]) -> str:
@@ -31,8 +49,9 @@ def find_table(result: Any, width: int = 80) -> Group:
     size and layer columns (< 100 columns) and automatic themes (< 120), which repeat the top
     tokens. Cells are ``Text`` objects, not markup strings, which rich would parse one by one.
     """
-    expanded = ", ".join(f"{t['token']} ({t['weight']:.2f})" for t in result.query.to_json()[:16])
-    header = Text.assemble(("query ", "bold"), (result.query.text, "cyan"), "  ->  ", (expanded, "dim"))
+    expanded = ", ".join(f"{for_terminal(t['token'], 40)} ({t['weight']:.2f})" for t in result.query.to_json()[:16])
+    header = Text.assemble(("query ", "bold"), (for_terminal(result.query.text, MAX_QUERY), "cyan"), "  ->  ",
+                           (expanded, "dim"))
     methods = {ClusterId.parse(hit.id).method for hit in result.results if hit.kind == "cluster"}
     labelled = any(hit.label and hit.label_source != "fallback" for hit in result.results)
     columns = [("#", "dim"), ("hit", "bold"), ("score", "")]
@@ -44,10 +63,10 @@ def find_table(result: Any, width: int = 80) -> Group:
     rows = []
     for rank, hit in enumerate(result.results, 1):
         shown_id = ClusterId.parse(hit.id).row_key if hit.kind == "cluster" and len(methods) == 1 else hit.id
-        cells = {"#": Text(str(rank)), "hit": Text(f"{hit.kind} {shown_id}"), "score": Text(f"{hit.score:.3f}"),
-                 "theme": Text(hit.label or "", style="dim" if hit.label_source == "fallback" else ""),
-                 "top tokens": Text(" ".join(hit.top_tokens[:30])), "size": Text(str(hit.size)),
-                 "layers": Text(_layers(hit.neurons))}
+        cells = {"#": Text(str(rank)), "hit": safe(f"{hit.kind} {shown_id}"), "score": Text(f"{hit.score:.3f}"),
+                 "theme": safe(hit.label or "", MAX_THEME, style="dim" if hit.label_source == "fallback" else ""),
+                 "top tokens": safe(" ".join(for_terminal(t, 40) for t in hit.top_tokens[:30])),
+                 "size": Text(str(hit.size)), "layers": Text(_layers(hit.neurons))}
         cells["theme"].truncate(28, overflow="ellipsis")
         rows.append([cells[name] for name, _ in columns])
     widths = [max([len(name), *(row[i].cell_len for row in rows)]) for i, (name, _) in enumerate(columns)]
@@ -62,14 +81,16 @@ def find_table(result: Any, width: int = 80) -> Group:
         table.add_row(*row)
     parts: list[Any] = [header]
     if len(methods) == 1:
-        parts.append(Text(f"clusters of method {methods.pop()}", style="dim"))
-    parts.extend(Text(note, style="yellow") for note in result.notes)
+        parts.append(safe(f"clusters of method {methods.pop()}", style="dim"))
+    parts.extend(safe(note, style="yellow") for note in result.notes)
     parts.append(table)
     return Group(*parts)
 
 
 def highlight_context(left: str, token: str, right: str) -> Text:
-    return Text.assemble(("…" + left, "dim"), (token, "bold reverse yellow"), (right + "…", "dim"))
+    """A corpus context with its token highlighted (corpus text is outside text)."""
+    return Text.assemble(("…" + for_terminal(left, 300), "dim"), (for_terminal(token, 60), "bold reverse yellow"),
+                         (for_terminal(right, 300) + "…", "dim"))
 
 
 def _token_table(title: str, tokens: list[str], weights: list[float], limit: int = 30) -> Table:
@@ -77,7 +98,7 @@ def _token_table(title: str, tokens: list[str], weights: list[float], limit: int
     table.add_column("token", style="bold")
     table.add_column("weight")
     for token, weight in list(zip(tokens, weights))[:limit]:
-        table.add_row(token, f"{weight:.4f}")
+        table.add_row(safe(token, 60), number(weight, ".4f"))
     return table
 
 
@@ -93,25 +114,26 @@ def _with_evidence(lines: list[Any], contexts: list[Any], ablation: dict | None)
 
 def cluster_report(info: Any, layer_text: str, contexts: list[Any], ablation: dict | None) -> Group:
     label = info.label or {}
-    title = f"cluster {info.key}: {label.get('theme', '')}"
+    title = f"cluster {for_terminal(info.key)}: {for_terminal(label.get('theme', ''), MAX_THEME)}"
     if label.get("source") == "fallback":
         title += " (auto label)"
     tokens = _token_table("top tokens", info.top_tokens, info.top_weights)
     lines = [
         Text(title, style="bold cyan"),
-        Text(label.get("explanation") or "", style="italic"),
+        safe(label.get("explanation") or "", MAX_EXPLANATION, style="italic"),
         Text(f"{len(info.neurons)} neurons (refinement dropped {len(info.dropped)}); "
              f"avg pairwise distance {info.avg_distance:.3f}, max {info.max_distance:.3f}"),
         tokens,
-        Panel(layer_text, title="neurons by layer"),
+        Panel(Text(layer_text), title="neurons by layer"),
         Text("neurons: " + " ".join(info.neurons[:60]) + (" …" if len(info.neurons) > 60 else ""), style="dim"),
     ]
     return _with_evidence(lines, contexts, ablation)
 
 
 def neuron_report(data: dict, contexts: list[Any], ablation: dict | None) -> Group:
-    title = f"neuron {data['id']}: {data['label']}" + (" (auto label)" if data["label_source"] == "fallback" else "")
-    tokens = _token_table(f"top tokens ({data['method']})", data["top_tokens"], data["top_weights"])
+    title = (f"neuron {data['id']}: {for_terminal(data['label'], MAX_THEME)}"
+             + (" (auto label)" if data["label_source"] == "fallback" else ""))
+    tokens = _token_table(f"top tokens ({for_terminal(data['method'], 60)})", data["top_tokens"], data["top_weights"])
     lines: list[Any] = [
         Text(title, style="bold cyan"),
         Text(f"corpus mean {data['mean']:.4f}, std {data['std']:.4f}"),
@@ -121,19 +143,24 @@ def neuron_report(data: dict, contexts: list[Any], ablation: dict | None) -> Gro
 
 
 def ablation_table(result: dict) -> Table:
+    """An ablation result (computed now, or stored in a file that may have been edited)."""
+    get = result.get
     table = Table(
-        title=(
-            f"ablation ({result['ablation']}, head: {result['head']}): loss {result['loss']:.3f} -> "
-            f"{result['loss_ablated']:.3f} on {result['masked_tokens']} masked target tokens in "
-            f"{result['sentences']} sentences"
+        title=Text(
+            f"ablation ({for_terminal(get('ablation'), 40)}, head: {for_terminal(get('head'), 40)}): loss "
+            f"{number(get('loss'), '.3f')} -> {number(get('loss_ablated'), '.3f')} on "
+            f"{for_terminal(get('masked_tokens'), 20)} masked target tokens in {for_terminal(get('sentences'), 20)} sentences"
         )
     )
     for column in ("condition", "% change", "sd", "z", "p"):
         table.add_column(column)
-    table.add_row("target", f"{result['change_pct']:+.2f}", "", "", "", style="bold")
-    for name, stats in result["baselines"].items():
-        table.add_row(name, f"{stats['mean_pct']:+.2f}", f"{stats['std_pct']:.2f}", f"{stats['z']:.1f}", f"{stats['p']:.3f}")
-    table.add_row("control tokens", f"{result['control_change_pct']:+.2f}", "", "", "", style="dim")
+    table.add_row("target", number(get("change_pct"), "+.2f"), "", "", "", style="bold")
+    baselines = get("baselines")
+    for name, stats in (baselines.items() if isinstance(baselines, dict) else ()):
+        stats = stats if isinstance(stats, dict) else {}
+        table.add_row(safe(name, 40), number(stats.get("mean_pct"), "+.2f"), number(stats.get("std_pct"), ".2f"),
+                      number(stats.get("z"), ".1f"), number(stats.get("p"), ".3f"))
+    table.add_row("control tokens", number(get("control_change_pct"), "+.2f"), "", "", "", style="dim")
     return table
 
 
@@ -146,12 +173,12 @@ _HEAD_TEXT = {
 
 
 def info_table(data: dict) -> Table:
-    table = Table(show_header=False, title=f"index {data['path']}")
+    table = Table(show_header=False, title=safe(f"index {data['path']}"))
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     corpus = data["corpus"]
     rows = [
-        ("model", f"{data['model'].get('id')} (weights {data['model'].get('weights_sha256', '')[:12]})"),
+        ("model", f"{data['model'].get('id')} (weights {str(data['model'].get('weights_sha256', ''))[:12]})"),
         ("site", f"{data['site']}: {data['layers']} layers x {data['neurons_per_layer']} = {data['neurons']} neurons"),
         ("corpus", f"{corpus.get('source')} ({corpus.get('documents')} documents, {corpus.get('windows')} windows, "
                    f"{corpus.get('tokens')} tokens)"),
@@ -169,7 +196,7 @@ def info_table(data: dict) -> Table:
     for name, stage in data["stages"].items():
         rows.append((f"stage {name}", f"{stage.get('seconds', '?')} s, peak {stage.get('peak_rss_gb', '?')} GB"))
     for field, value in rows:
-        table.add_row(field, value)
+        table.add_row(safe(field, 60), safe(value))
     return table
 
 

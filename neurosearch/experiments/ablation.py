@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurosearch.config import ABLATIONS, BASELINES
+from neurosearch.config import ABLATIONS, BASELINES, Ablation, Baseline, check_choices, check_int
 from neurosearch.errors import NeurosearchError
 from neurosearch.model.loading import LayerInputs, NeuronHooks, NeuronSite, StartAtBlock
 
@@ -43,7 +43,7 @@ from neurosearch.model.loading import LayerInputs, NeuronHooks, NeuronSite, Star
 class AblationConfig:
     """How a target is tested (paper defaults: 96 sentences, top-30 tokens)."""
 
-    ablation: str = "mean"
+    ablation: Ablation = "mean"
     """``mean`` (corpus mean of each neuron), ``layer-mean`` (paper's code) or ``zero``."""
     sentences: int = 96
     """Evaluation sentences containing at least one target token."""
@@ -51,7 +51,7 @@ class AblationConfig:
     """A cluster's target tokens: its top tokens."""
     seeds: int = 5
     """Draws of each random baseline."""
-    baselines: tuple[str, ...] = BASELINES
+    baselines: tuple[Baseline, ...] = BASELINES
     max_tokens: int = 64
     """Sentences are cut to this many word pieces (with [CLS]/[SEP])."""
     batch_sentences: int = 32
@@ -61,6 +61,12 @@ class AblationConfig:
     stacking measured slower (benchmarks/ablate.py: 16.2 s stacked vs 11.9 s one per pass)."""
     seed: int = 0
     """Seed of sentence sampling, control masking and baseline draws."""
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        for name, minimum in (("sentences", 1), ("seeds", 2), ("top_tokens", 1), ("max_tokens", 3),
+                              ("batch_sentences", 1), ("conditions_per_pass", 0)):
+            check_int(name, getattr(self, name), minimum)
 
 
 # -------------------------------------------------------------------------------------------
@@ -457,7 +463,7 @@ class AblationSession:
     def neurons_target(self, names: Sequence[str], tokens: Sequence[str] | None = None) -> AblationTarget:
         neurons = [self.index.neuron_index(n) for n in names]
         if not neurons:
-            raise NeurosearchError("no neurons given: --neurons L:I,L:I")
+            raise NeurosearchError("no neurons given: `neurons` L:I,L:I", option="neurons")
         if not tokens:
             top_index, _ = self.index.method_top(self.index.search_method)
             counts: dict[int, int] = {}
@@ -481,6 +487,16 @@ class AblationSession:
         return run_ablation(self.scorer, self.site, self.loaded.tokenizer, self.pool, target, self.config,
                             means=self.means, head=self.head, encoder=self.loaded.encoder,
                             on_progress=on_progress)
+
+
+def check_result_store(index: Any) -> None:
+    """Before an ablation's work: every copy of its store can be read (never replaced when it cannot),
+    and the folder the result goes to can be written."""
+    from neurosearch.format.store import check_writable
+    from neurosearch.index.stored import ABLATIONS, ablation_results
+
+    ablation_results(index.state)
+    check_writable(index.state.write_path(ABLATIONS).parent, "ablation results")
 
 
 def store_result(index: Any, result: dict[str, Any]) -> Any:

@@ -214,17 +214,38 @@ def write_table3(rows: Sequence[Table3Row], out_dir: str | os.PathLike[str]) -> 
 def table3_rich(rows: Sequence[Table3Row], *, title: str = "Table 3: % MLM loss change") -> Table:
     """Table 3 for the terminal."""
     from rich.table import Table
+    from rich.text import Text
+
+    from neurosearch.text import for_terminal
 
     table = Table(title=title)
     for f in fields(Table3Row):
         table.add_column(_HEADERS[f.name], justify="left" if f.name == "method" else "right")
     for row in rows:
-        table.add_row(*(_fmt(f.name, getattr(row, f.name)) for f in fields(Table3Row)))
+        table.add_row(*(Text(for_terminal(_fmt(f.name, getattr(row, f.name)))) for f in fields(Table3Row)))
     return table
 
 
 # --------------------------------------------------------------------------------------------
 # Running the experiment (neurosearch evaluate)
+
+
+RESULTS_FILE = "results.jsonl"
+
+
+def default_out_dir(state: Any, max_clusters: int | None) -> Path:
+    """Where ``evaluate`` writes (``state``: the index's :class:`~neurosearch.format.state.IndexState`):
+    ``evaluation/`` for the full run, its own folder for a sample, so that a quick sample never
+    replaces the full run's Table 3 and figures."""
+    from neurosearch.index.stored import EVALUATION
+
+    return state.write_path(EVALUATION if max_clusters is None else f"{EVALUATION}-sample{max_clusters}")
+
+
+def _is_result(record: Any) -> bool:
+    target = record.get("target") if isinstance(record, dict) else None
+    return (isinstance(target, dict) and isinstance(target.get("id"), str) and isinstance(target.get("neurons"), list)
+            and isinstance(record.get("baselines", {}), dict))
 
 
 def evaluation_targets(index: Any, methods: Sequence[str], ks: Sequence[int], max_clusters: int | None,
@@ -284,19 +305,24 @@ def run_evaluate(
     ``out_dir``) are reused when they are about the same neurons and experiment; new ones are
     appended to ``out_dir/results.jsonl``.
     """
+    from neurosearch.config import check_int
     from neurosearch.experiments.ablation import AblationSession
-    from neurosearch.format.store import append_jsonl
+    from neurosearch.format.store import append_jsonl, check_writable
     from neurosearch.index.stored import evaluation_results
     from neurosearch.progress import SilentReporter
 
     reporter = reporter or SilentReporter()
+    check_int("max_clusters", max_clusters, 1, optional=True)
+    check_writable(out_dir, "evaluation results")
     out_dir.mkdir(parents=True, exist_ok=True)
-    results_path = out_dir / "results.jsonl"
+    results_path = out_dir / RESULTS_FILE
     targets = evaluation_targets(index, methods, ks, max_clusters)
     wanted_targets = {t[2] for t in targets}
     done = {}
     for result in evaluation_results(index.state, also=results_path):  # later lines (recomputed results) win
-        key = result["target"].get("id")
+        if not _is_result(result):
+            continue
+        key = result["target"]["id"]
         if key in wanted_targets and _still_valid(index, result, config):
             done[key] = result
     todo = _round_robin([t for t in targets if t[2] not in done])

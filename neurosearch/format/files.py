@@ -52,6 +52,13 @@ class IndexFiles:
                 self._verified.add(relative)
         return self.path / relative
 
+    def verified_now(self, relative: str) -> Path:
+        """The file's path once its hash is checked here and now (for files parsed by C code, such as HNSW)."""
+        if relative not in self._verified:
+            self.manifest.verify(self.path, [relative])
+            self._verified.add(relative)
+        return self.path / relative
+
     def clear(self) -> None:
         """Forget everything parsed so far (files are parsed again, from disk, when next read)."""
         self._cache.clear()
@@ -78,7 +85,7 @@ class IndexFiles:
         path = self.checked(relative)
         try:
             return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
             raise IndexError_(f"corrupt index file {path}: {exc}") from None
 
     def json(self, relative: str) -> Any:

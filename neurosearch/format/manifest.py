@@ -122,12 +122,17 @@ class Manifest:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise IndexError_(f"corrupt index file {path}: not valid JSON") from None
+        if not isinstance(data, dict):
+            raise IndexError_(f"corrupt index file {path}: not a JSON object")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise IndexError_(
                 f"index {directory} has format version {version}; this neurosearch reads version "
                 f"{FORMAT_VERSION} -- rebuild it with `neurosearch build`"
             )
+        problem = _shape_problem(data)
+        if problem:
+            raise IndexError_(f"corrupt index file {path}: {problem}")
         try:
             return cls(
                 model=data["model"],
@@ -157,3 +162,40 @@ class Manifest:
                 raise IndexError_(f"index file missing: {path}")
             if sha256_file(path) != expected:
                 raise IndexError_(f"corrupt index file {path}: sha256 does not match the manifest")
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a parsed manifest (None when nothing), checked before it is used."""
+    for name in ("model", "corpus", "configs", "stages", "files", "work_files"):
+        if name in data and not isinstance(data[name], dict):
+            return f"'{name}' is not an object"
+    if not isinstance(data.get("site"), str):
+        return "'site' is missing or not a string"
+    for name in ("n_layers", "neurons_per_layer"):
+        if not _is_int(data.get(name), 1):
+            return f"'{name}' must be a whole number >= 1, got {data.get(name)!r}"
+    if any(not isinstance(stage, dict) for stage in data.get("stages", {}).values()):
+        return "a stage in 'stages' is not an object"
+    for files in ("files", "work_files"):
+        if any(not isinstance(v, str) for v in data.get(files, {}).values()):
+            return f"a sha256 in '{files}' is not a string"
+    configs = data.get("configs", {})
+    if any(not isinstance(config, dict) for config in configs.values()):
+        return "a config in 'configs' is not an object"
+    profiles = configs.get("profiles")
+    if profiles is not None:
+        methods = profiles.get("methods")
+        if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+            return "configs.profiles.methods must be a non-empty list of method names"
+        if profiles.get("search_method") not in methods:
+            return "configs.profiles.search_method must be one of its methods"
+    clusters = configs.get("clusters")
+    if clusters is not None:
+        ks = clusters.get("ks")
+        if not isinstance(ks, list) or not ks or not all(_is_int(k, 1) for k in ks):
+            return f"configs.clusters.ks must be a non-empty list of whole numbers >= 1, got {ks!r}"
+    return None

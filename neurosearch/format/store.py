@@ -9,7 +9,8 @@ through these primitives:
   replaced;
 - :func:`update_json` -- read-modify-write under the lock, written atomically;
 - :func:`append_jsonl` / :func:`read_jsonl` -- an append-only log whose torn last line (a killed
-  writer) is skipped by readers and never glued to the next record.
+  writer) is skipped by readers and never glued to the next record;
+- :func:`check_writable` -- fail before the work, not after it, where nothing can be written.
 
 Standard library only.
 """
@@ -65,6 +66,28 @@ def exclusive(path: Path, *, timeout: float = 60.0, what: str = "another neurose
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     finally:
         handle.close()
+
+
+def check_writable(directory: Path, what: str = "results") -> None:
+    """Raise StoreError now when nothing can be written into ``directory`` (which may not exist yet).
+
+    A real probe (a temporary file created and removed in the nearest existing folder), because
+    permission bits say nothing on a read-only mount or for root.
+    """
+    import tempfile
+
+    directory = Path(directory)
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StoreError(f"cannot write {what} into {directory}: {existing} is not a directory")
+    try:
+        handle, name = tempfile.mkstemp(prefix=".neurosearch-probe-", dir=existing)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as exc:
+        raise StoreError(f"cannot write {what} into {directory}: {exc.strerror or exc}") from None
 
 
 def read_json(path: Path, *, default: Any = None, check: Callable[[Any], None] | None = None) -> Any:

@@ -26,7 +26,7 @@ def index_corpus(index: Any, corpus: str | None = None, max_docs: int | None = N
     if corpus is None:
         found = corpus_path(index)
         if found is None:
-            raise NeurosearchError("the index's corpus file is not here; pass --corpus PATH")
+            raise NeurosearchError("the index's corpus file is not here; give the `corpus` to read", option="corpus")
         corpus = str(found)
     return CorpusConfig(source=corpus, text_field=index.manifest.corpus.get("text_field", "text"), max_docs=max_docs)
 

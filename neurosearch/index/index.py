@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neurosearch.config import SearchConfig
-from neurosearch.errors import NeurosearchError
+from neurosearch.errors import ConfigError
 from neurosearch.format import layout
 from neurosearch.format.files import IndexFiles
 from neurosearch.format.manifest import IndexError_, Manifest
@@ -174,9 +174,9 @@ class Index:
     ) -> FindResult:
         """Neurons and clusters ranked by how strongly the query's tokens are among their peaks."""
         if top < 1:
-            raise NeurosearchError(f"--top must be at least 1, got {top}")
+            raise ConfigError(f"top must be at least 1, got {top}", option="top")
         if kind not in FIND_KINDS:
-            raise NeurosearchError(f"--kind must be one of {', '.join(FIND_KINDS)}, got '{kind}'")
+            raise ConfigError(f"kind must be one of {', '.join(FIND_KINDS)}, got '{kind}'", option="kind")
         if k is not None:
             self.manifest.check_k(k)
         method = self.manifest.check_method(method or self.search_method)

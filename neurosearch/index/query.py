@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
     from neurosearch.index.concepts import ConceptTable
 
+MAX_QUERY_CHARS = 1000
+"""Longest query accepted (a concept is a few words; a 100 kB query took 8.6 s to expand)."""
+MAX_QUERY_TOKENS = 500
+"""Most tokens accepted in an explicit token list."""
+
 
 @dataclass
 class ExpandedQuery:
@@ -87,7 +92,10 @@ class QueryExpander:
         """A free-text concept, e.g. ``weekdays`` or ``colours of the rainbow``."""
         text = text.strip()
         if not text:
-            raise NeurosearchError("empty query: give a concept (e.g. 'weekdays') or --tokens a,b,c")
+            raise NeurosearchError("empty query: give a concept (e.g. 'weekdays') or `tokens` a,b,c", option="tokens")
+        if len(text) > MAX_QUERY_CHARS:
+            raise NeurosearchError(f"the query is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,} "
+                                   "(a concept is a few words)")
         words = [w for w in re.findall(r"[\w'-]+", text.lower()) if w not in _STOPWORDS] or [text.lower()]
         weights: dict[int, float] = {}
         notes: list[str] = []
@@ -154,7 +162,9 @@ class QueryExpander:
         """An explicit token list: each must be a kept token of the index (exact match)."""
         tokens = [t.strip().lower() for t in tokens if t.strip()]
         if not tokens:
-            raise NeurosearchError("empty token list: give --tokens a,b,c")
+            raise NeurosearchError("empty token list: give `tokens` a,b,c", option="tokens")
+        if len(tokens) > MAX_QUERY_TOKENS:
+            raise NeurosearchError(f"{len(tokens):,} tokens given; the limit is {MAX_QUERY_TOKENS:,}")
         unknown = [t for t in tokens if t not in self.kept_index]
         if unknown:
             raise NeurosearchError(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from neurosearch.config import SearchConfig
 from neurosearch.format import layout
 from neurosearch.format.files import IndexFiles
+from neurosearch.format.manifest import IndexError_
 from neurosearch.ids import row_key_prefix
 from neurosearch.index.postings import Postings, ranked
 from neurosearch.index.query import ExpandedQuery
@@ -92,8 +93,11 @@ class Scoring:
     def _hnsw_candidates(self, kind: str, method: str, dense: np.ndarray, total: int) -> list[int]:
         name = _kind(kind)
         if name not in self._hnsw:
-            path = self.files.checked(layout.hnsw_file(method, name))
-            self._hnsw[name] = load_hnsw(path, dense.shape[0], self.config.hnsw_ef)
+            path = self.files.verified_now(layout.hnsw_file(method, name))  # hnswlib parses it in C
+            try:
+                self._hnsw[name] = load_hnsw(path, dense.shape[0], self.config.hnsw_ef)
+            except (RuntimeError, ValueError, MemoryError) as exc:
+                raise IndexError_(f"corrupt index file {path}: {exc}") from None
         count = min(self.config.candidates, total)
         labels, _ = self._hnsw[name].knn_query(dense[None, :], k=count)
         return [int(row) for row in labels[0]]

@@ -39,7 +39,7 @@ def stored_labels(state: IndexState) -> dict[str, Label]:
     paths = state.read_paths(LABELS)
     if not paths:
         return {}
-    from neurosearch.labeling.llm import load_labels
+    from neurosearch.labeling.store import load_labels
 
     merged: dict[str, Label] = {}
     for path in paths:
@@ -53,6 +53,8 @@ def check_ablations(data: Any) -> None:
         raise ValueError("expected an object with 'version' and 'results'")
     if data.get("version") != ABLATIONS_VERSION:
         raise ValueError(f"unsupported version {data.get('version')!r}")
+    if not all(isinstance(result, dict) for result in data["results"].values()):
+        raise ValueError("a result is not an object")
 
 
 def ablation_results(state: IndexState) -> dict[str, dict[str, Any]]:

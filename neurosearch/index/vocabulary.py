@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from neurosearch.config import SearchConfig
 from neurosearch.format import layout
 from neurosearch.format.files import IndexFiles
+from neurosearch.format.manifest import IndexError_
 from neurosearch.index.query import ExpandedQuery, QueryExpander, nearest_kept
 
 if TYPE_CHECKING:
@@ -116,7 +117,10 @@ class Vocabulary:
             from neurosearch.index.wordpiece import WordPiece
 
             vocabulary = self.files.lines(layout.WORDPIECE_VOCAB)
-            return WordPiece.from_settings(self.files.json(layout.WORDPIECE), vocabulary).encode
+            try:
+                return WordPiece.from_settings(self.files.json(layout.WORDPIECE), vocabulary).encode
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                raise IndexError_(f"corrupt index file {self.files.path / layout.WORDPIECE}: {exc}") from None
         tokenizer = self.tokenizer
         return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
 
@@ -125,7 +129,11 @@ class Vocabulary:
         """The model's tokenizer (``tokenizers.Tokenizer``), with offsets for rendering contexts."""
         from tokenizers import Tokenizer
 
-        return Tokenizer.from_file(str(self.files.checked(layout.TOKENIZER)))
+        path = self.files.checked(layout.TOKENIZER)
+        try:
+            return Tokenizer.from_file(str(path))
+        except Exception as exc:  # the tokenizers library raises a bare Exception for a bad file
+            raise IndexError_(f"corrupt index file {path}: {exc}") from None
 
     @cached_property
     def concepts(self) -> ConceptTable | None:

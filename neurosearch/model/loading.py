@@ -56,21 +56,32 @@ def resolve_model(name: str) -> tuple[str, str]:
 
 
 def _from_pretrained(loader: Any, where: str, model_id: str, **kwargs: Any) -> Any:
-    """Load offline first; go to the hub only when the user allows network access."""
+    """Load offline first; go to the hub only when the user allows network access.
+
+    ``trust_remote_code=False`` always (models and tokenizers): a model directory's own Python
+    (``auto_map`` in its config) is never imported, and transformers never asks whether to run it.
+    """
     try:
-        return loader.from_pretrained(where, local_files_only=True, **kwargs)
+        return loader.from_pretrained(where, local_files_only=True, trust_remote_code=False, **kwargs)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc) or "custom code" in str(exc):
+            raise ModelNotFound(
+                f"model '{model_id}' needs its own Python code to load (auto_map); neurosearch never runs "
+                "a model's code: use a model of a built-in architecture (BERT, RoBERTa, DistilBERT, ...)"
+            ) from None
+        raise ModelNotFound(f"model '{model_id}' cannot be loaded: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     except OSError:
         if os.environ.get("HF_HUB_OFFLINE") == "1" or Path(where).is_dir():
             raise ModelNotFound(
                 f"model '{model_id}' is not available offline; download it on a connected machine "
-                f"(`hf download {model_id}`) and pass --model with its cache id or directory"
+                f"(`hf download {model_id}`) and give its cache id or directory as `model`", option="model"
             ) from None
     try:
-        return loader.from_pretrained(where, **kwargs)
+        return loader.from_pretrained(where, trust_remote_code=False, **kwargs)
     except Exception as exc:  # network errors come in many types
         raise ModelNotFound(
             f"model '{model_id}' could not be loaded ({type(exc).__name__}); download it "
-            f"(`hf download {model_id}`) or pass --model with a local directory"
+            f"(`hf download {model_id}`) or give a local directory as `model`", option="model"
         ) from None
 
 

@@ -70,3 +70,15 @@ def test_state_goes_beside_a_writable_index_and_elsewhere_for_a_read_only_one(tm
     shipped.write_path("labels.json").write_text("{}")
     assert shipped.read_paths("labels.json") == [tmp_path / "labels.json", shipped.write_path("labels.json")]
     assert index_identity(files) != index_identity({**files, "a.npy": "01"})
+
+
+def test_check_writable_probes_without_leaving_anything(tmp_path: Path):
+    from neurosearch.format.store import check_writable
+
+    check_writable(tmp_path / "new" / "folder")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="not a directory"):
+        check_writable(tmp_path / "file" / "below")
+    with pytest.raises(StoreError, match="cannot write"):
+        check_writable(Path("/proc/neurosearch-probe"))
