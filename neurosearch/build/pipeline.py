@@ -95,7 +95,10 @@ class Builder:
         """A stage whose config changed since it ran is redone, and so is every stage after it.
 
         Choosing another search method among the built ones, or another number of tokens to score
-        neurons by, only redoes the search stage.
+        neurons by, only redoes the search stage. The stages to redo are marked not done in the
+        manifest on disk before any of their files is touched (here, and again as each stage
+        starts), so a build killed while redoing them is resumed by the next run whatever it is
+        asked, never left "done" over half its files.
         """
         wanted = {"profiles": to_dict(self.config.profiles), "clusters": to_dict(self.config.clusters)}
         first_changed = None
@@ -132,7 +135,7 @@ class Builder:
         out = self.out
         if out.exists() and not out.is_dir():
             raise NeurosearchError(f"{out} exists and is not a directory; choose another output directory")
-        if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in (MANIFEST, "checkpoint", "stats")):
+        if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in (MANIFEST, layout.CHECKPOINT_DIR, layout.STATS_DIR)):
             raise NeurosearchError(f"{out} is a folder that holds no neurosearch index; choose a new or empty one")
         check_writable(out, "the index")
 
@@ -229,6 +232,9 @@ class Builder:
     def _run_stage(self, manifest: Manifest, stage: Stage) -> None:
         started = time.time()
         reset_peak_rss()
+        if (self.out / MANIFEST).exists():  # not done on disk while its files change: a kill is redone
+            manifest.stages.setdefault(stage.name, {})["done"] = False
+            manifest.save(self.out)
         facts = stage.run(manifest)
         manifest.stages[stage.name] = {
             **manifest.stages.get(stage.name, {}),

@@ -36,7 +36,7 @@ def run(out: Path, manifest: Manifest, build: BuildConfig, loaded: Any, reporter
     if len(kept.ids) < 10:
         raise NeurosearchError(
             f"only {len(kept.ids)} tokens occur at least {min_count} times; use a larger corpus or a lower `min_count`",
-            option="min_count"
+            option="min_count",
         )
     reporter.log(f"profiles: kept {len(kept.ids)} of {len(stats.token_ids)} seen tokens (count >= {min_count})")
     raw = raw_profiles(stats.token_sums, stats.token_counts, kept.rows)

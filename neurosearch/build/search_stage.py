@@ -84,11 +84,9 @@ class SearchStage:
     # -- steps ---------------------------------------------------------------------------------------
     def _clear(self) -> None:
         """No stale files of another search method (or an older format)."""
-        prefix = layout.SEARCH_DIR + "/"
-        self.manifest.stages.pop("search", None)  # on disk first, so that a kill from here on is redone
-        self.manifest.files = {k: v for k, v in self.manifest.files.items() if not k.startswith(prefix)}
-        self.manifest.save(self.out)
         shutil.rmtree(self.out / layout.SEARCH_DIR, ignore_errors=True)
+        prefix = layout.SEARCH_DIR + "/"
+        self.manifest.files = {k: v for k, v in self.manifest.files.items() if not k.startswith(prefix)}
 
     def _token_space(self) -> TokenSpace:
         from neurosearch.format.quantized import dequantize_rows

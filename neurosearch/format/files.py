@@ -52,8 +52,9 @@ class IndexFiles:
                 self._verified.add(relative)
         return self.path / relative
 
-    def verified_now(self, relative: str) -> Path:
-        """The file's path once its hash is checked here and now (for files parsed by C code, such as HNSW)."""
+    def verified(self, relative: str) -> Path:
+        """The file's path once its hash is checked now, also while hashing runs in the background:
+        for files parsed by C code (an HNSW graph), which must only ever see verified bytes."""
         if relative not in self._verified:
             self.manifest.verify(self.path, [relative])
             self._verified.add(relative)

@@ -93,7 +93,7 @@ class Scoring:
     def _hnsw_candidates(self, kind: str, method: str, dense: np.ndarray, total: int) -> list[int]:
         name = _kind(kind)
         if name not in self._hnsw:
-            path = self.files.verified_now(layout.hnsw_file(method, name))  # hnswlib parses it in C
+            path = self.files.verified(layout.hnsw_file(method, name))  # hnswlib parses it in C
             try:
                 self._hnsw[name] = load_hnsw(path, dense.shape[0], self.config.hnsw_ef)
             except (RuntimeError, ValueError, MemoryError) as exc:

@@ -15,9 +15,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from neurosearch.ids import store_key  # noqa: F401 (part of this module's API)
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.atomic import write_bytes_atomic
+from neurosearch.ids import store_key  # noqa: F401 (part of this module's API)
 from neurosearch.index.labels import Label
 
 STORE_VERSION = 1
