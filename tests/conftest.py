@@ -100,6 +100,24 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus") / "docs.txt", 240)
 
 
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny_corpus: Path) -> Path:
+    """A complete index of the tiny model over the tiny corpus (K = 3 and 6); copy it before writing to it."""
+    from neurosearch.build import build_index
+    from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
+
+    out = tmp_path_factory.mktemp("index") / "tiny"
+    config = BuildConfig(
+        model=ModelConfig(model=str(tiny_model), dtype="float32"),
+        corpus=CorpusConfig(source=str(tiny_corpus), window=16),
+        stats=StatsConfig(batch_tokens=256, shard_docs=100),
+        profiles=ProfileConfig(min_count=2),
+        clusters=ClusterConfig(ks=(3, 6)),
+    )
+    build_index(config, out)
+    return out
+
+
 def requires_shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():

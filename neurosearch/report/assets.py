@@ -38,6 +38,7 @@ table.facts th { background: none; width: 11rem; color: var(--muted); font-weigh
 .tok { background: var(--panel); border: 1px solid var(--line); border-radius: 0.3rem; padding: 0 0.35rem; }
 .tok i { color: var(--muted); font-size: 0.8em; font-style: normal; margin-left: 0.3rem; }
 .bar { display: inline-block; height: 0.65rem; background: #7aa7d6; vertical-align: middle; margin-right: 0.4rem; }
+.bar.neg { background: #e3a49a; }
 .ctx { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.88em; }
 mark { background: var(--mark); padding: 0 0.1rem; font-weight: 700; }
 .verdict { border: 1px solid var(--line); border-left: 5px solid var(--muted); padding: 0.5rem 0.8rem; margin: 0.5rem 0;

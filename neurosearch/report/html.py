@@ -11,10 +11,6 @@ import math
 import re
 from typing import Any, Iterable
 
-SOURCE_NAMES = {"fallback": "auto"}
-"""How a theme's source is shown: the build's automatic label is "auto", anything else is an LLM's."""
-
-
 def e(value: Any) -> str:
     """HTML-escaped text (quotes too, so it is safe in attributes); None is empty."""
     if value is None:
@@ -72,7 +68,7 @@ def theme_html(label: str | None, source: str | None) -> str:
     if source == "fallback":
         badge = '<span class="badge auto">auto</span>'
     else:
-        badge = f'<span class="badge llm">{e(source or "LLM")}</span>'
+        badge = f'<span class="badge llm">{e("LLM" if source in (None, "", "llm") else source)}</span>'
     return f'<span class="theme">{e(label)}</span>{badge}'
 
 
@@ -94,9 +90,10 @@ def token_table(tokens: list[str], weights: list[float], limit: int = 50) -> str
     rows = []
     for rank, (token, weight) in enumerate(pairs, 1):
         width = max(1, round(120 * abs(float(weight)) / most))
+        sign = " neg" if float(weight) < 0 else ""  # below the neuron's usual level: drawn apart
         rows.append(f'<tr><td class="num muted">{rank}</td><td class="mono">{e(token)}</td>'
                     f'<td class="num">{e(number(weight, 4))}</td>'
-                    f'<td><span class="bar" style="width:{width}px"></span></td></tr>')
+                    f'<td><span class="bar{sign}" style="width:{width}px"></span></td></tr>')
     half = (len(rows) + 1) // 2
     head = '<tr><th class="num">#</th><th>token</th><th class="num">weight</th><th></th></tr>'
     tables = [f'<table class="toptokens">{head}{"".join(part)}</table>' for part in (rows[:half], rows[half:]) if part]
