@@ -157,6 +157,8 @@ def test_where_a_report_may_go(prepared, tmp_path: Path):
     summary = write_report(index, out, ReportConfig(neurons=False, contexts=0))
     assert not (out / "stale.html").exists() and (out / ".neurosearch-report").is_file()
     assert summary.neurons == 0 and not list((out / "neuron").iterdir())
+    for page in (out / "cluster").iterdir():
+        assert 'href="../neuron/' not in page.read_text(encoding="utf-8"), page  # no links to missing pages
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "file", "mine"]
 
 

@@ -31,7 +31,10 @@ NEURON_TOKENS = 30
 """Top tokens (with weights) on a neuron's page."""
 
 
-def _neuron_link(name: str, root: str = "../") -> str:
+def _neuron_link(name: str, root: str = "../", linked: bool = True) -> str:
+    """A neuron's id, linked to its section when the report has neuron pages."""
+    if not linked:
+        return f'<span class="mono">{e(name)}</span>'
     return f'<a class="mono" href="{root}{neuron_href(name)}">{e(name)}</a>'
 
 
@@ -82,14 +85,15 @@ def _one_verification(origin: str, result: dict[str, Any]) -> str:
 
 
 # -- contexts -------------------------------------------------------------------------------------
-def contexts_html(records: list[dict[str, Any]], *, reader_note: str | None, with_neuron: bool) -> str:
+def contexts_html(records: list[dict[str, Any]], *, reader_note: str | None, with_neuron: bool,
+                  linked: bool = True) -> str:
     if not records:
         return '<p class="muted">No stored activations.</p>'
     headers = (["neuron"] if with_neuron else []) + ["activation", "z", "context", "document:position"]
     classes = ([""] if with_neuron else []) + ["num", "num", "", "muted mono"]
     rows = []
     for record in records:
-        row = [_neuron_link(record["neuron"])] if with_neuron else []
+        row = [_neuron_link(record["neuron"], linked=linked)] if with_neuron else []
         row += [e(number(record.get("value"), 3)), e(number(record.get("z"), 1)), context_html(record),
                 e(f"{record.get('document')}:{record.get('position')}")]
         rows.append(row)
@@ -99,7 +103,7 @@ def contexts_html(records: list[dict[str, Any]], *, reader_note: str | None, wit
 
 # -- pages ----------------------------------------------------------------------------------------
 def cluster_page(info: Any, *, figure: str, members: list[dict[str, Any]], contexts: str, verification: str,
-                 index_name: str) -> str:
+                 index_name: str, linked: bool = True) -> str:
     label = info.label or {}
     short = info.key.split("/", 1)[1]
     explanation = f'<p><em>{e(label.get("explanation"))}</em></p>' if label.get("explanation") else ""
@@ -122,11 +126,11 @@ def cluster_page(info: Any, *, figure: str, members: list[dict[str, Any]], conte
         token_table(info.top_tokens, info.top_weights),
         '<h2 id="layers">Neurons by layer (Fig. 5)</h2>',
         '<p class="note">Bars: neurons per layer. Dots: each neuron at (layer, index); orange dots share their '
-        'index with another layer. Click a dot for its neuron.</p>',
+        'index with another layer.' + (' Click a dot for its neuron.' if linked else '') + '</p>',
         f"<figure>{figure}</figure>",
         '<h2 id="neurons">Neurons</h2>',
         table(["neuron", "theme", "top tokens"],
-              [[_neuron_link(m["id"]), theme_html(m["label"], m["label_source"]),
+              [[_neuron_link(m["id"], linked=linked), theme_html(m["label"], m["label_source"]),
                 f'<span class="mono">{e(" ".join(m["top_tokens"][:ROW_TOKENS]))}</span>'] for m in members]),
         '<h2 id="contexts">Strongest activations</h2>',
         '<p class="note">The highest z-scores among the member neurons\' stored top activations '
@@ -194,6 +198,9 @@ def clusters_listing(groups: list[tuple[str, int, list[dict[str, Any]]]], index_
 
 
 def neurons_listing(rows: list[dict[str, Any]], index_name: str) -> str:
+    if not rows:
+        return page("neurons", '<h1>Neurons</h1><p class="muted">This report was written without neuron pages '
+                    "(<code>--no-neurons</code>).</p>", index_name=index_name)
     body = ["<h1>Neurons</h1>",
             table(["neuron", "theme", "top tokens"],
                   [[_neuron_link(r["id"], ""), theme_html(r["label"], r["label_source"]),

@@ -169,27 +169,31 @@ class _Builder:
             (self.work / folder).mkdir(parents=True, exist_ok=True)
         self.say("reading clusters and neurons ...")
         infos = [index.cluster(f"{m}/k{k}/{c['id']}") for m in self.methods for k in self.ks for c in index.clusters(m, k)]
-        names = [index.neuron_name(flat) for flat in range(index.manifest.n_neurons)]
-        neurons = neuron_records(index, names if self.config.neurons else sorted({n for i in infos for n in i.neurons}))
-        membership: dict[str, list[Any]] = {}
-        for info in infos:
-            for name in info.neurons:
-                membership.setdefault(name, []).append(info)
+        every = [index.neuron_name(flat) for flat in range(index.manifest.n_neurons)]
+        neurons = neuron_records(index, every if self.config.neurons else sorted({n for i in infos for n in i.neurons}))
         limit = self.config.contexts
         cluster_refs = {info.key: index.cluster_refs(info, limit) if limit else [] for info in infos}
-        neuron_refs = {name: self._neuron_refs(data, limit) for name, data in neurons.items()} if self.config.neurons else {}
+        neuron_refs = {name: self._neuron_refs(neurons[name], limit) for name in every} if self.config.neurons else {}
         wanted = {r["document"] for refs in (*cluster_refs.values(), *neuron_refs.values()) for r in refs}
         if wanted:
             self.say(f"reading contexts from {self.reader.looked_for} ...")
             self.reader.load(wanted)
-        note = self._reader_note()
-        evaluated = evaluation_results(index)
+        note = self._reader_note() if limit else None
         self.say(f"writing {len(infos)} cluster and {len(neuron_refs)} neuron pages ...")
+        units = self._write_clusters(infos, neurons, cluster_refs, note)
+        units += self._write_neurons(infos, neurons, neuron_refs, note)
+        self._write("neurons.html", pages.neurons_listing([neurons[n] for n in neuron_refs], self.name))
+        self._write_overview(units)
+
+    def _write_clusters(self, infos: list[Any], neurons: dict[str, dict[str, Any]],
+                        refs: dict[str, list[dict[str, Any]]], note: str | None) -> list[dict[str, Any]]:
+        """Every cluster's page and the clusters listing; returns their search entries."""
+        evaluated = evaluation_results(self.index)
         listing: list[tuple[str, int, list[dict[str, Any]]]] = []
-        units: list[dict[str, Any]] = []
+        units = []
         for info in infos:
             results = self._verifications("cluster", info.key, info.neurons, evaluated.get(info.key))
-            self._write_cluster(info, neurons, cluster_refs[info.key], results, note)
+            self._write_cluster(info, neurons, refs[info.key], results, note)
             if not listing or listing[-1][:2] != (info.method, info.k):
                 listing.append((info.method, info.k, []))
             label = info.label or {}
@@ -200,29 +204,37 @@ class _Builder:
                                len(info.neurons), cluster_href(info.key),
                                info.key.split("/", 1)[1] if len(self.methods) == 1 else info.key))
         self.cluster_count = len(infos)
+        self._write("clusters.html", pages.clusters_listing(listing, self.name))
+        return units
+
+    def _write_neurons(self, infos: list[Any], neurons: dict[str, dict[str, Any]],
+                       refs: dict[str, list[dict[str, Any]]], note: str | None) -> list[dict[str, Any]]:
+        """The neuron pages (``NEURON_BLOCK`` neurons each); returns their search entries."""
+        membership: dict[str, list[Any]] = {}
+        for info in infos:
+            for name in info.neurons:
+                membership.setdefault(name, []).append(info)
         blocks: dict[tuple[int, int], list[str]] = {}
-        for name in neuron_refs:
+        for name in refs:
             blocks.setdefault(neuron_block(name), []).append(name)
         per_layer = -(-self.index.manifest.neurons_per_layer // NEURON_BLOCK)
-        for (layer, block), block_names in blocks.items():
+        units = []
+        for (layer, block), names in blocks.items():
             sections = []
-            for name in block_names:
+            for name in names:
                 data = neurons[name]
                 results = self._verifications("neuron", name, [name], None)
-                clusters = [(i.key, i.label or {}) for i in membership.get(name, [])]
-                records = [self.reader.record(r) for r in neuron_refs[name]]
+                records = [self.reader.record(r) for r in refs[name]]
                 sections.append(pages.neuron_section(
-                    data, clusters=clusters,
+                    data, clusters=[(i.key, i.label or {}) for i in membership.get(name, [])],
                     verification=pages.verification_html(results, f"neurosearch ablate --neurons {name}"),
                     contexts=pages.contexts_html(records, reader_note=note, with_neuron=False)))
                 units.append(_unit("neuron", name, data.get("label"), data.get("label_source"),
                                    data.get("top_tokens", []), 1, neuron_href(name)))
             self._write(neuron_page_href(layer, block), pages.neuron_block_page(
-                layer, block, block_names, sections, blocks=per_layer, index_name=self.name))
-        self.neuron_count = len(neuron_refs)
-        self._write("clusters.html", pages.clusters_listing(listing, self.name))
-        self._write("neurons.html", pages.neurons_listing([neurons[n] for n in neuron_refs], self.name))
-        self._write_overview(units)
+                layer, block, names, sections, blocks=per_layer, index_name=self.name))
+        self.neuron_count = len(refs)
+        return units
 
     # -- pieces ---------------------------------------------------------------------------------
     def _neuron_refs(self, data: dict[str, Any], limit: int) -> list[dict[str, Any]]:
@@ -253,14 +265,16 @@ class _Builder:
     def _write_cluster(self, info: Any, neurons: dict[str, dict[str, Any]], refs: list[dict[str, Any]],
                        results: list[tuple[str, dict[str, Any]]], note: str | None) -> None:
         manifest = self.index.manifest
+        linked = self.config.neurons
         figure = cluster_neurons_svg(info.neurons, manifest.n_layers, manifest.neurons_per_layer,
-                                     href=lambda name: "../" + neuron_href(name))
+                                     href=(lambda name: "../" + neuron_href(name)) if linked else None)
         members = [neurons[name] for name in info.neurons]
         records = [self.reader.record(r) for r in refs]
         command = f"neurosearch ablate {info.key}"
         self._write(cluster_href(info.key), pages.cluster_page(
             info, figure=figure, members=members, verification=pages.verification_html(results, command),
-            contexts=pages.contexts_html(records, reader_note=note, with_neuron=True), index_name=self.name))
+            contexts=pages.contexts_html(records, reader_note=note, with_neuron=True, linked=linked),
+            index_name=self.name, linked=linked))
 
     def _write_overview(self, units: list[dict[str, Any]]) -> None:
         from neurosearch import plots
