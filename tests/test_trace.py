@@ -146,6 +146,8 @@ def test_marks_survive_without_colour():
     assert marked_text(text, pieces, [3.0, 2.5, 0.1, 4.0], 2.0).plain == "[[playing]] on [[Monday]]"
     assert marked_text(text, pieces, [3.0, 0.0, 0.1, 0.0], 2.0).plain == "[[play]]ing on Monday"
     assert marked_text("a\x1b[2Jb", [Piece(0, "a", "a", 0, 1)], [0.0], 2.0).plain == "a [2Jb"
+    two_lines = [Piece(0, "a", "a", 0, 1), Piece(1, "b", "b", 2, 3)]
+    assert marked_text("a\nb", two_lines, [3.0, 3.0], 2.0).plain == "[[a]]\n[[b]]"
 
 
 def test_cli_trace_and_unit_view(tiny_index: Path):

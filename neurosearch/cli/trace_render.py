@@ -17,10 +17,11 @@ THEME_WIDTH = 30
 BAR_WIDTH = 24
 
 
-def clean(text: Any) -> str:
+def clean(text: Any, newlines: bool = False) -> str:
     """Outside text (corpus, labels, the user's text) made safe for a terminal: control and
-    format characters (ANSI escapes, bidi overrides) become spaces."""
-    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf") else c for c in str(text or ""))
+    format characters (ANSI escapes, bidi overrides) become spaces; ``newlines`` keeps line breaks."""
+    return "".join(c if newlines and c == "\n" else " " if unicodedata.category(c) in ("Cc", "Cf") else c
+                   for c in str(text or ""))
 
 
 def _theme(label: str | None, source: str | None, mark_auto: bool) -> str:
@@ -92,7 +93,7 @@ def marked_text(original: str, pieces: list[Any], z: list[float], mark: float) -
         if open_ and (gap or not strong):
             text.append("]]", style="bold yellow")
             open_ = False
-        text.append(clean(gap))
+        text.append(clean(gap, newlines=True))
         if strong and not open_:
             text.append("[[", style="bold yellow")
             open_ = True
@@ -100,7 +101,7 @@ def marked_text(original: str, pieces: list[Any], z: list[float], mark: float) -
         cursor = piece.end
     if open_:
         text.append("]]", style="bold yellow")
-    text.append(clean(original[cursor:]))
+    text.append(clean(original[cursor:], newlines=True))
     return text
 
 
