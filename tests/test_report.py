@@ -114,6 +114,34 @@ def test_a_cluster_page_shows_its_tokens_figure_contexts_and_matching_verificati
     assert listing.count('class="badge pass"') == 1
 
 
+def test_cluster_contexts_are_the_indexs_strongest_occurrences(prepared):
+    from neurosearch.report.data import neuron_records
+    from neurosearch.report.site import _neuron_refs, strongest
+
+    copy, _ = prepared
+    index = Index.load(copy)
+    neurons = neuron_records(index, [index.neuron_name(f) for f in range(index.manifest.n_neurons)])
+    for limit in (1, 3, 8):
+        per_neuron = {name: _neuron_refs(data, limit) for name, data in neurons.items()}
+        for c in index.clusters(index.search_method, 6):
+            info = index.cluster(f"{index.search_method}/k6/{c['id']}")
+            expected = index.cluster_refs(info, limit)
+            found = strongest(info.neurons, per_neuron, limit)
+            assert [(r["document"], r["position"]) for r in found] == [(r["document"], r["position"]) for r in expected]
+            assert [r["z"] for r in found] == pytest.approx([r["z"] for r in expected], rel=1e-4)
+
+
+def test_neuron_records_are_index_neuron_in_bulk(prepared):
+    from neurosearch.report.data import neuron_records
+
+    copy, _ = prepared
+    index = Index.load(copy)
+    names = [index.neuron_name(f) for f in range(0, index.manifest.n_neurons, 5)]
+    bulk = neuron_records(index, names)
+    for name in names:
+        assert bulk[name] == index.neuron(name)
+
+
 def test_verdicts_from_stored_results():
     passed = verdict_of(_result(["0:1"], "x", passed=True))
     assert passed.passed is True and "beats 3/3 baselines" in passed.summary and "mlm readout" in passed.summary

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from functools import lru_cache
 from typing import Any, Iterable
 
 def e(value: Any) -> str:
@@ -16,6 +17,12 @@ def e(value: Any) -> str:
     if value is None:
         return ""
     return html.escape(str(value), quote=True)
+
+
+@lru_cache(maxsize=1 << 16)
+def token_html(token: str) -> str:
+    """An escaped vocabulary token (cached: a report escapes the same few thousand tokens ~10^6 times)."""
+    return html.escape(token, quote=True)
 
 
 def slug(text: str) -> str:
@@ -51,7 +58,7 @@ def neuron_href(name: str) -> str:
 
 
 def number(value: Any, digits: int = 3, signed: bool = False) -> str:
-    """A number for a table cell; '-' when missing or not finite."""
+    """A number for a table cell; '-' when missing or not finite (safe HTML: digits and signs only)."""
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -78,8 +85,8 @@ def token_chips(tokens: Iterable[str], weights: Iterable[float] | None = None, l
     values = list(weights)[: len(tokens)] if weights is not None else []
     chips = []
     for position, token in enumerate(tokens):
-        weight = f'<i>{e(number(values[position], 4))}</i>' if position < len(values) else ""
-        chips.append(f'<span class="tok">{e(token)}{weight}</span>')
+        weight = f"<i>{number(values[position], 4)}</i>" if position < len(values) else ""
+        chips.append(f'<span class="tok">{token_html(token)}{weight}</span>')
     return f'<div class="tokens">{"".join(chips)}</div>'
 
 
@@ -91,8 +98,8 @@ def token_table(tokens: list[str], weights: list[float], limit: int = 50) -> str
     for rank, (token, weight) in enumerate(pairs, 1):
         width = max(1, round(120 * abs(float(weight)) / most))
         sign = " neg" if float(weight) < 0 else ""  # below the neuron's usual level: drawn apart
-        rows.append(f'<tr><td class="num muted">{rank}</td><td class="mono">{e(token)}</td>'
-                    f'<td class="num">{e(number(weight, 4))}</td>'
+        rows.append(f'<tr><td class="num muted">{rank}</td><td class="mono">{token_html(token)}</td>'
+                    f'<td class="num">{number(weight, 4)}</td>'
                     f'<td><span class="bar{sign}" style="width:{width}px"></span></td></tr>')
     half = (len(rows) + 1) // 2
     head = '<tr><th class="num">#</th><th>token</th><th class="num">weight</th><th></th></tr>'

@@ -22,6 +22,7 @@ from neurosearch.report.html import (
     table,
     theme_html,
     token_chips,
+    token_html,
     token_table,
 )
 
@@ -94,7 +95,7 @@ def contexts_html(records: list[dict[str, Any]], *, reader_note: str | None, wit
     rows = []
     for record in records:
         row = [_neuron_link(record["neuron"], linked=linked)] if with_neuron else []
-        row += [e(number(record.get("value"), 3)), e(number(record.get("z"), 1)), context_html(record),
+        row += [number(record.get("value"), 3), number(record.get("z"), 1), context_html(record),
                 e(f"{record.get('document')}:{record.get('position')}")]
         rows.append(row)
     note = f'<p class="note">{e(reader_note)}</p>' if reader_note else ""
@@ -131,7 +132,7 @@ def cluster_page(info: Any, *, figure: str, members: list[dict[str, Any]], conte
         '<h2 id="neurons">Neurons</h2>',
         table(["neuron", "theme", "top tokens"],
               [[_neuron_link(m["id"], linked=linked), theme_html(m["label"], m["label_source"]),
-                f'<span class="mono">{e(" ".join(m["top_tokens"][:ROW_TOKENS]))}</span>'] for m in members]),
+                f'<span class="mono">{" ".join(map(token_html, m["top_tokens"][:ROW_TOKENS]))}</span>'] for m in members]),
         '<h2 id="contexts">Strongest activations</h2>',
         '<p class="note">The highest z-scores among the member neurons\' stored top activations '
         "(z = (activation - corpus mean) / corpus std of that neuron); not necessarily on the top tokens.</p>",
@@ -185,7 +186,9 @@ def neuron_block_page(layer: int, block: int, names: list[str], sections: list[s
 
 def clusters_listing(groups: list[tuple[str, int, list[dict[str, Any]]]], index_name: str) -> str:
     """Every cluster in the report, one table per (method, K)."""
-    body = ["<h1>Clusters</h1>"]
+    body = ["<h1>Clusters</h1>", '<p class="note">Verdict: of the stored verification about exactly the cluster\'s '
+            "neurons (<code>evaluate</code> or <code>ablate</code>); a result without a stored verdict is judged by "
+            "Table 3's criterion. -: none stored.</p>"]
     for method, k, rows in groups:
         body.append(f'<h2 id="{e(method)}-k{k}">{e(method)}, K={k}</h2>')
         body.append(table(
@@ -204,7 +207,7 @@ def neurons_listing(rows: list[dict[str, Any]], index_name: str) -> str:
     body = ["<h1>Neurons</h1>",
             table(["neuron", "theme", "top tokens"],
                   [[_neuron_link(r["id"], ""), theme_html(r["label"], r["label_source"]),
-                    f'<span class="mono">{e(" ".join(r["top_tokens"][:ROW_TOKENS]))}</span>'] for r in rows])]
+                    f'<span class="mono">{" ".join(map(token_html, r["top_tokens"][:ROW_TOKENS]))}</span>'] for r in rows])]
     return page("neurons", "".join(body), index_name=index_name)
 
 

@@ -73,7 +73,7 @@ class ReportConfig:
         unknown = [m for m in methods if m not in index.methods]
         if unknown:
             raise NeurosearchError(f"method(s) {', '.join(unknown)} not in this index (has: {', '.join(index.methods)})")
-        ks = list(self.ks or index.ks)
+        ks = list(self.ks or sorted(index.ks, key=lambda k: (k != index.default_k, k)))  # find's K first
         missing = [k for k in ks if k not in index.ks]
         if missing:
             raise NeurosearchError(f"K={missing[0]} is not in this index (has K = {', '.join(map(str, index.ks))})")
@@ -172,8 +172,9 @@ class _Builder:
         every = [index.neuron_name(flat) for flat in range(index.manifest.n_neurons)]
         neurons = neuron_records(index, every if self.config.neurons else sorted({n for i in infos for n in i.neurons}))
         limit = self.config.contexts
-        cluster_refs = {info.key: index.cluster_refs(info, limit) if limit else [] for info in infos}
-        neuron_refs = {name: self._neuron_refs(neurons[name], limit) for name in every} if self.config.neurons else {}
+        per_neuron = {name: _neuron_refs(data, limit) for name, data in neurons.items()}
+        cluster_refs = {info.key: strongest(info.neurons, per_neuron, limit) for info in infos}
+        neuron_refs = per_neuron if self.config.neurons else {}
         wanted = {r["document"] for refs in (*cluster_refs.values(), *neuron_refs.values()) for r in refs}
         if wanted:
             self.say(f"reading contexts from {self.reader.looked_for} ...")
@@ -237,11 +238,6 @@ class _Builder:
         return units
 
     # -- pieces ---------------------------------------------------------------------------------
-    def _neuron_refs(self, data: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-        std = max(float(data.get("std") or 0.0), 1e-6)
-        refs = sorted(data.get("top_activations", []), key=lambda r: -r["value"])[:limit]
-        return [{**r, "z": (r["value"] - float(data.get("mean") or 0.0)) / std, "neuron": data["id"]} for r in refs]
-
     def _reader_note(self) -> str | None:
         if self.reader.available:
             return None
@@ -303,6 +299,29 @@ class _Builder:
         (self.work / relative).write_text(text, encoding="utf-8")
 
 
+def _neuron_refs(data: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """A neuron's ``limit`` strongest stored activations, with their z and the neuron's name."""
+    std = max(float(data.get("std") or 0.0), 1e-6)
+    refs = sorted(data.get("top_activations", []), key=lambda r: -r["value"])[:limit]
+    return [{**r, "z": (r["value"] - float(data.get("mean") or 0.0)) / std, "neuron": data["id"]} for r in refs]
+
+
+def strongest(neurons: list[str], per_neuron: dict[str, list[dict[str, Any]]], limit: int) -> list[dict[str, Any]]:
+    """A cluster's ``limit`` strongest occurrences by z over its neurons' (deduplicated by position).
+
+    The same occurrences as ``Index.cluster_refs``, from each neuron's ``limit`` strongest only:
+    z rises with the value within a neuron, so an occurrence outside a neuron's top ``limit`` has
+    ``limit`` distinct occurrences above it and cannot make the cluster's top ``limit``.
+    """
+    best: dict[tuple[int, int], dict[str, Any]] = {}
+    for name in neurons:
+        for ref in per_neuron[name]:
+            key = (ref["document"], ref["position"])
+            if key not in best or best[key]["z"] < ref["z"]:
+                best[key] = ref
+    return sorted(best.values(), key=lambda r: -r["z"])[:limit]
+
+
 def _unit(kind: str, key: str, label: str | None, source: str | None, tokens: list[str], size: int,
           href: str, shown: str | None = None) -> dict[str, Any]:
     """One entry of the search data (``assets/units.js``); ``shown`` is the id as listed."""
@@ -325,5 +344,5 @@ def _verdict_badge(results: list[tuple[str, dict[str, Any]]]) -> str:
     for _, result in results:
         verdict = verdict_of(result)
         if verdict is not None and verdict.passed is not None:
-            return '<span class="badge pass">passed</span>' if verdict.passed else '<span class="badge fail">not passed</span>'
+            return '<span class="badge pass">passed</span>' if verdict.passed else '<span class="badge">not passed</span>'
     return '<span class="muted">-</span>'
