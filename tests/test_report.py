@@ -54,8 +54,8 @@ def prepared(tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     index = Index.load(copy)
     method = index.search_method
     first, second = index.cluster(f"{method}/k6/0"), index.cluster(f"{method}/k6/1")
-    store_result(copy, _result(first.neurons, first.key, passed=True))
-    store_result(copy, _result(second.neurons[:-1] + ["1:23" if "1:23" not in second.neurons else "0:23"], second.key,
+    store_result(index, _result(first.neurons, first.key, passed=True))
+    store_result(index, _result(second.neurons[:-1] + ["1:23" if "1:23" not in second.neurons else "0:23"], second.key,
                                passed=True))
     save_labels(copy / "labels.json", {f"cluster:{first.key}": Label(EVIL, "an <i>explanation</i>", "test-llm", "0", "llm")})
     return copy, {"first": first, "second": second}

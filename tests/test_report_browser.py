@@ -35,7 +35,7 @@ def site(tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     shutil.copytree(tiny_index, copy)
     index = Index.load(copy)
     info = index.cluster(f"{index.search_method}/k6/2")
-    store_result(copy, {"target": {"kind": "cluster", "id": info.key, "neurons": info.neurons},
+    store_result(index, {"target": {"kind": "cluster", "id": info.key, "neurons": info.neurons},
                         "ablation": "mean", "head": "fitted", "sentences": 8, "masked_tokens": 9, "change_pct": 8.0,
                         "control_change_pct": 0.2, "verdict": {"passed": True, "readout": "mlm", "beats": ["random"],
                                                                "p": 0.004},

@@ -108,33 +108,14 @@ def neuron_records(index: Any, names: Iterable[str]) -> dict[str, dict[str, Any]
 
 def evaluation_results(index: Any) -> dict[str, dict[str, Any]]:
     """``evaluate``'s stored results by target id (the user's copy wins over the shipped one)."""
-    from neurosearch.format.store import read_jsonl
+    from neurosearch.index.stored import evaluation_results as stored
 
-    found: dict[str, dict[str, Any]] = {}
-    for path in _result_places(index, "evaluation/results.jsonl"):
-        records, _ = read_jsonl(path)
-        for record in records:
-            target = record.get("target") if isinstance(record, dict) else None
-            if isinstance(target, dict) and isinstance(target.get("id"), str):
-                found[target["id"]] = record
-    return found
-
-
-def _result_places(index: Any, name: str) -> list[Path]:
-    """Every copy of a stored result file: in the index, then in the user's state folder for it."""
-    try:
-        from neurosearch.format.state import IndexState
-
-        state = IndexState.of(index.path, index.manifest.files, read_only=bool(getattr(index.manifest, "read_only", False)))
-        return state.read_paths(name)
-    except Exception:  # no state folder support: the index's own copy only
-        path = Path(index.path) / name
-        return [path] if path.exists() else []
+    return {r["target"]["id"]: r for r in stored(index.state) if isinstance(r["target"].get("id"), str)}
 
 
 def table3(index: Any) -> list[dict[str, str]]:
     """Rows of the stored Table 3 (``evaluation/table3.csv``), [] when the index was not evaluated."""
-    for path in reversed(_result_places(index, "evaluation/table3.csv")):
+    for path in reversed(index.state.read_paths("evaluation/table3.csv")):  # the user's first
         try:
             return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
         except (OSError, UnicodeDecodeError, csv.Error):
@@ -145,7 +126,7 @@ def table3(index: Any) -> list[dict[str, str]]:
 def evaluation_figures(index: Any) -> list[Path]:
     """Fig. 3 and Fig. 4 PNGs that ``evaluate`` drew (Fig. 2 is redrawn, Fig. 5 is per cluster)."""
     figures: dict[str, Path] = {}
-    for folder in _result_places(index, "evaluation"):
+    for folder in index.state.read_paths("evaluation"):  # shipped, then the user's (wins)
         for path in sorted(folder.glob("fig[34]_*.png")):
             figures[path.name] = path
     return [figures[name] for name in sorted(figures)]
