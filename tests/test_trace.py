@@ -74,7 +74,7 @@ def test_tokens_list_their_strongest_neurons_and_clusters_by_mean_z(tracer: Trac
         for unit in token.neurons:
             flat = tracer.index.neuron_index(unit.id)
             assert unit.value == pytest.approx(float(acts.values[row, flat]))
-            assert unit.label == tracer.index.label_for("neuron", unit.id, tracer.method, flat)[0]
+            assert unit.label == tracer.index.neuron(unit.id, tracer.method)["label"]
         means = sorted((float(acts.z[row, c["neurons"]].mean()) for c in clusters), reverse=True)[:3]
         np.testing.assert_allclose([u.z for u in token.clusters], means, rtol=1e-5)
         top = token.clusters[0]

@@ -15,7 +15,7 @@ corpus std is below ``TraceConfig.min_std`` (nearly constant: a tiny wobble woul
 z) are left out of the rankings; they still have a value in ``trace_unit``.
 
 A cluster's response at a token is the **mean z of its neurons** there (``top_neuron`` names the
-member that responds most). Themes are the index's (``Index.label_for`` / ``Index.cluster``): the
+member that responds most). Themes are the index's (``Index.neuron`` / ``Index.cluster``): the
 LLM theme when one is stored, else the build's automatic label (source ``fallback``).
 
 ``Tracer.trace_unit(text, "2:1454")`` (a neuron) or ``"k200/84"`` (a cluster) is the reverse: the
@@ -343,7 +343,8 @@ class Tracer:
     def _label(self, kind: str, key: str, row: int) -> tuple[str, str]:
         if (kind, key) not in self._labels:
             if kind == "neuron":
-                self._labels[(kind, key)] = self.index.label_for("neuron", key, self.method, row)
+                data = self.index.neuron(key, self.method)
+                self._labels[(kind, key)] = (data["label"], data["label_source"])
             else:
                 label = self.index.cluster(key).label or {}
                 self._labels[(kind, key)] = (label.get("theme"), label.get("source"))
@@ -356,7 +357,7 @@ class Tracer:
         names = [self.index.neuron_name(f) for f in flats]
         if kind == "neuron":
             flat = flats[0]
-            label, source = self.index.label_for("neuron", key, self.method, flat)
+            label, source = self._label("neuron", key, flat)
             return UnitTrace(text, kind, key, label, source, names, acts.pieces,
                              [float(v) for v in acts.z[:, flat]], [float(v) for v in acts.values[:, flat]],
                              [None] * len(acts.pieces), low_std=bool(self.std[flat] < self.config.min_std))

@@ -92,10 +92,11 @@ def neuron_records(index: Any, names: Iterable[str]) -> dict[str, dict[str, Any]
     refs, values = index.npy("neurons/top_refs.npy"), index.npy("neurons/top_values.npy")
     mean, std = index.npy("neurons/mean.npy"), index.npy("neurons/std.npy")
     kept = index.kept_tokens
+    labels = index.lookup.labels  # the facade's label lookup (Index.neuron reads the same, one at a time)
     records = {}
     for name in names:
         flat = index.neuron_index(name)
-        label, source = index.label_for("neuron", name, method, flat)
+        label, source = labels.label_for("neuron", name, method, flat)
         records[name] = {
             "id": name, "method": method, "label": label, "label_source": source,
             "top_tokens": [kept[i] for i in top_index[flat].tolist()], "top_weights": top_values[flat].tolist(),

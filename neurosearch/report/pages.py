@@ -227,7 +227,7 @@ def overview_page(info: dict[str, Any], *, table3_rows: list[dict[str, str]], fi
         ("K", e(", ".join(map(str, info.get("ks", [])))) + e("  (refined)" if info.get("refined") else "  (unrefined)")),
         ("WordNet", e(f"{concepts['count']} concepts" if concepts else "no concept table")),
         ("LLM labels", e(info.get("labels"))),
-        ("MLM head", e("fitted" if info.get("has_head") else "none")),
+        ("MLM head", e({"model": "the model's own", "fitted": "fitted (fit-head)"}.get(str(info.get("mlm_head")), "none"))),
         ("in this report", listed),
     ]
     body = [
