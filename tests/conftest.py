@@ -100,6 +100,28 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus") / "docs.txt", 240)
 
 
+def _tiny_build(out: Path, tiny_model: Path, tiny_corpus: Path, methods: tuple[str, ...] | None = None) -> Path:
+    """An index of the tiny model over the tiny corpus at K = 3 and 6 (every method, or ``methods``)."""
+    from neurosearch.build import build_index
+    from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
+
+    config = BuildConfig(
+        model=ModelConfig(model=str(tiny_model), dtype="float32"),
+        corpus=CorpusConfig(source=str(tiny_corpus), window=16),
+        stats=StatsConfig(batch_tokens=256, shard_docs=100),
+        profiles=ProfileConfig(min_count=2, **({"methods": methods} if methods else {})),
+        clusters=ClusterConfig(ks=(3, 6)),
+    )
+    build_index(config, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny_corpus: Path) -> Path:
+    """A complete index of the tiny model over the tiny corpus (K = 3 and 6); copy it before writing to it."""
+    return _tiny_build(tmp_path_factory.mktemp("index") / "tiny", tiny_model, tiny_corpus)
+
+
 def requires_shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
@@ -110,19 +132,8 @@ def requires_shared(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def small_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny_corpus: Path) -> Path:
     """A tiny index of two methods (filter, filter+smooth+tfidf) at K = 3, 6; treat it as read-only."""
-    from neurosearch.build import build_index
-    from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
-
-    out = tmp_path_factory.mktemp("small-index") / "tiny"
-    config = BuildConfig(
-        model=ModelConfig(model=str(tiny_model), dtype="float32"),
-        corpus=CorpusConfig(source=str(tiny_corpus), window=16),
-        stats=StatsConfig(batch_tokens=256, shard_docs=100),
-        profiles=ProfileConfig(min_count=2, methods=("filter", "filter+smooth+tfidf")),
-        clusters=ClusterConfig(ks=(3, 6)),
-    )
-    build_index(config, out)
-    return out
+    return _tiny_build(tmp_path_factory.mktemp("small-index") / "tiny", tiny_model, tiny_corpus,
+                       ("filter", "filter+smooth+tfidf"))
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from neurosearch.build import build_index
 from neurosearch.cli import app
-from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
 from neurosearch.format import layout
 
 runner = CliRunner()
@@ -30,20 +28,6 @@ def assert_one_line_error(result, fragment: str) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("neurosearch: error:") and fragment in lines[0], lines[0]
     assert "Traceback" not in result.output
-
-
-@pytest.fixture(scope="module")
-def tiny_index(tmp_path_factory, tiny_model: Path, tiny_corpus: Path) -> Path:
-    out = tmp_path_factory.mktemp("index") / "tiny"
-    config = BuildConfig(
-        model=ModelConfig(model=str(tiny_model), dtype="float32"),
-        corpus=CorpusConfig(source=str(tiny_corpus), window=16),
-        stats=StatsConfig(batch_tokens=256, shard_docs=100),
-        profiles=ProfileConfig(min_count=2),
-        clusters=ClusterConfig(ks=(3, 6)),
-    )
-    build_index(config, out)
-    return out
 
 
 def _bad_corpora(tmp_path: Path) -> list[tuple[list[str], str]]:

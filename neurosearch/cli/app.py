@@ -18,7 +18,9 @@ from typer.core import TyperGroup
 from neurosearch.cli import build as build_commands
 from neurosearch.cli import experiments as experiment_commands
 from neurosearch.cli import labels as label_commands
+from neurosearch.cli import report as report_commands
 from neurosearch.cli import search as search_commands
+from neurosearch.cli import trace as trace_commands
 from neurosearch.cli import verify as verify_commands
 from neurosearch.cli.common import STATE_DIR, error_line
 from neurosearch.errors import NeurosearchError
@@ -97,6 +99,8 @@ app.command()(experiment_commands.evaluate)
 app.command()(experiment_commands.plot)
 app.command("fit-head")(build_commands.fit_head_command)
 app.command()(verify_commands.verify)
+app.command()(trace_commands.trace)
+app.command()(report_commands.report)
 
 
 def main() -> None:

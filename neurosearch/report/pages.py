@@ -1,0 +1,280 @@
+"""The report's pages as HTML strings: overview, one per cluster, one per neuron, two listings.
+
+Inputs are plain data (``ClusterInfo``, the dicts of ``Index.neuron``, stored results); every
+outside string is escaped here with :func:`~neurosearch.report.html.e`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neurosearch.report.data import Verdict, verdict_of
+from neurosearch.report.html import (
+    cluster_href,
+    context_html,
+    e,
+    facts,
+    neuron_anchor,
+    neuron_href,
+    neuron_page_href,
+    number,
+    page,
+    table,
+    theme_html,
+    token_chips,
+    token_html,
+    token_table,
+)
+
+ROW_TOKENS = 10
+"""Top tokens shown per row of a listing."""
+NEURON_TOKENS = 30
+"""Top tokens (with weights) on a neuron's page."""
+
+
+def _neuron_link(name: str, root: str = "../", linked: bool = True) -> str:
+    """A neuron's id, linked to its section when the report has neuron pages."""
+    if not linked:
+        return f'<span class="mono">{e(name)}</span>'
+    return f'<a class="mono" href="{root}{neuron_href(name)}">{e(name)}</a>'
+
+
+def _cluster_link(key: str, root: str = "../", text: str | None = None) -> str:
+    return f'<a class="mono" href="{root}{cluster_href(key)}">{e(text or key)}</a>'
+
+
+# -- verification ---------------------------------------------------------------------------------
+def verification_html(results: list[tuple[str, dict[str, Any]]], command: str) -> str:
+    """Stored verifications (already matched to the unit's neurons), each with its verdict."""
+    if not results:
+        return (f'<p class="muted">No stored verification about exactly these neurons. Run '
+                f"<code>{e(command)}</code> to test whether ablating them matters.</p>")
+    return "".join(_one_verification(origin, result) for origin, result in results)
+
+
+def _one_verification(origin: str, result: dict[str, Any]) -> str:
+    verdict: Verdict | None = verdict_of(result)
+    state = "none" if verdict is None or verdict.passed is None else ("pass" if verdict.passed else "fail")
+    badge = {"pass": '<span class="badge pass">passed</span>', "fail": '<span class="badge fail">not passed</span>',
+             "none": '<span class="badge">no verdict</span>'}[state]
+    lines = [f'<div class="verdict {state}" data-verdict="{state}"><strong>{e(origin)}</strong> {badge}']
+    if verdict is not None:
+        lines.append(f"<div>{e(verdict.summary)}</div><div class=\"note\">{e(verdict.basis)}</div>")
+    described = [f"{e(k)} {e(result.get(k))}" for k in ("readout", "ablation", "head", "sentences", "masked_tokens")
+                 if isinstance(result.get(k), (str, int, float))]
+    if described:
+        lines.append(f'<div class="note">{", ".join(described)}</div>')
+    rows = []
+    if isinstance(result.get("change_pct"), (int, float)):
+        rows.append(["<strong>target</strong>", e(number(result["change_pct"], 2, True)), "", "", ""])
+    baselines = result.get("baselines")
+    if isinstance(baselines, dict):
+        for name, stats in baselines.items():
+            if isinstance(stats, dict):
+                rows.append([e(name), e(number(stats.get("mean_pct"), 2, True)), e(number(stats.get("std_pct"), 2)),
+                             e(number(stats.get("z"), 1)), e(number(stats.get("p"), 3))])
+    if isinstance(result.get("control_change_pct"), (int, float)):
+        rows.append(['<span class="muted">control tokens</span>', e(number(result["control_change_pct"], 2, True)),
+                     "", "", ""])
+    if rows:
+        lines.append(table(["condition", "% change", "sd", "z", "p"], rows, ["", "num", "num", "num", "num"]))
+    tokens = result.get("tokens")
+    if isinstance(tokens, list) and tokens:
+        lines.append(f'<div class="note">target tokens: {e(" ".join(map(str, tokens[:30])))}</div>')
+    lines.append("</div>")
+    return "".join(lines)
+
+
+# -- contexts -------------------------------------------------------------------------------------
+def contexts_html(records: list[dict[str, Any]], *, reader_note: str | None, with_neuron: bool,
+                  linked: bool = True) -> str:
+    if not records:
+        return '<p class="muted">No stored activations.</p>'
+    headers = (["neuron"] if with_neuron else []) + ["activation", "z", "context", "document:position"]
+    classes = ([""] if with_neuron else []) + ["num", "num", "", "muted mono"]
+    rows = []
+    for record in records:
+        row = [_neuron_link(record["neuron"], linked=linked)] if with_neuron else []
+        row += [number(record.get("value"), 3), number(record.get("z"), 1), context_html(record),
+                e(f"{record.get('document')}:{record.get('position')}")]
+        rows.append(row)
+    note = f'<p class="note">{e(reader_note)}</p>' if reader_note else ""
+    return note + table(headers, rows, classes)
+
+
+# -- pages ----------------------------------------------------------------------------------------
+def cluster_page(info: Any, *, figure: str, members: list[dict[str, Any]], contexts: str, verification: str,
+                 index_name: str, linked: bool = True) -> str:
+    label = info.label or {}
+    short = info.key.split("/", 1)[1]
+    explanation = f'<p><em>{e(label.get("explanation"))}</em></p>' if label.get("explanation") else ""
+    layers = ", ".join(f"{layer}: {count}" for layer, count in sorted(info.layer_sizes.items()))
+    body = [
+        f'<h1>Cluster <span class="mono">{e(short)}</span> {theme_html(label.get("theme"), label.get("source"))}</h1>',
+        explanation,
+        facts([
+            ("id", f'<code>{e(info.key)}</code>'),
+            ("method, K", e(f"{info.method}, K={info.k}")),
+            ("neurons", e(f"{len(info.neurons)}" + (f" (refinement dropped {len(info.dropped)})" if info.dropped else ""))),
+            ("neurons per layer", e(layers)),
+            ("pairwise distance", e(f"average {number(info.avg_distance)}, max {number(info.max_distance)}")),
+            ("trace it", f'<code>neurosearch trace "YOUR TEXT" --unit {e(info.key)}</code>'),
+        ]),
+        '<h2 id="verification">Verification</h2>',
+        verification,
+        '<h2 id="tokens">Top tokens</h2>',
+        '<p class="note">The cluster\'s mean profile over its neurons (weights of the profile method).</p>',
+        token_table(info.top_tokens, info.top_weights),
+        '<h2 id="layers">Neurons by layer (Fig. 5)</h2>',
+        '<p class="note">Bars: neurons per layer. Dots: each neuron at (layer, index); orange dots share their '
+        'index with another layer.' + (' Click a dot for its neuron.' if linked else '') + '</p>',
+        f"<figure>{figure}</figure>",
+        '<h2 id="neurons">Neurons</h2>',
+        table(["neuron", "theme", "top tokens"],
+              [[_neuron_link(m["id"], linked=linked), theme_html(m["label"], m["label_source"]),
+                f'<span class="mono">{" ".join(map(token_html, m["top_tokens"][:ROW_TOKENS]))}</span>'] for m in members]),
+        '<h2 id="contexts">Strongest activations</h2>',
+        '<p class="note">The highest z-scores among the member neurons\' stored top activations '
+        "(z = (activation - corpus mean) / corpus std of that neuron); not necessarily on the top tokens.</p>",
+        contexts,
+    ]
+    return page(f"cluster {info.key}", "".join(body), index_name=index_name, depth=1)
+
+
+def neuron_section(data: dict[str, Any], *, clusters: list[tuple[str, dict[str, Any]]], contexts: str,
+                   verification: str) -> str:
+    """One neuron: its theme, facts, verification, top tokens and strongest activations."""
+    name = data["id"]
+    layer, position = name.split(":")
+    in_clusters = ", ".join(
+        f'{_cluster_link(key, text=key.split("/", 1)[1])} {theme_html(label.get("theme"), label.get("source"))}'
+        for key, label in clusters) or '<span class="muted">none listed in this report</span>'
+    body = [
+        f'<section class="neuron" id="{e(neuron_anchor(name))}">',
+        f'<h1>Neuron <span class="mono">{e(name)}</span> {theme_html(data.get("label"), data.get("label_source"))}</h1>',
+        facts([
+            ("layer, index", e(f"layer {layer}, index {position}")),
+            ("corpus mean, std", e(f"{number(data.get('mean'), 4)}, {number(data.get('std'), 4)}")),
+            ("in clusters", in_clusters),
+            ("trace it", f'<code>neurosearch trace "YOUR TEXT" --unit {e(name)}</code>'),
+        ]),
+        "<h2>Verification</h2>",
+        verification,
+        f'<h2>Top tokens <span class="muted">({e(data.get("method"))})</span></h2>',
+        token_chips(data.get("top_tokens", []), data.get("top_weights", []), limit=NEURON_TOKENS),
+        "<h2>Strongest activations</h2>",
+        contexts,
+        "</section>",
+    ]
+    return "".join(body)
+
+
+def neuron_block_page(layer: int, block: int, names: list[str], sections: list[str], *, blocks: int,
+                      index_name: str) -> str:
+    """The page holding a run of neurons of one layer, with links between neighbouring pages."""
+    first, last = names[0], names[-1]
+    nav = [f'<a href="{neuron_page_href(layer, block - 1).split("/")[1]}">previous</a>' if block > 0 else "",
+           f'<a href="{neuron_page_href(layer, block + 1).split("/")[1]}">next</a>' if block + 1 < blocks else ""]
+    jump = " ".join(f'<a class="mono" href="#{e(neuron_anchor(n))}">{e(n.split(":")[1])}</a>' for n in names)
+    head = (f'<p class="note">Neurons {e(first)} to {e(last)} of layer {layer}, one section each. '
+            f'{" · ".join(x for x in nav if x)}</p><p class="note">{jump}</p>'
+            '<p class="note">Strongest activations: the neuron\'s largest activations in the corpus, with '
+            "z = (activation - corpus mean) / corpus std; not necessarily on its top tokens (those rank tokens by "
+            "their mean activation).</p>")
+    return page(f"neurons {first} to {last}", head + "".join(sections), index_name=index_name, depth=1)
+
+
+def clusters_listing(groups: list[tuple[str, int, list[dict[str, Any]]]], index_name: str) -> str:
+    """Every cluster in the report, one table per (method, K)."""
+    body = ["<h1>Clusters</h1>", '<p class="note">Verdict: of the stored verification about exactly the cluster\'s '
+            "neurons (<code>evaluate</code> or <code>ablate</code>); a result without a stored verdict is judged by "
+            "Table 3's criterion. -: none stored.</p>"]
+    for method, k, rows in groups:
+        body.append(f'<h2 id="{e(method)}-k{k}">{e(method)}, K={k}</h2>')
+        body.append(table(
+            ["cluster", "theme", "neurons", "verdict", "top tokens"],
+            [[_cluster_link(r["key"], "", r["key"].split("/", 1)[1]), theme_html(r["label"], r["source"]),
+              e(r["size"]), r["verdict"], f'<span class="mono">{e(" ".join(r["tokens"][:ROW_TOKENS]))}</span>']
+             for r in rows],
+            ["", "", "num", "", ""]))
+    return page("clusters", "".join(body), index_name=index_name)
+
+
+def neurons_listing(rows: list[dict[str, Any]], index_name: str) -> str:
+    if not rows:
+        return page("neurons", '<h1>Neurons</h1><p class="muted">This report was written without neuron pages '
+                    "(<code>--no-neurons</code>).</p>", index_name=index_name)
+    body = ["<h1>Neurons</h1>",
+            table(["neuron", "theme", "top tokens"],
+                  [[_neuron_link(r["id"], ""), theme_html(r["label"], r["label_source"]),
+                    f'<span class="mono">{" ".join(map(token_html, r["top_tokens"][:ROW_TOKENS]))}</span>'] for r in rows])]
+    return page("neurons", "".join(body), index_name=index_name)
+
+
+def overview_page(info: dict[str, Any], *, table3_rows: list[dict[str, str]], figures: list[tuple[str, str]],
+                  listed: str, index_name: str) -> str:
+    corpus = info.get("corpus") or {}
+    model = info.get("model") or {}
+    concepts = info.get("concepts")
+    rows = [
+        ("model", e(f"{model.get('id')} (weights {str(model.get('weights_sha256', ''))[:12]})")),
+        ("neurons", e(f"{info.get('site')}: {info.get('layers')} layers x {info.get('neurons_per_layer')} = "
+                      f"{info.get('neurons')}")),
+        ("corpus", e(f"{corpus.get('source')} ({corpus.get('documents')} documents, {corpus.get('tokens')} tokens)")),
+        ("kept tokens", e(f"{info.get('tokens_kept')} (count >= {info.get('min_count')})")),
+        ("methods", e(", ".join(info.get("methods", []))) + f' <span class="muted">(find searches '
+                    f'{e(info.get("search_method"))})</span>'),
+        ("K", e(", ".join(map(str, info.get("ks", [])))) + e("  (refined)" if info.get("refined") else "  (unrefined)")),
+        ("WordNet", e(f"{concepts['count']} concepts" if concepts else "no concept table")),
+        ("LLM labels", e(info.get("labels"))),
+        ("MLM head", e({"model": "the model's own", "fitted": "fitted (fit-head)"}.get(str(info.get("mlm_head")), "none"))),
+        ("in this report", listed),
+    ]
+    body = [
+        f"<h1>Index <span class=\"mono\">{e(index_name)}</span></h1>",
+        facts(rows),
+        '<div class="search" id="search-box"><h2 style="margin-top:0">Search clusters and neurons</h2>'
+        '<input type="search" id="search" placeholder="theme or token, e.g. monday" autocomplete="off" '
+        'aria-label="filter clusters and neurons by theme and top tokens">'
+        '<label>show <select id="search-kind"><option value="all">all</option><option value="cluster">clusters'
+        '</option><option value="neuron">neurons</option></select></label>'
+        '<p class="note">Every word typed must appear in the id, theme or top tokens.</p>'
+        '<div id="search-count"></div>'
+        '<table class="results" id="search-table"><thead><tr><th>unit</th><th>theme</th><th class="num">size</th><th>top tokens</th>'
+        '</tr></thead><tbody id="search-results"></tbody></table>'
+        '<noscript><p>The search needs JavaScript; the <a href="clusters.html">cluster</a> and '
+        '<a href="neurons.html">neuron</a> listings do not.</p></noscript></div>',
+        '<h2 id="table3">Table 3: % MLM loss change when a cluster is ablated</h2>',
+        _table3_html(table3_rows),
+    ]
+    if figures:
+        first = figures[0]
+        body.append(f'<h2 id="figures">{e(first[0])}</h2><figure class="wide"><img src="{e(first[1])}" '
+                    f'alt="{e(first[0])}"></figure>')
+    if figures[1:]:
+        body.append('<h2>Figures of the stored evaluation</h2><p class="note">As drawn by '
+                    "<code>neurosearch evaluate</code>; click one for full size.</p><div class=\"grid2\">")
+        body.extend(f'<figure><a href="{e(image)}"><img src="{e(image)}" alt="{e(title)}"></a>'
+                    f"<figcaption>{e(title)}</figcaption></figure>" for title, image in figures[1:])
+        body.append("</div>")
+    return page("overview", "".join(body), index_name=index_name, scripts=("assets/units.js", "assets/search.js"))
+
+
+def _table3_html(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return '<p class="muted">Not evaluated: run <code>neurosearch evaluate</code> for the paper\'s Table 3.</p>'
+    columns = [("method", "method"), ("k", "K"), ("clusters", "clusters"), ("change_pct", "cluster"),
+               ("random_pct", "random"), ("random_layer_pct", "random, same layers"),
+               ("random_position_pct", "random, same indices"), ("beats_all_share", "share beating all"),
+               ("control_change_pct", "control tokens")]
+    cells = []
+    for row in rows:
+        line = []
+        for key, _ in columns:
+            value = row.get(key)
+            line.append(e(value) if key in ("method", "k", "clusters") else e(number(value, 2 if key != "beats_all_share" else 3)))
+        cells.append(line)
+    return (table([e(title) for _, title in columns], cells, ["", "num", "num"] + ["num"] * 6)
+            + '<p class="note">Mean % change of the masked-LM loss on each cluster\'s target tokens when it is '
+              "ablated, beside random neuron sets of the same size; share beating all: clusters whose change beats "
+              "every baseline with p &lt; 0.05.</p>")
