@@ -63,7 +63,7 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
 
     No ``bbox_inches='tight'``: the image is exactly figsize * DPI pixels.
     """
-    from neurosearch.experiments.evaluation import atomic_file
+    from neurosearch.format.atomic import atomic_file
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ def plot_distance_curve(
 def _select_group(results: Sequence[dict[str, Any]], k: int | None,
                   method: str | None) -> tuple[list[dict[str, Any]], str | None, int | None]:
     """The results of one (method, K); defaults to the first group in Table 3 order."""
-    from neurosearch.experiments.evaluation import group_key, group_sort_key
+    from neurosearch.experiments.grouping import group_key, group_sort_key
 
     keys = sorted({group_key(r) for r in results}, key=group_sort_key)
     keys = [key for key in keys
@@ -165,7 +165,7 @@ def plot_cluster_losses(
     One (method, K) per figure; with ``k``/``method`` unset the first group in Table 3 order is
     drawn. Clusters are sorted by their own change so the gap to the baselines reads at a glance.
     """
-    from neurosearch.experiments.evaluation import beats_all_baselines
+    from neurosearch.experiments.grouping import beats_all_baselines
 
     group, method, k = _select_group(results, k, method)
     group = sorted(group, key=_by_change_desc)

@@ -20,20 +20,20 @@ import csv
 import io
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-from neurosearch.config import BASELINES, METHODS
+from neurosearch.config import BASELINES
 from neurosearch.format import layout
-from neurosearch.ids import BadClusterId, ClusterId, cluster_id
+from neurosearch.ids import cluster_id
 
 if TYPE_CHECKING:  # rich is only needed when a table is rendered
     from rich.table import Table
 
-SIGNIFICANCE = 0.05
+from neurosearch.experiments.grouping import SIGNIFICANCE, beats_all_baselines, group_key, group_sort_key  # noqa: F401,E402
+from neurosearch.format.atomic import atomic_file  # noqa: F401,E402
 """A cluster "beats" a baseline when its change is larger and the baseline's p is below this."""
 
 
@@ -62,50 +62,10 @@ class Table3Row:
 _BASELINE_FIELD = {name: f"{name}_pct" for name in BASELINES}
 
 
-def group_key(result: dict[str, Any]) -> tuple[str, int | None]:
-    """(method, k) of a result; falls back to the target id ``method/kK/index`` for older files."""
-    method = result.get("method")
-    k = result.get("k")
-    if method is None or k is None:
-        try:
-            parsed = ClusterId.parse(str(result.get("target", {}).get("id", "")))
-        except BadClusterId:
-            parsed = None
-        if parsed is not None and parsed.method is not None:
-            method = method if method is not None else parsed.method
-            k = k if k is not None else parsed.k
-    return (str(method) if method is not None else "?", int(k) if k is not None else None)
-
-
-def group_sort_key(key: tuple[str, int | None]) -> tuple[int, str, int]:
-    method, k = key
-    order = METHODS.index(method) if method in METHODS else len(METHODS)
-    return (order, method, -1 if k is None else k)
-
-
 def _mean(values: Iterable[Any]) -> float:
     """Mean of the finite numbers among ``values`` (NaN when there are none)."""
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return sum(xs) / len(xs) if xs else math.nan
-
-
-def beats_all_baselines(result: dict[str, Any], alpha: float = SIGNIFICANCE) -> bool:
-    """True when the cluster's change exceeds every baseline run for it, each with p < alpha.
-
-    A result without any baseline does not count as beating them: there is nothing to show.
-    """
-    baselines = result.get("baselines") or {}
-    if not baselines:
-        return False
-    change = result.get("change_pct")
-    if change is None:
-        return False
-    for stats in baselines.values():
-        p = stats.get("p")
-        mean = stats.get("mean_pct")
-        if p is None or mean is None or not p < alpha or not change > mean:
-            return False
-    return True
 
 
 def table3(results: Sequence[dict[str, Any]], *, alpha: float = SIGNIFICANCE) -> list[Table3Row]:
@@ -160,17 +120,6 @@ def _fmt(name: str, value: Any) -> str:
             return f"{100 * value:.0f}%"
         return f"{value:+.2f}"
     return str(value)
-
-
-@contextmanager
-def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temp file beside ``path`` and move it over ``path`` only if the block succeeds."""
-    from neurosearch.format.atomic import atomic_path
-
-    with atomic_path(Path(path)) as tmp:
-        encoding = None if "b" in mode else "utf-8"
-        with open(tmp, mode, encoding=encoding, **({} if "b" in mode else {"newline": ""})) as fh:
-            yield fh
 
 
 def _atomic_write(path: Path, text: str) -> None:
