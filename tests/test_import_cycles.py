@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ("neurosearch.index", "neurosearch.format", "neurosearch.experiments", "neurosearch.plots",,
+CHECKED = ("neurosearch.index", "neurosearch.format", "neurosearch.experiments", "neurosearch.plots",
            "neurosearch.build", "neurosearch.ids", "neurosearch.errors",
            "neurosearch.config", "neurosearch.corpus", "neurosearch.progress")
 """Where a cycle fails this test (the other folders can join as their cycles are removed)."""
