@@ -128,13 +128,9 @@ def plot_distance_curve(
     return _save(fig, path)
 
 
-# --------------------------------------------------------------------------- Fig. 4
-
-
-def _select_group(results: Sequence[dict[str, Any]], k: int | None,
-                  method: str | None) -> tuple[list[dict[str, Any]], str | None, int | None]:
+def _select_group(results: Sequence[Any], k: int | None, method: str | None) -> tuple[list[Any], str | None, int | None]:
     """The results of one (method, K); defaults to the first group in Table 3 order."""
-    from neurosearch.experiments.grouping import group_key, group_sort_key
+    from neurosearch.experiments.table3 import group_key, group_sort_key
 
     keys = sorted({group_key(r) for r in results}, key=group_sort_key)
     keys = [key for key in keys
@@ -147,35 +143,43 @@ def _select_group(results: Sequence[dict[str, Any]], k: int | None,
     return [r for r in results if group_key(r) == chosen], chosen[0], chosen[1]
 
 
-def _by_change_desc(result: dict[str, Any]) -> float:
-    """Sort key: largest change first, results without a change last (NaN would scramble sort)."""
-    change = result.get("change_pct")
-    return -float(change) if change is not None and np.isfinite(change) else np.inf
+# --------------------------------------------------------------------------- Fig. 4
+
+
+def _by_value_desc(readout: Any) -> float:
+    """Sort key: largest statistic first, results without one last (NaN would scramble sort)."""
+    return -float(readout.value) if np.isfinite(readout.value) else np.inf
 
 
 def plot_cluster_losses(
-    results: Sequence[dict[str, Any]],
+    results: Sequence[Any],
     path: str | os.PathLike[str],
     *,
     k: int | None = None,
     method: str | None = None,
+    readout: str | None = None,
 ) -> Path:
-    """Fig. 4: each cluster's % MLM loss change next to its random baselines (mean +- std).
+    """Fig. 4: each cluster's statistic in one readout next to its random baselines (mean +- std).
 
-    One (method, K) per figure; with ``k``/``method`` unset the first group in Table 3 order is
-    drawn. Clusters are sorted by their own change so the gap to the baselines reads at a glance.
+    ``results`` are ``AblationResult`` objects. One (method, K) per figure; with ``k``/``method``
+    unset the first group in Table 3 order is drawn; ``readout`` defaults to the first result's
+    first readout (``mlm``: % loss change, the paper's figure; ``embedding``: displacement ratio).
+    Clusters are sorted by their own statistic so the gap to the baselines reads at a glance.
     """
-    from neurosearch.experiments.grouping import beats_all_baselines
-
     group, method, k = _select_group(results, k, method)
-    group = sorted(group, key=_by_change_desc)
-    n = len(group)
+    readout = readout or next(iter(group[0].readouts))
+    group = [r for r in group if readout in r.readouts]
+    if not group:
+        raise ValueError(f"no {readout} results for method={method!r}, k={k!r}")
+    ids = {id(r.readouts[readout]): r.target.id for r in group}
+    chosen = sorted((r.readouts[readout] for r in group), key=_by_value_desc)
+    n = len(chosen)
     x = np.arange(n)
     fig = _figure(*FIGSIZES["cluster_losses"])
     ax = fig.add_subplot()
 
-    baselines = [b for b in BASELINES if any(b in (r.get("baselines") or {}) for r in group)]
-    baselines += sorted({b for r in group for b in (r.get("baselines") or {})} - set(baselines))
+    baselines = [b for b in BASELINES if any(b in r.baselines for r in chosen)]
+    baselines += sorted({b for r in chosen for b in r.baselines} - set(baselines))
     few = n <= 40  # few clusters: grouped bars/points per cluster; many: curves over the rank
     slots = len(baselines) + 1
     width = 0.8 / slots if few else 0.0
@@ -183,17 +187,14 @@ def plot_cluster_losses(
     def offset(slot: int) -> float:
         return (slot - (slots - 1) / 2) * width
 
-    change = np.array([np.nan if r.get("change_pct") is None else r["change_pct"]
-                       for r in group], float)
+    value = np.array([r.value for r in chosen], float)
     if few:
-        ax.bar(x + offset(0), change, width=width, color="tab:red", alpha=0.85,
-               label="cluster ablated", zorder=1)
+        ax.bar(x + offset(0), value, width=width, color="tab:red", alpha=0.85, label="cluster ablated", zorder=1)
     else:
-        ax.plot(x, change, "-", color="tab:red", linewidth=1.8, label="cluster ablated", zorder=3)
+        ax.plot(x, value, "-", color="tab:red", linewidth=1.8, label="cluster ablated", zorder=3)
     for i, name in enumerate(baselines):
-        stats = [(r.get("baselines") or {}).get(name, {}) for r in group]
-        mean = np.array([s.get("mean_pct") for s in stats], float)  # None -> NaN: gap
-        std = np.nan_to_num(np.array([s.get("std_pct") for s in stats], float))
+        mean = np.array([r.baselines[name].mean if name in r.baselines else np.nan for r in chosen], float)
+        std = np.nan_to_num(np.array([r.baselines[name].std if name in r.baselines else np.nan for r in chosen], float))
         colour, marker = _BASELINE_STYLE.get(name, (f"C{i + 4}", "D"))
         label = _BASELINE_LABELS.get(name, name) + " (mean ± std)"
         if few:
@@ -202,22 +203,24 @@ def plot_cluster_losses(
         else:
             ax.plot(x, mean, "-", color=colour, linewidth=1, label=label, zorder=2)
             ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
-    ax.axhline(0, color="black", linewidth=0.8)
+    ratio = readout == "embedding"
+    ax.axhline(1 if ratio else 0, color="black", linewidth=0.8)
     pad = 0.6 + max(0, 4 - n) / 2  # a lone cluster should not become one huge bar
     ax.set_xlim(-pad, n - 1 + pad)
 
+    what = "displacement ratio" if ratio else "loss change"
     if few:
-        labels = [str(r.get("target", {}).get("id", i)).rsplit("/", 1)[-1]
-                  for i, r in enumerate(group)]
+        labels = [ids[id(r)].rsplit("/", 1)[-1] for r in chosen]
         ax.set_xticks(x, labels, rotation=90 if n > 15 else 0, fontsize=7 if n > 15 else 8)
-        ax.set_xlabel("cluster (sorted by loss change)")
+        ax.set_xlabel(f"cluster (sorted by {what})")
     else:
-        ax.set_xlabel("cluster rank (sorted by loss change)")
-    ax.set_ylabel("MLM loss change (%)")
-    share = sum(beats_all_baselines(r) for r in group) / n
+        ax.set_xlabel(f"cluster rank (sorted by {what})")
+    ax.set_ylabel("embedding displacement, target / control" if ratio else f"{readout} loss change (%)")
+    passable = [r for r in chosen if not any("cannot pass" in note for note in r.verdict.notes)]
     where = ", ".join(p for p in (method, f"K={k}" if k is not None else None) if p)
-    verdict = f"{share:.0%} beat every baseline (p<0.05)" if baselines else "no baselines run"
-    ax.set_title(f"Loss change when ablating each cluster ({where}): {verdict}")
+    verdict = (f"{sum(r.verdict.passed for r in passable) / len(passable):.0%} passed (beat every baseline, t and rank p)"
+               if passable else "too few draws for a verdict" if baselines else "no baselines run")
+    ax.set_title(f"{readout} readout, ablating each cluster ({where}): {verdict}")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     return _save(fig, path)

@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from neurosearch.experiments.ablation import (
-    AblationConfig,
-    AblationTarget,
-    ConditionAblator,
-    OwnHeadMaskedLM,
-    SentencePool,
-    draw_baseline,
-    mask_sentences,
-    run_ablation,
-)
 from neurosearch.config import ModelConfig
+from neurosearch.experiments.ablation import AblationConfig, ConditionAblator, run_ablation
+from neurosearch.experiments.baselines import draw_baseline
+from neurosearch.experiments.readouts import MaskedLMReadout, OwnHeadMaskedLM, mask_sentences
+from neurosearch.experiments.targets import AblationTarget, SentencePool
 from neurosearch.model.loading import NeuronHooks, load_model, neuron_site
 
 
@@ -119,25 +113,29 @@ def test_baselines_have_the_required_structure():
 
 def test_run_ablation_reports_the_contract(loaded, tiny_corpus: Path):
     site = neuron_site(loaded.encoder, "ffn")
-    scorer = OwnHeadMaskedLM(loaded.model)
+    readout = MaskedLMReadout("mlm", OwnHeadMaskedLM(loaded.model), "model")
     docs = tiny_corpus.read_text().splitlines()
     pool = SentencePool.from_documents(loaded.tokenizer, [d + "." for d in docs], max_tokens=32)
     vocab = loaded.tokenizer.get_vocab()
     target = AblationTarget("neurons", "test", [0, 1, 2, 30], [vocab["monday"], vocab["friday"]], ["monday", "friday"])
-    config = AblationConfig(sentences=12, seeds=3, batch_sentences=5, conditions_per_pass=4)
+    config = AblationConfig(readouts=("mlm",), sentences=12, draws=3, batch_sentences=5, conditions_per_pass=4)
     means = np.zeros(site.n_neurons, dtype=np.float32)
-    result = run_ablation(scorer, site, loaded.tokenizer, pool, target, config, means=means, head="model")
-    assert result["sentences"] == 12 and result["masked_tokens"] >= 12
-    assert set(result["baselines"]) == {"random", "random_layer", "random_position"}
-    for stats in result["baselines"].values():
-        assert stats["seeds"] == 3 and 0 <= stats["p"] <= 1
-    assert result["target"]["neurons"] == ["0:0", "0:1", "0:2", "1:6"]
+    result = run_ablation([readout], site, loaded.tokenizer, pool, target, config, means=means, encoder=loaded.encoder)
+    mlm = result.readouts["mlm"]
+    assert result.sentences == 12 and mlm.measures.scored_tokens >= 12
+    assert set(mlm.baselines) == {"random", "random_layer", "random_position"}
+    for stats in mlm.baselines.values():
+        assert len(stats.draws) == 3 and 0 <= stats.p <= 1 and 0 < stats.p_empirical <= 1
+    assert result.target.neurons == ["0:0", "0:1", "0:2", "1:6"]
+    assert result.verdict.readout == "mlm" and not result.verdict.passed  # 3 draws cannot pass at 0.05
+    assert sum(result.sentences_per_token.values()) == 12
     # one pass per condition gives the same numbers as stacked conditions
-    single = run_ablation(scorer, site, loaded.tokenizer, pool, target,
-                          AblationConfig(sentences=12, seeds=3, batch_sentences=5, conditions_per_pass=1),
-                          means=means, head="model")
-    assert single["loss"] == pytest.approx(result["loss"], rel=1e-5)
-    assert single["change_pct"] == pytest.approx(result["change_pct"], rel=1e-4, abs=1e-6)
+    single = run_ablation([readout], site, loaded.tokenizer, pool, target,
+                          AblationConfig(readouts=("mlm",), sentences=12, draws=3, batch_sentences=5,
+                                         conditions_per_pass=1),
+                          means=means, encoder=loaded.encoder)
+    assert single.readouts["mlm"].measures.loss == pytest.approx(mlm.measures.loss, rel=1e-5)
+    assert single.readouts["mlm"].value == pytest.approx(mlm.value, rel=1e-4, abs=1e-6)
 
 
 def test_masking_marks_targets_and_controls(loaded):
@@ -158,7 +156,7 @@ def test_restarting_at_the_first_ablated_block_changes_nothing(tmp_path: Path, t
 
     loaded = load_model(ModelConfig(model=str(save_tiny_model(tmp_path / family, family)), dtype="float32"), mlm=True)
     site = neuron_site(loaded.encoder, site_name)
-    scorer = OwnHeadMaskedLM(loaded.model)
+    readout = MaskedLMReadout("mlm", OwnHeadMaskedLM(loaded.model), "model")
     docs = tiny_corpus.read_text().splitlines()
     pool = SentencePool.from_documents(loaded.tokenizer, [d + "." for d in docs], max_tokens=32)
     vocab = loaded.tokenizer.get_vocab()
@@ -166,18 +164,21 @@ def test_restarting_at_the_first_ablated_block_changes_nothing(tmp_path: Path, t
     # neurons only in the upper layers, so the target pass really starts late
     neurons = [(site.n_layers - 1) * width + 1, (site.n_layers - 1) * width + 5]
     target = AblationTarget("neurons", "t", neurons, [vocab["monday"], vocab["friday"]], ["monday", "friday"])
-    config = AblationConfig(sentences=10, seeds=3, batch_sentences=4, conditions_per_pass=1)
+    config = AblationConfig(readouts=("mlm",), sentences=10, draws=3, batch_sentences=4, conditions_per_pass=1)
     means = np.random.default_rng(0).normal(size=site.n_neurons).astype(np.float32)
-    full = run_ablation(scorer, site, loaded.tokenizer, pool, target, config, means=means, head="model")
-    skipping = run_ablation(scorer, site, loaded.tokenizer, pool, target, config, means=means, head="model",
-                            encoder=loaded.encoder)
-    assert full["change_pct"] != 0
-    assert skipping["loss"] == pytest.approx(full["loss"], rel=1e-6)
-    assert skipping["change_pct"] == pytest.approx(full["change_pct"], rel=1e-5, abs=1e-7)
-    for kind, stats in full["baselines"].items():
-        assert skipping["baselines"][kind]["draws_pct"] == pytest.approx(stats["draws_pct"], rel=1e-5, abs=1e-7)
+
+    def run(config: AblationConfig, skip: bool):
+        return run_ablation([readout], site, loaded.tokenizer, pool, target, config, means=means,
+                            encoder=loaded.encoder, skip_clean_blocks=skip).readouts["mlm"]
+
+    full = run(config, False)
+    skipping = run(config, True)
+    assert full.value != 0
+    assert skipping.measures.loss == pytest.approx(full.measures.loss, rel=1e-6)
+    assert skipping.value == pytest.approx(full.value, rel=1e-5, abs=1e-7)
+    for kind, stats in full.baselines.items():
+        assert skipping.baselines[kind].draws == pytest.approx(stats.draws, rel=1e-5, abs=1e-7)
     assert len(site.modules) == site.n_layers  # the block list is restored
-    stacked = run_ablation(scorer, site, loaded.tokenizer, pool, target,
-                           AblationConfig(sentences=10, seeds=3, batch_sentences=4, conditions_per_pass=5),
-                           means=means, head="model", encoder=loaded.encoder)
-    assert stacked["change_pct"] == pytest.approx(full["change_pct"], rel=1e-4, abs=1e-6)
+    stacked = run(AblationConfig(readouts=("mlm",), sentences=10, draws=3, batch_sentences=4, conditions_per_pass=5),
+                  True)
+    assert stacked.value == pytest.approx(full.value, rel=1e-4, abs=1e-6)

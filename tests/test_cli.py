@@ -193,11 +193,62 @@ def test_fit_head_and_ablate_commands(tiny_index: Path, tmp_path: Path):
     result = run("ablate", "--neurons", "0:1,1:3", "--sentences", "8", "--seeds", "2", "--index", str(copy), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["head"] == "model" and data["target"]["neurons"] == ["0:1", "1:3"]
-    assert set(data["baselines"]) == {"random", "random_layer", "random_position"}
+    mlm = data["readouts"]["mlm"]  # auto: the tiny model has its own MLM head
+    assert mlm["measures"]["head"] == "model" and data["target"]["neurons"] == ["0:1", "1:3"]
+    assert set(mlm["baselines"]) == {"random", "random_layer", "random_position"}
+    assert data["verdict"]["readout"] == "mlm" and data["verdict"]["passed"] is False  # 2 draws cannot pass
+    assert set(data["verdict"]) >= {"passed", "readout", "beats", "p"}
     shown = run("show", "neuron", "0:1", "--index", str(copy), "--json")
     assert shown.exit_code == 0
     assert_one_line_error(run("ablate", "--index", str(copy)), "exactly one of")
+    assert_one_line_error(run("ablate", "--neurons", "0:1", "--readout", "bogus", "--index", str(copy)), "readout")
+    assert_one_line_error(run("ablate", "--neurons", "9:1", "--index", str(copy)), "out of range")
+
+
+def _change_cluster_neurons(index: Path, relative: str, number: int) -> None:
+    """Give cluster ``number`` other neurons, as a new clustering would, and re-record the file's hash."""
+    from neurosearch.format.manifest import Manifest
+
+    data = json.loads((index / relative).read_text())
+    cluster = data["clusters"][number]
+    cluster["neurons"] = sorted(set(cluster["neurons"]) ^ {0, 1})
+    (index / relative).write_text(json.dumps(data))
+    manifest = Manifest.load(index)
+    manifest.record(index, relative)
+    manifest.save(index)
+
+
+def test_show_displays_an_ablation_only_for_the_neurons_it_measured(tiny_index: Path, tmp_path: Path, monkeypatch):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_index, copy)
+    monkeypatch.setenv("NEUROSEARCH_STATE", str(tmp_path / "state"))
+    assert run("ablate", "filter/k3/0", "--sentences", "6", "--draws", "2", "--index", str(copy)).exit_code == 0
+    shown = json.loads(run("show", "cluster", "filter/k3/0", "--index", str(copy), "--json", "--contexts", "0").stdout)
+    assert shown["ablation"]["target"]["neurons"] == shown["neurons"] and shown["ablation_note"] is None
+    text = run("show", "cluster", "filter/k3/0", "--index", str(copy), "--contexts", "0").stdout
+    assert "mlm readout" in text and "not passed" in text
+    _change_cluster_neurons(copy, "methods/filter/clusters_k3.json", 0)
+    shown = json.loads(run("show", "cluster", "filter/k3/0", "--index", str(copy), "--json", "--contexts", "0").stdout)
+    assert shown["ablation"] is None and "earlier clustering" in shown["ablation_note"]
+    text = run("show", "cluster", "filter/k3/0", "--index", str(copy), "--contexts", "0").stdout
+    assert "earlier clustering" in text and "neurosearch ablate filter/k3/0" in text and "mlm readout" not in text
+
+
+def test_ablate_on_a_read_only_index_stores_in_the_state_folder(tiny_index: Path, tmp_path: Path, monkeypatch):
+    from neurosearch.format.manifest import Manifest
+
+    copy = tmp_path / "shipped"
+    shutil.copytree(tiny_index, copy)
+    manifest = Manifest.load(copy)
+    manifest.read_only = True
+    manifest.save(copy)
+    monkeypatch.setenv("NEUROSEARCH_STATE", str(tmp_path / "state"))
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
+    result = run("ablate", "--neurons", "0:1,1:3", "--sentences", "6", "--draws", "2", "--index", str(copy))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before  # nothing written into the index
+    (stored,) = (tmp_path / "state").rglob("ablations.json")
+    assert json.loads(stored.read_text())["format"] == 2
 
 
 def test_evaluate_writes_table_and_figures_and_resumes(tiny_index: Path, tmp_path: Path):

@@ -22,6 +22,12 @@ def _assert_png(path, figsize):
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+def _results(raw: list[dict]) -> list:
+    from neurosearch.experiments.results import AblationResult
+
+    return [AblationResult.from_json(r) for r in raw]
+
+
 def _result(i: int, change: float, k: int = 50) -> dict:
     base = {"mean_pct": 1.0, "std_pct": 0.3, "z": 5.0, "p": 0.01, "seeds": 5, "losses": [3.0] * 5}
     return {"target": {"kind": "cluster", "id": f"filter/k{k}/{i}", "neurons": ["0:1"]},
@@ -49,13 +55,13 @@ def test_cluster_losses(tmp_path, n):
     results = [_result(i, float(i % 7)) for i in range(n)] + [_result(0, 9.0, k=200)]
     results[1]["change_pct"] = None  # a failed cluster must not break the sort
     del results[2]["baselines"]["random"]
-    out = plots.plot_cluster_losses(results, tmp_path / "fig4.png", k=50)
+    out = plots.plot_cluster_losses(_results(results), tmp_path / "fig4.png", k=50)
     _assert_png(out, plots.FIGSIZES["cluster_losses"])
 
 
 def test_cluster_losses_unknown_k(tmp_path):
     with pytest.raises(ValueError):
-        plots.plot_cluster_losses([_result(0, 1.0)], tmp_path / "x.png", k=7)
+        plots.plot_cluster_losses(_results([_result(0, 1.0)]), tmp_path / "x.png", k=7)
 
 
 def test_cluster_neurons(tmp_path):

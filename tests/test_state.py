@@ -57,7 +57,8 @@ def test_readme_commands_leave_a_read_only_index_and_the_checkout_untouched(
     # results that ship with the index: a label run and an ablation while it was still writable
     run("label", "--index", str(copy), "--base-url", llm.base_url, "--contexts", "0", "--k", "3")
     run("ablate", "k3/0", "--sentences", "8", "--seeds", "2", "--index", str(copy))
-    shipped_ablation = json.loads((copy / "ablations.json").read_text())["results"]["cluster:filter+smooth+tfidf/k3/0"]
+    (shipped_ablation,) = json.loads((copy / "ablations.json").read_text())["results"].values()
+    assert shipped_ablation["target"]["id"] == "filter+smooth+tfidf/k3/0"
     make_read_only(copy)
     before, status = file_tree(copy), git_status()
     asked = len(llm.seen)
@@ -83,10 +84,11 @@ def test_readme_commands_leave_a_read_only_index_and_the_checkout_untouched(
         assert index.head_dir == results / "head"
         # readers merge: the shipped label and ablation, and the user's
         assert len(index.labels) == 3 + 6
-        assert index.ablation_for("cluster", "filter+smooth+tfidf/k3/0") == shipped_ablation
-        assert index.ablation_for("neuron", "0:1")["target"]["neurons"] == ["0:1"]
+        key = "filter+smooth+tfidf/k3/0"
+        assert index.ablation_for("cluster", key, index.cluster(key).neurons).current.to_json() == shipped_ablation
+        assert index.ablation_for("neuron", "0:1", ["0:1"]).current.target.neurons == ["0:1"]
         shown = run("show", "neuron", "0:1", "--index", str(copy))
-        assert "ablation (mean" in shown.stdout
+        assert "mlm readout" in shown.stdout and "mean ablation" in shown.stdout
         shown = run("show", "cluster", "k3/0", "--index", str(copy), "--json")
         data = json.loads(shown.stdout)
         assert data["ablation"] == shipped_ablation and data["label"]["source"] == "llm"

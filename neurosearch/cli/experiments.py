@@ -1,7 +1,7 @@
 """``ablate``, ``evaluate`` and ``plot``: causal verification and the paper's figures."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -9,71 +9,81 @@ from neurosearch.cli.common import IndexOption, JsonOption, RichReporter, fail, 
 
 from neurosearch.errors import NeurosearchError
 
+ReadoutOption = Annotated[str, typer.Option(
+    "--readout", help="auto (mlm for a model with its own MLM head, embedding for a sentence encoder), mlm, "
+                      "mlm-context or embedding; a comma list runs several (the first gives the verdict).")]
+DrawsOption = Annotated[int, typer.Option("--draws", "--seeds", help="Draws of each random baseline (>= 20 for a verdict at level 0.05).")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seeds sentence sampling and, with the target, the baseline draws.")]
+LevelOption = Annotated[float, typer.Option("--level", help="Significance level of the verdict (t and rank p both below it).")]
+
+
+def _config(readouts: str, **kwargs: Any) -> Any:
+    from neurosearch.experiments.ablation import AblationConfig
+
+    names = tuple(r.strip() for r in readouts.split(",") if r.strip())
+    return AblationConfig(readouts=names, **kwargs)  # validates every choice before slow work
+
 
 def ablate(
     target: Annotated[Optional[str], typer.Argument(help="Cluster id (17, k50/17, filter+tfidf/k200/17).")] = None,
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Ablate these neurons instead: L:I,L:I.")] = None,
-    query: Annotated[Optional[str], typer.Option("--query", "-q", help="Ablate the top cluster for this query.")] = None,
-    tokens: Annotated[Optional[str], typer.Option("--tokens", help="Target tokens for --neurons (default: their top tokens).")] = None,
+    query: Annotated[Optional[str], typer.Option("--query", "-q", help="Ablate the top cluster for this query; targets: the query's member tokens.")] = None,
+    tokens: Annotated[Optional[str], typer.Option("--tokens", help="Target tokens for --neurons (default: their top content tokens).")] = None,
+    readouts: ReadoutOption = "auto",
     ablation: Annotated[str, typer.Option(help="mean, layer-mean or zero.")] = "mean",
-    sentences: Annotated[int, typer.Option(help="Evaluation sentences containing target tokens.")] = 96,
-    seeds: Annotated[int, typer.Option(help="Draws of each random baseline.")] = 5,
-    top_tokens: Annotated[int, typer.Option(help="A cluster's target tokens: its top-k tokens.")] = 30,
+    sentences: Annotated[int, typer.Option(help="Sentences containing target tokens (stratified per token).")] = 64,
+    draws: DrawsOption = 20,
+    seed: SeedOption = 0,
+    level: LevelOption = 0.05,
+    top_tokens: Annotated[int, typer.Option(help="A cluster's or neuron's target tokens: its first content tokens.")] = 10,
     corpus: Annotated[Optional[str], typer.Option(help="Evaluation corpus (default: the index's).")] = None,
     max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents of it.")] = None,
     index: IndexOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Is a hit causal? Masked-LM loss on its tokens with its neurons ablated, against random baselines."""
-    from neurosearch.experiments.ablation import AblationConfig, AblationSession, check_result_store, store_result
+    """Is a hit causal? Its neurons ablated, read out by the model's objective, against random baselines; a verdict."""
+    from neurosearch.experiments.session import AblationSession, check_result_store
+    from neurosearch.index.stored import store_ablation
 
     given = [x is not None for x in (target, neurons, query)]
     if sum(given) != 1:
         fail("give exactly one of: a cluster id, --neurons L:I,..., --query TEXT")
-    config = AblationConfig(ablation=ablation, sentences=sentences, seeds=seeds, top_tokens=top_tokens)
+    if tokens is not None and neurons is None:
+        fail("--tokens goes with --neurons")
+    config = _config(readouts, ablation=ablation, sentences=sentences, draws=draws, seed=seed, level=level,
+                     top_tokens=top_tokens)
     opened = open_index(index)
     check_result_store(opened)  # a store that cannot take the result fails now, not after the work
     if target is not None:  # a bad target fails before the model is loaded
         opened.cluster(target)
     elif neurons is not None:
         for name in neurons.split(","):
-            opened.neuron_index(name)
+            if name.strip():
+                opened.neuron_index(name.strip())
 
-    def work() -> dict:
-        import time
-
-        with RichReporter(as_json) as reporter:
-            reporter.log("loading model, head and evaluation sentences ...")
-            session = AblationSession(opened, config, corpus=corpus, max_docs=max_docs)
-            if target is not None:
-                chosen = session.cluster_target(target)
-            elif query is not None:
-                chosen = session.query_target(query)
-            else:
-                chosen = session.neurons_target(neurons.split(","), tokens.split(",") if tokens else None)
-            advance = reporter.task(f"ablating {chosen.kind} {chosen.id}", None)
-            started = time.time()
-            result = session.run(chosen, on_progress=lambda done, total: advance(1))
-            result["seconds"] = round(time.time() - started, 2)
-        store_result(opened, result)
-        return result
-
-    result = work()
+    with RichReporter(as_json) as reporter:
+        reporter.log("loading model, readouts and evaluation sentences ...")
+        session = AblationSession(opened, config, corpus=corpus, max_docs=max_docs)
+        if target is not None:
+            chosen = session.cluster_target(target)
+        elif query is not None:
+            chosen = session.query_target(query)
+        else:
+            chosen = session.neurons_target(neurons.split(","), tokens.split(",") if tokens else None)
+        advance = reporter.task(f"ablating {chosen.kind} {chosen.id} ({', '.join(session.readout_names)})", None)
+        result = session.run(chosen, on_progress=lambda done, total: advance(1))
+    stored = store_ablation(opened.state, result)
     if as_json:
-        print_json(result)
+        print_json(result.to_json())
         return
-    from neurosearch.cli.render import ablation_table, console
-
     from rich.text import Text
 
+    from neurosearch.cli.render import ablation_report, console
     from neurosearch.text import for_terminal
 
     out = console()
-    out.print(Text(f"target {result['target']['kind']} {for_terminal(result['target']['id'])} "
-                   f"({len(result['target']['neurons'])} neurons); "
-                   f"tokens: {' '.join(for_terminal(t, 40) for t in result['tokens'][:15])}"))
-    out.print(ablation_table(result))
-    out.print(f"{result['seconds']:.1f} s")
+    out.print(ablation_report(result))
+    out.print(Text(f"{result.seconds:.1f} s; stored in {for_terminal(stored, None)}", style="dim"))
 
 
 def evaluate(
@@ -82,16 +92,19 @@ def evaluate(
     k: Annotated[Optional[str], typer.Option("--k", help="K values, comma-separated (default: all in the index).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: INDEX/evaluation, or INDEX/evaluation-sampleN with --max-clusters N; in the state folder for a read-only index, see `info`).")] = None,
     max_clusters: Annotated[Optional[int], typer.Option(help="Evaluate a seeded sample of this many clusters per method and K.")] = None,
-    sentences: Annotated[int, typer.Option(help="Evaluation sentences per cluster.")] = 96,
-    seeds: Annotated[int, typer.Option(help="Draws of each random baseline.")] = 5,
+    readouts: ReadoutOption = "auto",
+    sentences: Annotated[int, typer.Option(help="Sentences per cluster (stratified per target token).")] = 64,
+    draws: DrawsOption = 20,
+    seed: SeedOption = 0,
+    level: LevelOption = 0.05,
     ablation: Annotated[str, typer.Option(help="mean, layer-mean or zero.")] = "mean",
     corpus: Annotated[Optional[str], typer.Option(help="Evaluation corpus (default: the index's).")] = None,
 ) -> None:
-    """The paper's Table 3 and Figures 2-5: ablate every cluster of each method and K (resumable)."""
-    from neurosearch.experiments.ablation import AblationConfig
-    from neurosearch.experiments.evaluation import default_out_dir, run_evaluate, table3_rich
+    """The paper's Table 3 (per readout) and Figures 2-5: ablate every cluster of each method and K (resumable)."""
+    from neurosearch.experiments.evaluation import run_evaluate
+    from neurosearch.experiments.table3 import table3_rich
 
-    config = AblationConfig(ablation=ablation, sentences=sentences, seeds=seeds)
+    config = _config(readouts, ablation=ablation, sentences=sentences, draws=draws, seed=seed, level=level)
     requested_ks = parse_ints(k, "--k")
     opened = open_index(index)
     chosen = opened.methods if methods == "all" else [m.strip() for m in methods.split(",")]
@@ -102,10 +115,9 @@ def evaluate(
     missing = [x for x in ks if x not in opened.ks]
     if missing:
         fail(f"K={missing[0]} is not in this index (has K = {', '.join(map(str, opened.ks))})")
-    target = out or default_out_dir(opened.state, max_clusters)
     with RichReporter() as reporter:
-        rows = run_evaluate(opened, target, methods=chosen, ks=ks, config=config,
-                                                max_clusters=max_clusters, corpus=corpus, reporter=reporter)
+        rows, target = run_evaluate(opened, out, methods=chosen, ks=ks, config=config, max_clusters=max_clusters,
+                                    corpus=corpus, reporter=reporter)
     from neurosearch.cli.render import console
 
     console().print(table3_rich(rows))
@@ -117,6 +129,7 @@ def plot(
     cluster: Annotated[Optional[str], typer.Option(help="Cluster for 'neurons' (default: the tightest).")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="K for 'losses' and 'pca'.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG path (default: figures/NAME.png in the index, or in the state folder for a read-only index).")] = None,
+    readout: Annotated[Optional[str], typer.Option("--readout", help="Readout for 'losses' (default: the results' first).")] = None,
     index: IndexOption = None,
 ) -> None:
     """Draw one of the paper's figures for an index (PNG)."""
@@ -132,10 +145,12 @@ def plot(
         if name == "distance-curve":
             return plots.plot_distance_curve(evaluation.distance_curves(opened, opened.methods), target)
         if name == "losses":
-            results = stored.evaluation_results(opened.state)
+            found = evaluation.load_results(*opened.state.read_paths(stored.EVALUATION_RESULTS))
+            results = evaluation.current_results(opened, found)
             if not results:
-                raise NeurosearchError("no evaluation results yet: run `neurosearch evaluate` first")
-            return plots.plot_cluster_losses(results, target, k=k)
+                raise NeurosearchError("no evaluation results about the current clusters: run `neurosearch evaluate` first"
+                                       if found else "no evaluation results yet: run `neurosearch evaluate` first")
+            return plots.plot_cluster_losses(results, target, k=k, readout=readout)
         if name == "neurons":
             info = opened.cluster(cluster) if cluster else evaluation.tightest_clusters(opened, opened.search_method, opened.default_k, 1)[0]
             return plots.plot_cluster_neurons(info.neurons, opened.manifest.n_layers, opened.manifest.neurons_per_layer,

@@ -102,17 +102,20 @@ def _token_table(title: str, tokens: list[str], weights: list[float], limit: int
     return table
 
 
-def _with_evidence(lines: list[Any], contexts: list[Any], ablation: dict | None) -> Group:
-    """A report's common tail: the cached ablation result and the top activating contexts."""
-    if ablation:
-        lines.append(ablation_table(ablation))
+def _with_evidence(lines: list[Any], contexts: list[Any], ablation: Any, note: str | None) -> Group:
+    """A report's common tail: the stored ablation result about these neurons and the top contexts."""
+    if ablation is not None:
+        lines.append(ablation_report(ablation))
+    elif note:
+        lines.append(Text(for_terminal(note, 300), style="yellow"))
     if contexts:
         lines.append(Text("top activating contexts", style="bold"))
         lines.extend(contexts)
     return Group(*lines)
 
 
-def cluster_report(info: Any, layer_text: str, contexts: list[Any], ablation: dict | None) -> Group:
+def cluster_report(info: Any, layer_text: str, contexts: list[Any], ablation: Any = None,
+                   note: str | None = None) -> Group:
     label = info.label or {}
     title = f"cluster {for_terminal(info.key)}: {for_terminal(label.get('theme', ''), MAX_THEME)}"
     if label.get("source") == "fallback":
@@ -127,10 +130,10 @@ def cluster_report(info: Any, layer_text: str, contexts: list[Any], ablation: di
         Panel(Text(layer_text), title="neurons by layer"),
         Text("neurons: " + " ".join(info.neurons[:60]) + (" …" if len(info.neurons) > 60 else ""), style="dim"),
     ]
-    return _with_evidence(lines, contexts, ablation)
+    return _with_evidence(lines, contexts, ablation, note)
 
 
-def neuron_report(data: dict, contexts: list[Any], ablation: dict | None) -> Group:
+def neuron_report(data: dict, contexts: list[Any], ablation: Any = None, note: str | None = None) -> Group:
     title = (f"neuron {data['id']}: {for_terminal(data['label'], MAX_THEME)}"
              + (" (auto label)" if data["label_source"] == "fallback" else ""))
     tokens = _token_table(f"top tokens ({for_terminal(data['method'], 60)})", data["top_tokens"], data["top_weights"])
@@ -139,29 +142,55 @@ def neuron_report(data: dict, contexts: list[Any], ablation: dict | None) -> Gro
         Text(f"corpus mean {data['mean']:.4f}, std {data['std']:.4f}"),
         tokens,
     ]
-    return _with_evidence(lines, contexts, ablation)
+    return _with_evidence(lines, contexts, ablation, note)
 
 
-def ablation_table(result: dict) -> Table:
-    """An ablation result (computed now, or stored in a file that may have been edited)."""
-    get = result.get
-    table = Table(
-        title=Text(
-            f"ablation ({for_terminal(get('ablation'), 40)}, head: {for_terminal(get('head'), 40)}): loss "
-            f"{number(get('loss'), '.3f')} -> {number(get('loss_ablated'), '.3f')} on "
-            f"{for_terminal(get('masked_tokens'), 20)} masked target tokens in {for_terminal(get('sentences'), 20)} sentences"
-        )
-    )
-    for column in ("condition", "% change", "sd", "z", "p"):
+def _measured(readout: Any) -> str:
+    """What a readout measured, in one line (from its typed measures; stored text made safe)."""
+    m = readout.measures
+    if readout.readout == "embedding":
+        return (f"embedding displacement {number(m.displacement_target, '.4f')} on target sentences vs "
+                f"{number(m.displacement_control, '.4f')} on {m.control_sentences} control sentences; "
+                f"{for_terminal(m.pooling, 120)}")
+    return (f"head {for_terminal(m.head, 40)}: loss {number(m.loss, '.3f')} -> {number(m.loss_ablated, '.3f')} on "
+            f"{m.scored_tokens} scored tokens, control tokens {number(m.control_change_pct, '+.2f')} %")
+
+
+def readout_table(readout: Any) -> Table:
+    """One readout: the target's statistic against each baseline's draws."""
+    ratio = readout.readout == "embedding"
+    spec = ".3f" if ratio else "+.2f"
+    table = Table(title=Text(f"{for_terminal(readout.readout, 40)} readout: {for_terminal(readout.statistic, 120)}"),
+                  title_justify="left")
+    for column in ("condition", "ratio" if ratio else "% change", "sd", "z", "p", "rank p", "beaten"):
         table.add_column(column)
-    table.add_row("target", number(get("change_pct"), "+.2f"), "", "", "", style="bold")
-    baselines = get("baselines")
-    for name, stats in (baselines.items() if isinstance(baselines, dict) else ()):
-        stats = stats if isinstance(stats, dict) else {}
-        table.add_row(safe(name, 40), number(stats.get("mean_pct"), "+.2f"), number(stats.get("std_pct"), ".2f"),
-                      number(stats.get("z"), ".1f"), number(stats.get("p"), ".3f"))
-    table.add_row("control tokens", number(get("control_change_pct"), "+.2f"), "", "", "", style="dim")
+    table.add_row("target", number(readout.value, spec), "", "", "", "", "", style="bold")
+    for name, b in readout.baselines.items():
+        table.add_row(safe(f"{name} ({len(b.draws)} draws)", 60), number(b.mean, spec),
+                      number(b.std, ".3f" if ratio else ".2f"), number(b.z, ".1f"), number(b.p, ".2g"),
+                      number(b.p_empirical, ".2g"), "yes" if name in readout.verdict.beats else "no")
     return table
+
+
+def ablation_report(result: Any) -> Group:
+    """An ``AblationResult``: the verdict line, each readout's table, what was read, notes."""
+    target = result.target
+    verdict = result.verdict
+    tokens = " ".join(for_terminal(t, 40) for t in target.tokens[:15])
+    lines: list[Any] = [
+        Text(("legacy result: " if result.legacy else "") + for_terminal(verdict.line(), 300),
+             style="bold green" if verdict.passed else "bold yellow"),
+        Text(f"{for_terminal(target.kind, 20)} {for_terminal(target.id, 200)}: {len(target.neurons)} neurons; "
+             f"ablation ({for_terminal(result.ablation, 40)}), {result.sentences} sentences; "
+             f"tokens ({for_terminal(target.token_source, 80)}): {tokens}", style="dim"),
+    ]
+    for readout in result.readouts.values():
+        lines.append(readout_table(readout))
+        lines.append(Text(_measured(readout), style="dim"))
+        if readout is not result.primary:
+            lines.append(Text(for_terminal(readout.verdict.line(), 300), style="dim"))
+    lines.extend(Text(for_terminal(note, 300), style="yellow") for note in [*result.notes, *verdict.notes])
+    return Group(*lines)
 
 
 _HEAD_TEXT = {

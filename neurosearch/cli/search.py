@@ -49,28 +49,32 @@ def show(
     if what == "cluster":
         info = opened.cluster(ident)
         refs = opened.cluster_refs(info, contexts)
-        ablation = opened.ablation_for("cluster", info.key)
+        stored = opened.ablation_for("cluster", info.key, info.neurons)
+        ablation, note = stored.current, stored.note(f"neurosearch ablate {info.key}")
         records = context_records(opened, refs, contexts)
         if as_json:
             from dataclasses import asdict
 
-            print_json({**asdict(info), "key": info.key, "contexts": records, "ablation": ablation})
+            print_json({**asdict(info), "key": info.key, "contexts": records,
+                        "ablation": ablation.to_json() if ablation else None, "ablation_note": note})
             return
         from neurosearch.plots import neuron_layer_text
         from neurosearch.cli.render import cluster_report, console
 
         layer_text = neuron_layer_text(info.neurons, opened.manifest.n_layers)
-        console().print(cluster_report(info, layer_text, _render(records), ablation))
+        console().print(cluster_report(info, layer_text, _render(records), ablation, note))
     else:
         data = opened.neuron(ident)
-        ablation = opened.ablation_for("neuron", data["id"])
+        stored = opened.ablation_for("neuron", data["id"], [data["id"]])
+        ablation, note = stored.current, stored.note(f"neurosearch ablate --neurons {data['id']}")
         records = context_records(opened, data["top_activations"], contexts)
         if as_json:
-            print_json({**data, "contexts": records, "ablation": ablation})
+            print_json({**data, "contexts": records, "ablation": ablation.to_json() if ablation else None,
+                        "ablation_note": note})
             return
         from neurosearch.cli.render import console, neuron_report
 
-        console().print(neuron_report(data, _render(records), ablation))
+        console().print(neuron_report(data, _render(records), ablation, note))
 
 
 def _render(records: list[dict]) -> list[Any]:

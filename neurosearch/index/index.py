@@ -21,7 +21,7 @@ from neurosearch.format import layout
 from neurosearch.format.files import IndexFiles
 from neurosearch.format.manifest import IndexError_, Manifest
 from neurosearch.format.state import IndexState
-from neurosearch.ids import ClusterId, store_key
+from neurosearch.ids import ClusterId
 from neurosearch.index.lookup import IndexLabels, Lookup
 from neurosearch.index.postings import Postings
 from neurosearch.index.query import ExpandedQuery
@@ -213,11 +213,12 @@ class Index:
     def neuron(self, name: str, method: str | None = None) -> dict[str, Any]:
         return self.lookup.neuron(name, method)
 
-    def ablation_for(self, kind: str, key: str) -> dict[str, Any] | None:
-        """The stored ``ablate`` result for a target, if any (the index's or the user's ablations.json)."""
-        from neurosearch.index.stored import ablation_results
+    def ablation_for(self, kind: str, key: str, neurons: list[str]) -> Any:
+        """The stored ``ablate`` results for a target (``index.stored.StoredLookup``): the one about
+        exactly ``neurons`` (its current neurons), and apart any about other neurons."""
+        from neurosearch.index.stored import ablation_results, lookup
 
-        return ablation_results(self.state).get(store_key(kind, key))
+        return lookup(ablation_results(self.state), kind, key, neurons)
 
     def info(self) -> dict[str, Any]:
         m = self.manifest

@@ -9,15 +9,16 @@ key. Writers ask ``index.state.write_path(name)``. Standard library only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from neurosearch.format import layout
 from neurosearch.format.state import IndexState
 from neurosearch.format.store import read_json, read_jsonl, update_json
-from neurosearch.ids import store_key
 
 if TYPE_CHECKING:
+    from neurosearch.experiments.results import AblationResult
     from neurosearch.index.labels import Label
 
 LABELS = layout.LABELS
@@ -31,7 +32,10 @@ HEAD_WEIGHTS = layout.HEAD_WEIGHTS_NAME
 HEAD_FILES = (layout.HEAD_META, layout.HEAD_WEIGHTS)
 HEAD_FORMAT = 1
 """Version of a fitted head's files (``head.json`` records it; ``model/head.py`` writes them)."""
-ABLATIONS_VERSION = 1
+ABLATIONS_FORMAT = 2
+"""``ablations.json`` format: results keyed by ``AblationResult.store_key`` (``experiments/results.py``)."""
+LEGACY_ABLATIONS_VERSION = 1
+"""Stores written before format 2 (``{"version": 1}``, keyed ``kind:id``): read as legacy results."""
 
 
 def stored_labels(state: IndexState) -> dict[str, Label]:
@@ -48,40 +52,80 @@ def stored_labels(state: IndexState) -> dict[str, Label]:
 
 
 def check_ablations(data: Any) -> None:
-    """The shape of ``ablations.json`` (raises ValueError with the reason)."""
+    """The shape of ``ablations.json``: format 2, or version 1 (legacy); raises ValueError with the reason."""
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise ValueError("expected an object with 'version' and 'results'")
-    if data.get("version") != ABLATIONS_VERSION:
-        raise ValueError(f"unsupported version {data.get('version')!r}")
+        raise ValueError("expected an object with 'format' and 'results'")
+    if data.get("format") != ABLATIONS_FORMAT and data.get("version") != LEGACY_ABLATIONS_VERSION:
+        raise ValueError(f"unsupported format {data.get('format', data.get('version'))!r}")
     if not all(isinstance(result, dict) for result in data["results"].values()):
         raise ValueError("a result is not an object")
 
 
-def ablation_results(state: IndexState) -> dict[str, dict[str, Any]]:
-    """Every stored ablation result (``kind:id`` -> result), the user's over the shipped ones."""
-    merged: dict[str, dict[str, Any]] = {}
+def ablation_results(state: IndexState) -> list[AblationResult]:
+    """Every stored ablation result (``experiments.results.AblationResult``), the user's over the
+    shipped ones on the same key (target, neuron set, readouts, ablation, draws, seed)."""
+    from neurosearch.experiments.results import AblationResult
+
+    merged: dict[str, AblationResult] = {}
     for path in state.read_paths(ABLATIONS):
-        merged.update(read_json(path, default={}, check=check_ablations)["results"])
-    return merged
+        for value in read_json(path, default={}, check=check_ablations)["results"].values():
+            try:
+                result = AblationResult.from_json(value)
+            except ValueError:  # a damaged record: kept in the file, named by `neurosearch verify`
+                continue
+            merged[result.store_key()] = result
+    return list(merged.values())
 
 
-def ablation_key(result: dict[str, Any]) -> str:
-    """``kind:id`` of a result in ``ablations.json`` (a single neuron is stored as ``neuron:L:I``)."""
-    target = result["target"]
-    kind = "neuron" if target["kind"] == "neurons" and "," not in target["id"] else target["kind"]
-    return store_key(kind, target["id"])
+def ablation_key(value: dict[str, Any]) -> str:
+    """The key a stored result belongs under: ``AblationResult.store_key`` (version 1: ``kind:id``)."""
+    from neurosearch.experiments.results import AblationResult
+
+    result = AblationResult.from_json(value)
+    return result.target_key() if result.legacy else result.store_key()
 
 
-def store_ablation(state: IndexState, result: dict[str, Any]) -> Path:
-    """Add one ablation result to the user's store (locked re-read and merge, atomic write)."""
+def store_ablation(state: IndexState, result: AblationResult) -> Path:
+    """Add one ablation result to the user's store (locked re-read and merge, atomic write).
+
+    A version-1 store is carried over: its results keep their keys and load as legacy results."""
     path = state.write_path(ABLATIONS)
 
     def add(data: dict[str, Any]) -> dict[str, Any]:
-        data["results"][ablation_key(result)] = result
+        data = {"format": ABLATIONS_FORMAT, "results": dict(data["results"])}
+        data["results"][result.store_key()] = result.to_json()
         return data
 
-    update_json(path, add, default={"version": ABLATIONS_VERSION, "results": {}}, check=check_ablations)
+    update_json(path, add, default={"format": ABLATIONS_FORMAT, "results": {}}, check=check_ablations)
     return path
+
+
+@dataclass
+class StoredLookup:
+    """What the stores hold for one target: the result about its current neurons, and any others."""
+
+    current: AblationResult | None
+    stale: list[AblationResult]
+    """Results for the same id but other neurons (an earlier clustering)."""
+
+    def note(self, rerun: str) -> str | None:
+        """The line ``show`` prints when only results about other neurons exist."""
+        if self.current is not None or not self.stale:
+            return None
+        sizes = sorted({len(r.target.neurons) for r in self.stale})
+        return (f"an ablation result exists for an earlier clustering ({', '.join(map(str, sizes))} neurons, not "
+                f"these); it is not shown: rerun `{rerun}`")
+
+
+def lookup(results: Iterable[AblationResult], kind: str, ident: str, neurons: Iterable[str]) -> StoredLookup:
+    """The newest result for ``kind:ident`` about exactly ``neurons``; results about other neurons apart."""
+    from neurosearch.experiments.results import neuron_hash
+
+    wanted = neuron_hash(list(neurons))
+    same = [r for r in results if r.target_key() == f"{kind}:{ident}"]
+    current = [r for r in same if r.target.neurons_sha256 == wanted]
+    current.sort(key=lambda r: (not r.legacy, r.created or ""))
+    return StoredLookup(current[-1] if current else None, [r for r in same if r.target.neurons_sha256 != wanted])
 
 
 def evaluation_results(state: IndexState, also: Path | None = None) -> list[dict[str, Any]]:

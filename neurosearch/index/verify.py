@@ -19,7 +19,6 @@ Standard library only: no numpy, no torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +71,11 @@ class VerifyReport:
 
 
 def neuron_set_hash(neurons: list[str]) -> str:
-    """A short hash of a neuron set (names ``L:I``, any order): what a stored result was about."""
-    from neurosearch.ids import NeuronId
+    """The sha256 of a neuron set (names ``L:I``, any order): what a stored result was about
+    (``experiments.results.neuron_hash``; a stored hash may be its first 16 hex digits)."""
+    from neurosearch.experiments.results import neuron_hash
 
-    text = ",".join(str(n) for n in sorted(NeuronId.parse(n) for n in neurons))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return neuron_hash(neurons)
 
 
 def verify_index(path: str | Path, *, state_root: str | Path | None = None) -> VerifyReport:
@@ -252,7 +251,7 @@ def target_problem(index: Any, target: Any) -> str | None:
         return (f"about {len(set(neurons))} neurons that are not {kind} {ident}'s {len(set(current))} "
                 f"(stale: measured on an earlier clustering)")
     expected = target.get("neurons_sha256")
-    if expected is not None and expected != neuron_set_hash(neurons):
+    if expected is not None and (len(str(expected)) < 16 or not neuron_set_hash(neurons).startswith(str(expected))):
         return "about neurons its neuron-set hash does not match (changed after it was stored)"
     return None
 
@@ -270,8 +269,12 @@ def _check_ablations(index: Any, report: VerifyReport) -> None:
             count += 1
             target = result.get("target") if isinstance(result, dict) else None
             problem = target_problem(index, target)
-            if problem is None and stored.ablation_key(result) != key:
-                problem = f"about {target.get('kind')} {target.get('id')} but stored under another key"
+            if problem is None:
+                try:
+                    if stored.ablation_key(result) != key:
+                        problem = f"about {target.get('kind')} {target.get('id')} but stored under another key"
+                except (KeyError, TypeError, ValueError) as exc:
+                    problem = f"not a readable ablation result ({type(exc).__name__}: {exc})"
             if problem is not None:
                 cluster = isinstance(target, dict) and target.get("kind") == "cluster"
                 rerun = f"neurosearch ablate {target['id']}" if cluster else "neurosearch ablate --neurons ..."

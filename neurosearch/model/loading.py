@@ -98,6 +98,9 @@ class LoadedModel:
     has_mlm_head: bool
     device: torch.device
     autocast_dtype: torch.dtype | None
+    where: str = ""
+    """Where it was loaded from: a local directory or a hub id (its sentence-transformers config
+    is read from there, see ``pooling.py``)."""
 
     def weights_hash(self) -> str:
         """sha256 over the encoder's parameters (names, shapes, bytes)."""
@@ -195,6 +198,7 @@ def load_model(config: ModelConfig, *, mlm: bool = False) -> LoadedModel:
         has_mlm_head=has_head,
         device=device,
         autocast_dtype=pick_autocast(config, device),
+        where=where,
     )
 
 

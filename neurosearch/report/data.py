@@ -14,7 +14,10 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from neurosearch.experiments.results import AblationResult
 
 
 @dataclass
@@ -24,63 +27,55 @@ class Verdict:
     passed: bool | None
     """True/False; None when the result says nothing either way."""
     summary: str
-    """e.g. "beats 3/3 baselines (p <= 0.011), mlm readout"."""
+    """e.g. "beats 3/3 baselines, p ≤ 0.003 (rank p ≤ 0.048), embedding readout, level 0.05"."""
     basis: str
     """Where the verdict comes from: the stored verdict, or Table 3's criterion applied here."""
 
 
-def matching(result: Any, neurons: Iterable[str]) -> dict[str, Any] | None:
+def as_result(record: Any) -> AblationResult | None:
+    """A stored record as an :class:`AblationResult` (records of before format 2 load as legacy
+    results); None for anything that is not one."""
+    from neurosearch.experiments.evaluation import parse_result
+    from neurosearch.experiments.results import AblationResult
+
+    if isinstance(record, AblationResult):
+        return record
+    return parse_result(record)
+
+
+def matching(result: Any, neurons: Iterable[str]) -> AblationResult | None:
     """``result`` when it is a result about exactly ``neurons`` (as a set), else None.
 
     A result that does not name the neurons it measured is not shown: nothing ties it to this unit.
     """
-    if not isinstance(result, dict):
+    found = as_result(result)
+    if found is None or set(found.target.neurons) != set(neurons):
         return None
-    target = result.get("target")
-    measured = target.get("neurons") if isinstance(target, dict) else None
-    if not isinstance(measured, list) or set(map(str, measured)) != set(neurons):
-        return None
-    return result
+    return found
 
 
-def verdict_of(result: dict[str, Any]) -> Verdict | None:
-    """The stored verdict when the result has one, else Table 3's criterion (the change beats every
-    baseline's mean with p < 0.05); None when neither can be read."""
+def verdict_of(result: Any) -> Verdict | None:
+    """The result's verdict (today's rule: every baseline beaten, t and rank p below the level); for a
+    legacy result (before format 2), Table 3's criterion applied here; None when neither can be read."""
     from neurosearch.experiments.evaluation import SIGNIFICANCE
+    from neurosearch.experiments.table3 import beats_all_baselines
 
-    stored = result.get("verdict")
-    if isinstance(stored, dict):
-        passed = stored.get("passed")
-        beats = stored.get("beats")
-        parts = []
-        if isinstance(beats, list):
-            total = len(result.get("baselines") or {}) if isinstance(result.get("baselines"), dict) else None
-            parts.append(f"beats {len(beats)}" + (f"/{total}" if total else "") + " baselines"
-                         + (f" ({', '.join(map(str, beats))})" if beats else ""))
-        if isinstance(stored.get("p"), (int, float)):
-            parts.append(f"p = {float(stored['p']):.3g}")
-        if stored.get("readout"):
-            parts.append(f"{stored['readout']} readout")
-        return Verdict(passed if isinstance(passed, bool) else None, ", ".join(parts) or "stored verdict",
-                       "the verdict stored with the result")
-    baselines = result.get("baselines")
-    change = result.get("change_pct")
-    if not isinstance(baselines, dict) or not baselines or not isinstance(change, (int, float)):
+    found = as_result(result)
+    if found is None:
         return None
-    beaten, worst_p = [], 0.0
-    for name, stats in baselines.items():
-        if not isinstance(stats, dict):
-            continue
-        p, mean = stats.get("p"), stats.get("mean_pct")
-        if isinstance(p, (int, float)) and isinstance(mean, (int, float)) and p < SIGNIFICANCE and change > mean:
-            beaten.append(str(name))
-        if isinstance(p, (int, float)):
-            worst_p = max(worst_p, float(p))
-    readout = result.get("readout") or "mlm"
-    summary = (f"beats {len(beaten)}/{len(baselines)} baselines" + (f" ({', '.join(beaten)})" if beaten else "")
-               + f", largest p = {worst_p:.3g}, {readout} readout")
-    return Verdict(len(beaten) == len(baselines), summary,
-                   f"Table 3's criterion: above every baseline's mean with p < {SIGNIFICANCE} (no verdict stored)")
+    readout = found.primary
+    if not found.legacy:
+        line = found.verdict.line()
+        return Verdict(found.verdict.passed, line.split(": ", 1)[-1], "the verdict stored with the result")
+    if not readout.baselines or readout.value != readout.value:  # no baselines, or no statistic (NaN)
+        return None
+    beaten = [name for name, b in readout.baselines.items() if b.p < SIGNIFICANCE and readout.value > b.mean]
+    worst = max((b.p for b in readout.baselines.values() if b.p == b.p), default=float("nan"))
+    summary = (f"beats {len(beaten)}/{len(readout.baselines)} baselines" + (f" ({', '.join(beaten)})" if beaten else "")
+               + f", largest p = {worst:.3g}, {readout.readout} readout")
+    return Verdict(beats_all_baselines(readout, SIGNIFICANCE), summary,
+                   f"a legacy result (before result format 2): Table 3's criterion, above every baseline's mean "
+                   f"with p < {SIGNIFICANCE}, applied here")
 
 
 def neuron_records(index: Any, names: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -107,11 +102,12 @@ def neuron_records(index: Any, names: Iterable[str]) -> dict[str, dict[str, Any]
     return records
 
 
-def evaluation_results(index: Any) -> dict[str, dict[str, Any]]:
-    """``evaluate``'s stored results by target id (the user's copy wins over the shipped one)."""
-    from neurosearch.index.stored import evaluation_results as stored
+def evaluation_results(index: Any) -> dict[str, AblationResult]:
+    """``evaluate``'s stored results by target id (later lines, the user's copy last, win)."""
+    from neurosearch.experiments.evaluation import load_results
+    from neurosearch.index.stored import EVALUATION_RESULTS
 
-    return {r["target"]["id"]: r for r in stored(index.state) if isinstance(r["target"].get("id"), str)}
+    return {r.target.id: r for r in load_results(*index.state.read_paths(EVALUATION_RESULTS))}
 
 
 def table3(index: Any) -> list[dict[str, str]]:

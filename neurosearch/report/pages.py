@@ -44,15 +44,15 @@ def _cluster_link(key: str, root: str = "../", text: str | None = None) -> str:
 
 
 # -- verification ---------------------------------------------------------------------------------
-def verification_html(results: list[tuple[str, dict[str, Any]]], command: str) -> str:
-    """Stored verifications (already matched to the unit's neurons), each with its verdict."""
+def verification_html(results: list[tuple[str, Any]], command: str) -> str:
+    """Stored verifications (``AblationResult``, already matched to the unit's neurons), each with its verdict."""
     if not results:
         return (f'<p class="muted">No stored verification about exactly these neurons. Run '
                 f"<code>{e(command)}</code> to test whether ablating them matters.</p>")
     return "".join(_one_verification(origin, result) for origin, result in results)
 
 
-def _one_verification(origin: str, result: dict[str, Any]) -> str:
+def _one_verification(origin: str, result: Any) -> str:
     verdict: Verdict | None = verdict_of(result)
     state = "none" if verdict is None or verdict.passed is None else ("pass" if verdict.passed else "fail")
     badge = {"pass": '<span class="badge pass">passed</span>', "fail": '<span class="badge fail">not passed</span>',
@@ -60,27 +60,20 @@ def _one_verification(origin: str, result: dict[str, Any]) -> str:
     lines = [f'<div class="verdict {state}" data-verdict="{state}"><strong>{e(origin)}</strong> {badge}']
     if verdict is not None:
         lines.append(f"<div>{e(verdict.summary)}</div><div class=\"note\">{e(verdict.basis)}</div>")
-    described = [f"{e(k)} {e(result.get(k))}" for k in ("readout", "ablation", "head", "sentences", "masked_tokens")
-                 if isinstance(result.get(k), (str, int, float))]
-    if described:
-        lines.append(f'<div class="note">{", ".join(described)}</div>')
-    rows = []
-    if isinstance(result.get("change_pct"), (int, float)):
-        rows.append(["<strong>target</strong>", e(number(result["change_pct"], 2, True)), "", "", ""])
-    baselines = result.get("baselines")
-    if isinstance(baselines, dict):
-        for name, stats in baselines.items():
-            if isinstance(stats, dict):
-                rows.append([e(name), e(number(stats.get("mean_pct"), 2, True)), e(number(stats.get("std_pct"), 2)),
-                             e(number(stats.get("z"), 1)), e(number(stats.get("p"), 3))])
-    if isinstance(result.get("control_change_pct"), (int, float)):
-        rows.append(['<span class="muted">control tokens</span>', e(number(result["control_change_pct"], 2, True)),
-                     "", "", ""])
-    if rows:
-        lines.append(table(["condition", "% change", "sd", "z", "p"], rows, ["", "num", "num", "num", "num"]))
-    tokens = result.get("tokens")
-    if isinstance(tokens, list) and tokens:
-        lines.append(f'<div class="note">target tokens: {e(" ".join(map(str, tokens[:30])))}</div>')
+    lines.append(f'<div class="note">{e(result.ablation)} ablation, {e(result.sentences)} sentences, '
+                 f"{e(len(result.target.neurons))} neurons, {e(result.draws)} draws per baseline</div>")
+    for name, readout in result.readouts.items():
+        ratio = name == "embedding"
+        rows = [["<strong>target</strong>", e(number(readout.value, 3 if ratio else 2, not ratio)), "", "", "", ""]]
+        for kind, b in readout.baselines.items():
+            rows.append([e(kind), e(number(b.mean, 3 if ratio else 2, not ratio)), e(number(b.std, 3 if ratio else 2)),
+                         e(number(b.z, 1)), e(number(b.p, 3)), e(number(b.p_empirical, 3))])
+        lines.append(f'<div class="note">{e(name)} readout: {e(readout.statistic)}</div>')
+        lines.append(table(["condition", "ratio" if ratio else "% change", "sd", "z", "p", "rank p"], rows,
+                           ["", "num", "num", "num", "num", "num"]))
+    if result.target.tokens:
+        lines.append(f'<div class="note">target tokens: {e(" ".join(result.target.tokens[:30]))}</div>')
+    lines.extend(f'<div class="note">{e(note)}</div>' for note in result.notes)
     lines.append("</div>")
     return "".join(lines)
 
@@ -244,7 +237,7 @@ def overview_page(info: dict[str, Any], *, table3_rows: list[dict[str, str]], fi
         '</tr></thead><tbody id="search-results"></tbody></table>'
         '<noscript><p>The search needs JavaScript; the <a href="clusters.html">cluster</a> and '
         '<a href="neurons.html">neuron</a> listings do not.</p></noscript></div>',
-        '<h2 id="table3">Table 3: % MLM loss change when a cluster is ablated</h2>',
+        '<h2 id="table3">Table 3: the effect of ablating each cluster, per readout</h2>',
         _table3_html(table3_rows),
     ]
     if figures:
@@ -260,21 +253,32 @@ def overview_page(info: dict[str, Any], *, table3_rows: list[dict[str, str]], fi
     return page("overview", "".join(body), index_name=index_name, scripts=("assets/units.js", "assets/search.js"))
 
 
+_LEGACY_TABLE3 = {"change_pct": "mean", "random_pct": "random", "random_layer_pct": "random_layer",
+                  "random_position_pct": "random_position", "control_change_pct": "control"}
+"""Columns of a table3.csv written before result format 2 (masked-LM readout only)."""
+
+
 def _table3_html(rows: list[dict[str, str]]) -> str:
     if not rows:
         return '<p class="muted">Not evaluated: run <code>neurosearch evaluate</code> for the paper\'s Table 3.</p>'
-    columns = [("method", "method"), ("k", "K"), ("clusters", "clusters"), ("change_pct", "cluster"),
-               ("random_pct", "random"), ("random_layer_pct", "random, same layers"),
-               ("random_position_pct", "random, same indices"), ("beats_all_share", "share beating all"),
-               ("control_change_pct", "control tokens")]
+    columns = [("readout", "readout"), ("method", "method"), ("k", "K"), ("clusters", "clusters"),
+               ("mean", "cluster mean"), ("median", "cluster median"), ("random", "random"),
+               ("random_layer", "random, same layers"), ("random_position", "random, same indices"),
+               ("beats_all_share", "share beating all (t p)"), ("passed_share", "share passed"),
+               ("control", "control tokens")]
+    text = ("readout", "method", "k", "clusters")
     cells = []
     for row in rows:
+        row = {_LEGACY_TABLE3.get(key, key): value for key, value in row.items()}
+        row.setdefault("readout", "mlm")
         line = []
         for key, _ in columns:
             value = row.get(key)
-            line.append(e(value) if key in ("method", "k", "clusters") else e(number(value, 2 if key != "beats_all_share" else 3)))
+            line.append(e(value) if key in text else e(number(value, 3 if key.endswith("_share") else 2)))
         cells.append(line)
-    return (table([e(title) for _, title in columns], cells, ["", "num", "num"] + ["num"] * 6)
-            + '<p class="note">Mean % change of the masked-LM loss on each cluster\'s target tokens when it is '
-              "ablated, beside random neuron sets of the same size; share beating all: clusters whose change beats "
-              "every baseline with p &lt; 0.05.</p>")
+    return (table([e(title) for _, title in columns], cells, ["", "", "num", "num"] + ["num"] * 8)
+            + '<p class="note">Per readout (mlm: % change of the masked-LM loss on each cluster\'s target tokens; '
+              "embedding: sentence-embedding displacement on target sentences over control sentences), the mean and "
+              "median over clusters beside random neuron sets of the same size; share beating all: clusters above "
+              "every baseline's mean with t p &lt; 0.05 (the paper's criterion); share passed: clusters whose "
+              "verdict passed (t and rank p, 20 draws per baseline).</p>")

@@ -248,9 +248,9 @@ class _Builder:
                               "(relative to the working directory and the index); pass --corpus PATH")
         return self.notes[-1]
 
-    def _verifications(self, kind: str, key: str, neurons: list[str], evaluated: Any) -> list[tuple[str, dict[str, Any]]]:
+    def _verifications(self, kind: str, key: str, neurons: list[str], evaluated: Any) -> list[tuple[str, Any]]:
         found = []
-        stored = matching(self.index.ablation_for(kind, key), neurons)
+        stored = self.index.ablation_for(kind, key, neurons).current  # only a result about these neurons
         if stored is not None:
             found.append(("neurosearch ablate (stored result)", stored))
         evaluated = matching(evaluated, neurons)
@@ -259,7 +259,7 @@ class _Builder:
         return found
 
     def _write_cluster(self, info: Any, neurons: dict[str, dict[str, Any]], refs: list[dict[str, Any]],
-                       results: list[tuple[str, dict[str, Any]]], note: str | None) -> None:
+                       results: list[tuple[str, Any]], note: str | None) -> None:
         manifest = self.index.manifest
         linked = self.config.neurons
         figure = cluster_neurons_svg(info.neurons, manifest.n_layers, manifest.neurons_per_layer,
@@ -334,13 +334,18 @@ def _figure_title(name: str) -> str:
     stem = name.rsplit(".", 1)[0]
     if stem.startswith("fig4_losses_") and "_k" in stem:
         method, k = stem[len("fig4_losses_"):].rsplit("_k", 1)
-        return f"Fig. 4: loss change per cluster, {method.replace('-', '+')}, K={k}"
+        readout = "mlm"
+        for name in ("embedding", "mlm-context"):  # fig4_losses_<readout>_<method>: readouts other than mlm
+            if method.startswith(f"{name}_"):
+                readout, method = name, method[len(name) + 1:]
+        what = "displacement ratio" if readout == "embedding" else "loss change"
+        return f"Fig. 4: {what} per cluster ({readout} readout), {method.replace('-', '+')}, K={k}"
     if stem.startswith("fig3"):
         return "Fig. 3: top tokens of the tightest clusters (PCA of token embeddings)"
     return stem
 
 
-def _verdict_badge(results: list[tuple[str, dict[str, Any]]]) -> str:
+def _verdict_badge(results: list[tuple[str, Any]]) -> str:
     for _, result in results:
         verdict = verdict_of(result)
         if verdict is not None and verdict.passed is not None:

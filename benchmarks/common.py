@@ -1,0 +1,72 @@
+"""Shared by the verification benchmarks: what a figure was measured on (CPU model, SIMD flags,
+cores, load: a figure from one CPU is not a property of the code) and a resumable result log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
+
+
+def cpu_line() -> str:
+    """'AMD EPYC, 2 cores, flags avx avx2 fma (no avx512/amx), load 3.1 2.0 1.5'."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    present = [f for f in FLAGS if f in flags]
+    missing = "" if any(f.startswith(("avx512", "amx")) for f in present) else " (no avx512/amx)"
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    import torch
+
+    return (f"{model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+            f"flags {' '.join(present) or '-'}{missing}, load average {load}")
+
+
+class ResultLog:
+    """Records appended to a JSONL file as they come; a rerun finds the keys already done."""
+
+    def __init__(self, path: Path, key: Callable[[dict[str, Any]], Any]):
+        self.path = path
+        self.key = key
+        self.done: dict[Any, dict[str, Any]] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    self.done[key(record)] = record
+
+    def add(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self.done[self.key(record)] = record
+
+
+def session_arguments(parser: argparse.ArgumentParser, *, readout: str, out: str) -> None:
+    """The options every verification benchmark shares: index, corpus, readouts, output folder."""
+    parser.add_argument("--index", type=Path, default=ROOT / "index" / "default")
+    parser.add_argument("--corpus", default=None, help="the index's corpus file when it is not where the index says")
+    parser.add_argument("--readout", default=readout, help="readouts, comma-separated (the first gives the verdict)")
+    parser.add_argument("--out", type=Path, default=Path(out))
+
+
+def open_session(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(index, AblationSession with the default settings and ``--readout``), loaded once."""
+    from neurosearch import Index
+    from neurosearch.experiments.ablation import AblationConfig
+    from neurosearch.experiments.session import AblationSession
+
+    index = Index.load(args.index)
+    return index, AblationSession(index, AblationConfig(readouts=tuple(args.readout.split(","))), corpus=args.corpus)
