@@ -56,8 +56,9 @@ def test_other_stages_configs_validate_too():
     from neurosearch.labeling.llm import LabelConfig
     from neurosearch.model.head import HeadConfig
 
-    for make in (lambda: AblationConfig(seeds=1), lambda: AblationConfig(ablation="half"),
-                 lambda: AblationConfig(top_tokens=-1), lambda: LabelConfig(timeout=math.nan),
+    for make in (lambda: AblationConfig(draws=1), lambda: AblationConfig(ablation="half"),
+                 lambda: AblationConfig(top_tokens=-1), lambda: AblationConfig(readouts=("x",)),
+                 lambda: AblationConfig(level=0.0), lambda: LabelConfig(timeout=math.nan),
                  lambda: LabelConfig(contexts=-1), lambda: HeadConfig(epochs=0), lambda: HeadConfig(lr=math.nan),
                  lambda: HeadConfig(schedule="linear"), lambda: HeadConfig(max_steps=0)):
         with pytest.raises(ConfigError):

@@ -28,25 +28,33 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 
 def _result(neurons: list[str], key: str, passed: bool | None = None) -> dict:
-    """A stored ablation result in the shape ``ablate`` writes (plus a verdict when given)."""
-    result = {
-        "target": {"kind": "cluster", "id": key, "neurons": neurons},
-        "tokens": ["monday", "tuesday"], "ablation": "mean", "head": "fitted", "sentences": 8, "masked_tokens": 9,
-        "loss": 3.0, "loss_ablated": 3.3, "change_pct": 10.0, "control_change_pct": 0.5,
-        "baselines": {name: {"mean_pct": 0.4, "std_pct": 0.2, "z": 48.0, "p": 0.001, "seeds": 5}
-                      for name in ("random", "random_layer", "random_position")},
-    }
-    if passed is not None:
-        result["verdict"] = {"passed": passed, "readout": "mlm", "beats": ["random", "random_layer", "random_position"],
-                             "p": 0.001}
-    return result
+    """A stored ablation result: as ``ablate`` wrote them before result format 2 (no verdict), or
+    with ``passed`` given in today's contract, whose verdict passes or not."""
+    if passed is None:
+        return {
+            "target": {"kind": "cluster", "id": key, "neurons": neurons},
+            "tokens": ["monday", "tuesday"], "ablation": "mean", "head": "fitted", "sentences": 8, "masked_tokens": 9,
+            "loss": 3.0, "loss_ablated": 3.3, "change_pct": 10.0, "control_change_pct": 0.5,
+            "baselines": {name: {"mean_pct": 0.4, "std_pct": 0.2, "z": 48.0, "p": 0.001, "seeds": 5}
+                          for name in ("random", "random_layer", "random_position")},
+        }
+    from neurosearch.experiments.results import (AblationResult, BaselineResult, MaskedLMMeasures, ReadoutResult,
+                                                 TargetRecord, neuron_hash, verdict)
+
+    value = 10.0 if passed else 0.1
+    baselines = [BaselineResult(name, 0.4, 0.2, 48.0, 0.001 if passed else 0.6, 1 / 21 if passed else 0.6, [0.4] * 20)
+                 for name in ("random", "random_layer", "random_position")]
+    readout = ReadoutResult("mlm", value, {b.kind: b for b in baselines}, verdict("mlm", value, baselines, 0.05),
+                            MaskedLMMeasures("fitted", 3.0, 3.3, 9, 9, 0.5))
+    target = TargetRecord("cluster", key, neurons, neuron_hash(neurons), ["monday", "tuesday"], "top tokens")
+    return AblationResult(target, "mean", 0, 20, 0.05, 8, 64, {"monday": 5, "tuesday": 3}, {"mlm": readout}).to_json()
 
 
 @pytest.fixture(scope="module")
 def prepared(tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """A copy of the tiny index with a hostile LLM label and two stored results: one about cluster 0's
     neurons (shown), one about other neurons than cluster 1 has (not shown)."""
-    from neurosearch.experiments.ablation import store_result
+    from neurosearch.experiments.session import store_result
     from neurosearch.labeling.llm import Label, save_labels
 
     copy = tmp_path_factory.mktemp("report-index") / "tiny"
@@ -151,7 +159,8 @@ def test_verdicts_from_stored_results():
     weak["baselines"]["random"]["p"] = 0.2
     assert verdict_of(weak).passed is False and "beats 2/3" in verdict_of(weak).summary
     assert verdict_of({"target": {}}) is None
-    assert verdict_of({"verdict": {"passed": "yes"}}).passed is None
+    assert verdict_of({"verdict": {"passed": "yes"}}) is None  # not a result: no target, nothing either way
+    assert verdict_of(_result(["0:1"], "x", passed=False)).passed is False
     assert matching(_result(["0:1", "1:2"], "x"), ["1:2", "0:1"]) is not None
     assert matching(_result(["0:1"], "x"), ["0:1", "1:2"]) is None
     assert matching({"target": {"id": "x"}}, ["0:1"]) is None and matching("junk", []) is None

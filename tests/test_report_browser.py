@@ -29,7 +29,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def site(tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    from neurosearch.experiments.ablation import store_result
+    from neurosearch.experiments.session import store_result
 
     copy = tmp_path_factory.mktemp("browser-index") / "tiny"
     shutil.copytree(tiny_index, copy)

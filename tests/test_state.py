@@ -88,7 +88,7 @@ def test_readme_commands_leave_a_read_only_index_and_the_checkout_untouched(
         assert index.ablation_for("cluster", key, index.cluster(key).neurons).current.to_json() == shipped_ablation
         assert index.ablation_for("neuron", "0:1", ["0:1"]).current.target.neurons == ["0:1"]
         shown = run("show", "neuron", "0:1", "--index", str(copy))
-        assert "mlm readout" in shown.stdout and "mean ablation" in shown.stdout
+        assert "ablation (mean" in shown.stdout and "mlm readout" in shown.stdout
         shown = run("show", "cluster", "k3/0", "--index", str(copy), "--json")
         data = json.loads(shown.stdout)
         assert data["ablation"] == shipped_ablation and data["label"]["source"] == "llm"

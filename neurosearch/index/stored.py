@@ -93,7 +93,7 @@ def store_ablation(state: IndexState, result: AblationResult) -> Path:
 
     def add(data: dict[str, Any]) -> dict[str, Any]:
         data = {"format": ABLATIONS_FORMAT, "results": dict(data["results"])}
-        data["results"][result.store_key()] = result.to_json()
+        data["results"][result.target_key() if result.legacy else result.store_key()] = result.to_json()
         return data
 
     update_json(path, add, default={"format": ABLATIONS_FORMAT, "results": {}}, check=check_ablations)

@@ -57,7 +57,7 @@ def matching(result: Any, neurons: Iterable[str]) -> AblationResult | None:
 def verdict_of(result: Any) -> Verdict | None:
     """The result's verdict (today's rule: every baseline beaten, t and rank p below the level); for a
     legacy result (before format 2), Table 3's criterion applied here; None when neither can be read."""
-    from neurosearch.experiments.evaluation import SIGNIFICANCE
+    from neurosearch.experiments.table3 import SIGNIFICANCE
     from neurosearch.experiments.table3 import beats_all_baselines
 
     found = as_result(result)

@@ -43,7 +43,7 @@ def test_two_label_runs_at_once_keep_every_label(llm, index_copy: Path):
 
 
 def _store_many(index: str, prefix: str, count: int) -> None:
-    from neurosearch.experiments.ablation import store_result
+    from neurosearch.experiments.session import store_result
     from neurosearch.index import Index
 
     opened = Index.load(index)

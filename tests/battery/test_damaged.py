@@ -121,7 +121,10 @@ def test_damaged_label_store_is_named_and_kept(index_copy: Path, damage: str):
 
 
 def test_stored_ablation_with_wrong_types_is_shown_not_crashed(index_copy: Path):
-    result = {"target": {"kind": "cluster", "id": "filter/k6/0", "neurons": []}, "ablation": "\x1b[2Jmean",
+    from neurosearch.index import Index
+
+    neurons = Index.load(index_copy).cluster("filter/k6/0").neurons  # about this cluster, so it is shown
+    result = {"target": {"kind": "cluster", "id": "filter/k6/0", "neurons": neurons}, "ablation": "\x1b[2Jmean",
               "loss": "high", "baselines": {"random": {"mean_pct": None, "p": "x"}, "odd": 3}}
     (index_copy / "ablations.json").write_text(json.dumps({"version": 1, "results": {"cluster:filter/k6/0": result}}))
     out = cli("show", "cluster", "k6/0", "--index", index_copy).ok().stdout
