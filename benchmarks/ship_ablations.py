@@ -21,7 +21,7 @@ from common import cpu_line
 
 from neurosearch import Index
 from neurosearch.experiments.ablation import AblationConfig
-from neurosearch.experiments.results import AblationResult
+from neurosearch.format.results import AblationResult
 from neurosearch.index.stored import ABLATIONS, ABLATIONS_FORMAT, lookup
 from neurosearch.experiments.session import AblationSession
 from neurosearch.format.store import write_json

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from neurosearch.experiments.results import AblationResult
+from neurosearch.format.results import AblationResult
 from neurosearch.experiments.table3 import (
     Table3Row,
     beats_all_baselines,

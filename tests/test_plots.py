@@ -23,7 +23,7 @@ def _assert_png(path, figsize):
 
 
 def _results(raw: list[dict]) -> list:
-    from neurosearch.experiments.results import AblationResult
+    from neurosearch.format.results import AblationResult
 
     return [AblationResult.from_json(r) for r in raw]
 

@@ -38,7 +38,7 @@ def _result(neurons: list[str], key: str, passed: bool | None = None) -> dict:
             "baselines": {name: {"mean_pct": 0.4, "std_pct": 0.2, "z": 48.0, "p": 0.001, "seeds": 5}
                           for name in ("random", "random_layer", "random_position")},
         }
-    from neurosearch.experiments.results import (AblationResult, BaselineResult, MaskedLMMeasures, ReadoutResult,
+    from neurosearch.format.results import (AblationResult, BaselineResult, MaskedLMMeasures, ReadoutResult,
                                                  TargetRecord, neuron_hash, verdict)
 
     value = 10.0 if passed else 0.1

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from neurosearch.experiments.results import AblationResult
+from neurosearch.format.results import AblationResult
 from neurosearch.format import layout
 from neurosearch.ids import cluster_id
 from neurosearch.experiments.table3 import Table3Row, table3, write_table3
@@ -61,7 +61,7 @@ def default_out_dir(state: Any, max_clusters: int | None) -> Path:
 def current_results(index: Any, results: Sequence[AblationResult]) -> list[AblationResult]:
     """The results about a cluster's current neurons (a later line for the same cluster wins)."""
     from neurosearch.errors import NeurosearchError
-    from neurosearch.experiments.results import neuron_hash
+    from neurosearch.format.results import neuron_hash
 
     kept: dict[str, AblationResult] = {}
     for result in results:

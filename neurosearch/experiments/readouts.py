@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurosearch.errors import NeurosearchError
-from neurosearch.experiments.results import EmbeddingMeasures, MaskedLMMeasures, Measures
+from neurosearch.format.results import EmbeddingMeasures, MaskedLMMeasures, Measures
 
 READOUTS = ("mlm", "mlm-context", "embedding")
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 from neurosearch.errors import NeurosearchError
 from neurosearch.experiments.ablation import AblationConfig, run_ablation
-from neurosearch.experiments.results import AblationResult
+from neurosearch.format.results import AblationResult
 from neurosearch.experiments.targets import AblationTarget, SentencePool, content_tokens, query_members
 
 

@@ -1,6 +1,6 @@
 """The paper's Table 3 from ablation results, in each readout (``evaluation.py`` runs the experiment).
 
-Results are :class:`~neurosearch.experiments.results.AblationResult` objects, one per cluster (the
+Results are :class:`~neurosearch.format.results.AblationResult` objects, one per cluster (the
 contract ``evaluate`` appends to ``results.jsonl`` and ``ablate`` stores). A row of Table 3 is one
 (readout, method, K): the mean *and median* statistic over its clusters (the means are skewed: a
 few clusters carry most of the summed change), the baselines' mean statistic, the share of
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neurosearch.config import BASELINES, METHODS
-from neurosearch.experiments.results import AblationResult, ReadoutResult
+from neurosearch.format.results import AblationResult, ReadoutResult
 
 if TYPE_CHECKING:  # rich is only needed when a table is rendered
     from rich.table import Table

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from neurosearch.errors import NeurosearchError
-from neurosearch.experiments.results import neuron_hash
+from neurosearch.format.results import neuron_hash
 
 QUERY_FLOOR = 0.5
 """A query's target tokens: expansion members weighing at least this share of the top weight."""

@@ -18,7 +18,7 @@ from neurosearch.format.state import IndexState
 from neurosearch.format.store import read_json, read_jsonl, update_json
 
 if TYPE_CHECKING:
-    from neurosearch.experiments.results import AblationResult
+    from neurosearch.format.results import AblationResult
     from neurosearch.index.labels import Label
 
 LABELS = layout.LABELS
@@ -33,7 +33,7 @@ HEAD_FILES = (layout.HEAD_META, layout.HEAD_WEIGHTS)
 HEAD_FORMAT = 1
 """Version of a fitted head's files (``head.json`` records it; ``model/head.py`` writes them)."""
 ABLATIONS_FORMAT = 2
-"""``ablations.json`` format: results keyed by ``AblationResult.store_key`` (``experiments/results.py``)."""
+"""``ablations.json`` format: results keyed by ``AblationResult.store_key`` (``format/results.py``)."""
 LEGACY_ABLATIONS_VERSION = 1
 """Stores written before format 2 (``{"version": 1}``, keyed ``kind:id``): read as legacy results."""
 
@@ -64,7 +64,7 @@ def check_ablations(data: Any) -> None:
 def ablation_results(state: IndexState) -> list[AblationResult]:
     """Every stored ablation result (``experiments.results.AblationResult``), the user's over the
     shipped ones on the same key (target, neuron set, readouts, ablation, draws, seed)."""
-    from neurosearch.experiments.results import AblationResult
+    from neurosearch.format.results import AblationResult
 
     merged: dict[str, AblationResult] = {}
     for path in state.read_paths(ABLATIONS):
@@ -79,7 +79,7 @@ def ablation_results(state: IndexState) -> list[AblationResult]:
 
 def ablation_key(value: dict[str, Any]) -> str:
     """The key a stored result belongs under: ``AblationResult.store_key`` (version 1: ``kind:id``)."""
-    from neurosearch.experiments.results import AblationResult
+    from neurosearch.format.results import AblationResult
 
     result = AblationResult.from_json(value)
     return result.target_key() if result.legacy else result.store_key()
@@ -119,7 +119,7 @@ class StoredLookup:
 
 def lookup(results: Iterable[AblationResult], kind: str, ident: str, neurons: Iterable[str]) -> StoredLookup:
     """The newest result for ``kind:ident`` about exactly ``neurons``; results about other neurons apart."""
-    from neurosearch.experiments.results import neuron_hash
+    from neurosearch.format.results import neuron_hash
 
     wanted = neuron_hash(list(neurons))
     same = [r for r in results if r.target_key() == f"{kind}:{ident}"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
-    from neurosearch.experiments.results import AblationResult
+    from neurosearch.format.results import AblationResult
 
 
 @dataclass
@@ -36,7 +36,7 @@ def as_result(record: Any) -> AblationResult | None:
     """A stored record as an :class:`AblationResult` (records of before format 2 load as legacy
     results); None for anything that is not one."""
     from neurosearch.experiments.evaluation import parse_result
-    from neurosearch.experiments.results import AblationResult
+    from neurosearch.format.results import AblationResult
 
     if isinstance(record, AblationResult):
         return record

@@ -29,7 +29,7 @@ def test_label_options(index_copy: Path, args: list[str], fragment: str):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--k", "abc"], "--k"), (["--k", "7"], "K=7"), (["--max-clusters", "-1"], "--max-clusters"),
-    (["--max-clusters", "0"], "--max-clusters"), (["--seeds", "1"], "--seeds"), (["--seeds", "0"], "--seeds"),
+    (["--max-clusters", "0"], "--max-clusters"), (["--draws", "1"], "--draws"), (["--seeds", "0"], "--draws"),  # --seeds: the old name of --draws
     (["--sentences", "0"], "--sentences"), (["--ablation", "foo"], "--ablation"), (["--methods", "bogus"], "bogus"),
     (["-o", "/proc/neurosearch-x"], "/proc/neurosearch-x"),
 ])
@@ -48,7 +48,7 @@ def test_fit_head_options(index_copy: Path, args: list[str], fragment: str):
 
 @pytest.mark.parametrize("args, fragment", [
     (["0:1", "--top-tokens", "-1"], "--top-tokens"), (["0:1", "--top-tokens", "0"], "--top-tokens"),
-    (["0:1", "--seeds", "1"], "--seeds"), (["0:1", "--sentences", "0"], "--sentences"),
+    (["0:1", "--draws", "1"], "--draws"), (["0:1", "--seeds", "1"], "--draws"), (["0:1", "--sentences", "0"], "--sentences"),
     (["0:1", "--ablation", "foo"], "--ablation"), (["9:9"], "out of range"), (["abc"], "bad neuron name"),
 ])
 def test_ablate_options(index_copy: Path, args: list[str], fragment: str):
@@ -85,9 +85,11 @@ def test_plot_options(index_copy: Path, tmp_path: Path, args: list[str], fragmen
 def test_plot_losses_for_a_k_without_results(index_copy: Path, tmp_path: Path):
     """``plot losses --k 7`` with results for other K: one line naming what there is."""
     from neurosearch.format.store import append_jsonl
+    from neurosearch.index import Index
 
+    neurons = Index.load(index_copy).cluster("filter/k3/0").neurons  # about the current cluster: it counts
     append_jsonl(index_copy / "evaluation" / "results.jsonl", {
-        "target": {"kind": "cluster", "id": "filter/k3/0", "neurons": ["0:1"]}, "method": "filter", "k": 3,
+        "target": {"kind": "cluster", "id": "filter/k3/0", "neurons": neurons}, "method": "filter", "k": 3,
         "change_pct": 1.0, "baselines": {}})
     line = cli("plot", "losses", "--k", "7", "--index", index_copy, "-o", tmp_path / "x.png").error_line()
     assert "K=7" in line and "filter K=3" in line
