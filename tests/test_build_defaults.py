@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from neurosearch.cli import app
+from neurosearch.cli.app import app
 from neurosearch.config import PAPER, build_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from neurosearch.cli import app
+from neurosearch.cli.app import app
 from neurosearch.format import layout
 
 runner = CliRunner()

@@ -39,7 +39,7 @@ def test_build_and_find_with_real_minilm(tmp_path: Path):
 def _find_default(*args: str) -> subprocess.CompletedProcess:
     code = (
         "import sys\n"
-        "from neurosearch.cli import app\n"
+        "from neurosearch.cli.app import app\n"
         f"sys.argv = ['neurosearch', 'find', *{list(args)!r}]\n"
         "try:\n    app()\nexcept SystemExit as exit:\n    code = exit.code\nelse:\n    code = 0\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'find imported torch'\n"

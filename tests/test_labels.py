@@ -439,7 +439,7 @@ def test_parse_reply_strips_controls_and_caps_lengths():
 def test_label_help_says_where_the_key_goes():
     from typer.testing import CliRunner
 
-    from neurosearch.cli import app
+    from neurosearch.cli.app import app
 
     text = " ".join(CliRunner().invoke(app, ["label", "--help"]).stdout.split())
     assert "OPENAI_API_KEY" in text and "sent to this server" in text

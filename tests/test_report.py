@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from neurosearch.cli import app
+from neurosearch.cli.app import app
 from neurosearch.index import Index
 from neurosearch.report import ReportConfig, ReportError, write_report
 from neurosearch.report.data import matching, verdict_of

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import file_tree, git_status
-from neurosearch.cli import app
+from neurosearch.cli.app import app
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from neurosearch.cli import app
+from neurosearch.cli.app import app
 from neurosearch.cli.trace_render import marked_text, unit_view
 from neurosearch.errors import NeurosearchError
 from neurosearch.experiments.trace import Piece, TraceConfig, Tracer, _top_rows, resolve_unit

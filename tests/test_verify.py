@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from neurosearch.cli import app
+from neurosearch.cli.app import app
 
 runner = CliRunner()
 METHOD = "filter+smooth+tfidf"

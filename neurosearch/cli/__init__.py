@@ -1,5 +1,16 @@
-"""The command line: ``app`` (typer) and ``main`` (the console script)."""
+"""The command line. The typer application is ``neurosearch.cli.app.app``; ``main`` (the console
+script) is loaded on first use, so that importing a command module does not import every other."""
 
-from neurosearch.cli.app import app, main
+from __future__ import annotations
 
-__all__ = ["app", "main"]
+from typing import Any
+
+__all__ = ["main"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "main":
+        from neurosearch.cli.app import main
+
+        return main
+    raise AttributeError(f"module 'neurosearch.cli' has no attribute {name!r}")

@@ -53,7 +53,7 @@ def assert_no_traceback(outcome: Outcome) -> None:
 
 def cli(*args: str) -> Outcome:
     """Run the app in-process (typer's CliRunner), stdout and stderr apart."""
-    from neurosearch.cli import app
+    from neurosearch.cli.app import app
 
     result = CliRunner().invoke(app, [str(a) for a in args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
