@@ -67,7 +67,7 @@ def _reset_hwm() -> bool:
 
 def run_size(n: int, dim: int, seed: int, k: int, queue: mp.Queue) -> None:
     """Child process: build profiles, then time unit_rows + linkage_tree + cut_tree."""
-    from neurosearch.build.clusters import cut_tree, linkage_tree, unit_rows
+    from neurosearch.build.linkage import cut_tree, linkage_tree, unit_rows
 
     t0 = time.perf_counter()
     profiles = synthetic_profiles(n, dim, seed)

@@ -22,7 +22,8 @@ from neurosearch.progress import Reporter
 
 def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter) -> dict[str, Any]:
     """Write the stage's files into ``out`` and list them; the stage's facts."""
-    from neurosearch.build.clusters import build_clusters, distance_curve, linkage_tree, unit_rows
+    from neurosearch.build.clusters import build_clusters, distance_curve
+    from neurosearch.build.linkage import linkage_tree, unit_rows
 
     too_big = [k for k in config.ks if k > manifest.n_neurons]
     if too_big:

@@ -98,7 +98,7 @@ class SearchStage:
 
     def _write_method(self, method: str, space: TokenSpace) -> None:
         """The scoring weights, find's arrays, the cluster keys and offline labels of one method."""
-        from neurosearch.build.clusters import unit_rows
+        from neurosearch.build.linkage import unit_rows
         from neurosearch.build.profiles import top_tokens
         from neurosearch.build.search import peak_weights
 

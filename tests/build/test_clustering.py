@@ -9,16 +9,8 @@ import pytest
 from scipy.cluster.hierarchy import is_valid_linkage
 from scipy.spatial.distance import squareform
 
-from neurosearch.build.clusters import (
-    Cluster,
-    build_clusters,
-    condensed_cosine,
-    cut_tree,
-    distance_curve,
-    linkage_tree,
-    refine,
-    unit_rows,
-)
+from neurosearch.build.clusters import Cluster, build_clusters, distance_curve, refine
+from neurosearch.build.linkage import condensed_cosine, cut_tree, linkage_tree, unit_rows
 from neurosearch.config import ClusterConfig
 
 
@@ -61,7 +53,7 @@ def test_condensed_cosine_matches_direct_computation():
 
 
 def test_condensed_cosine_small_blocks(monkeypatch):
-    import neurosearch.build.clusters as clustering
+    import neurosearch.build.linkage as clustering
 
     monkeypatch.setattr(clustering, "_BLOCK_BYTES", 4 * 13 * 3)  # 3 rows per block
     x = np.random.default_rng(2).standard_normal((13, 5)).astype(np.float32)
