@@ -34,6 +34,13 @@ METHODS: tuple[str, ...] = get_args(Method)
 EMBEDDING_SOURCES: tuple[str, ...] = get_args(EmbeddingSource)
 ABLATIONS: tuple[str, ...] = get_args(Ablation)
 BASELINES: tuple[str, ...] = get_args(Baseline)
+BASELINE_DESCRIPTIONS = {
+    "random": "as many neurons, anywhere",
+    "random_layer": "as many in each layer",
+    "random_position": "same layers, each index mapped to another",
+}
+"""What each random baseline keeps of the target: every table, figure and report names a baseline by
+its identifier (the JSON key) and, where there is room, this description."""
 DTYPES: tuple[str, ...] = get_args(Dtype)
 
 
@@ -233,6 +240,24 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class ContextConfig:
+    """The contexts stage: what a neuron's or cluster's top tokens mean, with evidence (``show``)."""
+
+    mean_tokens: int = 30
+    """Top tokens (of the search method) whose Eq. 1 mean activation is stored beside their weight."""
+    context_tokens: int = 10
+    """Top tokens whose strongest occurrence (where the neuron, or a neuron of the cluster, fires
+    most on that token) is stored as a reference: the "on its top tokens" contexts of ``show``."""
+
+    def __post_init__(self) -> None:
+        check_int("mean_tokens", self.mean_tokens, 1)
+        check_int("context_tokens", self.context_tokens, 1)
+        if self.context_tokens > self.mean_tokens:
+            raise ConfigError(f"context_tokens ({self.context_tokens}) must not exceed mean_tokens ({self.mean_tokens})",
+                              option="context_tokens")
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     """How a query is expanded and scored."""
 
@@ -309,5 +334,6 @@ class BuildConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
     profiles: ProfileConfig = field(default_factory=ProfileConfig)
     clusters: ClusterConfig = field(default_factory=ClusterConfig)
+    contexts: ContextConfig = field(default_factory=ContextConfig)
     concepts: bool = True
     """Bake WordNet's concept members into the index (search stage) when WordNet data is found."""

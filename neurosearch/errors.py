@@ -19,3 +19,7 @@ class NeurosearchError(Exception):
 
 class ConfigError(NeurosearchError, ValueError):
     """A configuration value out of its range or not among its choices (raised before any work)."""
+
+
+class Interrupted(NeurosearchError):
+    """Ctrl-C during long work; the message says what was kept and how to resume (exit 130)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from neurosearch.config import BASELINES, METHODS
+from neurosearch.config import BASELINE_DESCRIPTIONS, BASELINES, METHODS
 from neurosearch.errors import NeurosearchError
 from neurosearch.ids import split_neuron as parse_neuron
 
@@ -40,11 +40,6 @@ _BASELINE_STYLE = {
     "random": ("tab:blue", "o"),
     "random_layer": ("tab:green", "s"),
     "random_position": ("tab:purple", "^"),
-}
-_BASELINE_LABELS = {
-    "random": "random neurons",
-    "random_layer": "random, same layers",
-    "random_position": "random, same indices",
 }
 
 
@@ -196,7 +191,7 @@ def plot_cluster_losses(
         mean = np.array([r.baselines[name].mean if name in r.baselines else np.nan for r in chosen], float)
         std = np.nan_to_num(np.array([r.baselines[name].std if name in r.baselines else np.nan for r in chosen], float))
         colour, marker = _BASELINE_STYLE.get(name, (f"C{i + 4}", "D"))
-        label = _BASELINE_LABELS.get(name, name) + " (mean ± std)"
+        label = f"{name}: {BASELINE_DESCRIPTIONS[name]} (mean ± std)" if name in BASELINE_DESCRIPTIONS else name
         if few:
             ax.errorbar(x + offset(i + 1), mean, yerr=std, fmt=marker, markersize=4, capsize=2,
                         elinewidth=1, color=colour, label=label, zorder=2)
@@ -204,14 +199,25 @@ def plot_cluster_losses(
             ax.plot(x, mean, "-", color=colour, linewidth=1, label=label, zorder=2)
             ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
     ratio = readout == "embedding"
+    short = ["/".join(ids[id(r)].rsplit("/", 2)[-2:]) for r in chosen]  # k200/84
+    passing = [i for i, r in enumerate(chosen) if r.verdict.passed]
+    if passing:  # which clusters pass: a star above each, and their ids
+        top = np.nanmax(np.abs(value)) if np.isfinite(value).any() else 1.0
+        ax.plot(x[passing], value[passing] + 0.04 * top, "*", color="black", markersize=7 if few else 5,
+                label="passed (beat every baseline, t and rank p)", zorder=4)
+        listed = ", ".join(short[i] for i in passing[:12]) + (f", … ({len(passing)} in all)" if len(passing) > 12 else "")
+        ax.text(0.01, 0.02, f"passing: {listed}", transform=ax.transAxes, fontsize=7, va="bottom", ha="left",
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "linewidth": 0.5})
     ax.axhline(1 if ratio else 0, color="black", linewidth=0.8)
     pad = 0.6 + max(0, 4 - n) / 2  # a lone cluster should not become one huge bar
     ax.set_xlim(-pad, n - 1 + pad)
 
     what = "displacement ratio" if ratio else "loss change"
     if few:
-        labels = [ids[id(r)].rsplit("/", 1)[-1] for r in chosen]
-        ax.set_xticks(x, labels, rotation=90 if n > 15 else 0, fontsize=7 if n > 15 else 8)
+        labels = [s + ("*" if i in passing else "") for i, s in enumerate(short)]
+        ax.set_xticks(x, labels, rotation=90 if n > 8 else 0, fontsize=7 if n > 15 else 8)
+        for i in passing:
+            ax.get_xticklabels()[i].set_fontweight("bold")
         ax.set_xlabel(f"cluster (sorted by {what})")
     else:
         ax.set_xlabel(f"cluster rank (sorted by {what})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -14,7 +15,9 @@ WORDS = (
 ).split()
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("NEUROSEARCH_SHARED") or ROOT.parent / "shared")
+"""The development data beside the checkout (``../shared``; NEUROSEARCH_SHARED points elsewhere,
+e.g. from a git worktree). Tests that need it call :func:`requires_shared` and skip without it."""
 
 
 def file_tree(directory: Path) -> dict[str, str]:

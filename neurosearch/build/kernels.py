@@ -67,3 +67,30 @@ def fused_accumulate() -> Callable[..., None] | None:
         compiled(x, rows, sums, sumsq, block_max, block, numba.get_num_threads())
 
     return kernel
+
+
+def _pairs(x: Any, where: Any, rows: Any, offsets: Any, columns: Any, pairs: Any, sums: Any, maxes: Any,
+           refs: Any, docs: Any, pos: Any, ids: Any) -> None:
+    for i in range(where.shape[0]):
+        p = where[i]
+        row = rows[i]
+        for e in range(offsets[row], offsets[row + 1]):
+            g = pairs[e]
+            value = x[p, columns[e]]
+            sums[g] += np.float64(value)
+            if value > maxes[g]:  # strict: the first occurrence of a maximum is kept
+                maxes[g] = value
+                refs[g, 0] = docs[p]
+                refs[g, 1] = pos[p]
+                refs[g, 2] = ids[p]
+
+
+@lru_cache(maxsize=1)
+def fused_pairs() -> Callable[..., None] | None:
+    """The contexts stage's kernel (``contexts.py``): for every kept-token position of a batch and
+    every (neuron, token) pair of its token in this layer, add the activation to the pair's float64
+    sum and keep its maximum with the reference (document, position, token id). One sequential pass
+    (pairs of one token share memory); None without numba."""
+    if numba is None or os.environ.get("NEUROSEARCH_NO_NUMBA"):
+        return None
+    return numba.njit(boundscheck=False, cache=True)(_pairs)

@@ -1,12 +1,15 @@
 """``neurosearch build``: run the stages into one index directory, resumably.
 
-Stages, in order (:meth:`Builder.stages`): ``stats`` (here, over ``stats.py``) -> ``profiles``
-(``profiles_stage.py`` over ``profiles.py``, ``embeddings.py``) -> ``clusters`` (``clusters_stage.py``
-over ``clusters.py``) -> ``search`` (``search_stage.py`` over ``search.py``); the files they write
-are named in ``format/layout.py``. A finished stage is recorded in the
-manifest and not recomputed on a rerun; the statistics stage checkpoints after every shard, so a
-killed build resumes where it stopped. An index whose model, site or corpus differ from the
-request is never silently mixed: the build refuses and says why.
+Stages, in order (:meth:`Builder.stages`): ``stats`` (``stats_stage.py`` over ``stats.py``) ->
+``profiles`` (``profiles_stage.py`` over ``profiles.py``, ``embeddings.py``) -> ``clusters``
+(``clusters_stage.py`` over ``clusters.py``) -> ``search`` (``search_stage.py`` over ``search.py``)
+-> ``contexts`` (``contexts_stage.py`` over ``contexts.py``); the files they write are named in
+``format/layout.py``. A finished stage is recorded in the manifest and not recomputed on a rerun
+(the build says which it skips, and loads the model only for a stage that needs it); the statistics
+stage checkpoints after every shard, so a killed build resumes where it stopped, and Ctrl-C ends
+in an :class:`~neurosearch.errors.Interrupted` that says what was kept and how to resume. An index
+whose model, site or corpus differ from the request is never silently mixed: the build refuses and
+says why.
 """
 
 from __future__ import annotations
@@ -15,18 +18,15 @@ import json
 import shutil
 import time
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import numpy as np
 
 from neurosearch.build.search_stage import query_neighbours  # noqa: F401 (part of the build's API)
 from neurosearch.config import BuildConfig, to_dict
-from neurosearch.corpus import CorpusSummary, read_documents, scan_corpus
-from neurosearch.errors import NeurosearchError
+from neurosearch.corpus import CorpusSummary, scan_corpus
+from neurosearch.errors import Interrupted, NeurosearchError
 from neurosearch.format import layout
-from neurosearch.format.atomic import save_npy_atomic, write_json_atomic
 from neurosearch.format.layout import MANIFEST, SEARCH_FORMAT, STAGES
 from neurosearch.format.manifest import Manifest
 from neurosearch.progress import Reporter, SilentReporter, peak_rss_gb, reset_peak_rss
@@ -40,25 +40,6 @@ class Stage:
     name: str
     run: Callable[[Manifest], dict[str, Any]]
     """Writes the stage's files into the index and lists them in the manifest; returns the stage's facts."""
-
-
-def _shards(documents: Iterator[str], size: int) -> Iterator[list[str]]:
-    while True:
-        shard = list(islice(documents, size))
-        if not shard:
-            return
-        yield shard
-
-
-def _latest_checkpoint(root: Path) -> tuple[int, Path | None]:
-    """The newest complete checkpoint (its progress file is written last)."""
-    best: tuple[int, Path | None] = (0, None)
-    if root.is_dir():
-        for path in root.glob(f"{layout.CHECKPOINT_PREFIX}*"):
-            shards = layout.checkpoint_shards(path.name)
-            if shards is not None and (path / layout.CHECKPOINT_PROGRESS).is_file() and shards > best[0]:
-                best = (shards, path)
-    return best
 
 
 def _check_same_index(manifest: Manifest, wanted: dict[str, Any], out: Path) -> None:
@@ -80,16 +61,26 @@ class Builder:
         self.reporter = reporter
         self.loaded: Any = None
         self.site: Any = None
+        self.position: dict[str, int] = {}  # statistics: documents done and checkpointed (interrupt messages)
 
     # -- helpers ------------------------------------------------------------------------------
     def _load_model(self) -> None:
         if self.loaded is None:
             from neurosearch.model.loading import load_model, neuron_site
 
+            started = time.time()
+            self.reporter.log(f"loading model {self.config.model.model} ...")
             # under its masked-LM head when it has one, so that the manifest's has_mlm_head is true
             # (the encoder, its activations and its weights hash are the same either way)
             self.loaded = load_model(self.config.model, mlm=True)
             self.site = neuron_site(self.loaded.encoder, self.config.model.site)
+            self.reporter.log(f"model {self.loaded.model_id}: {self.site.n_layers} x {self.site.neurons_per_layer} "
+                              f"{self.site.name} neurons, loaded in {time.time() - started:.1f} s")
+
+    def _model(self) -> tuple[Any, Any]:
+        """The model and its neuron site, loaded on first use (a finished index reruns without it)."""
+        self._load_model()
+        return self.loaded, self.site
 
     def _invalidate_changed(self, manifest: Manifest) -> None:
         """A stage whose config changed since it ran is redone, and so is every stage after it.
@@ -121,12 +112,22 @@ class Builder:
         elif first_changed is None and search.get("done") and search.get("format") != SEARCH_FORMAT:
             self.reporter.log("search: the search files' format changed, rebuilding them")
             first_changed = "search"
+        dropped: list[str] = []
         if first_changed is not None:
-            dropped = [later for later in STAGES[STAGES.index(first_changed):] if manifest.stages.pop(later, None) is not None]
-            for later in dropped:
-                self.reporter.log(f"{later}: configuration changed, rebuilding")
-            if dropped and (self.out / MANIFEST).exists():
-                manifest.save(self.out)  # not done on disk before any of its files changes: a kill resumes
+            # the contexts depend on profiles and clusters only (the search method: outdated below)
+            later = [name for name in STAGES[STAGES.index(first_changed):] if name != "contexts" or first_changed != "search"]
+            dropped = [name for name in later if manifest.stages.pop(name, None) is not None]
+            for name in dropped:
+                self.reporter.log(f"{name}: configuration changed, rebuilding")
+        from neurosearch.build.contexts_stage import outdated
+
+        reason = outdated(manifest, self.config.contexts)
+        if reason is not None:
+            manifest.stages.pop("contexts")
+            dropped.append("contexts")
+            self.reporter.log(f"contexts: {reason}, rebuilding")
+        if dropped and (self.out / MANIFEST).exists():
+            manifest.save(self.out)  # not done on disk before any of its files changes: a kill resumes
 
     def _check_out(self) -> None:
         """The output folder can hold this index: a new or empty folder, or an index (even half-built)."""
@@ -147,86 +148,35 @@ class Builder:
     def _stage_done(self, manifest: Manifest, stage: str) -> bool:
         return bool(manifest.stages.get(stage, {}).get("done"))
 
-    # -- stats ---------------------------------------------------------------------------------
-    def stats(self, manifest: Manifest, corpus: CorpusSummary) -> dict[str, Any]:
-        """Eq. 1 statistics in one streaming pass, checkpointed after every shard; the stage's facts."""
-        from neurosearch.build.stats import StatsAccumulator, TokenStats, accumulate, vocab_size
-
-        started = time.time()
-        self._load_model()
-        config = self.config
-        root = self.out / layout.CHECKPOINT_DIR
-        shards_done, checkpoint = _latest_checkpoint(root)
-        accumulator = StatsAccumulator(self.site, vocab_size(self.loaded), config.stats.top_k)
-        if checkpoint is not None:
-            progress = json.loads((checkpoint / layout.CHECKPOINT_PROGRESS).read_text())
-            if progress.get("identity") != manifest.stages["stats"]["identity"]:
-                shutil.rmtree(root)
-                shards_done, checkpoint = 0, None
-            else:
-                accumulator.load(TokenStats.load(checkpoint))
-                self.reporter.log(f"stats: resuming after {shards_done} shard(s) ({accumulator.documents} documents)")
-        total_docs = corpus.documents if corpus.documents >= 0 else None
-        advance = self.reporter.task("statistics (documents)", total_docs)
-        advance(accumulator.documents)
-        documents = read_documents(config.corpus)
-        first = accumulator.documents  # resume: skip what the checkpoint already holds
-        for _ in islice(documents, first):
-            pass
-        for number, shard in enumerate(_shards(documents, config.stats.shard_docs), start=shards_done):
-            accumulate(self.loaded, self.site, accumulator, shard, first, config.stats, config.corpus.window)
-            first += len(shard)
-            advance(len(shard))
-            target = self.out / layout.checkpoint_dir(number + 1)
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            accumulator.export().save(tmp)
-            write_json_atomic(
-                tmp / layout.CHECKPOINT_PROGRESS,
-                {"shards": number + 1, "documents": first, "identity": manifest.stages["stats"]["identity"]},
-            )
-            tmp.rename(target)
-            for old in root.glob(f"{layout.CHECKPOINT_PREFIX}*"):
-                if old != target:
-                    shutil.rmtree(old, ignore_errors=True)
-        self.reporter.finish("statistics (documents)")
-        _, final = _latest_checkpoint(root)
-        if final is None:
-            raise NeurosearchError(f"corpus {config.corpus.source} has no documents")
-        stats_dir = self.out / layout.STATS_DIR
-        shutil.rmtree(stats_dir, ignore_errors=True)
-        (final / layout.CHECKPOINT_PROGRESS).unlink()
-        final.rename(stats_dir)
-        shutil.rmtree(root, ignore_errors=True)
-        stats = TokenStats.load(stats_dir)
-        self._write_neuron_files(manifest, stats)
-        manifest.corpus.update(documents=stats.documents, windows=stats.windows, tokens=stats.tokens)
-        return {"documents": stats.documents, "windows": stats.windows, "tokens": stats.tokens,
-                "tokens_per_second": round(stats.tokens / max(time.time() - started, 1e-9), 1)}
-
-    def _write_neuron_files(self, manifest: Manifest, stats: Any) -> None:
-        mean = stats.neuron_mean().astype(np.float32)
-        std = np.sqrt(stats.neuron_var()).astype(np.float32)
-        for name, array in (
-            (layout.NEURON_MEAN, mean),
-            (layout.NEURON_STD, std),
-            (layout.NEURON_TOP_VALUES, stats.top_values.astype(np.float32)),
-            (layout.NEURON_TOP_REFS, stats.top_refs.astype(np.int32)),
-        ):
-            save_npy_atomic(self.out / name, array)
-            manifest.record(self.out, name)
+    def _interrupted(self, manifest: Manifest, stage: str | None, stages: tuple[str, ...]) -> str:
+        """What an interrupted build kept and how to resume it (one line)."""
+        kept = [name for name in stages if self._stage_done(manifest, name)]
+        parts = [f"during {stage}" if stage else "before the first stage"]
+        saved = self.position.get("checkpointed", 0) if stage == "stats" else 0
+        if stage == "stats":
+            done, total = self.position.get("done", 0), self.position.get("total", -1)
+            parts[0] = f"during statistics at document {done:,}" + (f" of {total:,}" if total >= 0 else "")
+            parts.append(f"kept: statistics of the first {saved:,} documents in {self.out / layout.CHECKPOINT_DIR}"
+                         if saved else f"kept: nothing of it (it checkpoints every {self.config.stats.shard_docs:,} "
+                                       "documents, --shard-docs sets how often)")
+        elif kept:
+            parts.append(f"kept: the finished stages ({', '.join(kept)}); {stage} starts again")
+        resume = "rerun the same command to resume from there" if kept or saved else "rerun the same command to start again"
+        return "; ".join(parts) + "; " + resume
 
     # -- the build -------------------------------------------------------------------------------
     def stages(self, corpus: CorpusSummary) -> tuple[Stage, ...]:
         """The stages in order (their names are :data:`STAGES`); each returns its facts."""
-        from neurosearch.build import clusters_stage, profiles_stage, search_stage
+        from neurosearch.build import clusters_stage, contexts_stage, profiles_stage, search_stage, stats_stage
 
         out, config, reporter = self.out, self.config, self.reporter
         return (
-            Stage("stats", lambda manifest: self.stats(manifest, corpus)),
-            Stage("profiles", lambda manifest: profiles_stage.run(out, manifest, config, self.loaded, reporter)),
+            Stage("stats", lambda manifest: stats_stage.run(out, manifest, config, self._model, corpus, reporter,
+                                                             self.position)),
+            Stage("profiles", lambda manifest: profiles_stage.run(out, manifest, config, self._model()[0], reporter)),
             Stage("clusters", lambda manifest: clusters_stage.run(out, manifest, config.clusters, reporter)),
             Stage("search", lambda manifest: search_stage.SearchStage(out, manifest, reporter, config.concepts).run()),
+            Stage("contexts", lambda manifest: contexts_stage.run(out, manifest, config, self._model, reporter)),
         )
 
     def _run_stage(self, manifest: Manifest, stage: Stage) -> None:
@@ -256,15 +206,12 @@ class Builder:
 
             check_embeddings_file(str(config.profiles.embeddings_path))
         corpus = scan_corpus(config.corpus)  # validates the corpus before anything is written
-        self._load_model()
-        loaded, site = self.loaded, self.site
-        if config.profiles.embeddings == "file":
-            from neurosearch.build.embeddings import check_embeddings_cover
+        from neurosearch.model.loading import resolve_model
 
-            check_embeddings_cover(str(config.profiles.embeddings_path), list(loaded.tokenizer.get_vocab()))
+        _, model_id = resolve_model(config.model.model)  # the model itself loads when a stage needs it
         identity = {
-            "model_id": loaded.model_id,
-            "site": site.name,
+            "model_id": model_id,
+            "site": config.model.site,
             "corpus_fingerprint": corpus.fingerprint,
             "stats_config": {"top_k": config.stats.top_k, "window": config.corpus.window},
         }
@@ -277,6 +224,7 @@ class Builder:
             manifest = Manifest.load(self.out)
             _check_same_index(manifest, identity, self.out)
         else:
+            loaded, site = self._model()
             manifest = Manifest(
                 model={
                     "id": loaded.model_id,
@@ -297,11 +245,28 @@ class Builder:
         manifest.configs.update(model=to_dict(config.model), corpus=to_dict(config.corpus), stats=to_dict(config.stats))
         manifest.stages.setdefault("stats", {})["identity"] = identity
         self._invalidate_changed(manifest)
+        if config.profiles.embeddings == "file" and not self._stage_done(manifest, "profiles"):
+            from neurosearch.build.embeddings import check_embeddings_cover
+
+            check_embeddings_cover(str(config.profiles.embeddings_path), list(self._model()[0].tokenizer.get_vocab()))
+        stages = STAGES[: STAGES.index(until) + 1]
+        skipped = [name for name in stages if self._stage_done(manifest, name)]
+        if skipped:
+            todo = [name for name in stages if name not in skipped]
+            self.reporter.log(f"resuming {self.out}: skipping finished {', '.join(skipped)}"
+                              + (f"; building {', '.join(todo)}" if todo else "; nothing left to build")
+                              + " (--force rebuilds everything)")
+        current: str | None = None
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            for stage in self.stages(corpus)[: STAGES.index(until) + 1]:
+            for stage in self.stages(corpus)[: len(stages)]:
                 if not self._stage_done(manifest, stage.name):
+                    current = stage.name
                     self._run_stage(manifest, stage)
+        except KeyboardInterrupt:
+            if created and not (self.out / layout.CHECKPOINT_DIR).exists() and not (self.out / MANIFEST).exists():
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise Interrupted(self._interrupted(manifest, current, stages)) from None
         except BaseException:
             if created and not (self.out / layout.CHECKPOINT_DIR).exists() and not (self.out / MANIFEST).exists():
                 shutil.rmtree(self.out, ignore_errors=True)
@@ -313,9 +278,9 @@ def build_index(
     config: BuildConfig,
     out: str | Path,
     *,
-    until: str = "search",
+    until: str = STAGES[-1],
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> Manifest:
-    """Build (or finish building) the index at ``out`` up to stage ``until``."""
+    """Build (or finish building) the index at ``out`` up to stage ``until`` (default: every stage)."""
     return Builder(config, Path(out), reporter or SilentReporter()).run(until, force)

@@ -72,9 +72,14 @@ class SearchStage:
         """Write every file of the stage; the stage's facts for the manifest."""
         self._clear()
         space = self._token_space()
-        for method in self.profiles["methods"]:
+        methods = self.profiles["methods"]
+        advance = self.reporter.task("search (methods, concepts)", len(methods) + 1)
+        for method in methods:
             self._write_method(method, space)
+            advance(1)
         concepts = self._bake_concepts(space.kept_tokens)
+        advance(1)
+        self.reporter.finish("search (methods, concepts)")
         stored = space.kept.astype(np.float16)  # no dequantising per query
         self._save(layout.KEPT_SPACE, stored)
         self._write_query_neighbours(space.vocabulary, stored.astype(np.float32))
@@ -187,6 +192,7 @@ class SearchStage:
         if wordnet is None:
             self.reporter.log("search: no WordNet data found (see README): queries will use embeddings only")
             return None
+        self.reporter.log(f"search: WordNet concept table over {len(kept_tokens):,} kept tokens ...")
         table = concept_table(wordnet, kept_tokens, WordNetConfig())
         for name in layout.CONCEPT_ARRAYS:
             self._save(layout.concept_array(name), getattr(table, name))

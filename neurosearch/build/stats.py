@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -339,18 +339,26 @@ def special_mask(tokenizer: object, input_ids: torch.Tensor, attention_mask: tor
 def accumulate(
     loaded: LoadedModel,
     site: NeuronSite,
-    accumulator: StatsAccumulator,
+    accumulator: StatsAccumulator | Any,
     documents: Sequence[str],
     first_document: int,
     config: StatsConfig,
     window: int,
     on_tokens: ProgressFn | None = None,
+    on_windows: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Run the model over ``documents`` (corpus indices from ``first_document``) and accumulate."""
+    """Run the model over ``documents`` (corpus indices from ``first_document``) and accumulate.
+
+    ``accumulator`` is a :class:`StatsAccumulator` or anything with its batch interface
+    (``begin_batch``, ``observe``, ``documents``, ``windows``: the contexts stage's). ``on_tokens(n)``
+    gets the counted tokens of each batch, ``on_windows(done, total)`` the windows of each batch and
+    of the whole call (progress a person can follow).
+    """
     tokenizer = loaded.tokenizer
     windows = make_windows(tokenizer, list(documents), first_document, window)
     accumulator.documents += len(documents)
     accumulator.windows += len(windows.input_ids)
+    total = len(windows.input_ids)
     with NeuronHooks(site, lambda layer, x: accumulator.observe(layer, x)), torch.inference_mode():
         for indices in batches_by_length(windows, config.batch_tokens):
             batch = pad_batch(windows, indices, tokenizer.pad_token_id)
@@ -363,6 +371,8 @@ def accumulate(
                 )
             if on_tokens is not None:
                 on_tokens(int(valid.sum()))
+            if on_windows is not None:
+                on_windows(len(indices), total)
 
 
 def compute_stats(

@@ -2,7 +2,8 @@
 
 Every command is a few lines over a library call (see the modules beside this one). A
 :class:`~neurosearch.errors.NeurosearchError` raised anywhere below a command becomes one line on
-stderr and exit 1; Ctrl-C exits 130 with one line; anything else is a bug and keeps its traceback.
+stderr and exit 1; Ctrl-C exits 130 with one line (an :class:`~neurosearch.errors.Interrupted`
+says what was kept and how to resume); anything else is a bug and keeps its traceback.
 Heavy imports (torch, transformers) happen inside the commands that need a model, so
 ``find``/``show``/``info`` start fast. No ``from __future__ import annotations`` here: typer
 evaluates the annotations.
@@ -22,8 +23,8 @@ from neurosearch.cli import report as report_commands
 from neurosearch.cli import search as search_commands
 from neurosearch.cli import trace as trace_commands
 from neurosearch.cli import verify as verify_commands
-from neurosearch.cli.common import STATE_DIR, error_line
-from neurosearch.errors import NeurosearchError
+from neurosearch.cli.common import STATE_DIR, error_line, interrupted_line
+from neurosearch.errors import Interrupted, NeurosearchError
 
 
 class ErrorBoundary(TyperGroup):
@@ -38,11 +39,14 @@ class ErrorBoundary(TyperGroup):
             where = f"; see `neurosearch {usage.info_name} --help`" if usage is not None and usage.parent else ""
             error_line(exc.format_message().rstrip(".") + where)
             raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+        except Interrupted as exc:
+            interrupted_line(str(exc))
+            raise typer.Exit(130) from None
         except NeurosearchError as exc:
-            error_line(self._in_flags(ctx, exc))
+            error_line(self._in_flags(ctx, exc) or type(exc).__name__)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            error_line("interrupted")
+            interrupted_line("")
             raise typer.Exit(130) from None
         except MemoryError:
             error_line("out of memory; try a smaller --batch-tokens or corpus")

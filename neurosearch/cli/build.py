@@ -1,7 +1,7 @@
 """``build`` and ``fit-head``: writing an index."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -16,7 +16,7 @@ def build(
     site: Annotated[Optional[str], typer.Option(help="Neuron site: ffn (feed-forward activations, default) or hidden (layer outputs, the paper's).", show_default=False)] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the text in jsonl/csv/hf records.")] = "text",
     max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
-    until: Annotated[str, typer.Option(help="Stop after this stage: stats, profiles, clusters, search.")] = "search",
+    until: Annotated[str, typer.Option(help="Stop after this stage: stats, profiles, clusters, search, contexts (the last: what `show` prints on a unit's top tokens).")] = "contexts",
     methods: Annotated[str, typer.Option(help="Profile methods to build, comma-separated (filter, filter+tfidf, filter+smooth, filter+smooth+tfidf) or 'all'.")] = "all",
     search_method: Annotated[Optional[str], typer.Option("--method", help=f"The method that backs `find` (default: {ProfileConfig.search_method} when it is built, else the last built of --methods in the order listed there).", show_default=False)] = None,
     k: Annotated[str, typer.Option("--k", help="Numbers of clusters, comma-separated.")] = "50,200",
@@ -81,9 +81,24 @@ def build(
         manifest = build_index(config, out, until=until, force=force, reporter=reporter)
     stats = manifest.stages.get("stats", {})
     typer.echo(
-        f"index {out}: {manifest.site} site, {manifest.n_neurons} neurons; corpus {stats.get('documents')} documents, "
-        f"{stats.get('windows')} windows, {stats.get('tokens')} tokens"
+        f"index {out}: {manifest.site} site, {manifest.n_neurons:,} neurons; corpus {stats.get('documents', 0):,} "
+        f"documents, {stats.get('windows', 0):,} windows, {stats.get('tokens', 0):,} tokens"
     )
+    for line in next_steps(manifest, out):
+        typer.echo(line)
+
+
+def next_steps(manifest: Any, out: Path) -> list[str]:
+    """What the user can run next on a finished build, with the step a command needs first."""
+    from neurosearch.experiments.targets import needs_fitted_head
+
+    if not manifest.stages.get("search", {}).get("done"):
+        return []
+    lines = [f"next: neurosearch find \"weekdays\" --index {out}"]
+    if needs_fitted_head(manifest) and not (out / "head" / "head.safetensors").is_file():
+        lines.append("      the model has no MLM head: `ablate` and `evaluate` read out sentence embeddings; run "
+                     f"`neurosearch fit-head --index {out}` for the mlm readouts")
+    return lines
 
 
 def fit_head_command(

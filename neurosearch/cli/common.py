@@ -38,6 +38,13 @@ def error_line(message: str) -> None:
     typer.echo(f"neurosearch: error: {for_terminal(message, 2000)}", err=True)
 
 
+def interrupted_line(message: str) -> None:
+    """Ctrl-C: one line on stderr, with what was kept when the command knows."""
+    from neurosearch.text import for_terminal
+
+    typer.echo("neurosearch: interrupted" + (f" {for_terminal(message, 2000)}" if message else ""), err=True)
+
+
 def parse_ints(text: str | None, option: str, *, minimum: int = 1) -> list[int] | None:
     """``"50,200"`` -> [50, 200] for a comma-separated option (None stays None); bad values fail in one line."""
     if text is None:
@@ -61,7 +68,13 @@ def print_json(data: Any) -> None:
 
 
 class RichReporter:
-    """Reporter (see progress.py) drawing rich progress bars on stderr."""
+    """Reporter (see progress.py) drawing rich progress bars on stderr.
+
+    One line per task: what it counts, a bar, done/total, elapsed and remaining time (estimated
+    over the whole task, so stages of a few long steps get one too). A finished task's bar stays on
+    screen, so a build leaves a record of its stages; on an error or Ctrl-C the unfinished bars are
+    taken down (the message says where it stopped). Log lines go out as they come.
+    """
 
     def __init__(self, quiet: bool = False, transient: bool = False):
         from rich.console import Console
@@ -71,13 +84,15 @@ class RichReporter:
         self.quiet = quiet
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("eta"),
             TimeRemainingColumn(),
             console=self.console,
             transient=transient,
             disable=quiet,
+            speed_estimate_period=3600,
         )
         self.tasks: dict[str, Any] = {}
 
@@ -86,6 +101,10 @@ class RichReporter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if exc and exc[0] is not None:  # interrupted or failed: no half-drawn bars, the message says where
+            for task in self.progress.tasks:
+                if not task.finished:
+                    self.progress.update(task.id, visible=False)
         self.progress.stop()
 
     def task(self, description: str, total: float | None = None) -> Callable[[float], None]:

@@ -1,5 +1,6 @@
 """``ablate``, ``evaluate`` and ``plot``: causal verification and the paper's figures."""
 
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -42,36 +43,39 @@ def ablate(
     as_json: JsonOption = False,
 ) -> None:
     """Is a hit causal? Its neurons ablated, read out by the model's objective, against random baselines; a verdict."""
-    from neurosearch.experiments.session import AblationSession, check_result_store
-    from neurosearch.index.stored import store_ablation
+    from neurosearch.experiments.targets import TargetResolver, check_session
 
     given = [x is not None for x in (target, neurons, query)]
     if sum(given) != 1:
         fail("give exactly one of: a cluster id, --neurons L:I,..., --query TEXT")
     if tokens is not None and neurons is None:
         fail("--tokens goes with --neurons")
+    opened = open_index(index)
+    # everything that can be checked without the model (ids, neurons, tokens, corpus, a head for an
+    # mlm readout), before torch is even imported
+    chosen = TargetResolver.of_index(opened, top_tokens).resolve(cluster=target, neurons=neurons, query=query,
+                                                                  tokens=tokens)
+    check_session(opened, [r.strip() for r in readouts.split(",") if r.strip()], corpus, max_docs)
     config = _config(readouts, ablation=ablation, sentences=sentences, draws=draws, seed=seed, level=level,
                      top_tokens=top_tokens)
-    opened = open_index(index)
-    check_result_store(opened)  # a store that cannot take the result fails now, not after the work
-    if target is not None:  # a bad target fails before the model is loaded
-        opened.cluster(target)
-    elif neurons is not None:
-        for name in neurons.split(","):
-            if name.strip():
-                opened.neuron_index(name.strip())
+    from neurosearch.experiments.session import AblationSession, check_result_store
+    from neurosearch.index.stored import store_ablation
 
+    check_result_store(opened)  # a store that cannot take the result fails now, not after the work
     with RichReporter(as_json) as reporter:
         reporter.log("loading model, readouts and evaluation sentences ...")
+        loading = time.time()
         session = AblationSession(opened, config, corpus=corpus, max_docs=max_docs)
-        if target is not None:
-            chosen = session.cluster_target(target)
-        elif query is not None:
-            chosen = session.query_target(query)
-        else:
-            chosen = session.neurons_target(neurons.split(","), tokens.split(",") if tokens else None)
-        advance = reporter.task(f"ablating {chosen.kind} {chosen.id} ({', '.join(session.readout_names)})", None)
-        result = session.run(chosen, on_progress=lambda done, total: advance(1))
+        reporter.log(f"loaded in {time.time() - loading:.1f} s: {len(session.pool):,} sentences")
+        progress: dict[str, Any] = {}
+
+        def on_progress(done: int, total: int) -> None:
+            if "advance" not in progress:  # the total is known once the sentences are chosen
+                progress["advance"] = reporter.task(
+                    f"ablating {chosen.kind} {chosen.id} ({', '.join(session.readout_names)})", total)
+            progress["advance"](1)
+
+        result = session.run(chosen, on_progress=on_progress)
     stored = store_ablation(opened.state, result)
     if as_json:
         print_json(result.to_json())
@@ -126,7 +130,7 @@ def evaluate(
 
 def plot(
     name: Annotated[str, typer.Argument(help="distance-curve, losses, neurons or pca.")],
-    cluster: Annotated[Optional[str], typer.Option(help="Cluster for 'neurons' (default: the tightest).")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="Cluster for 'neurons' (default: the tightest cluster of content words).")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="K for 'losses' and 'pca'.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG path (default: figures/NAME.png in the index, or in the state folder for a read-only index).")] = None,
     readout: Annotated[Optional[str], typer.Option("--readout", help="Readout for 'losses' (default: the results' first).")] = None,
@@ -152,11 +156,11 @@ def plot(
                                        if found else "no evaluation results yet: run `neurosearch evaluate` first")
             return plots.plot_cluster_losses(results, target, k=k, readout=readout)
         if name == "neurons":
-            info = opened.cluster(cluster) if cluster else evaluation.tightest_clusters(opened, opened.search_method, opened.default_k, 1)[0]
+            info = opened.cluster(cluster) if cluster else evaluation.word_clusters(opened, opened.search_method, opened.default_k, 1)[0]
             return plots.plot_cluster_neurons(info.neurons, opened.manifest.n_layers, opened.manifest.neurons_per_layer,
                                               target, title=f"cluster {info.key}: {info.label['theme']}")
         if name == "pca":
-            chosen = evaluation.tightest_clusters(opened, opened.search_method, k or opened.default_k, 5)
+            chosen = evaluation.word_clusters(opened, opened.search_method, k or opened.default_k, 5)
             return plots.plot_token_pca(evaluation.pca_inputs(opened, chosen), target)
         raise NeurosearchError(f"unknown figure '{name}' (choose distance-curve, losses, neurons, pca)")
 

@@ -1,4 +1,4 @@
-"""Rich rendering of results: tables for ``find``, reports for ``show`` and ``info``.
+"""Rich rendering of results: tables for ``find``, ``ablate`` and ``info`` (``show``: reports.py).
 
 Every string that came from outside (labels, tokens, corpus contexts, manifest fields, stored
 results) passes :func:`neurosearch.text.for_terminal` and is printed as a ``Text`` object, so
@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console, Group
-from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from neurosearch.ids import ClusterId, NeuronId
-from neurosearch.text import MAX_EXPLANATION, MAX_QUERY, MAX_THEME, for_terminal
+from neurosearch.text import MAX_QUERY, MAX_THEME, for_terminal
 
 
 def safe(value: Any, limit: int | None = None, style: str = "") -> Text:
@@ -41,108 +40,80 @@ def _layers(neurons: list[str]) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def find_table(result: Any, width: int = 80) -> Group:
-    """The ranked hits of ``find``, one line each at ``width`` columns, with what the query became.
+def wrap_words(words: list[str], width: int, lines: int, suffix: str = "") -> Text:
+    """Words filled into at most ``lines`` lines of ``width`` cells, then ``suffix`` (always shown);
+    an ellipsis marks where words are left out."""
+    tail = [suffix] if suffix else []
+    out: list[str] = []
+    current = ""
+    for word in [*words, *tail]:
+        candidate = f"{current} {word}" if current else word
+        if len(candidate) <= width:
+            current = candidate
+            continue
+        if len(out) + 1 < lines:
+            out.append(current or word[:width])
+            current = word if current else ""
+            continue
+        # the last line: end it with an ellipsis (and the suffix) where the rest would go
+        ending = " ".join(["…", *tail])
+        while current and len(current) + 1 + len(ending) > width:
+            current = current.rsplit(" ", 1)[0] if " " in current else ""
+        if current.endswith(suffix) and suffix:
+            current = current[: -len(suffix)].rstrip()
+        current = f"{current} {ending}".strip()
+        break
+    if current:
+        out.append(current)
+    return Text("\n".join(out))
 
-    The top tokens get the width the other columns leave and end in an ellipsis (``--json`` has
-    them all); wrapped at 80 columns they stacked one token per line. Narrow terminals drop the
-    size and layer columns (< 100 columns) and automatic themes (< 120), which repeat the top
-    tokens. Cells are ``Text`` objects, not markup strings, which rich would parse one by one.
+
+FIND_FIXED = {"#": 2, "hit": 8, "score": 5, "size": 4, "layers": 6}
+
+
+def find_table(result: Any, width: int = 80) -> Group:
+    """The ranked hits of ``find`` at ``width`` columns, with what the query became.
+
+    The same columns at every width: rank, hit id (``2:1454`` is a neuron, ``k200/84`` a cluster
+    of the method named above the table), score, theme (``(auto)``: the offline label made of the
+    top tokens, not an LLM theme), size, layers and top tokens. Below 120 columns the theme and
+    top tokens wrap onto two lines; the top tokens end in an ellipsis where more are left out
+    (``--json`` has them all). Cells are ``Text`` objects, not markup strings, which rich would
+    parse one by one.
     """
     expanded = ", ".join(f"{for_terminal(t['token'], 40)} ({t['weight']:.2f})" for t in result.query.to_json()[:16])
     header = Text.assemble(("query ", "bold"), (for_terminal(result.query.text, MAX_QUERY), "cyan"), "  ->  ",
                            (expanded, "dim"))
     methods = {ClusterId.parse(hit.id).method for hit in result.results if hit.kind == "cluster"}
-    labelled = any(hit.label and hit.label_source != "fallback" for hit in result.results)
-    columns = [("#", "dim"), ("hit", "bold"), ("score", "")]
-    if labelled or width >= 120:
-        columns.append(("theme", "green"))
-    columns.append(("top tokens", ""))
-    if width >= 100:
-        columns += [("size", ""), ("layers", "dim")]
-    rows = []
-    for rank, hit in enumerate(result.results, 1):
-        shown_id = ClusterId.parse(hit.id).row_key if hit.kind == "cluster" and len(methods) == 1 else hit.id
-        cells = {"#": Text(str(rank)), "hit": safe(f"{hit.kind} {shown_id}"), "score": Text(f"{hit.score:.3f}"),
-                 "theme": safe(hit.label or "", MAX_THEME, style="dim" if hit.label_source == "fallback" else ""),
-                 "top tokens": safe(" ".join(for_terminal(t, 40) for t in hit.top_tokens[:30])),
-                 "size": Text(str(hit.size)), "layers": Text(_layers(hit.neurons))}
-        cells["theme"].truncate(28, overflow="ellipsis")
-        rows.append([cells[name] for name, _ in columns])
-    widths = [max([len(name), *(row[i].cell_len for row in rows)]) for i, (name, _) in enumerate(columns)]
-    tokens_at = [name for name, _ in columns].index("top tokens")
-    others = sum(w for i, w in enumerate(widths) if i != tokens_at) + 3 * len(columns) + 1  # padding, borders
-    table = Table(show_lines=False, expand=False)
-    for i, (name, style) in enumerate(columns):
-        limit = max(12, width - others) if i == tokens_at else widths[i]
-        table.add_column(name, style=style, no_wrap=True, overflow="ellipsis", min_width=min(widths[i], limit),
-                         max_width=limit)
-    for row in rows:
-        table.add_row(*row)
+    lines = 1 if width >= 120 else 2
+    ids = [ClusterId.parse(hit.id).row_key if hit.kind == "cluster" and len(methods) == 1 else hit.id
+           for hit in result.results]
+    fixed = dict(FIND_FIXED, **{"#": max(2, len(str(len(result.results))))})
+    fixed["hit"] = max([3, *(len(i) for i in ids)])
+    fixed["layers"] = min(11, max([6, *(len(_layers(hit.neurons)) for hit in result.results)]))
+    gaps = 2 * 6  # seven columns, one cell of padding either side of each gap
+    room = width - sum(fixed.values()) - gaps - 1
+    theme_width = max(12, min(36 if lines == 1 else 24, (room + 1) // 2 - 2))
+    tokens_width = max(12, room - theme_width)
+    table = Table(box=None, pad_edge=False, header_style="bold underline", expand=False)
+    for name, style in (("#", "dim"), ("hit", "bold"), ("score", ""), ("theme", "green"), ("size", ""),
+                        ("layers", "dim"), ("top tokens", "")):
+        limit = theme_width if name == "theme" else tokens_width if name == "top tokens" else fixed[name]
+        table.add_column(name, style=style, justify="right" if name in ("#", "score", "size") else "left",
+                         width=limit, no_wrap=True, overflow="ellipsis")
+    for rank, (hit, shown) in enumerate(zip(result.results, ids), 1):
+        theme = wrap_words(for_terminal(hit.label or "", MAX_THEME).split(), theme_width, lines,
+                           "(auto)" if hit.label_source == "fallback" else "")
+        theme.highlight_words(["(auto)"], style="dim")
+        table.add_row(Text(str(rank)), safe(shown), Text(f"{hit.score:.3f}"), theme, Text(f"{hit.size:,}"),
+                      Text(_layers(hit.neurons)), wrap_words([for_terminal(t, 40) for t in hit.top_tokens[:30]],
+                                                             tokens_width, lines))
     parts: list[Any] = [header]
     if len(methods) == 1:
-        parts.append(safe(f"clusters of method {methods.pop()}", style="dim"))
+        parts.append(safe(f"hits: L:I neurons, kK/ID clusters (method {methods.pop()})", style="dim"))
     parts.extend(safe(note, style="yellow") for note in result.notes)
     parts.append(table)
     return Group(*parts)
-
-
-def highlight_context(left: str, token: str, right: str) -> Text:
-    """A corpus context with its token highlighted (corpus text is outside text)."""
-    return Text.assemble(("…" + for_terminal(left, 300), "dim"), (for_terminal(token, 60), "bold reverse yellow"),
-                         (for_terminal(right, 300) + "…", "dim"))
-
-
-def _token_table(title: str, tokens: list[str], weights: list[float], limit: int = 30) -> Table:
-    table = Table(title=title)
-    table.add_column("token", style="bold")
-    table.add_column("weight")
-    for token, weight in list(zip(tokens, weights))[:limit]:
-        table.add_row(safe(token, 60), number(weight, ".4f"))
-    return table
-
-
-def _with_evidence(lines: list[Any], contexts: list[Any], ablation: Any, note: str | None) -> Group:
-    """A report's common tail: the stored ablation result about these neurons and the top contexts."""
-    if ablation is not None:
-        lines.append(ablation_report(ablation))
-    elif note:
-        lines.append(Text(for_terminal(note, 300), style="yellow"))
-    if contexts:
-        lines.append(Text("top activating contexts", style="bold"))
-        lines.extend(contexts)
-    return Group(*lines)
-
-
-def cluster_report(info: Any, layer_text: str, contexts: list[Any], ablation: Any = None,
-                   note: str | None = None) -> Group:
-    label = info.label or {}
-    title = f"cluster {for_terminal(info.key)}: {for_terminal(label.get('theme', ''), MAX_THEME)}"
-    if label.get("source") == "fallback":
-        title += " (auto label)"
-    tokens = _token_table("top tokens", info.top_tokens, info.top_weights)
-    lines = [
-        Text(title, style="bold cyan"),
-        safe(label.get("explanation") or "", MAX_EXPLANATION, style="italic"),
-        Text(f"{len(info.neurons)} neurons (refinement dropped {len(info.dropped)}); "
-             f"avg pairwise distance {info.avg_distance:.3f}, max {info.max_distance:.3f}"),
-        tokens,
-        Panel(Text(layer_text), title="neurons by layer"),
-        Text("neurons: " + " ".join(info.neurons[:60]) + (" …" if len(info.neurons) > 60 else ""), style="dim"),
-    ]
-    return _with_evidence(lines, contexts, ablation, note)
-
-
-def neuron_report(data: dict, contexts: list[Any], ablation: Any = None, note: str | None = None) -> Group:
-    title = (f"neuron {data['id']}: {for_terminal(data['label'], MAX_THEME)}"
-             + (" (auto label)" if data["label_source"] == "fallback" else ""))
-    tokens = _token_table(f"top tokens ({for_terminal(data['method'], 60)})", data["top_tokens"], data["top_weights"])
-    lines: list[Any] = [
-        Text(title, style="bold cyan"),
-        Text(f"corpus mean {data['mean']:.4f}, std {data['std']:.4f}"),
-        tokens,
-    ]
-    return _with_evidence(lines, contexts, ablation, note)
 
 
 def _measured(readout: Any) -> str:

@@ -1,6 +1,6 @@
 """``find``, ``show`` and ``info``: reading an index (no model, no torch)."""
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -8,7 +8,7 @@ from neurosearch.cli.common import IndexOption, JsonOption, fail, open_index, pr
 
 
 def find(
-    query: Annotated[Optional[str], typer.Argument(help="A concept, e.g. 'weekdays' or 'colours of the rainbow'.")] = None,
+    query: Annotated[Optional[list[str]], typer.Argument(help="A concept, e.g. weekdays or colours of the rainbow (quotes optional).", show_default=False)] = None,
     tokens: Annotated[Optional[str], typer.Option("--tokens", "-t", help="Search for these tokens instead: a,b,c.")] = None,
     top: Annotated[int, typer.Option("--top", "-n", help="Results per kind.")] = 10,
     kind: Annotated[str, typer.Option(help="clusters, neurons or both.")] = "both",
@@ -19,11 +19,14 @@ def find(
     as_json: JsonOption = False,
 ) -> None:
     """Find the neurons and clusters that specialise in a concept."""
-    if query is None and tokens is None:
+    text = " ".join(query) if query else None
+    if text is None and tokens is None:
         fail("give a query (e.g. neurosearch find weekdays) or --tokens a,b,c")
+    if text is not None and tokens is not None:
+        fail("give a query or --tokens, not both")
     opened = open_index(index)
     token_list = tokens.split(",") if tokens is not None else None
-    result = opened.find(query, tokens=token_list, top=top, kind=kind, k=k, exact=exact, method=method)
+    result = opened.find(text, tokens=token_list, top=top, kind=kind, k=k, exact=exact, method=method)
     if as_json:
         print_json(result.to_json())
         return
@@ -36,51 +39,61 @@ def find(
 def show(
     what: Annotated[str, typer.Argument(help="cluster or neuron.")],
     ident: Annotated[str, typer.Argument(metavar="ID", help="Cluster id (17, k50/17, filter+tfidf/k200/17) or neuron L:I.")],
-    contexts: Annotated[int, typer.Option(help="Top activating contexts to show (needs the corpus file).")] = 5,
+    contexts: Annotated[int, typer.Option(help="Contexts in each list (on its top tokens; strongest firings overall).")] = 5,
+    corpus: Annotated[Optional[str], typer.Option(help="The corpus file to re-read contexts from (default: the index's, where the manifest says).")] = None,
     index: IndexOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Report on one cluster or neuron: theme, tokens, layers, contexts, ablation results."""
-    from neurosearch.index.contexts import context_records
+    """Report on one cluster or neuron: theme, top tokens with mean activation and z, contexts, ablation."""
+    import shlex
 
-    opened = open_index(index)
+    from neurosearch.index.contexts import read_contexts
+    from neurosearch.index.evidence import cluster_evidence, neuron_evidence
+
     if what not in ("cluster", "neuron"):
         fail(f"show takes 'cluster' or 'neuron', got '{what}'")
+    if contexts < 0:
+        fail(f"--contexts must be 0 or more, got {contexts}")
+    opened = open_index(index)
+    suffix = f" --index {shlex.quote(str(index))}" if index is not None else ""
     if what == "cluster":
         info = opened.cluster(ident)
-        refs = opened.cluster_refs(info, contexts)
+        evidence = cluster_evidence(opened, info, contexts)
         stored = opened.ablation_for("cluster", info.key, info.neurons)
-        ablation, note = stored.current, stored.note(f"neurosearch ablate {info.key}")
-        records = context_records(opened, refs, contexts)
+    else:
+        data = opened.neuron(ident)
+        evidence = neuron_evidence(opened, data["id"], data["method"], contexts)
+        stored = opened.ablation_for("neuron", data["id"], [data["id"]])
+    evidence.verify += suffix
+    ablation, note = stored.current, stored.note(evidence.verify)
+    (on_top, strongest), lookup = read_contexts(opened, [evidence.on_top_tokens, evidence.strongest], corpus=corpus)
+    common = {"top_token_means": evidence.token_means, "top_token_z": evidence.token_z,
+              "contexts": {"on_top_tokens": on_top, "strongest": strongest}, "corpus": lookup.to_json(),
+              "note": evidence.note, "verify": evidence.verify,
+              "ablation": ablation.to_json() if ablation else None, "ablation_note": note}
+    if what == "cluster":
         if as_json:
             from dataclasses import asdict
 
-            print_json({**asdict(info), "key": info.key, "contexts": records,
-                        "ablation": ablation.to_json() if ablation else None, "ablation_note": note})
+            print_json({**asdict(info), "key": info.key, **common})
             return
+        from neurosearch.cli.render import console
+        from neurosearch.cli.reports import cluster_report
         from neurosearch.plots import neuron_layer_text
-        from neurosearch.cli.render import cluster_report, console
 
+        out = console()
         layer_text = neuron_layer_text(info.neurons, opened.manifest.n_layers)
-        console().print(cluster_report(info, layer_text, _render(records), ablation, note))
+        out.print(cluster_report(info, layer_text, evidence, on_top, strongest, lookup, ablation, note, out.width))
     else:
-        data = opened.neuron(ident)
-        stored = opened.ablation_for("neuron", data["id"], [data["id"]])
-        ablation, note = stored.current, stored.note(f"neurosearch ablate --neurons {data['id']}")
-        records = context_records(opened, data["top_activations"], contexts)
         if as_json:
-            print_json({**data, "contexts": records, "ablation": ablation.to_json() if ablation else None,
-                        "ablation_note": note})
+            data.pop("top_activations", None)  # the "strongest" list, with text
+            print_json({**data, **common, "clusters": evidence.clusters})
             return
-        from neurosearch.cli.render import console, neuron_report
+        from neurosearch.cli.render import console
+        from neurosearch.cli.reports import neuron_report
 
-        console().print(neuron_report(data, _render(records), ablation, note))
-
-
-def _render(records: list[dict]) -> list[Any]:
-    from neurosearch.cli.render import highlight_context
-
-    return [highlight_context(r["left"], r["token"], r["right"]) for r in records if r.get("token") is not None]
+        out = console()
+        out.print(neuron_report(data, evidence, on_top, strongest, lookup, ablation, note, out.width))
 
 
 def info(index: IndexOption = None, as_json: JsonOption = False) -> None:

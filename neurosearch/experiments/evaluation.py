@@ -145,7 +145,8 @@ def run_evaluate(
             if r.target.id in wanted and _same_experiment(r, readouts, config)}
     todo = _round_robin([t for t in targets if t[2] not in done])
     if todo:
-        reporter.log(f"evaluate: {len(done)} cluster(s) already done, {len(todo)} to go")
+        reporter.log(f"evaluate: {len(done)} cluster(s) already done, {len(todo)} to go"
+                     + ("" if session else "; loading model, readouts and evaluation sentences ..."))
         session = session or AblationSession(index, config, corpus=corpus, max_docs=max_docs)
         advance = reporter.task("ablating clusters", len(targets))
         advance(len(targets) - len(todo))
@@ -185,7 +186,7 @@ def write_figures(index: Any, results: Sequence[AblationResult], out_dir: Path, 
                     written.append(plots.plot_cluster_losses(
                         results, out_dir / f"fig4_losses{suffix}_{_slug(method)}_k{k}.png", k=k, method=method,
                         readout=readout))
-    chosen = tightest_clusters(index, index.search_method, index.default_k, 5)
+    chosen = word_clusters(index, index.search_method, index.default_k, 5)
     written.append(plots.plot_token_pca(pca_inputs(index, chosen), out_dir / "fig3_token_pca.png"))
     best = max(results, key=lambda r: r.primary.value if math.isfinite(r.primary.value) else -math.inf, default=None)
     info = index.cluster(best.target.id) if best else index.cluster(chosen[0].key)
@@ -207,11 +208,25 @@ def distance_curves(index: Any, methods: Sequence[str]) -> dict[str, dict[str, l
     return curves
 
 
-def tightest_clusters(index: Any, method: str, k: int, count: int, min_size: int = 3) -> list[Any]:
-    """The ``count`` clusters with the smallest average pairwise distance (at least ``min_size`` neurons)."""
+def is_content_word(token: str) -> bool:
+    """A whole alphabetic word of at least three letters that is not a stopword (Fig. 3 and
+    ``plot pca`` pick clusters of content words)."""
+    from neurosearch.experiments.targets import is_content_token
+
+    return len(token) >= 3 and token.isalpha() and is_content_token(token)
+
+
+def word_clusters(index: Any, method: str, k: int, count: int, *, min_size: int = 3, tokens: int = 10,
+                  min_words: int = 8) -> list[Any]:
+    """The tightest clusters whose first ``tokens`` top tokens hold at least ``min_words`` content
+    words: the clusters a figure can show a concept with (the tightest overall are punctuation,
+    word pieces such as ##ters, and not/no). Falls back to the tightest when too few qualify."""
     found = [c for c in index.clusters(method, k) if len(c["neurons"]) >= min_size]
     found.sort(key=lambda c: c["avg_distance"])
-    return [index.cluster(cluster_id(method, k, c["id"])) for c in found[:count]]
+    kept = index.kept_tokens
+    words = [c for c in found if sum(is_content_word(kept[t]) for t in c["top_tokens"][:tokens]) >= min_words]
+    chosen = (words + [c for c in found if c not in words])[:count]
+    return [index.cluster(cluster_id(method, k, c["id"])) for c in chosen]
 
 
 def pca_inputs(index: Any, clusters: Sequence[Any], tokens: int = 30) -> list[tuple[str, list[str], Any]]:

@@ -5,28 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from neurosearch.errors import NeurosearchError
 from neurosearch.experiments.ablation import AblationConfig, run_ablation
 from neurosearch.format.results import AblationResult
-from neurosearch.experiments.targets import AblationTarget, SentencePool, content_tokens, query_members
-
-
-def resolve_readouts(asked: Sequence[str], *, has_mlm_head: bool, has_pooling_config: bool,
-                     has_fitted_head: bool) -> list[str]:
-    """``auto`` -> ``mlm`` for a model with its own MLM head, ``embedding`` for a sentence encoder
-    (a sentence-transformers pooling config) without one; otherwise ``mlm`` on a fitted head, and
-    ``embedding`` (mean pooling) when there is none."""
-    if has_mlm_head:
-        auto = "mlm"
-    elif has_pooling_config or not has_fitted_head:
-        auto = "embedding"
-    else:
-        auto = "mlm"
-    names = list(dict.fromkeys(auto if name == "auto" else name for name in asked))
-    if not has_mlm_head and not has_fitted_head and any(n.startswith("mlm") for n in names):
-        raise NeurosearchError("this model has no MLM head and the index has no fitted one: run "
-                               "`neurosearch fit-head` first, or use --readout embedding")
-    return names
+from neurosearch.experiments.targets import AblationTarget, SentencePool, TargetResolver, check_session, tokenizer_vocabulary
+from neurosearch.experiments.targets import resolve_readouts  # noqa: F401  (re-exported: its home is targets.py)
 
 
 class AblationSession:
@@ -39,6 +21,8 @@ class AblationSession:
 
         self.index = index
         self.config = config
+        # what can be checked without the model (corpus, an MLM readout's head) fails before it loads
+        corpus_config = check_session(index, config.readouts, corpus, max_docs) if pool is None else None
         self.loaded = load_index_model(index, mlm=True)
         self.site = neuron_site(self.loaded.encoder, index.manifest.site)
         configured = read_pooling(model_directory(self.loaded.where)) if self.loaded.where else None
@@ -50,13 +34,12 @@ class AblationSession:
         self.means = index.npy("neurons/mean.npy")
         if pool is None:
             from neurosearch.corpus import read_documents
-            from neurosearch.index.contexts import index_corpus
 
-            documents = list(read_documents(index_corpus(index, corpus, max_docs)))
+            documents = list(read_documents(corpus_config))
             pool = SentencePool.from_documents(self.loaded.tokenizer, documents, config.max_tokens)
         self.pool = pool
-        self.vocab = self.loaded.tokenizer.get_vocab()
-        self.special = set(self.loaded.tokenizer.all_special_tokens)
+        self.vocab, self.special = tokenizer_vocabulary(self.loaded.tokenizer)
+        self.targets = TargetResolver(index, self.vocab, self.special, config.top_tokens)
 
     def _readout(self, name: str) -> Any:
         from neurosearch.experiments.readouts import EmbeddingReadout, MaskedLMReadout
@@ -84,62 +67,15 @@ class AblationSession:
         self.readouts = [self._readout(name) for name in self.readout_names]
         return self
 
-    # -- targets ------------------------------------------------------------------------------
-    def _ids(self, tokens: Sequence[str], notes: list[str]) -> tuple[list[str], list[int]]:
-        kept, ids, unknown = [], [], []
-        for token in tokens:
-            found = token if token in self.vocab else token.lower() if token.lower() in self.vocab else None
-            if found is None or found in kept:
-                if found is None:
-                    unknown.append(token)
-                continue
-            kept.append(found)
-            ids.append(self.vocab[found])
-        if unknown:
-            notes.append(f"not single tokens of the vocabulary, left out: {', '.join(unknown)}")
-        return kept, ids
-
-    def _target(self, kind: str, ident: str, neurons: list[int], tokens: Sequence[str], source: str) -> AblationTarget:
-        notes: list[str] = []
-        kept, ids = self._ids(tokens, notes)
-        if not ids:
-            raise NeurosearchError(f"{kind} {ident} has no target token to test (give --tokens a,b,c)")
-        return AblationTarget(kind, ident, neurons, ids, kept, source, notes)
-
+    # -- targets (targets.TargetResolver: the CLI resolves them before the model loads) -------------
     def cluster_target(self, cluster_id: str) -> AblationTarget:
-        info = self.index.cluster(cluster_id)
-        tokens = content_tokens(info.top_tokens, self.config.top_tokens, self.special)
-        neurons = [self.index.neuron_index(n) for n in info.neurons]
-        return self._target("cluster", info.key, neurons, tokens, "top tokens")
+        return self.targets.cluster(cluster_id)
 
     def neurons_target(self, names: Sequence[str], tokens: Sequence[str] | None = None) -> AblationTarget:
-        neurons = sorted({self.index.neuron_index(n.strip()) for n in names if n.strip()})
-        if not neurons:
-            raise NeurosearchError("no neurons given: --neurons L:I,L:I")
-        kind = "neuron" if len(neurons) == 1 else "neurons"
-        ident = ",".join(self.index.neuron_name(n) for n in neurons)
-        if tokens:
-            return self._target(kind, ident, neurons, [t.strip() for t in tokens if t.strip()], "given")
-        top_index, _ = self.index.method_top(self.index.search_method)
-        counts: dict[int, int] = {}
-        depth = 30
-        for n in neurons:
-            for rank, t in enumerate(top_index[n][:depth]):
-                counts[int(t)] = counts.get(int(t), 0) + (depth - rank)
-        ranked = [self.index.kept_tokens[t] for t in sorted(counts, key=lambda t: -counts[t])]
-        return self._target(kind, ident, neurons, content_tokens(ranked, self.config.top_tokens, self.special),
-                            "top tokens")
+        return self.targets.neurons(names, tokens)
 
     def query_target(self, query: str) -> AblationTarget:
-        found = self.index.find(query, kind="clusters", top=1)
-        if not found.results:
-            raise NeurosearchError(f"no cluster matches '{query}'")
-        info = self.index.cluster(found.results[0].id)
-        members = query_members(found.query, self.config.top_tokens, self.special)
-        neurons = [self.index.neuron_index(n) for n in info.neurons]
-        if not members:
-            return self.cluster_target(info.key)
-        return self._target("cluster", info.key, neurons, members, f"query '{query}'")
+        return self.targets.query(query)
 
     def run(self, target: AblationTarget, on_progress: Callable[[int, int], None] | None = None) -> AblationResult:
         return run_ablation(self.readouts, self.site, self.loaded.tokenizer, self.pool, target, self.config,

@@ -8,6 +8,10 @@ Target tokens (see README, "Causal verification"):
   characters and bare ``##`` pieces (a neuron's top token list often starts with ``.`` or ``the``);
 * ``--tokens``: as given (tokens outside the vocabulary are reported and dropped).
 
+A target is resolved from the index alone (its tokenizer file, clusters and top tokens), so
+``ablate`` checks ids, neurons, tokens, the corpus and the readouts' head before it loads a model:
+a bad id fails at once with the value in the message.
+
 Sentences are drawn *stratified*: round-robin over the target tokens, each token's sentences in a
 seeded random order, so that no frequent token (``day``) fills the sample of a rare one
 (``wednesday``). Control sentences contain none of the target tokens and match the target
@@ -97,6 +101,141 @@ class AblationTarget:
 
     def identity(self, width: int) -> str:
         return neuron_hash(self.names(width))
+
+
+# -------------------------------------------------------------------------------------------
+# Resolving a target and the readouts (no model needed)
+
+
+def resolve_readouts(asked: Sequence[str], *, has_mlm_head: bool, has_pooling_config: bool,
+                     has_fitted_head: bool) -> list[str]:
+    """``auto`` -> ``mlm`` for a model with its own MLM head, ``embedding`` for a sentence encoder
+    (a sentence-transformers pooling config) without one; otherwise ``mlm`` on a fitted head, and
+    ``embedding`` (mean pooling) when there is none."""
+    if has_mlm_head:
+        auto = "mlm"
+    elif has_pooling_config or not has_fitted_head:
+        auto = "embedding"
+    else:
+        auto = "mlm"
+    names = list(dict.fromkeys(auto if name == "auto" else name for name in asked))
+    if not has_mlm_head and not has_fitted_head and any(n.startswith("mlm") for n in names):
+        raise NeurosearchError("this model has no MLM head and the index has no fitted one: run "
+                               "`neurosearch fit-head` first, or use --readout embedding")
+    return names
+
+
+def tokenizer_vocabulary(tokenizer: Any) -> tuple[dict[str, int], set[str]]:
+    """(token -> id, special tokens) of a ``transformers`` fast tokenizer or a ``tokenizers.Tokenizer``
+    (the index's ``tokenizer.json``): the same vocabulary either way."""
+    if hasattr(tokenizer, "all_special_tokens"):
+        return tokenizer.get_vocab(), set(tokenizer.all_special_tokens)
+    added = tokenizer.get_added_tokens_decoder().values()
+    return tokenizer.get_vocab(), {t.content for t in added if t.special}
+
+
+@dataclass
+class TargetResolver:
+    """Builds :class:`AblationTarget` s over one index and vocabulary."""
+
+    index: Any
+    vocab: dict[str, int]
+    special: set[str]
+    top_tokens: int
+
+    @classmethod
+    def of_index(cls, index: Any, top_tokens: int) -> "TargetResolver":
+        vocab, special = tokenizer_vocabulary(index.tokenizer)
+        return cls(index, vocab, special, top_tokens)
+
+    def _ids(self, tokens: Sequence[str], notes: list[str]) -> tuple[list[str], list[int]]:
+        kept, ids, unknown = [], [], []
+        for token in tokens:
+            found = token if token in self.vocab else token.lower() if token.lower() in self.vocab else None
+            if found is None or found in kept:
+                if found is None:
+                    unknown.append(token)
+                continue
+            kept.append(found)
+            ids.append(self.vocab[found])
+        if unknown:
+            notes.append(f"not single tokens of the vocabulary, left out: {', '.join(unknown)}")
+        return kept, ids
+
+    def _target(self, kind: str, ident: str, neurons: list[int], tokens: Sequence[str], source: str) -> AblationTarget:
+        notes: list[str] = []
+        kept, ids = self._ids(tokens, notes)
+        if not ids:
+            raise NeurosearchError(f"{kind} {ident} has no target token to test (give --tokens a,b,c)")
+        return AblationTarget(kind, ident, neurons, ids, kept, source, notes)
+
+    def cluster(self, cluster_id: str) -> AblationTarget:
+        info = self.index.cluster(cluster_id)
+        tokens = content_tokens(info.top_tokens, self.top_tokens, self.special)
+        neurons = [self.index.neuron_index(n) for n in info.neurons]
+        return self._target("cluster", info.key, neurons, tokens, "top tokens")
+
+    def neurons(self, names: Sequence[str], tokens: Sequence[str] | None = None) -> AblationTarget:
+        neurons = sorted({self.index.neuron_index(n.strip()) for n in names if n.strip()})
+        if not neurons:
+            raise NeurosearchError("no neurons given: --neurons L:I,L:I")
+        kind = "neuron" if len(neurons) == 1 else "neurons"
+        ident = ",".join(self.index.neuron_name(n) for n in neurons)
+        if tokens:
+            return self._target(kind, ident, neurons, [t.strip() for t in tokens if t.strip()], "given")
+        top_index, _ = self.index.method_top(self.index.search_method)
+        counts: dict[int, int] = {}
+        depth = 30
+        for n in neurons:
+            for rank, t in enumerate(top_index[n][:depth]):
+                counts[int(t)] = counts.get(int(t), 0) + (depth - rank)
+        ranked = [self.index.kept_tokens[t] for t in sorted(counts, key=lambda t: -counts[t])]
+        return self._target(kind, ident, neurons, content_tokens(ranked, self.top_tokens, self.special), "top tokens")
+
+    def query(self, query: str) -> AblationTarget:
+        found = self.index.find(query, kind="clusters", top=1)
+        if not found.results:
+            raise NeurosearchError(f"no cluster matches '{query}'")
+        info = self.index.cluster(found.results[0].id)
+        members = query_members(found.query, self.top_tokens, self.special)
+        neurons = [self.index.neuron_index(n) for n in info.neurons]
+        if not members:
+            return self.cluster(info.key)
+        return self._target("cluster", info.key, neurons, members, f"query '{query}'")
+
+    def resolve(self, *, cluster: str | None = None, neurons: str | None = None, query: str | None = None,
+                tokens: str | None = None) -> AblationTarget:
+        """Exactly one of a cluster id, a neuron list ``L:I,L:I`` or a query."""
+        if sum(x is not None for x in (cluster, neurons, query)) != 1:
+            raise NeurosearchError("give exactly one of: a cluster id, --neurons L:I,..., --query TEXT")
+        if tokens is not None and neurons is None:
+            raise NeurosearchError("--tokens goes with --neurons")
+        if cluster is not None:
+            return self.cluster(cluster)
+        if query is not None:
+            return self.query(query)
+        assert neurons is not None
+        return self.neurons(neurons.split(","), tokens.split(",") if tokens else None)
+
+
+def needs_fitted_head(manifest: Any) -> bool:
+    """True when the index's model has no MLM head of its own (the manifest's ``has_mlm_head``), so
+    the ``mlm`` readouts of ``ablate`` and ``evaluate`` need a fitted one (``fit-head``)."""
+    return not manifest.model.get("has_mlm_head")
+
+
+def check_session(index: Any, readouts: Sequence[str], corpus: str | None, max_docs: int | None) -> Any:
+    """What an ablation session needs that can be checked without the model: the corpus file
+    (returned as a CorpusConfig) and, for an ``mlm`` readout, an MLM head (the model's own, per the
+    manifest, or a fitted one). Raises a one-line error naming what is missing."""
+    from neurosearch.index.contexts import index_corpus
+
+    config = index_corpus(index, corpus, max_docs)
+    if "has_mlm_head" in index.manifest.model:  # older manifests do not say: the session checks it
+        # the pooling config only decides what ``auto`` means, never whether a readout can run
+        resolve_readouts(readouts, has_mlm_head=bool(index.manifest.model["has_mlm_head"]), has_pooling_config=True,
+                         has_fitted_head=index.head_dir is not None)
+    return config
 
 
 # -------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ CONCEPT_ARRAYS = ("offsets", "members", "depths", "shares", "heads")
 """The arrays of the WordNet concept table (``index/concepts.py``), in ``ConceptTable``'s order."""
 
 MANIFEST = "manifest.json"
-STAGES = ("stats", "profiles", "clusters", "search")
+STAGES = ("stats", "profiles", "clusters", "search", "contexts")
 """The build's stages in order: the keys of the manifest's ``stages`` (and ``build --until``'s choices)."""
 
 # -- stats: raw Eq. 1 statistics (build intermediates, not shipped) -------------------------------
@@ -149,6 +149,21 @@ def fallback_labels_file(method: str) -> str:
     return f"{search_dir(method)}/fallback_labels.txt"
 
 
+# -- contexts: top-token means and strongest occurrences (what ``show`` lists "on its top tokens") -----
+CONTEXTS_DIR = "contexts"
+CONTEXT_ARRAYS = (
+    "neuron_token_means", "neuron_token_values", "neuron_token_refs",
+    "cluster_token_means", "cluster_token_z", "cluster_token_values", "cluster_token_neurons", "cluster_token_refs",
+)
+"""The contexts stage's arrays (``build/contexts.py``); cluster rows are :data:`CONTEXT_CLUSTERS`' keys."""
+CONTEXT_CLUSTERS = f"{CONTEXTS_DIR}/clusters.json"
+
+
+def context_array(name: str) -> str:
+    """One of :data:`CONTEXT_ARRAYS`."""
+    return f"{CONTEXTS_DIR}/{name}.npy"
+
+
 # -- results about the index, written by other commands (into the index, or a state folder) ------------
 LABELS = "labels.json"
 ABLATIONS = "ablations.json"
@@ -166,7 +181,7 @@ def figure_file(name: str) -> str:
     """Where ``neurosearch plot NAME`` draws without ``--out``."""
     return f"{FIGURES_DIR}/{name}.png"
 
-BUILD_DIRS = (STATS_DIR, CHECKPOINT_DIR, "neurons", PROFILES_DIR, METHODS_DIR, SEARCH_DIR)
+BUILD_DIRS = (STATS_DIR, CHECKPOINT_DIR, "neurons", PROFILES_DIR, METHODS_DIR, SEARCH_DIR, CONTEXTS_DIR)
 """What ``build --force`` removes before it starts again (with the manifest)."""
 
 
@@ -195,6 +210,8 @@ def files() -> list[tuple[str, str]]:
         (clusters_file(method, k), "clusters"),
         (distance_curve_file(method), "clusters"),
         *search,
+        *((context_array(name), "contexts") for name in CONTEXT_ARRAYS),
+        (CONTEXT_CLUSTERS, "contexts"),
         (LABELS, "label"),
         (ABLATIONS, "ablate"),
         (HEAD_WEIGHTS, "fit-head"),

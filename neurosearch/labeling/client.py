@@ -48,9 +48,9 @@ class Session:
     connected: bool = False
 
 
-def open_session(config: LabelConfig, api_key: str | None) -> Session:
-    import openai  # imported lazily: most commands never label
-
+def check_credentials(config: LabelConfig, api_key: str | None = None) -> str:
+    """The key requests will use; raises ``LabelError`` when there is neither a key nor a ``base_url``
+    (the CLI checks it before it prepares any request)."""
     key = api_key or os.environ.get("OPENAI_API_KEY") or ""
     if not key:
         if config.base_url is None:
@@ -59,6 +59,13 @@ def open_session(config: LabelConfig, api_key: str | None) -> Session:
                 option="base_url",
             )
         key = LOCAL_PLACEHOLDER_KEY
+    return key
+
+
+def open_session(config: LabelConfig, api_key: str | None) -> Session:
+    import openai  # imported lazily: most commands never label
+
+    key = check_credentials(config, api_key)
     base_url = config.base_url or DEFAULT_BASE_URL
     client = openai.OpenAI(
         api_key=key, base_url=base_url, timeout=config.timeout, max_retries=0

@@ -121,6 +121,38 @@ ProgressFn = Callable[[int, int, LabelRequest, str], None]
 ``cached``, ``skipped`` (run aborted) or a failure kind."""
 
 
+def _plan(requests: list[LabelRequest], labels: dict[str, Label], config: LabelConfig, force: bool,
+          shipped: dict[str, Label] | None = None) -> list[tuple[LabelRequest, list[dict[str, str]], str] | None]:
+    """Per request: (request, messages, prompt hash) to send, or None when its label is current."""
+    plan: list[tuple[LabelRequest, list[dict[str, str]], str] | None] = []
+    seen: set[str] = set()
+    for request in requests:
+        messages = build_messages(request, config)
+        digest = prompt_hash(messages, config.llm_model)
+        existing = labels.get(request.key) or (shipped or {}).get(request.key)
+        current = (
+            existing is not None
+            and existing.source == "llm"
+            and existing.prompt_hash == digest
+            and existing.model == config.llm_model
+        )
+        if request.key in seen or (current and not force):
+            plan.append(None)
+        else:
+            plan.append((request, messages, digest))
+        seen.add(request.key)
+    return plan
+
+
+def pending_requests(requests: Iterable[LabelRequest], store_path: str | os.PathLike[str],
+                     config: LabelConfig = LabelConfig(), *, force: bool = False,
+                     shipped: dict[str, Label] | None = None) -> list[tuple[LabelRequest, list[dict[str, str]]]]:
+    """What :func:`label_items` would send (``label --dry-run``): each request without a current
+    label, with its chat messages. Sends nothing and needs no key."""
+    plan = _plan(list(requests), load_labels(Path(store_path)), config, force, shipped)
+    return [(step[0], step[1]) for step in plan if step is not None]
+
+
 def label_items(
     requests: Iterable[LabelRequest],
     store_path: str | os.PathLike[str],
@@ -147,24 +179,7 @@ def label_items(
     run = LabelRun(labels=labels)
     requests = list(requests)
     total = len(requests)
-
-    plan: list[tuple[LabelRequest, list[dict[str, str]], str] | None] = []
-    seen: set[str] = set()
-    for request in requests:
-        messages = build_messages(request, config)
-        digest = prompt_hash(messages, config.llm_model)
-        existing = labels.get(request.key) or (shipped or {}).get(request.key)
-        current = (
-            existing is not None
-            and existing.source == "llm"
-            and existing.prompt_hash == digest
-            and existing.model == config.llm_model
-        )
-        if request.key in seen or (current and not force):
-            plan.append(None)
-        else:
-            plan.append((request, messages, digest))
-        seen.add(request.key)
+    plan = _plan(requests, labels, config, force, shipped)
 
     session: Session | None = None
     if any(step is not None for step in plan):

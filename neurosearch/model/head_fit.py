@@ -279,7 +279,7 @@ def fit_head(
             loss_value = loss_sum.item()
             run_sum += loss_value
             run_n += n
-            record = {"step": step, "epoch": step / per_epoch, "lr": lr,
+            record = {"step": step, "epoch": step / per_epoch, "lr": lr, "done": min(1.0, progress(step)),
                       "train_loss": loss_value / n, "seconds": time.perf_counter() - started}
             if step % config.eval_every == 0 or finished:
                 heldout_loss, mask_loss = evaluate_head(model, heldout)
@@ -342,12 +342,20 @@ def fit_head_for_index(
         previous_dir = target if has_head(target) else (index.head_dir if out is None else None)
         if previous_dir is not None:
             read_head_meta(previous_dir)
+    if reporter:
+        reporter.log(f"loading model {index.manifest.model.get('id')} ...")
     loaded = load_index_model(index)
     previous = load_head(previous_dir, loaded.encoder)[0] if previous_dir is not None else None
     texts = list(read_documents(source))
     config = replace(config, heldout_docs=min(500, max(1, len(texts) // 10)))
-    advance = reporter.task("fitting MLM head (steps)", None) if reporter else (lambda _n: None)
-    result = fit_head(loaded.encoder, loaded.tokenizer, texts, config, on_step=lambda record, head: advance(1))
+    advance = reporter.task("fitting MLM head (% done)", 100) if reporter else (lambda _n: None)
+    shown = [0.0]
+
+    def on_step(record: dict[str, float], _head: Any) -> None:
+        advance(100 * record["done"] - shown[0])
+        shown[0] = 100 * record["done"]
+
+    result = fit_head(loaded.encoder, loaded.tokenizer, texts, config, on_step=on_step)
     meta = result.meta(loaded.model_id)
     if previous is not None:
         vocab = loaded.encoder.get_input_embeddings().weight.shape[0]

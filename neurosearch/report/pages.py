@@ -263,7 +263,7 @@ def _table3_html(rows: list[dict[str, str]]) -> str:
         return '<p class="muted">Not evaluated: run <code>neurosearch evaluate</code> for the paper\'s Table 3.</p>'
     columns = [("readout", "readout"), ("method", "method"), ("k", "K"), ("clusters", "clusters"),
                ("mean", "cluster mean"), ("median", "cluster median"), ("random", "random"),
-               ("random_layer", "random, same layers"), ("random_position", "random, same indices"),
+               ("random_layer", "random_layer"), ("random_position", "random_position"),
                ("beats_all_share", "share beating all (t p)"), ("passed_share", "share passed"),
                ("control", "control tokens")]
     text = ("readout", "method", "k", "clusters")
