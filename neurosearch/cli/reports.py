@@ -47,10 +47,9 @@ def marked_context(record: dict, width: int) -> Text:
     return Text.assemble((left, "dim"), mark, (right, "dim"))
 
 
-def context_table(title: str, records: Sequence[dict], width: int, with_neuron: bool) -> Table:
+def context_table(title: str, records: Sequence[dict], width: int, with_neuron: bool) -> Group:
     """One labelled list of occurrences: activation, z, (neuron,) the marked context."""
-    table = Table(title=Text(title, style="bold"), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  show_edge=False, expand=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=False)
     table.add_column("value", justify="right")
     table.add_column("z", justify="right")
     if with_neuron:
@@ -62,7 +61,7 @@ def context_table(title: str, records: Sequence[dict], width: int, with_neuron: 
         if with_neuron:
             cells.append(record.get("neuron") or "")
         table.add_row(*cells, marked_context(record, max(width - fixed, 20)))
-    return table
+    return Group(Text(title, style="bold"), table)
 
 
 def token_table(title: str, tokens: Sequence[str], weights: Sequence[float], means: Sequence[float | None],
