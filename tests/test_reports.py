@@ -257,7 +257,7 @@ def no_model(monkeypatch):
     (["3", "--corpus", "/nowhere/corpus.txt"], "/nowhere/corpus.txt"),
     (["3", "--ablation", "half"], "--ablation must be one of"),
     (["3", "--tokens", "monday"], "--tokens goes with --neurons"),
-    (["3", "--readout", "shape"], "readouts must be distinct, from auto"),
+    (["3", "--readout", "shape"], "--readout must be distinct, from auto"),
 ])
 def test_ablate_validates_before_loading_the_model(index: Path, no_model, args: list[str], fragment: str):
     result = run("ablate", *args, "--index", str(index))

@@ -342,9 +342,10 @@ def fit_head_for_index(
         previous_dir = target if has_head(target) else (index.head_dir if out is None else None)
         if previous_dir is not None:
             read_head_meta(previous_dir)
-    if reporter:
-        reporter.log(f"loading model {index.manifest.model.get('id')} ...")
+    # announced as a task, not a log line: fit-head's reporter is transient (its outcome is one line)
+    loading = reporter.task(f"loading model {index.manifest.model.get('id')}", 1) if reporter else (lambda _n: None)
     loaded = load_index_model(index)
+    loading(1)
     previous = load_head(previous_dir, loaded.encoder)[0] if previous_dir is not None else None
     texts = list(read_documents(source))
     config = replace(config, heldout_docs=min(500, max(1, len(texts) // 10)))

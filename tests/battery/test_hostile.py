@@ -91,19 +91,34 @@ def test_hostile_query_and_tokens(index_copy: Path):
     _clean(line)
 
 
-def test_hostile_corpus_contexts(index_copy: Path, tiny_corpus: Path, tmp_path: Path):
-    """Contexts are re-read from the corpus file: its text is outside text too."""
+def _hostile_corpus(index_copy: Path, tiny_corpus: Path, tmp_path: Path, insert: str) -> None:
     hostile = tmp_path / "hostile.txt"
     lines = tiny_corpus.read_text().splitlines()
-    hostile.write_text("\n".join(line.replace(" ", " \x1b]0;x\x07\u202e ", 3) for line in lines) + "\n")
+    hostile.write_text("\n".join(line.replace(" ", f" {insert} ", 3) for line in lines) + "\n")
     manifest = json.loads((index_copy / "manifest.json").read_text())
     manifest["corpus"]["source"] = str(hostile)
     (index_copy / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_hostile_corpus_contexts(index_copy: Path, tiny_corpus: Path, tmp_path: Path):
+    """Contexts are re-read from the corpus file: its text is outside text too. Control characters
+    alone leave the word pieces (and so the indexed positions) as they were: the contexts are shown."""
+    _hostile_corpus(index_copy, tiny_corpus, tmp_path, "\x1b\x07\u202e\x9b")
     out = cli("show", "cluster", "0", "--contexts", "5", "--index", index_copy).ok().stdout
-    assert "top activating contexts" in out
+    assert "on its top tokens" in out and "[[" in out
     _clean(out)
     data = json.loads(cli("show", "cluster", "0", "--contexts", "5", "--index", index_copy, "--json").ok().stdout)
-    assert any(record["left"] and "\x1b" in record["left"] + record["right"] for record in data["contexts"])
+    records = [r for group in data["contexts"].values() for r in group]
+    assert any(record["left"] and "\x1b" in record["left"] + record["right"] for record in records)
+
+
+def test_hostile_corpus_that_moved_the_tokens(index_copy: Path, tiny_corpus: Path, tmp_path: Path):
+    """A terminal title sequence adds word pieces (``]0;x``): the positions point elsewhere, the
+    report says so (cleanly) instead of showing another token's context."""
+    _hostile_corpus(index_copy, tiny_corpus, tmp_path, "\x1b]0;x\x07\u202e")
+    out = cli("show", "cluster", "0", "--contexts", "5", "--index", index_copy).ok().stdout
+    assert "is not the one indexed" in " ".join(out.split())  # the line wraps at the console's width
+    _clean(out)
 
 
 def test_hostile_llm_replies_are_stored_clean_and_capped(llm, tmp_path: Path):
