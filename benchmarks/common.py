@@ -1,5 +1,6 @@
-"""Shared by the verification benchmarks: what a figure was measured on (CPU model, SIMD flags,
-cores, load: a figure from one CPU is not a property of the code) and a resumable result log."""
+"""Shared by the benchmarks: what a figure was measured on (CPU model, SIMD flags, cores, load: a
+figure from one CPU is not a property of the code), a resumable result log, the verification
+benchmarks' session, and a hooked forward pass timed against a plain one on the same batches."""
 
 from __future__ import annotations
 
@@ -70,3 +71,41 @@ def open_session(args: argparse.Namespace) -> tuple[Any, Any]:
 
     index = Index.load(args.index)
     return index, AblationSession(index, AblationConfig(readouts=tuple(args.readout.split(","))), corpus=args.corpus)
+
+
+def hooked_vs_plain(loaded: Any, site: Any, windows: Any, batches: list[Any], accumulator: Any,
+                    label: str) -> tuple[dict[str, float], int]:
+    """Seconds of the plain forward pass (``"plain"``) and of the pass with ``accumulator``'s hooks
+    (``label``) over the same batches, the two back to back in alternating order so that load from
+    other processes hits both alike; and the tokens counted (special tokens left out)."""
+    import time
+
+    import torch
+
+    from neurosearch.build.stats import pad_batch, special_mask
+    from neurosearch.model.loading import NeuronHooks
+
+    tokenizer = loaded.tokenizer
+
+    def forward(batch: dict) -> None:
+        with loaded.autocast():
+            loaded.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+    seconds = {"plain": 0.0, label: 0.0}
+    tokens = 0
+    with torch.inference_mode():
+        forward(pad_batch(windows, batches[0], tokenizer.pad_token_id))  # warm-up
+        for number, indices in enumerate(batches):
+            batch = pad_batch(windows, indices, tokenizer.pad_token_id)
+            valid = special_mask(tokenizer, batch["input_ids"], batch["attention_mask"])
+            tokens += int(valid.sum())
+            for kind in ("plain", label) if number % 2 == 0 else (label, "plain"):
+                start = time.perf_counter()
+                if kind == "plain":
+                    forward(batch)
+                else:
+                    accumulator.begin_batch(batch["input_ids"], valid, batch["docs"], batch["pos"])
+                    with NeuronHooks(site, lambda layer, x: accumulator.observe(layer, x)):
+                        forward(batch)
+                seconds[kind] += time.perf_counter() - start
+    return seconds, tokens

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,24 +20,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from neurosearch.build.contexts import ContextAccumulator, plan_slots, stage_clusters
-from neurosearch.build.stats import batches_by_length, pad_batch, special_mask, vocab_size
+from common import ROOT, cpu_line, hooked_vs_plain
+from neurosearch.build.contexts import ContextAccumulator, plan_slots
+from neurosearch.build.contexts_stage import stage_clusters
+from neurosearch.build.stats import batches_by_length, vocab_size
 from neurosearch.config import ContextConfig, CorpusConfig, ModelConfig, StatsConfig
 from neurosearch.corpus import make_windows, read_documents
-from neurosearch.model.loading import NeuronHooks, load_model, neuron_site
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model}; {' '.join(shown) or 'no AVX2'}"
+from neurosearch.model.loading import load_model, neuron_site
 
 
 def main() -> None:
@@ -63,29 +51,7 @@ def main() -> None:
     texts = list(read_documents(CorpusConfig(source=str(args.corpus), max_docs=args.max_docs)))
     windows = make_windows(loaded.tokenizer, texts, 0, 128)
     batches = batches_by_length(windows, args.batch_tokens)
-    tokenizer = loaded.tokenizer
-
-    def forward(batch: dict) -> None:
-        with loaded.autocast():
-            loaded.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-
-    seconds = {"plain": 0.0, "contexts": 0.0}
-    tokens = 0
-    with torch.inference_mode():
-        forward(pad_batch(windows, batches[0], tokenizer.pad_token_id))  # warm-up
-        for number, indices in enumerate(batches):
-            batch = pad_batch(windows, indices, tokenizer.pad_token_id)
-            valid = special_mask(tokenizer, batch["input_ids"], batch["attention_mask"])
-            tokens += int(valid.sum())
-            for kind in ("plain", "contexts") if number % 2 == 0 else ("contexts", "plain"):
-                start = time.perf_counter()
-                if kind == "plain":
-                    forward(batch)
-                else:
-                    accumulator.begin_batch(batch["input_ids"], valid, batch["docs"], batch["pos"])
-                    with NeuronHooks(site, lambda layer, x: accumulator.observe(layer, x)):
-                        forward(batch)
-                seconds[kind] += time.perf_counter() - start
+    seconds, tokens = hooked_vs_plain(loaded, site, windows, batches, accumulator, "contexts")
 
     table = Table(title=f"contexts pass vs plain forward: {loaded.model_id}, {len(texts)} documents, "
                         f"{len(batches)} batches, {slots.neuron.size:,} (neuron, token) pairs")
@@ -96,7 +62,7 @@ def main() -> None:
     console = Console()
     console.print(table)
     console.print(f"ratio contexts / plain tokens/s = {seconds['plain'] / seconds['contexts']:.3f}")
-    console.print(f"CPU: {cpu_flags()}; torch threads {torch.get_num_threads()}")
+    console.print(f"CPU: {cpu_line()}")
 
 
 if __name__ == "__main__":

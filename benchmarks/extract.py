@@ -12,23 +12,17 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import time
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from neurosearch.build.stats import (
-    StatsAccumulator,
-    batches_by_length,
-    pad_batch,
-    special_mask,
-    vocab_size,
-)
+from common import cpu_line, hooked_vs_plain
+from neurosearch.build.stats import StatsAccumulator, batches_by_length, vocab_size
 from neurosearch.config import ModelConfig, StatsConfig
 from neurosearch.corpus import make_windows
-from neurosearch.model.loading import NeuronHooks, load_model, neuron_site
+from neurosearch.model.loading import load_model, neuron_site
 
 
 def read_texts(path: Path, limit: int | None) -> list[str]:
@@ -59,31 +53,8 @@ def main() -> None:
     windows = make_windows(loaded.tokenizer, texts, 0, 128)
     batches = batches_by_length(windows, args.batch_tokens)
     accumulator = StatsAccumulator(site, vocab_size(loaded), StatsConfig().top_k)
-    tokenizer = loaded.tokenizer
-
-    def forward(batch: dict) -> None:
-        with loaded.autocast():
-            loaded.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-
-    plain_seconds = stats_seconds = 0.0
-    tokens = 0
-    with torch.inference_mode():
-        forward(pad_batch(windows, batches[0], tokenizer.pad_token_id))  # warm-up
-        for number, indices in enumerate(batches):
-            batch = pad_batch(windows, indices, tokenizer.pad_token_id)
-            valid = special_mask(tokenizer, batch["input_ids"], batch["attention_mask"])
-            tokens += int(valid.sum())
-            order = ("plain", "stats") if number % 2 == 0 else ("stats", "plain")
-            for kind in order:
-                start = time.perf_counter()
-                if kind == "plain":
-                    forward(batch)
-                    plain_seconds += time.perf_counter() - start
-                else:
-                    accumulator.begin_batch(batch["input_ids"], valid, batch["docs"], batch["pos"])
-                    with NeuronHooks(site, lambda layer, x: accumulator.observe(layer, x)):
-                        forward(batch)
-                    stats_seconds += time.perf_counter() - start
+    seconds, tokens = hooked_vs_plain(loaded, site, windows, batches, accumulator, "statistics")
+    plain_seconds, stats_seconds = seconds["plain"], seconds["statistics"]
 
     table = Table(title=f"statistics pass vs plain forward: {loaded.model_id}, site {args.site}, "
                         f"{len(texts)} documents, {len(batches)} batches, autocast {loaded.autocast_dtype}")
@@ -94,6 +65,7 @@ def main() -> None:
     console = Console()
     console.print(table)
     console.print(f"ratio statistics / plain tokens/s = {plain_seconds / stats_seconds:.3f} (target >= 0.90, goal 0.95)")
+    console.print(f"CPU: {cpu_line()}")
 
 
 if __name__ == "__main__":
