@@ -109,3 +109,19 @@ def hooked_vs_plain(loaded: Any, site: Any, windows: Any, batches: list[Any], ac
                         forward(batch)
                 seconds[kind] += time.perf_counter() - start
     return seconds, tokens
+
+
+def print_hooked_vs_plain(title: str, seconds: dict[str, float], tokens: int, label: str, target: str = "") -> None:
+    """The table of :func:`hooked_vs_plain`'s seconds, the ratio of tokens/s and the CPU line."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("pass", "seconds", "tokens", "tokens/s"):
+        table.add_column(column)
+    for kind, value in seconds.items():
+        table.add_row(kind, f"{value:.1f}", f"{tokens:,}", f"{tokens / value:,.0f}")
+    console = Console()
+    console.print(table)
+    console.print(f"ratio {label} / plain tokens/s = {seconds['plain'] / seconds[label]:.3f}{target}")
+    console.print(f"CPU: {cpu_line()}")

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.table import Table
 
-from common import ROOT, cpu_line, hooked_vs_plain
+from common import ROOT, hooked_vs_plain, print_hooked_vs_plain
 from neurosearch.build.contexts import ContextAccumulator, plan_slots
 from neurosearch.build.contexts_stage import stage_clusters
 from neurosearch.build.stats import batches_by_length, vocab_size
@@ -53,16 +51,9 @@ def main() -> None:
     batches = batches_by_length(windows, args.batch_tokens)
     seconds, tokens = hooked_vs_plain(loaded, site, windows, batches, accumulator, "contexts")
 
-    table = Table(title=f"contexts pass vs plain forward: {loaded.model_id}, {len(texts)} documents, "
-                        f"{len(batches)} batches, {slots.neuron.size:,} (neuron, token) pairs")
-    for column in ("pass", "seconds", "tokens", "tokens/s"):
-        table.add_column(column)
-    for kind, value in seconds.items():
-        table.add_row(kind, f"{value:.1f}", f"{tokens:,}", f"{tokens / value:,.0f}")
-    console = Console()
-    console.print(table)
-    console.print(f"ratio contexts / plain tokens/s = {seconds['plain'] / seconds['contexts']:.3f}")
-    console.print(f"CPU: {cpu_line()}")
+    title = (f"contexts pass vs plain forward: {loaded.model_id}, {len(texts)} documents, {len(batches)} batches, "
+             f"{slots.neuron.size:,} (neuron, token) pairs")
+    print_hooked_vs_plain(title, seconds, tokens, "contexts")
 
 
 if __name__ == "__main__":

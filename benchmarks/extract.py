@@ -15,10 +15,8 @@ import json
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.table import Table
 
-from common import cpu_line, hooked_vs_plain
+from common import hooked_vs_plain, print_hooked_vs_plain
 from neurosearch.build.stats import StatsAccumulator, batches_by_length, vocab_size
 from neurosearch.config import ModelConfig, StatsConfig
 from neurosearch.corpus import make_windows
@@ -54,18 +52,10 @@ def main() -> None:
     batches = batches_by_length(windows, args.batch_tokens)
     accumulator = StatsAccumulator(site, vocab_size(loaded), StatsConfig().top_k)
     seconds, tokens = hooked_vs_plain(loaded, site, windows, batches, accumulator, "statistics")
-    plain_seconds, stats_seconds = seconds["plain"], seconds["statistics"]
 
-    table = Table(title=f"statistics pass vs plain forward: {loaded.model_id}, site {args.site}, "
-                        f"{len(texts)} documents, {len(batches)} batches, autocast {loaded.autocast_dtype}")
-    for column in ("pass", "seconds", "tokens", "tokens/s"):
-        table.add_column(column)
-    table.add_row("plain forward", f"{plain_seconds:.1f}", str(tokens), f"{tokens / plain_seconds:,.0f}")
-    table.add_row("statistics", f"{stats_seconds:.1f}", str(tokens), f"{tokens / stats_seconds:,.0f}")
-    console = Console()
-    console.print(table)
-    console.print(f"ratio statistics / plain tokens/s = {plain_seconds / stats_seconds:.3f} (target >= 0.90, goal 0.95)")
-    console.print(f"CPU: {cpu_line()}")
+    title = (f"statistics pass vs plain forward: {loaded.model_id}, site {args.site}, {len(texts)} documents, "
+             f"{len(batches)} batches, autocast {loaded.autocast_dtype}")
+    print_hooked_vs_plain(title, seconds, tokens, "statistics", " (target >= 0.90, goal 0.95)")
 
 
 if __name__ == "__main__":
