@@ -96,8 +96,8 @@ def next_steps(manifest: Any, out: Path) -> list[str]:
         return []
     lines = [f"next: neurosearch find \"weekdays\" --index {out}"]
     if needs_fitted_head(manifest) and not (out / "head" / "head.safetensors").is_file():
-        lines.append("      the model has no MLM head: `ablate` and `evaluate` read out sentence embeddings; run "
-                     f"`neurosearch fit-head --index {out}` for the mlm readouts")
+        lines.append("      the model has no MLM head: `ablate` and `evaluate` read out sentence embeddings;")
+        lines.append(f"      `neurosearch fit-head --index {out}` adds the mlm readouts")
     return lines
 
 
