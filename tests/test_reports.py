@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from neurosearch.build import build_index
-from neurosearch.cli import app
+from neurosearch.cli.app import app
 from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
 from neurosearch.errors import Interrupted
 
