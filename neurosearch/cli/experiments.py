@@ -71,8 +71,10 @@ def ablate(
 
         def on_progress(done: int, total: int) -> None:
             if "advance" not in progress:  # the total is known once the sentences are chosen
-                progress["advance"] = reporter.task(
-                    f"ablating {chosen.kind} {chosen.id} ({', '.join(session.readout_names)})", total)
+                # short, so that the bar and its total fit at 80 columns (the report names the target in full)
+                shown = "/".join(chosen.id.split("/")[-2:]) if chosen.kind == "cluster" else chosen.id
+                shown = shown if len(shown) <= 24 else shown[:23] + "…"
+                progress["advance"] = reporter.task(f"ablating {shown} ({', '.join(session.readout_names)})", total)
             progress["advance"](1)
 
         result = session.run(chosen, on_progress=on_progress)
