@@ -6,7 +6,7 @@ import typer
 
 from neurosearch.cli.common import IndexOption, JsonOption, RichReporter, fail, open_index, parse_ints, print_json
 from neurosearch.text import for_terminal
-from neurosearch.labeling.llm import LabelConfig, label_items, load_labels
+from neurosearch.config import LabelConfig
 
 
 def label(
@@ -27,6 +27,7 @@ def label(
 ) -> None:
     """Ask an LLM for a short theme of every cluster (key from OPENAI_API_KEY only, sent to --base-url)."""
     from neurosearch.index.stored import LABELS
+    from neurosearch.labeling.llm import label_items, load_labels
     from neurosearch.labeling.client import check_credentials
     from neurosearch.labeling.llm import pending_requests
     from neurosearch.labeling.requests import label_requests
