@@ -137,6 +137,15 @@ def test_legacy_results_load_but_never_pass():
     assert again.legacy and again.to_json() == old.to_json()
 
 
+def test_one_cluster_measured_on_two_concepts_keeps_both_results():
+    import dataclasses
+
+    first = AblationResult.from_json(AblationResult.from_json(_v1(["0:1", "1:2"])).to_json() | {"format": 2})
+    other = dataclasses.replace(first, target=dataclasses.replace(first.target, tokens=["tuesday"]))
+    assert first.store_key() != other.store_key()
+    assert first.store_key() == dataclasses.replace(first, sentences=3).store_key()  # same measurement, one key
+
+
 def test_lookup_shows_only_results_about_the_current_neurons():
     old = AblationResult.from_json(_v1(["0:1", "1:2"]))
     found = lookup([old], "cluster", "filter/k3/0", ["1:2", "0:1"])

@@ -288,8 +288,10 @@ class AblationResult:
         return f"{self.target.kind}:{self.target.id}"
 
     def store_key(self) -> str:
-        """One stored result per target, neuron set, readouts, ablation, draws and seed."""
-        return "#".join([self.target_key(), self.target.neurons_sha256[:16], "+".join(self.readouts),
+        """One stored result per target, neuron set, target tokens, readouts, ablation, draws and seed
+        (one cluster measured on two concepts' tokens keeps both)."""
+        tokens = hashlib.sha256("\n".join(self.target.tokens).encode("utf-8")).hexdigest()[:8]
+        return "#".join([self.target_key(), self.target.neurons_sha256[:16], f"tokens{tokens}", "+".join(self.readouts),
                          self.ablation, f"draws{self.draws}", f"seed{self.seed}"])
 
     def to_json(self) -> dict[str, Any]:
