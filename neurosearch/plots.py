@@ -8,7 +8,7 @@ backend of a user's interactive session.
 from __future__ import annotations
 
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ import numpy as np
 
 from neurosearch.config import BASELINE_DESCRIPTIONS, BASELINES, METHODS
 from neurosearch.errors import NeurosearchError
-from neurosearch.ids import split_neuron as parse_neuron
+from neurosearch.neuron_layers import layers_of_neurons, shared_indices
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -235,20 +235,6 @@ def plot_cluster_losses(
 # --------------------------------------------------------------------------- Fig. 5
 
 
-def _shared_indices(layers_of: Mapping[int, set[int]]) -> dict[int, list[int]]:
-    """Indices that occur in more than one layer -> sorted layers, most shared first."""
-    shared = {i: sorted(ls) for i, ls in layers_of.items() if len(ls) > 1}
-    return dict(sorted(shared.items(), key=lambda kv: (-len(kv[1]), kv[0])))
-
-
-def _layers_of(neurons: Sequence[str]) -> tuple[list[tuple[int, int]], dict[int, set[int]]]:
-    points = [parse_neuron(n) for n in neurons]
-    layers_of: dict[int, set[int]] = defaultdict(set)
-    for layer, index in points:
-        layers_of[index].add(layer)
-    return points, layers_of
-
-
 def plot_cluster_neurons(
     neurons: Sequence[str],
     n_layers: int,
@@ -258,8 +244,8 @@ def plot_cluster_neurons(
     title: str = "",
 ) -> Path:
     """Fig. 5: a cluster's neurons by layer and index; indices shared across layers stand out."""
-    points, layers_of = _layers_of(neurons)
-    shared = _shared_indices(layers_of)
+    points, layers_of = layers_of_neurons(neurons)
+    shared = shared_indices(layers_of)
     fig = _figure(*FIGSIZES["cluster_neurons"])
     top, ax = fig.subplots(2, 1, sharex=True, height_ratios=[1, 3.2])
 
@@ -295,33 +281,6 @@ def plot_cluster_neurons(
     # the counts on a line of their own: a cluster's name and theme already fill the width
     top.set_title(f"{heading}\n{len(points)} neurons, {len(shared)} indices shared by several layers", fontsize=10)
     return _save(fig, path)
-
-
-def neuron_layer_text(neurons: Sequence[str], n_layers: int, *, width: int = 30,
-                      max_shared: int = 20) -> str:
-    """Fig. 5 for the terminal: neurons per layer as bars, then indices shared across layers."""
-    points, layers_of = _layers_of(neurons)
-    counts = Counter(layer for layer, _ in points)
-    most = max(counts.values(), default=0)
-    lw = len(str(max(n_layers - 1, 0)))
-    cw = len(str(most))
-    lines = [f"{len(points)} neurons in {len(counts)} of {n_layers} layers"]
-    for layer in range(n_layers):
-        c = counts.get(layer, 0)
-        bar = "█" * (round(width * c / most) if most else 0)
-        if c and not bar:
-            bar = "▏"
-        lines.append(f"layer {layer:>{lw}} | {c:>{cw}} {bar}".rstrip())
-    extra = sorted(set(counts) - set(range(n_layers)))
-    if extra:
-        lines.append(f"(outside 0..{n_layers - 1}: layers {','.join(map(str, extra))})")
-    shared = _shared_indices(layers_of)
-    lines.append(f"{len(layers_of)} distinct indices, {len(shared)} in more than one layer")
-    for index, ls in list(shared.items())[:max_shared]:
-        lines.append(f"  index {index} in {len(ls)} layers: {','.join(map(str, ls))}")
-    if len(shared) > max_shared:
-        lines.append(f"  ... and {len(shared) - max_shared} more shared indices")
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- Fig. 3

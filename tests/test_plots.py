@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from neurosearch import plots
+from neurosearch.neuron_layers import neuron_layer_text
 
 
 def _assert_png(path, figsize):
@@ -89,7 +90,7 @@ def test_pca_2d_keeps_planar_geometry():
 
 
 def test_neuron_layer_text():
-    text = plots.neuron_layer_text(["0:5", "2:5", "2:7", "3:5", "3:9"], 4, width=10)
+    text = neuron_layer_text(["0:5", "2:5", "2:7", "3:5", "3:9"], 4, width=10)
     assert text.splitlines() == [
         "5 neurons in 3 of 4 layers",
         "layer 0 | 1 █████",
@@ -103,4 +104,4 @@ def test_neuron_layer_text():
 
 def test_bad_neuron_name():
     with pytest.raises(ValueError):
-        plots.neuron_layer_text(["12"], 4)
+        neuron_layer_text(["12"], 4)

@@ -79,7 +79,7 @@ def show(
             return
         from neurosearch.cli.render import console
         from neurosearch.cli.reports import cluster_report
-        from neurosearch.plots import neuron_layer_text
+        from neurosearch.neuron_layers import neuron_layer_text
 
         out = console()
         layer_text = neuron_layer_text(info.neurons, opened.manifest.n_layers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Sequence
 
-from neurosearch.plots import _layers_of, _shared_indices
+from neurosearch.neuron_layers import layers_of_neurons, shared_indices
 from neurosearch.report.html import e
 
 WIDTH, HEIGHT = 620, 400
@@ -38,8 +38,8 @@ def _ticks(top: int, count: int = 4) -> list[int]:
 def cluster_neurons_svg(neurons: Sequence[str], n_layers: int, neurons_per_layer: int,
                         href: Callable[[str], str] | None = None) -> str:
     """Fig. 5 of one cluster as an ``<svg>`` element (dots link to ``href(name)`` when given)."""
-    points, layers_of = _layers_of(neurons)
-    shared = _shared_indices(layers_of)
+    points, layers_of = layers_of_neurons(neurons)
+    shared = shared_indices(layers_of)
     counts = Counter(layer for layer, _ in points)
     most = max(counts.values(), default=1)
     plot_w = WIDTH - LEFT - RIGHT
@@ -81,7 +81,7 @@ def cluster_neurons_svg(neurons: Sequence[str], n_layers: int, neurons_per_layer
     parts.append(f'<text x="14" y="{middle:.1f}" transform="rotate(-90 14 {middle:.1f})" text-anchor="middle">'
                  f'index within layer</text>')
     for index, layers in shared.items():
-        parts.append(f'<polyline fill="none" stroke="#f28e2b" stroke-opacity="0.6" points="'
+        parts.append('<polyline fill="none" stroke="#f28e2b" stroke-opacity="0.6" points="'
                      + " ".join(f"{x(layer):.1f},{y(index):.1f}" for layer in layers) + '"/>')
     for layer, index in points:
         name = f"{layer}:{index}"
