@@ -231,3 +231,28 @@ def test_context_masking_keeps_targets_visible(tiny):
     assert int(batch.is_target.sum()) == 2 and int((~batch.is_target).sum()) == 2
     readout = MaskedLMReadout("mlm-context", OwnHeadMaskedLM(tiny.model), "model")
     assert readout.context
+
+
+def test_stored_results_are_read_once_and_again_when_their_file_changes(tiny_index: Path, tmp_path: Path, monkeypatch):
+    """``report`` asks for the stored result of every neuron: the store is parsed once, yet a
+    result stored while the index is open is found."""
+    import shutil
+
+    from neurosearch.experiments.session import store_result
+    from neurosearch.index import Index
+    from neurosearch.index import stored
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_index, copy)
+    monkeypatch.setenv("NEUROSEARCH_STATE", str(tmp_path / "state"))
+    index = Index.load(copy)
+    neurons = index.cluster("filter/k3/0").neurons
+    parsed = []
+    real = stored.ablation_results
+    monkeypatch.setattr(stored, "ablation_results", lambda state: parsed.append(1) or real(state))
+    assert index.ablation_for("cluster", "filter/k3/0", neurons).current is None
+    result = AblationResult.from_json(_v1(neurons))
+    store_result(index, result)
+    for _ in range(3):
+        assert index.ablation_for("cluster", "filter/k3/0", neurons).current is not None
+    assert len(parsed) == 2

@@ -49,6 +49,8 @@ class Index:
         self.config = config or SearchConfig()
         self._state_root = state_root  # --state-dir; None: $NEUROSEARCH_STATE or the XDG default
         self.files = IndexFiles(path, manifest)
+        self._ablations: tuple[tuple[Any, ...], list[Any]] | None = None
+        """The stored ablation results, parsed once per version of their files (see ablation_for)."""
         self._open_parts()
 
     def _open_parts(self) -> None:
@@ -216,9 +218,13 @@ class Index:
     def ablation_for(self, kind: str, key: str, neurons: list[str]) -> Any:
         """The stored ``ablate`` results for a target (``index.stored.StoredLookup``): the one about
         exactly ``neurons`` (its current neurons), and apart any about other neurons."""
-        from neurosearch.index.stored import ablation_results, lookup
+        from neurosearch.index.stored import ABLATIONS, ablation_results, lookup
 
-        return lookup(ablation_results(self.state), kind, key, neurons)
+        paths = self.state.read_paths(ABLATIONS)
+        stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+        if self._ablations is None or self._ablations[0] != stamp:  # parsed again only when a file changed
+            self._ablations = (stamp, ablation_results(self.state))
+        return lookup(self._ablations[1], kind, key, neurons)
 
     def info(self) -> dict[str, Any]:
         m = self.manifest
