@@ -4,7 +4,8 @@ Each size runs in its own spawned process so that its peak RSS (what the machine
 measured alone: ``ru_maxrss`` for the whole child, and the clustering-only peak via VmHWM after
 resetting it (``/proc/self/clear_refs``) once the synthetic profiles exist.
 
-    python benchmarks/cluster.py --sizes 9984,36864 --dim 5573
+    python benchmarks/cluster.py --sizes 9984,36864 --dim 5573 [--modes exact,scalable]
+    python benchmarks/cluster.py --real PROFILES.npy --k 200      # scalable vs exact on real neurons
 
 Targets: <= 30 s and <= 4 GB at 9,984 neurons (BERT-base hidden, 13 x 768). Other sizes are
 shown against the same targets for scale only.
@@ -23,6 +24,8 @@ from queue import Empty
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import cpu_line  # noqa: E402 (benchmarks/ is on the path when run as a script)
 
 TARGET_SECONDS = 30.0
 TARGET_GB = 4.0
@@ -65,9 +68,10 @@ def _reset_hwm() -> bool:
         return False
 
 
-def run_size(n: int, dim: int, seed: int, k: int, queue: mp.Queue) -> None:
-    """Child process: build profiles, then time unit_rows + linkage_tree + cut_tree."""
+def run_size(n: int, dim: int, seed: int, k: int, queue: mp.Queue, mode: str = "exact") -> None:
+    """Child process: build profiles, then time unit_rows + the mode's tree + cut_tree."""
     from neurosearch.build.linkage import cut_tree, linkage_tree, unit_rows
+    from neurosearch.build.scalable_clusters import scalable_tree
 
     t0 = time.perf_counter()
     profiles = synthetic_profiles(n, dim, seed)
@@ -81,20 +85,27 @@ def run_size(n: int, dim: int, seed: int, k: int, queue: mp.Queue) -> None:
             marks["linkage_start"] = time.perf_counter()
 
     t0 = time.perf_counter()
+    cpu0 = _cpu_seconds()
     unit = unit_rows(profiles)
     del profiles
-    z = linkage_tree(unit, progress=progress)
+    if mode == "scalable":
+        marks["linkage_start"] = time.perf_counter()
+        z, _ = scalable_tree(unit)
+    else:
+        z = linkage_tree(unit, progress=progress)
     t_link = time.perf_counter()
     labels = cut_tree(z, k)
     t_cut = time.perf_counter()
     queue.put(
         {
             "n": n,
+            "mode": mode,
             "gen_s": gen_s,
             "dist_s": marks["linkage_start"] - t0,
             "link_s": t_link - marks["linkage_start"],
             "cut_s": t_cut - t_link,
             "total_s": t_cut - t0,
+            "cpu_s": _cpu_seconds() - cpu0,
             "clusters": int(labels.max()) + 1,
             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB,
             "cluster_peak_gb": (_vm_hwm_bytes() or 0) / GB if reset else None,
@@ -102,8 +113,18 @@ def run_size(n: int, dim: int, seed: int, k: int, queue: mp.Queue) -> None:
     )
 
 
-def estimate_gb(n: int, dim: int) -> float:
-    """Condensed float64 vector + float32 profiles (and their unit copy) + one 256 MB block."""
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (its threads included): on a shared machine the wall
+    time grows with the load, the CPU time much less."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def estimate_gb(n: int, dim: int, mode: str = "exact") -> float:
+    """exact: condensed float64 vector + float32 profiles (and their unit copy) + one 256 MB block;
+    scalable: the profiles and their unit copy, the PCA copy and one 4,000-row community."""
+    if mode == "scalable":
+        return (2 * n * dim * 4 + n * 128 * 4 * 3 + 4000**2 * 4 + 256 * 2**20) / GB
     return (n * (n - 1) / 2 * 8 + 2 * n * dim * 4 + 256 * 2**20) / GB
 
 
@@ -118,24 +139,25 @@ def available_gb() -> float | None:
 
 
 def print_table(rows: list[dict]) -> None:
-    headers = ["N", "dist s", "link s", "cut s", "total s", "RSS GB", "clust GB", "t/30s",
+    headers = ["N", "mode", "dist s", "link s", "cut s", "total s", "CPU s", "RSS GB", "clust GB", "t/30s",
                "RSS/4GB"]
     body = []
     for r in rows:
         if "skipped" in r:
-            body.append([f"{r['n']:,}", "skipped: " + r["skipped"]] + [""] * (len(headers) - 2))
+            body.append([f"{r['n']:,}", r["mode"], "skipped: " + r["skipped"]] + [""] * (len(headers) - 3))
             continue
         cp = r["cluster_peak_gb"]
         body.append([
-            f"{r['n']:,}", f"{r['dist_s']:.1f}", f"{r['link_s']:.1f}", f"{r['cut_s']:.3f}",
-            f"{r['total_s']:.1f}", f"{r['peak_gb']:.2f}", "-" if cp is None else f"{cp:.2f}",
+            f"{r['n']:,}", r["mode"], f"{r['dist_s']:.1f}", f"{r['link_s']:.1f}", f"{r['cut_s']:.3f}",
+            f"{r['total_s']:.1f}", f"{r['cpu_s']:.1f}", f"{r['peak_gb']:.2f}", "-" if cp is None else f"{cp:.2f}",
             f"{r['total_s'] / TARGET_SECONDS:.2f}", f"{r['peak_gb'] / TARGET_GB:.2f}",
         ])
     try:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title="complete linkage, cosine (targets at 9,984: <= 30 s, <= 4 GB)")
+        table = Table(title="complete linkage, cosine (targets at 9,984: <= 30 s, <= 4 GB); "
+                            "scalable: 'dist s' is 0, 'link s' the whole tree")
         for h in headers:
             table.add_column(h, justify="right")
         for line in body:
@@ -156,19 +178,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=200, help="clusters of the timed cut")
     parser.add_argument("--max-gb", type=float, default=12.0,
                         help="skip sizes whose estimated peak RSS exceeds this")
+    parser.add_argument("--modes", default="exact", help="comma-separated: exact, scalable")
+    parser.add_argument("--real", type=Path, default=None,
+                        help="profiles .npy of real neurons: compare scalable with exact at --k (ARI, "
+                             "compactness, retrieval P@10 with --index's queries) instead of timing")
+    parser.add_argument("--index", type=Path, default=Path(__file__).resolve().parents[1] / "index/default")
     args = parser.parse_args(argv)
+    if args.real is not None:
+        from cluster_quality import compare_modes
+
+        compare_modes(args.real, args.index, args.k)
+        return 0
 
     ctx = mp.get_context("spawn")
     rows = []
-    for n in (int(s) for s in args.sizes.split(",") if s.strip()):
-        need, avail = estimate_gb(n, args.dim), available_gb()
+    jobs = [(int(s), mode) for s in args.sizes.split(",") if s.strip() for mode in args.modes.split(",")]
+    for n, mode in jobs:
+        need, avail = estimate_gb(n, args.dim, mode), available_gb()
         if need > args.max_gb or (avail is not None and need > 0.9 * avail):
-            rows.append({"n": n, "skipped": f"needs ~{need:.1f} GB (limit {args.max_gb:g}, "
+            rows.append({"n": n, "mode": mode, "skipped": f"needs ~{need:.1f} GB (limit {args.max_gb:g}, "
                                             f"available {avail or float('nan'):.1f})"})
             continue
-        print(f"N={n:,} dim={args.dim}: estimated peak {need:.1f} GB ...", flush=True)
+        print(f"N={n:,} dim={args.dim} {mode}: estimated peak {need:.1f} GB ...", flush=True)
         queue = ctx.Queue()
-        proc = ctx.Process(target=run_size, args=(n, args.dim, args.seed, args.k, queue))
+        proc = ctx.Process(target=run_size, args=(n, args.dim, args.seed, args.k, queue, mode))
         proc.start()
         result = None
         while result is None:
@@ -179,12 +212,13 @@ def main(argv: list[str] | None = None) -> int:
                     break
         proc.join()
         if result is None:
-            rows.append({"n": n, "skipped": f"child failed (exit code {proc.exitcode})"})
+            rows.append({"n": n, "mode": mode, "skipped": f"child failed (exit code {proc.exitcode})"})
             continue
         print(f"  generated profiles in {result['gen_s']:.1f} s, {result['clusters']} clusters",
               flush=True)
         rows.append(result)
     print_table(rows)
+    print(f"CPU: {cpu_line()}")
     return 0
 
 

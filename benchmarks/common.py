@@ -77,7 +77,8 @@ def hooked_vs_plain(loaded: Any, site: Any, windows: Any, batches: list[Any], ac
                     label: str) -> tuple[dict[str, float], int]:
     """Seconds of the plain forward pass (``"plain"``) and of the pass with ``accumulator``'s hooks
     (``label``) over the same batches, the two back to back in alternating order so that load from
-    other processes hits both alike; and the tokens counted (special tokens left out)."""
+    other processes hits both alike; and the tokens counted (special tokens left out). On CUDA the
+    batches move to the device and each pass is timed to its synchronisation."""
     import time
 
     import torch
@@ -86,10 +87,13 @@ def hooked_vs_plain(loaded: Any, site: Any, windows: Any, batches: list[Any], ac
     from neurosearch.model.loading import NeuronHooks
 
     tokenizer = loaded.tokenizer
+    sync = torch.cuda.synchronize if loaded.device.type == "cuda" else (lambda: None)
 
     def forward(batch: dict) -> None:
         with loaded.autocast():
-            loaded.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            loaded.encoder(input_ids=batch["input_ids"].to(loaded.device),
+                           attention_mask=batch["attention_mask"].to(loaded.device))
+        sync()  # a GPU's work is timed when it is done, not when it is queued
 
     seconds = {"plain": 0.0, label: 0.0}
     tokens = 0

@@ -42,6 +42,10 @@ BASELINE_DESCRIPTIONS = {
 """What each random baseline keeps of the target: every table, figure and report names a baseline by
 its identifier (the JSON key) and, where there is room, this description."""
 DTYPES: tuple[str, ...] = get_args(Dtype)
+ClusterMode = Literal["exact", "scalable"]
+CLUSTER_MODES: tuple[str, ...] = get_args(ClusterMode)
+StatsCompression = Literal["none", "zstd"]
+STATS_COMPRESSIONS: tuple[str, ...] = get_args(StatsCompression)
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -91,6 +95,11 @@ def check_float(name: str, value: Any, minimum: float = 0.0, *, inclusive: bool 
     if not ok:
         bound = f"{'>=' if inclusive else '>'} {minimum:g}" + (f" and <= {maximum:g}" if maximum is not None else "")
         raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}", option=name)
+
+
+ADDED_LATER = {"clusters": {"mode": "exact"}}
+"""Config fields added after indexes were built, with the value that older indexes were built with
+(a manifest without them means exactly that; the build reads them so, and does not rebuild)."""
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -157,13 +166,24 @@ class StatsConfig:
     batch_tokens: int = 8192
     """Token budget of one forward batch (windows are sorted by length, so little is padding)."""
     shard_docs: int = 4000
-    """Documents per shard; the build checkpoints after every shard and resumes from the last."""
+    """Documents per shard: the unit of work (and of a Ray task) and the points where the build may
+    checkpoint; a killed build resumes after the last checkpointed shard."""
     top_k: int = 20
     """Top activating occurrences kept per neuron (as references, never text)."""
+    checkpoint_share: float = 0.05
+    """Checkpoints take at most this share of the run's time: the first shard is checkpointed, and
+    after a checkpoint that took c seconds the next one waits for c / share seconds (0: only the
+    first). A checkpoint holds the rows of the tokens seen so far, written straight from the table."""
+    compress: StatsCompression = "none"
+    """``zstd``: store the per-token sums of checkpoints and of ``stats/`` byte-shuffled and
+    zstd-compressed (lossless, ~3x smaller, needs the ``zstandard`` package); ``none``: plain
+    ``.npy``, memory-mapped by the profiles stage."""
 
     def __post_init__(self) -> None:
+        check_choices(self)
         for name in ("batch_tokens", "shard_docs", "top_k"):
             check_int(name, getattr(self, name), 1)
+        check_float("checkpoint_share", self.checkpoint_share, 0.0, inclusive=True, maximum=1.0)
 
 
 @dataclass(frozen=True)
@@ -229,8 +249,14 @@ class ClusterConfig:
     """Top tokens stored per cluster, from the cluster's mean profile."""
     curve_ks: tuple[int, ...] = (10, 20, 30, 50, 75, 100, 150, 200, 300, 400, 500)
     """K values of the within-cluster distance curve (paper Fig. 2)."""
+    mode: ClusterMode = "exact"
+    """``exact``: complete linkage over all pairs (the paper's; up to 40,000 neurons, above that a
+    prototype tree); ``scalable``: a kNN graph on PCA-reduced profiles, Leiden communities, exact
+    complete linkage inside each and between them by sampled diameters
+    (``build/scalable_clusters.py``): 36,864 neurons and more in a few GB (README, benchmarks/cluster.py)."""
 
     def __post_init__(self) -> None:
+        check_choices(self)
         if not self.ks:
             raise ConfigError("ks must hold at least one number of clusters", option="ks")
         for value in (*self.ks, *self.curve_ks):
@@ -290,10 +316,13 @@ class SearchConfig:
     token's worth of weight, so that a neuron for the word itself does not outrank one for the
     members (red, blue, green). With ``ProfileConfig.neuron_score_tokens`` and WordNet parts off it
     raised top-1 neuron P@10 on both concept files; alone it lowered the held-out one (README)."""
-    hnsw_min_rows: int = 50_000
-    """Below this many neurons (or clusters) ``find`` scores every row exactly unless told to use
-    HNSW: on the shipped index (9,216 neurons) the exact scan takes ~4 ms and loading the HNSW
-    graph ~35 ms of a cold start. HNSW pays off for large indexes and long-lived processes (set 0)."""
+    hnsw_min_rows: int | None = None
+    """From this many neurons (or clusters) on, ``find`` reranks HNSW candidates instead of ranking
+    the exact scores; None (default): never unless told (``--ann``). The HNSW path scores the
+    query's postings exactly anyway, so it can only save the ranking, and ranking only the scored
+    rows is cheap: exact is faster end to end at every size measured, cold included (1M synthetic
+    rows: ``benchmarks/find_scale.py``, README), and loading a graph costs ~35 ms on the shipped
+    index and seconds at 1M rows."""
     hnsw_ef: int = 200
     """HNSW search breadth (higher: better recall, slower)."""
     candidates: int = 1000
@@ -303,7 +332,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         for name in ("neighbours", "hnsw_ef", "candidates"):
             check_int(name, getattr(self, name), 1)
-        check_int("hnsw_min_rows", self.hnsw_min_rows, 0)
+        check_int("hnsw_min_rows", self.hnsw_min_rows, 0, optional=True)
         for name in ("min_similarity", "neighbour_weight", "wordnet_member_decay", "wordnet_sense_share_power",
                      "wordnet_synonym_weight"):
             check_float(name, getattr(self, name), 0.0, inclusive=True)

@@ -1,5 +1,6 @@
 """The build's clusters stage: every method's neurons clustered by complete linkage on their unit
-profiles, the tree cut at every K (``clusters.py``), and the distance curve of paper Fig. 2.
+profiles (``ClusterConfig.mode``: exact, or the scalable tree of ``scalable_clusters.py``), the tree
+cut at every K (``clusters.py``), and the distance curve of paper Fig. 2.
 
 Paths come from ``format/layout.py``.
 """
@@ -23,7 +24,7 @@ from neurosearch.progress import Reporter
 def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter) -> dict[str, Any]:
     """Write the stage's files into ``out`` and list them; the stage's facts."""
     from neurosearch.build.clusters import build_clusters, distance_curve
-    from neurosearch.build.linkage import linkage_tree, unit_rows
+    from neurosearch.build.linkage import unit_rows
 
     too_big = [k for k in config.ks if k > manifest.n_neurons]
     if too_big:
@@ -34,7 +35,7 @@ def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter
     for method in methods:
         t0 = time.time()
         unit = unit_rows(np.load(out / layout.profiles_file(method)))
-        tree = linkage_tree(unit)
+        tree, mode_facts = _tree(unit, config)
         sizes = {}
         for k in config.ks:
             found = build_clusters(unit, tree, k, neurons_per_layer=manifest.neurons_per_layer, config=config)
@@ -46,8 +47,21 @@ def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter
         relative = layout.distance_curve_file(method)
         write_json_atomic(out / relative, distance_curve(unit, tree, curve_ks))
         manifest.record(out, relative)
-        facts[method] = {"seconds": round(time.time() - t0, 2), "cluster_sizes": sizes}
+        facts[method] = {"seconds": round(time.time() - t0, 2), "cluster_sizes": sizes, **mode_facts}
         advance(1)
     reporter.finish("clusters (methods)")
     manifest.configs["clusters"] = to_dict(config)
-    return {"methods": facts}
+    return {"mode": config.mode, "methods": facts}
+
+
+def _tree(unit: np.ndarray, config: ClusterConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """The linkage tree of ``ClusterConfig.mode`` and what the manifest records about it."""
+    from neurosearch.build.linkage import linkage_tree
+
+    if config.mode == "scalable":
+        from neurosearch.build.scalable_clusters import scalable_tree
+
+        tree, facts = scalable_tree(unit)
+        return tree, {"mode": "scalable", "communities": facts["communities"],
+                      "largest_community": facts["largest_community"], "steps_seconds": facts["seconds"]}
+    return linkage_tree(unit), {"mode": "exact" if unit.shape[0] <= 40_000 else "exact (prototype tree above 40,000)"}

@@ -6,7 +6,7 @@ Stages, in order (:meth:`Builder.stages`): ``stats`` (``stats_stage.py`` over ``
 -> ``contexts`` (``contexts_stage.py`` over ``contexts.py``); the files they write are named in
 ``format/layout.py``. A finished stage is recorded in the manifest and not recomputed on a rerun
 (the build says which it skips, and loads the model only for a stage that needs it); the statistics
-stage checkpoints after every shard, so a killed build resumes where it stopped, and Ctrl-C ends
+stage checkpoints between shards, so a killed build resumes from its last checkpoint, and Ctrl-C ends
 in an :class:`~neurosearch.errors.Interrupted` that says what was kept and how to resume. An index
 whose model, site or corpus differ from the request is never silently mixed: the build refuses and
 says why.
@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-
 from neurosearch.build.search_stage import query_neighbours  # noqa: F401 (part of the build's API)
-from neurosearch.config import BuildConfig, to_dict
+from neurosearch.config import ADDED_LATER, BuildConfig, to_dict
 from neurosearch.corpus import CorpusSummary, scan_corpus
 from neurosearch.errors import Interrupted, NeurosearchError
 from neurosearch.format import layout
@@ -55,10 +54,12 @@ def _check_same_index(manifest: Manifest, wanted: dict[str, Any], out: Path) -> 
 class Builder:
     """One build of one index directory (library entry: :func:`build_index`)."""
 
-    def __init__(self, config: BuildConfig, out: Path, reporter: Reporter):
+    def __init__(self, config: BuildConfig, out: Path, reporter: Reporter, ray: str | None = None):
         self.config = config
         self.out = out
         self.reporter = reporter
+        self.ray = ray
+        """Ray cluster address (``auto``, ``local``, ``ray://...``) for the statistics shards, or None."""
         self.loaded: Any = None
         self.site: Any = None
         self.position: dict[str, int] = {}  # statistics: documents done and checkpointed (interrupt messages)
@@ -95,6 +96,8 @@ class Builder:
         first_changed = None
         for stage in ("profiles", "clusters"):
             stored = manifest.configs.get(stage)
+            if stored is not None:  # fields added later mean what older indexes were built with
+                stored = {**ADDED_LATER.get(stage, {}), **stored}
             if stored is None or json.loads(json.dumps(wanted[stage])) == stored:
                 continue
             search_only = {"search_method": None, "neuron_score_tokens": None}
@@ -157,8 +160,8 @@ class Builder:
             done, total = self.position.get("done", 0), self.position.get("total", -1)
             parts[0] = f"during statistics at document {done:,}" + (f" of {total:,}" if total >= 0 else "")
             parts.append(f"kept: statistics of the first {saved:,} documents in {self.out / layout.CHECKPOINT_DIR}"
-                         if saved else f"kept: nothing of it (it checkpoints every {self.config.stats.shard_docs:,} "
-                                       "documents, --shard-docs sets how often)")
+                         if saved else f"kept: nothing of it (the first checkpoint comes after the first "
+                                       f"{self.config.stats.shard_docs:,} documents, --shard-docs sets how many)")
         elif kept:
             parts.append(f"kept: the finished stages ({', '.join(kept)}); {stage} starts again")
         resume = "rerun the same command to resume from there" if kept or saved else "rerun the same command to start again"
@@ -172,7 +175,7 @@ class Builder:
         out, config, reporter = self.out, self.config, self.reporter
         return (
             Stage("stats", lambda manifest: stats_stage.run(out, manifest, config, self._model, corpus, reporter,
-                                                             self.position)),
+                                                             self.position, self.ray)),
             Stage("profiles", lambda manifest: profiles_stage.run(out, manifest, config, self._model()[0], reporter)),
             Stage("clusters", lambda manifest: clusters_stage.run(out, manifest, config.clusters, reporter)),
             Stage("search", lambda manifest: search_stage.SearchStage(out, manifest, reporter, config.concepts).run()),
@@ -281,6 +284,10 @@ def build_index(
     until: str = STAGES[-1],
     force: bool = False,
     reporter: Reporter | None = None,
+    ray: str | None = None,
 ) -> Manifest:
-    """Build (or finish building) the index at ``out`` up to stage ``until`` (default: every stage)."""
-    return Builder(config, Path(out), reporter or SilentReporter()).run(until, force)
+    """Build (or finish building) the index at ``out`` up to stage ``until`` (default: every stage).
+
+    ``ray``: run the statistics shards on a Ray cluster at this address (``local`` starts one
+    here; see :mod:`~neurosearch.build.ray_stats`); the statistics are the same bits either way."""
+    return Builder(config, Path(out), reporter or SilentReporter(), ray=ray).run(until, force)

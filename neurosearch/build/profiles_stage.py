@@ -33,7 +33,7 @@ def run(out: Path, manifest: Manifest, build: BuildConfig, loaded: Any, reporter
 
     config = build.profiles
     reporter.log("profiles: reading the statistics ...")
-    stats = TokenStats.load(out / layout.STATS_DIR)
+    stats = TokenStats.load(out / layout.STATS_DIR, mmap=True)  # only the kept rows are read
     tokenizer = loaded.tokenizer
     id_to_token = {index: token for token, index in tokenizer.get_vocab().items()}
     min_count = choose_min_count(config.min_count, stats.tokens)

@@ -7,21 +7,24 @@ activating occurrences as references (document, position, token id, value) -- ne
 [CLS], [SEP] and [PAD] are not counted.
 
 Everything is additive, so a corpus can be cut into shards that are processed anywhere and merged
-(:meth:`TokenStats.merge`); the build checkpoints the running total after every shard.
+(:meth:`TokenStats.merge`). The build accumulates every shard from zero in tables holding only the
+shard's tokens (:func:`shard_statistics`) and adds it to a dense running total in shard order
+(:mod:`~neurosearch.build.stats_total`), which it checkpoints by time: one process, a resumed run
+and Ray workers (:mod:`~neurosearch.build.ray_stats`) give the same bits.
 
 Speed: activations are consumed inside the forward hooks, layer by layer, while they are hot in
-cache. One fused pass (numba, :mod:`neurosearch.build.kernels`) adds each value to its token's float64
-sum, its square to the neuron's, and keeps block maxima for the top-k screen; without numba, a
-float64 copy feeds ``index_put_`` on token ids and a matrix product for the squares. The top-k
-search only looks at values above each neuron's current k-th best, so after the first batch it
-touches few elements.
+cache. On a CPU one fused numba kernel (:mod:`neurosearch.build.kernels`) reads them in place
+(bf16 as its bit pattern, or fp32), adds each value to its token's float64 sum and its square to
+the neuron's, and keeps the top-k inline. Without numba, and on a GPU, torch does the same with
+``index_put_`` on the tables' device (no per-layer copy to the host) and the top-k updates of
+:mod:`~neurosearch.build.torch_top`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,10 +33,7 @@ from neurosearch.config import StatsConfig
 from neurosearch.corpus import Windows, make_windows
 from neurosearch.errors import NeurosearchError
 from neurosearch.model.loading import LoadedModel, NeuronHooks, NeuronSite
-from neurosearch.format.atomic import save_npy_atomic
-from neurosearch.format.layout import STATS_ARRAYS, stats_array
 
-STATS_FILES = STATS_ARRAYS  # the arrays of a statistics directory; "totals" (written last) marks it complete
 
 
 @dataclass
@@ -54,6 +54,8 @@ class TokenStats:
     """int64 [N, k, 3]: (document index, position in the document's word pieces, token id)."""
     documents: int = 0
     windows: int = 0
+    neuron_sums: np.ndarray | None = None
+    """float64 [N], the column sums of ``token_sums`` when stored (saves a pass over the rows)."""
 
     @property
     def tokens(self) -> int:
@@ -64,7 +66,8 @@ class TokenStats:
         return int(self.neuron_sumsq.shape[0])
 
     def neuron_mean(self) -> np.ndarray:
-        return self.token_sums.sum(axis=0) / max(self.tokens, 1)
+        sums = self.neuron_sums if self.neuron_sums is not None else np.asarray(self.token_sums).sum(axis=0)
+        return sums / max(self.tokens, 1)
 
     def neuron_var(self) -> np.ndarray:
         mean = self.neuron_mean()
@@ -95,18 +98,22 @@ class TokenStats:
             windows=self.windows + other.windows,
         )
 
-    def save(self, directory: Path) -> None:
-        """Write every array atomically (temp file + rename); ``totals`` last marks completion."""
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in STATS_FILES[:-1]:
-            save_npy_atomic(directory / stats_array(name), getattr(self, name))
-        save_npy_atomic(directory / stats_array("totals"), np.array([self.documents, self.windows], dtype=np.int64))
+    def save(self, directory: Path, compress: str = "none") -> None:
+        """Write the statistics directory (:mod:`~neurosearch.build.stats_store`); ``totals`` last."""
+        from neurosearch.build.stats_store import iter_row_blocks, write_stats
+
+        write_stats(directory, token_ids=self.token_ids, token_counts=self.token_counts,
+                    row_blocks=lambda: iter_row_blocks(self.token_sums), n_neurons=self.n_neurons,
+                    neuron_sumsq=self.neuron_sumsq, top_values=self.top_values, top_refs=self.top_refs,
+                    documents=self.documents, windows=self.windows, compress=compress)
 
     @classmethod
-    def load(cls, directory: Path) -> "TokenStats":
-        if not (directory / stats_array("totals")).is_file():
-            raise NeurosearchError(f"no complete statistics in {directory}")
-        arrays = {name: np.load(directory / stats_array(name), allow_pickle=False) for name in STATS_FILES}
+    def load(cls, directory: Path, mmap: bool = False) -> "TokenStats":
+        """Read a statistics directory; with ``mmap`` the sums stay on disk and indexing them with
+        rows reads only those rows (a memory map, or the compressed blocks that hold them)."""
+        from neurosearch.build.stats_store import read_arrays
+
+        arrays = read_arrays(directory, mmap)
         documents, windows = (int(v) for v in arrays.pop("totals"))
         return cls(**arrays, documents=documents, windows=windows)
 
@@ -122,54 +129,84 @@ def merge_top(
     return np.take_along_axis(values, order, axis=1), np.take_along_axis(refs, order[:, :, None], axis=1)
 
 
-class StatsAccumulator:
-    """Dense running statistics, updated from inside the forward hooks of one site."""
+BACKENDS = ("auto", "numba", "torch")
 
-    def __init__(self, site: NeuronSite, vocab_size: int, top_k: int):
+
+class StatsAccumulator:
+    """Running statistics of one site, updated from inside the forward hooks.
+
+    Tables are per layer, on ``device`` (the model's: on CUDA the activations never leave the
+    GPU; the sums are float64 there too and reach the host once, when the build adds the shard to
+    its total). With ``token_ids`` (the sorted ids a shard can contain) the per-token tables hold
+    only those rows; otherwise one row per vocabulary id. ``backend``: ``numba`` (the fused CPU
+    kernel, :mod:`neurosearch.build.kernels`), ``torch`` (``index_put_`` and torch top-k updates,
+    any device), or ``auto`` (numba on a CPU when it is installed). ``dense_top`` picks the
+    synchronisation-free top-k update of the torch path (default: off the CPU).
+    """
+
+    def __init__(self, site: NeuronSite, vocab_size: int, top_k: int, *, token_ids: np.ndarray | None = None,
+                 device: str | torch.device = "cpu", backend: str = "auto", dense_top: bool | None = None):
+        if backend not in BACKENDS:
+            raise NeurosearchError(f"unknown statistics backend '{backend}' (choose from {', '.join(BACKENDS)})")
         self.site = site
         self.vocab_size = vocab_size
         self.top_k = top_k
-        width = site.neurons_per_layer
-        self.sums = [torch.zeros(vocab_size, width, dtype=torch.float64) for _ in range(site.n_layers)]
-        self.sumsq = torch.zeros(site.n_layers, width, dtype=torch.float64)
-        self.counts = torch.zeros(vocab_size, dtype=torch.int64)
-        self.top_values = torch.full((site.n_layers, width, top_k), float("-inf"), dtype=torch.float32)
-        self.top_refs = torch.zeros((site.n_layers, width, top_k, 3), dtype=torch.int64)
+        self.device = torch.device(device)
+        self.token_ids = None if token_ids is None else np.asarray(token_ids, dtype=np.int64)
+        self._row_of: np.ndarray | None = None
+        if self.token_ids is not None:  # vocabulary id -> compact table row (-1: not in the table)
+            self._row_of = np.full(vocab_size, -1, dtype=np.int64)
+            self._row_of[self.token_ids] = np.arange(len(self.token_ids))
+        rows = (vocab_size if self.token_ids is None else len(self.token_ids)) + 1  # last: the torch path's
+        # scratch row for special tokens and padding (never counted, never exported)
+        width, layers = site.neurons_per_layer, site.n_layers
+        dev = self.device
+        self.sums = [torch.zeros(rows, width, dtype=torch.float64, device=dev) for _ in range(layers)]
+        self.sumsq = torch.zeros(layers, width, dtype=torch.float64, device=dev)
+        self.counts = torch.zeros(rows, dtype=torch.int64, device=dev)
+        self.top_values = torch.full((layers, width, top_k), float("-inf"), dtype=torch.float32, device=dev)
+        self.top_refs = torch.zeros((layers, width, top_k, 3), dtype=torch.int64, device=dev)
         self.documents = 0
         self.windows = 0
-        self._buffer = torch.empty(0, dtype=torch.float64)
-        self._ones = torch.ones(1, 0, dtype=torch.float64)
-        self._batch: dict[str, torch.Tensor] = {}
+        self._buffer = torch.empty(0, dtype=torch.float64, device=dev)
+        self._ones = torch.ones(1, 0, dtype=torch.float64, device=dev)
+        self._batch: dict[str, Any] = {}
         from neurosearch.build.kernels import fused_accumulate
 
-        self._kernel = fused_accumulate()
+        self._kernel = fused_accumulate() if backend != "torch" and dev.type == "cpu" else None
+        if backend == "numba" and self._kernel is None:
+            raise NeurosearchError("the numba statistics backend needs numba and a CPU device")
+        self.dense_top = dev.type != "cpu" if dense_top is None else dense_top
 
-    # -- loading and exporting the running total -------------------------------------------------
-    def load(self, stats: TokenStats) -> None:
+    # -- exporting the running total ---------------------------------------------------------------
+    def seen_rows(self) -> torch.Tensor:
+        return torch.nonzero(self.counts).flatten()
+
+    def seen_ids(self, rows: torch.Tensor) -> np.ndarray:
+        """Vocabulary ids of table ``rows``."""
+        rows_np = rows.cpu().numpy().astype(np.int64)
+        return rows_np if self.token_ids is None else self.token_ids[rows_np]
+
+    def layer_blocks(self, rows: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
+        """(first column, float64 [len(rows), width] host array) of every layer, one at a time."""
         width = self.site.neurons_per_layer
-        ids = torch.from_numpy(stats.token_ids)
-        self.counts.zero_()
-        self.counts[ids] = torch.from_numpy(stats.token_counts)
-        sums = torch.from_numpy(stats.token_sums)
         for layer, table in enumerate(self.sums):
-            table.zero_()
-            table[ids] = sums[:, layer * width : (layer + 1) * width]
-        self.sumsq.copy_(torch.from_numpy(stats.neuron_sumsq).view(self.site.n_layers, width))
-        self.top_values.copy_(torch.from_numpy(stats.top_values).view_as(self.top_values))
-        self.top_refs.copy_(torch.from_numpy(stats.top_refs).view_as(self.top_refs))
-        self.documents, self.windows = stats.documents, stats.windows
+            yield layer * width, table[rows].cpu().numpy()
+
+    def add_to(self, total: Any) -> None:
+        """Add these statistics to a build's :class:`~neurosearch.build.stats_total.StatsTotal`."""
+        total.add_accumulator(self)
 
     def export(self) -> TokenStats:
-        ids = torch.nonzero(self.counts).flatten()
-        sums = torch.cat([table[ids] for table in self.sums], dim=1)
+        rows = self.seen_rows()
         n = self.site.n_neurons
         return TokenStats(
-            token_ids=ids.numpy().astype(np.int64),
-            token_counts=self.counts[ids].numpy().copy(),
-            token_sums=sums.numpy(),
-            neuron_sumsq=self.sumsq.reshape(n).numpy().copy(),
-            top_values=self.top_values.reshape(n, self.top_k).numpy().copy(),
-            top_refs=self.top_refs.reshape(n, self.top_k, 3).numpy().copy(),
+            token_ids=self.seen_ids(rows),
+            token_counts=self.counts[rows].cpu().numpy().copy(),
+            token_sums=np.concatenate([block for _, block in self.layer_blocks(rows)], axis=1),
+            neuron_sumsq=self.sumsq.reshape(n).cpu().numpy().copy(),
+            top_values=self.top_values.reshape(n, self.top_k).cpu().numpy().copy(),
+            top_refs=self.top_refs.reshape(n, self.top_k, 3).cpu().numpy().copy(),
             documents=self.documents,
             windows=self.windows,
         )
@@ -177,110 +214,56 @@ class StatsAccumulator:
     # -- per batch --------------------------------------------------------------------------------
     def begin_batch(self, input_ids: torch.Tensor, valid: torch.Tensor, docs: torch.Tensor, pos: torch.Tensor) -> None:
         """Set the token ids and references of the batch about to run through the model."""
-        flat_ids = input_ids.reshape(-1)
-        flat_valid = valid.reshape(-1)
-        self._batch = {
-            "ids": flat_ids,
-            "invalid_rows": torch.nonzero(~flat_valid).flatten(),
-            "valid_rows": flat_valid,
-            "docs": docs.reshape(-1),
-            "pos": pos.reshape(-1),
-            "rows": torch.where(flat_valid, flat_ids, -1).numpy(),  # the kernel's row -> token (-1: skip)
-        }
-        self.counts += torch.bincount(flat_ids[flat_valid], minlength=self.vocab_size)
+        flat_ids = input_ids.reshape(-1).cpu()
+        flat_valid = valid.reshape(-1).cpu()
+        ids_np = flat_ids.numpy()
+        table_rows = ids_np if self._row_of is None else self._row_of[ids_np]
+        rows = np.where(flat_valid.numpy(), table_rows, -1)  # the kernel's row -> table row (-1: skip)
+        if self._row_of is not None and bool(np.any(flat_valid.numpy() & (table_rows < 0))):
+            raise NeurosearchError("a batch holds a token outside the accumulator's token_ids")
+        counted = torch.from_numpy(rows[rows >= 0])
+        self.counts += torch.bincount(counted, minlength=len(self.counts)).to(self.device)
+        batch: dict[str, Any] = {"rows": rows}
+        if self._kernel is not None:
+            batch.update(docs=docs.reshape(-1).cpu().numpy(), pos=pos.reshape(-1).cpu().numpy(), ids=ids_np)
+        else:
+            dev = self.device
+            batch.update(
+                ids=flat_ids.to(dev), docs=docs.reshape(-1).to(dev), pos=pos.reshape(-1).to(dev),
+                valid_rows=flat_valid.to(dev), invalid_rows=torch.nonzero(~flat_valid).flatten().to(dev),
+                table_rows=torch.from_numpy(np.where(rows >= 0, rows, len(self.counts) - 1)).to(dev),
+            )
+        self._batch = batch
 
     def observe(self, layer: int, activations: torch.Tensor) -> None:
         """Fold one layer's activations [batch, seq, width] into the running statistics."""
         batch = self._batch
         width = self.site.neurons_per_layer
         x = activations.detach().reshape(-1, width)
-        if x.device.type != "cpu":  # statistics live in host memory; the model may not
-            x = x.float().cpu()
-        if self._kernel is not None:
-            x = x.float().contiguous()
-            block = self.SCREEN_BLOCK
-            block_max = torch.full(((x.shape[0] + block - 1) // block, width), float("-inf"))
-            self._kernel(x.numpy(), batch["rows"], self.sums[layer].numpy(), self.sumsq[layer].numpy(),
-                         block_max.numpy(), block)
-            self._update_top(layer, x, batch, block_max)
+        if self._kernel is not None:  # read in place: bf16 as its bit pattern, fp32 as is
+            x = x.cpu().contiguous()
+            if x.dtype == torch.bfloat16:
+                data = x.view(torch.int16).numpy()
+            else:
+                data = x.float().numpy()
+            self._kernel(data, batch["rows"], batch["docs"], batch["pos"], batch["ids"], self.sums[layer].numpy(),
+                         self.sumsq[layer].numpy(), self.top_values[layer].numpy(), self.top_refs[layer].numpy())
             return
+        from neurosearch.build.torch_top import update_top_dense, update_top_screened
+
+        x = x.to(self.device)
         n = x.shape[0]
         if self._buffer.numel() < n * width:  # float64 scratch of the torch path, grown once
-            self._buffer = torch.empty(n * width, dtype=torch.float64)
-            self._ones = torch.ones(1, n, dtype=torch.float64)
+            self._buffer = torch.empty(n * width, dtype=torch.float64, device=self.device)
+            self._ones = torch.ones(1, n, dtype=torch.float64, device=self.device)
         x64 = self._buffer[: n * width].view(n, width)
         x64.copy_(x)
         x64.index_fill_(0, batch["invalid_rows"], 0.0)
         # index_put_ touches only the batch's rows; index_add_ walks the whole [V, width] table
-        self.sums[layer].index_put_((batch["ids"],), x64, accumulate=True)
+        self.sums[layer].index_put_((batch["table_rows"],), x64, accumulate=True)
         self.sumsq[layer] += torch.mm(self._ones[:, :n], x64.square_()).squeeze(0)
-        self._update_top(layer, x, batch)
-
-    SCREEN_BLOCK = 256
-
-    def _screen(
-        self, x: torch.Tensor, threshold: torch.Tensor, batch: dict[str, torch.Tensor],
-        block_max: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(rows, cols) of valid entries above their column's threshold, grouped by column.
-
-        Block maxima (one cheap reduction) say which (row block, column) pairs can hold a
-        candidate; only those are read again. None when too many blocks qualify to be worth it.
-        """
-        n, width = x.shape
-        block = self.SCREEN_BLOCK
-        if block_max is None:  # the fused kernel computes them on its pass
-            full = (n // block) * block
-            parts = [x[:full].view(-1, block, width).amax(dim=1)] if full else []
-            if full < n:
-                parts.append(x[full:].amax(dim=0, keepdim=True))
-            block_max = torch.cat(parts) if len(parts) > 1 else parts[0]
-        threshold = threshold.to(x.dtype)
-        blocks, cols = torch.nonzero(block_max > threshold, as_tuple=True)
-        if blocks.numel() * block * 4 > n * width:
-            return None
-        rows = blocks.unsqueeze(1) * block + torch.arange(block).unsqueeze(0)  # [C, block]
-        inside = rows < n
-        rows = rows.clamp(max=n - 1)
-        values = x[rows, cols.unsqueeze(1)]
-        hit = (values > threshold[cols].unsqueeze(1)) & inside & batch["valid_rows"][rows]
-        rows, cols = rows[hit], cols.unsqueeze(1).expand_as(hit)[hit]
-        order = torch.argsort(cols * n + rows)  # grouped by column, rows ascending
-        return rows[order], cols[order]
-
-    def _update_top(self, layer: int, x: torch.Tensor, batch: dict[str, torch.Tensor],
-                    block_max: torch.Tensor | None = None) -> None:
-        """Merge the batch's values above each neuron's current k-th best into its top-k list."""
-        k = self.top_k
-        width = x.shape[1]
-        best = self.top_values[layer]  # [width, k], descending
-        threshold = best[:, -1]
-        found = self._screen(x, threshold, batch, block_max) if bool(torch.isfinite(threshold).all()) else None
-        if found is not None:
-            rows, cols = found
-            if cols.numel() == 0:
-                return
-            counts = torch.bincount(cols, minlength=width)
-            most = int(counts.max())
-        if found is None or most > 4 * k:  # first batches: a dense top-k of the batch is cheaper
-            masked = x.float().index_fill(0, batch["invalid_rows"], float("-inf"))
-            top = torch.topk(masked, min(k, x.shape[0]), dim=0)
-            keep = torch.isfinite(top.values.t())
-            cols = torch.arange(width).unsqueeze(1).expand(width, top.values.shape[0])[keep]
-            rows = top.indices.t()[keep]
-            counts = torch.bincount(cols, minlength=width)
-            most = int(counts.max())
-        slot = torch.arange(cols.numel()) - (torch.cumsum(counts, 0) - counts)[cols]
-        values = torch.full((width, k + most), float("-inf"))
-        values[:, :k] = best
-        values[cols, k + slot] = x[rows, cols].float()
-        refs = torch.zeros((width, k + most, 3), dtype=torch.int64)
-        refs[:, :k] = self.top_refs[layer]
-        refs[cols, k + slot] = torch.stack([batch["docs"][rows], batch["pos"][rows], batch["ids"][rows]], dim=1)
-        # stable: on ties the older entry (lower slot) wins, so results do not depend on batching order
-        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
-        self.top_values[layer] = torch.gather(values, 1, order)
-        self.top_refs[layer] = torch.gather(refs, 1, order.unsqueeze(-1).expand(width, k, 3))
+        update = update_top_dense if self.dense_top else update_top_screened
+        update(self.top_values[layer], self.top_refs[layer], x, batch)
 
 
 ProgressFn = Callable[[int], None]
@@ -346,16 +329,19 @@ def accumulate(
     window: int,
     on_tokens: ProgressFn | None = None,
     on_windows: Callable[[int, int], None] | None = None,
+    windows: Windows | None = None,
 ) -> None:
     """Run the model over ``documents`` (corpus indices from ``first_document``) and accumulate.
 
     ``accumulator`` is a :class:`StatsAccumulator` or anything with its batch interface
     (``begin_batch``, ``observe``, ``documents``, ``windows``: the contexts stage's). ``on_tokens(n)``
     gets the counted tokens of each batch, ``on_windows(done, total)`` the windows of each batch and
-    of the whole call (progress a person can follow).
+    of the whole call (progress a person can follow). ``windows``: the documents' windows when the
+    caller has made them already.
     """
     tokenizer = loaded.tokenizer
-    windows = make_windows(tokenizer, list(documents), first_document, window)
+    if windows is None:
+        windows = make_windows(tokenizer, list(documents), first_document, window)
     accumulator.documents += len(documents)
     accumulator.windows += len(windows.input_ids)
     total = len(windows.input_ids)
@@ -373,6 +359,38 @@ def accumulate(
                 on_tokens(int(valid.sum()))
             if on_windows is not None:
                 on_windows(len(indices), total)
+
+
+def window_token_ids(tokenizer: object, windows: Windows) -> np.ndarray:
+    """Sorted distinct token ids in ``windows`` that can count ([CLS], [SEP], [PAD] left out)."""
+    if not windows.input_ids:
+        return np.zeros(0, dtype=np.int64)
+    ids = np.unique(np.concatenate([np.asarray(w, dtype=np.int64) for w in windows.input_ids]))
+    excluded = [t for t in (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)  # type: ignore[attr-defined]
+                if t is not None]
+    return ids[~np.isin(ids, excluded)]
+
+
+def shard_statistics(
+    loaded: LoadedModel,
+    site: NeuronSite,
+    documents: Sequence[str],
+    first_document: int,
+    config: StatsConfig,
+    window: int,
+    backend: str = "auto",
+    on_tokens: ProgressFn | None = None,
+    on_windows: Callable[[int, int], None] | None = None,
+) -> StatsAccumulator:
+    """One shard's statistics from zero, in tables holding only the shard's tokens (on the model's
+    device). Every shard is computed alike wherever it runs, and added to the total in shard order,
+    so a build gives the same bits in one process, resumed, or spread over machines."""
+    windows = make_windows(loaded.tokenizer, list(documents), first_document, window)
+    accumulator = StatsAccumulator(site, vocab_size(loaded), config.top_k, device=loaded.device, backend=backend,
+                                   token_ids=window_token_ids(loaded.tokenizer, windows))
+    accumulate(loaded, site, accumulator, documents, first_document, config, window, on_tokens, on_windows,
+               windows=windows)
+    return accumulator
 
 
 def compute_stats(

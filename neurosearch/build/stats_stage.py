@@ -1,9 +1,13 @@
-"""The build's statistics stage: one pass of the model over the corpus (``stats.py``), checkpointed.
+"""The build's statistics stage: one pass of the model over the corpus in shards, checkpointed by time.
 
-The running totals are saved after every shard of ``StatsConfig.shard_docs`` documents as
-``checkpoint/stats-<shards>/`` (its progress file, written last, marks it complete); a rerun resumes
-after the newest one. Progress advances per batch, in documents, and ``position`` says how far the
-pass got and what is checkpointed (the build's interrupt message). Paths come from ``format/layout.py``.
+Every shard of ``StatsConfig.shard_docs`` documents is accumulated from zero (here, or on Ray
+workers: ``ray_stats.py``) and added to the running total in shard order (``stats_total.py``), so
+a resumed or distributed build gives the same bits as one uninterrupted process. Checkpoints
+(``checkpoint/stats-<shards>/``, its progress file written last marks it complete) are written when
+due by time (``StatsConfig.checkpoint_share``; the first shard always), straight from the table; a
+rerun resumes after the newest one. Progress advances per batch, in documents (per shard on Ray),
+and ``position`` says how far the pass got and what is checkpointed (the build's interrupt
+message). Paths come from ``format/layout.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from neurosearch.config import BuildConfig
 from neurosearch.corpus import CorpusSummary, read_documents
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
-from neurosearch.format.atomic import save_npy_atomic, write_json_atomic
+from neurosearch.format.atomic import save_npy_atomic
 from neurosearch.format.manifest import Manifest
 from neurosearch.progress import Reporter
 
@@ -48,69 +52,106 @@ def latest_checkpoint(root: Path) -> tuple[int, Path | None]:
 
 
 def run(out: Path, manifest: Manifest, build: BuildConfig, model: Callable[[], tuple[Any, Any]],
-        corpus: CorpusSummary, reporter: Reporter, position: dict[str, int]) -> dict[str, Any]:
-    """Eq. 1 statistics in one streaming pass, checkpointed after every shard; the stage's facts."""
-    from neurosearch.build.stats import StatsAccumulator, TokenStats, accumulate, vocab_size
+        corpus: CorpusSummary, reporter: Reporter, position: dict[str, int], ray: str | None = None) -> dict[str, Any]:
+    """Eq. 1 statistics in one streaming pass of shards, checkpointed by time; the stage's facts.
+
+    ``model`` returns the loaded model and its neuron site; ``position`` is updated with the
+    documents done and checkpointed; ``ray``: the Ray cluster address the shards run on (None: in
+    this process)."""
+    from neurosearch.build.stats import TokenStats, vocab_size
+    from neurosearch.build.stats_store import directory_bytes
+    from neurosearch.build.stats_total import CheckpointClock, StatsTotal, write_checkpoint
 
     started = time.time()
     loaded, site = model()
     root = out / layout.CHECKPOINT_DIR
     shards_done, checkpoint = latest_checkpoint(root)
-    accumulator = StatsAccumulator(site, vocab_size(loaded), build.stats.top_k)
+    identity = manifest.stages["stats"]["identity"]
+    total = StatsTotal(vocab_size(loaded), site.n_neurons, build.stats.top_k)
     if checkpoint is not None:
         progress = json.loads((checkpoint / layout.CHECKPOINT_PROGRESS).read_text())
-        if progress.get("identity") != manifest.stages["stats"]["identity"]:
+        if progress.get("identity") != identity:
             shutil.rmtree(root)
             shards_done, checkpoint = 0, None
         else:
-            accumulator.load(TokenStats.load(checkpoint))
-            reporter.log(f"stats: resuming after {shards_done} shard(s) ({accumulator.documents} documents)")
-    total_docs = corpus.documents if corpus.documents >= 0 else None
-    advance = reporter.task(TASK, total_docs)
-    advance(accumulator.documents)
+            total.load(checkpoint)
+            reporter.log(f"stats: resuming after {shards_done} shard(s) ({total.documents} documents)")
+    advance = reporter.task(TASK, corpus.documents if corpus.documents >= 0 else None)
+    advance(total.documents)
     documents = read_documents(build.corpus)
-    first = accumulator.documents  # resume: skip what the checkpoint already holds
+    first = total.documents  # resume: skip what the checkpoint already holds
     position.update(checkpointed=first, total=corpus.documents, done=first)
     for _ in islice(documents, first):
         pass
-    for number, shard in enumerate(shards(documents, build.stats.shard_docs), start=shards_done):
-        seen = [0]
+    clock = CheckpointClock(build.stats.checkpoint_share)
+    written = {"count": 0, "seconds": 0.0, "bytes": 0}
+    moved = [0.0]  # documents the progress bar has advanced by within the current shard
 
-        def on_batch(done: int, windows: int, size: int = len(shard), start: int = first) -> None:
-            seen[0] += done  # windows of this shard so far: documents done, in proportion
-            position["done"] = start + int(size * seen[0] / max(windows, 1))
-            advance(size * done / max(windows, 1))  # per batch, so small corpora show progress too
+    def on_batch(documents_done: float) -> None:
+        moved[0] += documents_done
+        position["done"] = first + int(moved[0])
+        advance(documents_done)
 
-        accumulate(loaded, site, accumulator, shard, first, build.stats, build.corpus.window, on_windows=on_batch)
-        first += len(shard)
+    results = _shard_results(build, loaded, site, shards(documents, build.stats.shard_docs), first, reporter, ray,
+                             on_batch)
+    for number, (count, add) in enumerate(results, start=shards_done + 1):
+        add(total)
+        first += count
+        advance(count - moved[0])  # what the batches did not show (all of it on Ray)
+        moved[0] = 0.0
         position["done"] = first
-        target = out / layout.checkpoint_dir(number + 1)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        accumulator.export().save(tmp)
-        write_json_atomic(
-            tmp / layout.CHECKPOINT_PROGRESS,
-            {"shards": number + 1, "documents": first, "identity": manifest.stages["stats"]["identity"]},
-        )
-        tmp.rename(target)
-        position["checkpointed"] = first
-        for old in root.glob(f"{layout.CHECKPOINT_PREFIX}*"):
-            if old != target:
-                shutil.rmtree(old, ignore_errors=True)
+        if clock.due():
+            t0 = time.time()
+            written["bytes"] = write_checkpoint(out, number, total, identity, build.stats.compress)
+            clock.wrote(time.time() - t0)
+            written.update(count=written["count"] + 1, seconds=written["seconds"] + time.time() - t0)
+            position["checkpointed"] = first
     reporter.finish(TASK)
-    _, final = latest_checkpoint(root)
-    if final is None:
+    if total.documents == 0:
         raise NeurosearchError(f"corpus {build.corpus.source} has no documents")
     stats_dir = out / layout.STATS_DIR
     shutil.rmtree(stats_dir, ignore_errors=True)
-    (final / layout.CHECKPOINT_PROGRESS).unlink()
-    final.rename(stats_dir)
+    _, latest = latest_checkpoint(root)
+    if latest is not None and json.loads((latest / layout.CHECKPOINT_PROGRESS).read_text())["documents"] == total.documents:
+        (latest / layout.CHECKPOINT_PROGRESS).unlink()
+        latest.rename(stats_dir)  # the last checkpoint already holds everything
+    else:
+        tmp = stats_dir.with_name(f".{stats_dir.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        total.save(tmp, build.stats.compress)
+        tmp.rename(stats_dir)
     shutil.rmtree(root, ignore_errors=True)
-    stats = TokenStats.load(stats_dir)
+    del total
+    stats = TokenStats.load(stats_dir, mmap=True)
     _write_neuron_files(out, manifest, stats)
     manifest.corpus.update(documents=stats.documents, windows=stats.windows, tokens=stats.tokens)
     return {"documents": stats.documents, "windows": stats.windows, "tokens": stats.tokens,
-            "tokens_per_second": round(stats.tokens / max(time.time() - started, 1e-9), 1)}
+            "tokens_per_second": round(stats.tokens / max(time.time() - started, 1e-9), 1),
+            "checkpoints": written["count"], "checkpoint_seconds": round(written["seconds"], 2),
+            "checkpoint_bytes": written["bytes"], "stats_bytes": directory_bytes(stats_dir),
+            "workers": "ray" if ray is not None else "local"}
+
+
+def _shard_results(build: BuildConfig, loaded: Any, site: Any, documents: Iterator[list[str]], first: int,
+                   reporter: Reporter, ray: str | None, on_batch: Callable[[float], None]) -> Iterator[tuple[int, Any]]:
+    """(documents, add-to-total) of every shard, in corpus order: here (``on_batch`` gets the
+    documents each batch stands for, in proportion to its windows), or on Ray workers."""
+    if ray is not None:
+        from neurosearch.build.ray_stats import ray_shard_results
+
+        yield from ray_shard_results(ray, build, documents, first, reporter, loaded.weights_hash())
+        return
+    from neurosearch.build.stats import shard_statistics
+
+    for shard in documents:
+        def on_windows(done: int, windows: int, size: int = len(shard)) -> None:
+            on_batch(size * done / max(windows, 1))  # per batch, so small corpora show progress too
+
+        accumulator = shard_statistics(loaded, site, shard, first, build.stats, build.corpus.window,
+                                       on_windows=on_windows)
+        first += len(shard)
+        yield len(shard), accumulator.add_to
+        del accumulator
 
 
 def _write_neuron_files(out: Path, manifest: Manifest, stats: Any) -> None:

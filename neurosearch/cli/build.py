@@ -1,12 +1,13 @@
 """``build`` and ``fit-head``: writing an index."""
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from neurosearch.cli.common import IndexOption, RichReporter, fail, open_index, parse_ints
-from neurosearch.config import ProfileConfig, StatsConfig
+from neurosearch.config import ClusterConfig, ProfileConfig, StatsConfig
 
 
 def build(
@@ -24,19 +25,24 @@ def build(
     embeddings: Annotated[Optional[str], typer.Option(help="Token neighbours for smoothing: model (default), fasttext (the paper's), or a .vec/.bin path.", show_default=False)] = None,
     refine: Annotated[Optional[bool], typer.Option("--refine/--no-refine", help="Refine clusters (the paper's step; default: no, as shipped).", show_default=False)] = None,
     paper: Annotated[bool, typer.Option("--paper", help="The paper's settings where the defaults differ: --site hidden --embeddings fasttext --refine (explicit flags still win).")] = False,
+    cluster_mode: Annotated[str, typer.Option(help="exact (complete linkage over all pairs, the paper's) or scalable (kNN graph + communities + exact linkage inside; past 40k neurons).")] = ClusterConfig.mode,
     wordnet: Annotated[bool, typer.Option("--wordnet/--no-wordnet", help="Bake WordNet's concept members into the index when WordNet data is installed (see README).")] = True,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (auto uses bf16 only where it is fast).")] = "auto",
     batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = StatsConfig.batch_tokens,
     shard_docs: Annotated[int, typer.Option(help="Documents per checkpointed shard.")] = StatsConfig.shard_docs,
+    compress_stats: Annotated[bool, typer.Option("--compress-stats", help="Store checkpoints and stats/ zstd-compressed (lossless, ~3x smaller; needs zstandard).")] = False,
+    checkpoint_share: Annotated[float, typer.Option(help="Largest share of the statistics time spent writing checkpoints.")] = StatsConfig.checkpoint_share,
+    ray: Annotated[bool, typer.Option("--ray", help="Run the statistics shards on the running Ray cluster (pip install 'neurosearch\\[ray]').")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="Run the statistics shards on the Ray cluster at this address (implies --ray); 'local' starts one here.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild every stage from scratch.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Build an index: statistics, profiles, clusters and search vectors, resumably."""
     from neurosearch.build import build_index
     from neurosearch.config import (
+        CLUSTER_MODES,
         METHODS,
         BuildConfig,
-        ClusterConfig,
         CorpusConfig,
         ModelConfig,
         ProfileConfig,
@@ -59,6 +65,12 @@ def build(
     ks = tuple(parse_ints(k, "--k"))
     if min_count != "auto" and not (min_count.isdigit() and int(min_count) >= 1):
         fail(f"--min-count must be 'auto' or a whole number >= 1, got '{min_count}'")
+    if ray_address is not None and (not ray_address.strip() or ray_address.startswith("-")):
+        fail(f"--ray-address takes a Ray address (host:port, ray://host:port, auto or local), got '{ray_address}'")
+    if (ray or ray_address is not None) and importlib.util.find_spec("ray") is None:
+        fail("--ray needs Ray: pip install 'neurosearch[ray]'")
+    if cluster_mode not in CLUSTER_MODES:
+        fail(f"--cluster-mode must be one of {', '.join(CLUSTER_MODES)}, got '{cluster_mode}'")
     built_methods, searched = parse_methods()
     recipe = build_recipe(paper, site=site, embeddings=embeddings, refine=refine)
     site, embeddings, refine = recipe["site"], recipe["embeddings"], recipe["refine"]
@@ -66,7 +78,8 @@ def build(
     config = BuildConfig(
         model=ModelConfig(model=model, site=site, dtype=dtype),
         corpus=CorpusConfig(source=corpus, text_field=text_field, max_docs=max_docs),
-        stats=StatsConfig(batch_tokens=batch_tokens, shard_docs=shard_docs),
+        stats=StatsConfig(batch_tokens=batch_tokens, shard_docs=shard_docs, checkpoint_share=checkpoint_share,
+                          compress="zstd" if compress_stats else "none"),
         profiles=ProfileConfig(
             min_count=min_count if min_count == "auto" else int(min_count),
             methods=built_methods,
@@ -74,11 +87,12 @@ def build(
             embeddings=source,
             embeddings_path=embeddings if source == "file" else None,
         ),
-        clusters=ClusterConfig(ks=ks, refine=refine),
+        clusters=ClusterConfig(ks=ks, refine=refine, mode=cluster_mode),
         concepts=wordnet,
     )
     with RichReporter(quiet) as reporter:
-        manifest = build_index(config, out, until=until, force=force, reporter=reporter)
+        manifest = build_index(config, out, until=until, force=force, reporter=reporter,
+                               ray=ray_address or ("auto" if ray else None))
     stats = manifest.stages.get("stats", {})
     typer.echo(
         f"index {out}: {manifest.site} site, {manifest.n_neurons:,} neurons; corpus {stats.get('documents', 0):,} "

@@ -27,8 +27,14 @@ STAGES = ("stats", "profiles", "clusters", "search", "contexts")
 
 # -- stats: raw Eq. 1 statistics (build intermediates, not shipped) -------------------------------
 STATS_DIR = "stats"
-STATS_ARRAYS = ("token_ids", "token_counts", "token_sums", "neuron_sumsq", "top_values", "top_refs", "totals")
+STATS_ARRAYS = ("token_ids", "token_counts", "token_sums", "neuron_sums", "neuron_sumsq", "top_values", "top_refs",
+                "totals")
 """The arrays of a statistics directory; ``totals`` is written last and marks it complete."""
+STATS_LAYOUT = "stats.json"
+"""How a statistics directory stores ``token_sums`` (plain ``.npy`` or zstd blocks)."""
+STATS_COMPRESSED_SUMS = "token_sums.zst"
+STATS_COMPRESSED_BLOCKS = "token_sums_blocks.npy"
+"""With ``StatsConfig.compress="zstd"``: the sums as zstd frames of row blocks, and their byte offsets."""
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_PREFIX = "stats-"
 CHECKPOINT_PROGRESS = "progress.json"
@@ -202,6 +208,7 @@ def files() -> list[tuple[str, str]]:
     return [
         (MANIFEST, "all"),
         *((f"{STATS_DIR}/{stats_array(name)}", "stats") for name in STATS_ARRAYS),
+        *((f"{STATS_DIR}/{name}", "stats") for name in (STATS_LAYOUT, STATS_COMPRESSED_SUMS, STATS_COMPRESSED_BLOCKS)),
         (f"{checkpoint_dir('<n>')}/", "stats"),
         *((path, "stats") for path in (NEURON_MEAN, NEURON_STD, NEURON_TOP_VALUES, NEURON_TOP_REFS)),
         *((path, "profiles") for path in (TOKENS, TOKENIZER, TOKEN_SPACE, TOKEN_SPACE_SCALE, NEIGHBOURS,

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 PARTS = POSTINGS_PARTS  # offsets, rows, weights
+VECTOR_ROWS = 200_000
+"""From this many rows on, :meth:`Postings.top` sums the lists with numpy."""
 
 
 def build_postings(top_index: "np.ndarray", weights: "np.ndarray", n_tokens: int) -> dict[str, "np.ndarray"]:
@@ -51,6 +53,40 @@ class Postings:
         self.weights = weights
         self.n_rows = n_rows
 
+    def top(self, query: dict[int, float], limit: int) -> list[tuple[int, float]]:
+        """The ``limit`` best rows (row, score), ties and zero-score filler in row order.
+
+        Pure Python below ``VECTOR_ROWS`` rows (``find`` on the shipped index imports no numpy);
+        above it the touched lists are summed with numpy (``bincount``): at 1M rows a query touches
+        ~10^5 entries, ~20x faster than a Python loop, and numpy's import is small next to it."""
+        if self.n_rows >= VECTOR_ROWS and all(hasattr(p, "path") for p in (self.offsets, self.rows, self.weights)):
+            return self._top_numpy(query, limit)
+        return ranked(self.scores(query), range(self.n_rows), limit)
+
+    def _top_numpy(self, query: dict[int, float], limit: int) -> list[tuple[int, float]]:
+        import numpy as np
+
+        arrays = self.__dict__.get("_arrays")
+        if arrays is None:
+            arrays = self.__dict__["_arrays"] = [np.load(p.path, mmap_mode="r") for p in (self.offsets, self.rows, self.weights)]
+        offsets, rows, weights = arrays
+        norm = math.sqrt(sum(w * w for w in query.values()))
+        tokens = [t for t, w in query.items() if w > 0]
+        if norm == 0 or not tokens:
+            return ranked({}, range(self.n_rows), limit)
+        starts, stops = offsets[tokens], offsets[np.asarray(tokens) + 1]
+        picked = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist())])
+        counts = (stops - starts).astype(np.int64)
+        query_weights = np.repeat(np.asarray([query[t] for t in tokens], dtype=np.float64), counts)
+        totals = np.bincount(rows[picked], weights=weights[picked].astype(np.float64) * query_weights,
+                             minlength=self.n_rows)
+        scored = np.flatnonzero(totals > 0)
+        if len(scored) > limit:
+            cut = np.partition(totals[scored], len(scored) - limit)[len(scored) - limit]
+            scored = scored[totals[scored] >= cut]  # ties at the cut stay; the sort below settles them
+        order = np.lexsort((scored, -totals[scored]))[:limit]
+        return ranked({int(r): float(totals[r]) / norm for r in scored[order]}, range(self.n_rows), limit)
+
     def scores(self, query: dict[int, float]) -> dict[int, float]:
         """Row -> cosine with the query (kept token -> weight), for rows with a positive score."""
         norm = math.sqrt(sum(w * w for w in query.values()))
@@ -68,12 +104,26 @@ class Postings:
 
 
 def ranked(scores: dict[int, float], rows: Iterable[int], limit: int | None = None) -> list[tuple[int, float]]:
-    """(row, score) of ``rows``, best first, ties (and the rows scoring 0) in row order."""
+    """(row, score) of ``rows``, best first, ties (and the rows scoring 0) in row order.
+
+    When ``rows`` is a ``range`` (every row) and ``limit`` is set, only the scored rows are ranked
+    and the zero-score filler is read off the range from its start: the cost follows the query's
+    postings, not the number of rows (1M rows: ``benchmarks/find_scale.py``).
+    """
     import heapq
 
+    key = lambda item: (-item[1], item[0])  # noqa: E731
+    if isinstance(rows, range) and rows.step == 1 and limit is not None:
+        scored = [(row, score) for row, score in scores.items() if rows.start <= row < rows.stop]
+        best = heapq.nsmallest(limit, scored, key=key)
+        for row in rows:
+            if len(best) >= limit:
+                break
+            if row not in scores:
+                best.append((row, 0.0))
+        return best
     rows = list(rows)
     scored = [(row, scores[row]) for row in rows if row in scores]
-    key = lambda item: (-item[1], item[0])  # noqa: E731
     best = heapq.nsmallest(limit, scored, key=key) if limit is not None else sorted(scored, key=key)
     if limit is not None and len(best) >= limit:
         return best

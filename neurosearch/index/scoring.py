@@ -1,8 +1,9 @@
 """Ranking an index's neurons and clusters for a query: exact scores from inverted lists, HNSW candidates.
 
-Every row is scored exactly from the postings (``postings.py``, standard library); above
-``SearchConfig.hnsw_min_rows`` rows (or when asked) the HNSW graph of the search method proposes
-candidates by the query's dense vector and the exact score reranks them.
+Every row is scored exactly from the postings (``postings.py``, standard library), and only the
+rows a query scores are ranked (``Postings.top``); when asked (``--ann``, or from
+``SearchConfig.hnsw_min_rows`` rows on) the HNSW graph of the search method proposes candidates by
+the query's dense vector and the exact score reranks them.
 """
 
 from __future__ import annotations
@@ -71,15 +72,17 @@ class Scoring:
         """(row, score) of every neuron or cluster, best first (ties in row order).
 
         ``exact=True`` scores every row; ``False`` reranks HNSW candidates; ``None`` (default) is
-        exact below ``SearchConfig.hnsw_min_rows`` rows, where scoring everything is faster than
-        loading the HNSW graph. Rows index the neurons (flat index) or ``cluster_keys(method)``.
+        exact unless ``SearchConfig.hnsw_min_rows`` is set and reached (exact is faster end to end
+        at every size measured: README). Rows index the neurons (flat index) or ``cluster_keys(method)``.
         Methods other than the index's search method have no HNSW files and are always exact.
         ``limit`` keeps only that many of the best rows.
         """
         method = method or self.manifest.search_method
         postings = self.postings(kind, method)
         if exact is None:
-            exact = postings.n_rows < self.config.hnsw_min_rows
+            exact = self.config.hnsw_min_rows is None or postings.n_rows < self.config.hnsw_min_rows
+        if (exact or method != self.manifest.search_method) and limit is not None and not (kind == "clusters" and k is not None):
+            return postings.top(expanded.as_dict(), limit)  # ranks only the scored rows
         scores = postings.scores(expanded.as_dict())
         rows: Any = range(postings.n_rows)
         if not exact and method == self.manifest.search_method:

@@ -101,6 +101,8 @@ def test_plot_losses_for_a_k_without_results(index_copy: Path, tmp_path: Path):
     (["--batch-tokens", "0"], "--batch-tokens"), (["--dtype", "foo"], "--dtype"), (["--site", "foo"], "--site"),
     (["--k", "0"], "--k"), (["--k", "abc"], "--k"), (["--until", "foo"], "unknown stage"),
     (["--method", "bogus"], "bogus"), (["--methods", "bogus"], "bogus"), (["--max-docs", "0"], "--max-docs"),
+    (["--cluster-mode", "fast"], "--cluster-mode"), (["--checkpoint-share", "2"], "--checkpoint-share"),
+    (["--checkpoint-share", "-0.1"], "--checkpoint-share"), (["--checkpoint-share", "nan"], "--checkpoint-share"),
 ])
 def test_build_options(tmp_path: Path, tiny_model: Path, tiny_corpus: Path, args: list[str], fragment: str):
     out = tmp_path / "out"
