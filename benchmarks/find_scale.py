@@ -94,12 +94,13 @@ def cold_child(folder: str, rows: int, query_json: str) -> None:
 
 def hnsw_end_to_end(folder: Path, rows: int, queries: list[dict[int, float]], index_dir: Path) -> dict:
     """Build a graph over ``rows`` synthetic rows; cold = load + query + rerank, warm = query + rerank."""
-    from neurosearch.build.search import build_hnsw, dense_vectors, load_hnsw
+    from neurosearch.build.search import build_hnsw, dense_vectors
+    from neurosearch.index.scoring import load_hnsw
     from neurosearch.index.index import Index
     from neurosearch.index.postings import ranked
 
     index = Index.load(index_dir)
-    space = np.asarray(index.kept_space, dtype=np.float32)
+    space = np.asarray(index.vocabulary.kept_space, dtype=np.float32)
     top = np.load(folder / "top.npy")[:rows]
     vectors = dense_vectors(top, np.full(top.shape, 1 / np.sqrt(top.shape[1]), dtype=np.float32), space)
     t0 = time.perf_counter()
