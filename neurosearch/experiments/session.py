@@ -7,8 +7,9 @@ from typing import Any, Callable, Sequence
 
 from neurosearch.experiments.ablation import AblationConfig, run_ablation
 from neurosearch.format.results import AblationResult
-from neurosearch.experiments.targets import AblationTarget, SentencePool, TargetResolver, check_session, tokenizer_vocabulary
-from neurosearch.experiments.targets import resolve_readouts  # noqa: F401  (re-exported: its home is targets.py)
+from neurosearch.experiments.targets import (AblationTarget, SentencePool, TargetResolver, check_session, resolve_readouts,
+                                             tokenizer_vocabulary)
+from neurosearch.format import layout
 
 
 class AblationSession:
@@ -31,7 +32,7 @@ class AblationSession:
         self.head_dir = index.head_dir  # the user's fitted head (state folder), else the index's; None: none
         self._scorer: Any = None
         self.with_readouts(config.readouts)
-        self.means = index.npy("neurons/mean.npy")
+        self.means = index.npy(layout.NEURON_MEAN)
         if pool is None:
             from neurosearch.corpus import read_documents
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from neurosearch.errors import NeurosearchError
+from neurosearch.format import layout
 
 KINDS = ("both", "neurons", "clusters")
 JSON_VERSION = 1
@@ -241,7 +242,7 @@ class Tracer:
         if self.site.n_neurons != index.manifest.n_neurons:
             raise NeurosearchError(f"the model has {self.site.n_neurons} {self.site.name} neurons, the index "
                                    f"{index.manifest.n_neurons}")
-        self.mean = np.asarray(index.npy("neurons/mean.npy"), dtype=np.float32)
+        self.mean = np.asarray(index.npy(layout.NEURON_MEAN), dtype=np.float32)
         self.std = np.asarray(index.npy("neurons/std.npy"), dtype=np.float32)
         self.window = int(index.manifest.configs.get("corpus", {}).get("window", 128))
         self._labels: dict[tuple[str, str], tuple[str, str]] = {}

@@ -62,7 +62,7 @@ def check_ablations(data: Any) -> None:
 
 
 def ablation_results(state: IndexState) -> list[AblationResult]:
-    """Every stored ablation result (``experiments.results.AblationResult``), the user's over the
+    """Every stored ablation result (``format.results.AblationResult``), the user's over the
     shipped ones on the same key (target, neuron set, readouts, ablation, draws, seed)."""
     from neurosearch.format.results import AblationResult
 
@@ -81,7 +81,10 @@ def ablation_key(value: dict[str, Any]) -> str:
     """The key a stored result belongs under: ``AblationResult.store_key`` (version 1: ``kind:id``)."""
     from neurosearch.format.results import AblationResult
 
-    result = AblationResult.from_json(value)
+    return _key(AblationResult.from_json(value))
+
+
+def _key(result: AblationResult) -> str:
     return result.target_key() if result.legacy else result.store_key()
 
 
@@ -93,7 +96,7 @@ def store_ablation(state: IndexState, result: AblationResult) -> Path:
 
     def add(data: dict[str, Any]) -> dict[str, Any]:
         data = {"format": ABLATIONS_FORMAT, "results": dict(data["results"])}
-        data["results"][result.target_key() if result.legacy else result.store_key()] = result.to_json()
+        data["results"][_key(result)] = result.to_json()
         return data
 
     update_json(path, add, default={"format": ABLATIONS_FORMAT, "results": {}}, check=check_ablations)

@@ -72,7 +72,7 @@ class VerifyReport:
 
 def neuron_set_hash(neurons: list[str]) -> str:
     """The sha256 of a neuron set (names ``L:I``, any order): what a stored result was about
-    (``experiments.results.neuron_hash``; a stored hash may be its first 16 hex digits)."""
+    (``format.results.neuron_hash``; a stored hash may be its first 16 hex digits)."""
     from neurosearch.format.results import neuron_hash
 
     return neuron_hash(neurons)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from neurosearch.format import layout
+
 if TYPE_CHECKING:
     from neurosearch.format.results import AblationResult
 
@@ -85,7 +87,7 @@ def neuron_records(index: Any, names: Iterable[str]) -> dict[str, dict[str, Any]
     method = index.search_method
     top_index, top_values = index.method_top(method)
     refs, values = index.npy("neurons/top_refs.npy"), index.npy("neurons/top_values.npy")
-    mean, std = index.npy("neurons/mean.npy"), index.npy("neurons/std.npy")
+    mean, std = index.npy(layout.NEURON_MEAN), index.npy(layout.NEURON_STD)
     kept = index.kept_tokens
     labels = index.lookup.labels  # the facade's label lookup (Index.neuron reads the same, one at a time)
     records = {}
