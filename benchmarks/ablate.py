@@ -22,6 +22,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from neurosearch.model.phrases import PhraseEmbedder  # noqa: E402
 from neurosearch import Index
 from neurosearch.experiments.ablation import AblationConfig, run_ablation
 from neurosearch.experiments.session import AblationSession
@@ -60,7 +61,7 @@ def main() -> None:
     console = Console()
     console.print(f"machine: {cpu_line()}")
 
-    index = Index.load(args.index)
+    index = Index.load(args.index, embedder=PhraseEmbedder())  # what the CLI opens: phrases take the slow path
     config = AblationConfig(readouts=tuple(args.readout.split(",")))
     started, cpu = time.perf_counter(), time.process_time()
     session = AblationSession(index, config, corpus=args.corpus)

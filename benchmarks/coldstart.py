@@ -6,7 +6,9 @@
 Each run is a fresh process (what a user typing the command waits for). Commands are interleaved
 run by run so that a noisy machine affects them alike; the table gives medians and the ratio to
 ``python -c pass``, and the difference to ``python -c "import numpy"``: a yardstick, since ``find``
-imports numpy only for ``--ann`` and words of several word pieces. With ``--checkout`` (repeated)
+imports numpy only for ``--ann`` and for phrases without a stored expansion. Those (``--phrase``,
+default "european capitals") take the slow path, which loads torch and the model: timed after the
+others, a few runs (0 with ``--phrase-runs 0``). With ``--checkout`` (repeated)
 the ``find`` commands run once per checkout (its code first on ``PYTHONPATH``), interleaved too,
 so two versions of the code are compared on the same machine at the same time. The title names
 the CPU: a figure from one CPU is not a property of the code. "CPU s" is the process's user + system
@@ -31,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -38,6 +41,9 @@ def main() -> None:
     parser.add_argument("--query", default="weekdays")
     parser.add_argument("--checkout", action="append", default=[],
                         help="Run find with this checkout's code (repeat to compare checkouts side by side).")
+    parser.add_argument("--phrase", default="european capitals",
+                        help="a query without a stored expansion: the slow path, which loads the model")
+    parser.add_argument("--phrase-runs", type=int, default=3, help="runs of the slow path (0: skip it)")
     args = parser.parse_args()
     cli = shutil.which("neurosearch") or "neurosearch"
     index = ["--index", args.index] if args.index else []
@@ -57,6 +63,7 @@ def main() -> None:
     base_env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     for command, env in commands.values():
         subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**base_env, **env})
+    slow = {f"neurosearch find '{args.phrase}' --json (slow path)": [cli, "find", args.phrase, "--json", *index]}
     times: dict[str, list[float]] = {name: [] for name in commands}
     cpu_times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.runs):
@@ -70,9 +77,18 @@ def main() -> None:
             cpu_times[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
             if done.returncode != 0:
                 sys.exit(f"{name} failed: {done.stderr.decode(errors='replace').strip()}")
+    for _ in range(args.phrase_runs):  # seconds each: run after the others, not interleaved
+        for name, command in slow.items():
+            start = time.perf_counter()
+            done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  env={**base_env, "COLUMNS": "100"})
+            times.setdefault(name, []).append(time.perf_counter() - start)
+            cpu_times.setdefault(name, []).append(float("nan"))
+            if done.returncode != 0:
+                sys.exit(f"{name} failed: {done.stderr.decode(errors='replace').strip()}")
     base = statistics.median(times["python -c pass"])
     numpy_floor = statistics.median(times["python -c 'import numpy'"])
-    table = Table(title=f"cold start, median of {args.runs} interleaved runs ({cpu()})")
+    table = Table(title=f"cold start, median of {args.runs} interleaved runs, {args.phrase_runs} of the slow path ({cpu()})")
     for column in ("command", "median s", "min s", "x python", "- numpy import s", "median CPU s"):
         table.add_column(column)
     for name, values in times.items():

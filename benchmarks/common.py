@@ -68,8 +68,9 @@ def open_session(args: argparse.Namespace) -> tuple[Any, Any]:
     from neurosearch import Index
     from neurosearch.experiments.ablation import AblationConfig
     from neurosearch.experiments.session import AblationSession
+    from neurosearch.model.phrases import PhraseEmbedder
 
-    index = Index.load(args.index)
+    index = Index.load(args.index, embedder=PhraseEmbedder())  # what the CLI opens: phrases take the slow path
     return index, AblationSession(index, AblationConfig(readouts=tuple(args.readout.split(","))), corpus=args.corpus)
 
 

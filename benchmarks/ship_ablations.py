@@ -19,6 +19,7 @@ from pathlib import Path
 
 from common import cpu_line
 
+from neurosearch.model.phrases import PhraseEmbedder  # noqa: E402
 from neurosearch import Index
 from neurosearch.experiments.ablation import AblationConfig
 from neurosearch.format.results import AblationResult
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--from-log", action="append", default=[], type=Path)
     args = parser.parse_args()
     print(f"machine: {cpu_line()}")
-    index = Index.load(args.index)
+    index = Index.load(args.index, embedder=PhraseEmbedder())  # what the CLI opens: phrases take the slow path
     results = {}
     for log in args.from_log:
         for line in log.read_text(encoding="utf-8").splitlines():

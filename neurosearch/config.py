@@ -284,38 +284,45 @@ class ContextConfig:
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """How a query is expanded and scored."""
+class ExpansionConfig:
+    """How the build weighs a concept's tokens (``index/semantic.py``): a logistic regression on the
+    features ``semantic.FEATURES``, fitted by ``benchmarks/fit_expansion.py`` on the tuning half of
+    ``benchmarks/concepts/general.json`` (the test half and the other concept files were not used).
+    Its coefficients are fitted, not set by hand; changing them redoes only the search stage."""
 
-    neighbours: int = 30
-    """Embedding neighbours added per query word (30 beat 10 on the dev concepts, see README)."""
-    min_similarity: float = 0.25
-    """Neighbours below this cosine similarity are not added."""
-    neighbour_weight: float = 0.5
-    """A neighbour's weight is this times its cosine similarity; the query's own tokens and WordNet
-    members weigh up to 1. Neighbours are mostly variants and siblings of the query word (months
-    -> weeks, years); half weight measured better on the dev concepts (README)."""
-    wordnet: bool = True
-    """Add the members WordNet knows for the query (hyponyms, parts) from the index's concept
-    table (``search/concepts.json``, baked by the build when WordNet data is installed)."""
-    wordnet_member_decay: float = 0.8
-    """Weight of a WordNet member at depth d >= 1 below the concept: decay ** (d - 1) (times its
-    sense share, below)."""
-    wordnet_sense_share_power: float = 0.5
-    """A WordNet member's weight is also multiplied by share ** power, its share of uses in the
-    concept's sense ("date" as a fruit: low). 0.5 raised top-1 neuron P@10 on both the dev concepts
-    and the held-out ``benchmarks/concepts/extra.json``; 1 hurt the latter (README)."""
-    wordnet_synonym_weight: float = 0.25
-    """A WordNet member that is not the first lemma of its synset (the synset's name) is a synonym
-    ("five, 5, V, cinque, quint, fin, Phoebe"): its weight is also multiplied by this. Synonyms are
-    often rarer spellings or words whose usual sense is another one. Any value from 0 to 0.3
-    measured the same on both concept files, above 0.5 and 1 (README)."""
-    collapse_label_family: bool = True
-    """When WordNet supplies members, the query word's family (its own tokens, the concept's
-    synonyms, their inflections and spellings: colors, color, colour, colored, ...) shares one
-    token's worth of weight, so that a neuron for the word itself does not outrank one for the
-    members (red, blue, green). With ``ProfileConfig.neuron_score_tokens`` and WordNet parts off it
-    raised top-1 neuron P@10 on both concept files; alone it lowered the held-out one (README)."""
+    coefficients: tuple[float, ...] = (0.08, 0.48, 1.26, 1.09, 1.44, 0.50, -0.13, 2.77, 2.75)
+    """One per feature of ``semantic.FEATURES``, in that order."""
+    intercept: float = -7.09
+    tokens_per_key: int = 64
+    """The heaviest tokens stored per concept key (keeping 64 or all measured the same)."""
+    min_weight: float = 0.01
+    """Tokens less likely than this to be members are not stored."""
+
+    def __post_init__(self) -> None:
+        from neurosearch.index.semantic_names import FEATURES
+
+        if len(self.coefficients) != len(FEATURES) or not all(map(_is_number, (*self.coefficients, self.intercept))):
+            raise ConfigError(f"ExpansionConfig needs {len(FEATURES)} numbers as coefficients ({', '.join(FEATURES)}) "
+                              f"and a number as intercept, got {self.coefficients!r}, {self.intercept!r}",
+                              option="coefficients")
+        check_int("tokens_per_key", self.tokens_per_key, 1)
+        check_float("min_weight", self.min_weight, 0.0, inclusive=True, maximum=1.0)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How a query is answered (the expansion itself is baked by the build: ``ExpansionConfig``)."""
+
+    embed_phrases: bool = True
+    """A phrase the index has no stored expansion of ("european capitals") is embedded with the
+    model, loaded for the query (the slow path: torch and the model, seconds; ``find`` says so).
+    False: use the expansion of its head word instead, and say so."""
+    min_score: float = 0.1
+    """Hits scoring below this are not listed (``find --all`` lists them). Scores are expected
+    precision: the expected share of a hit's first 10 top tokens that belong to the concept, so
+    0.1 is one expected member among them."""
+    weak_score: float = 0.2
+    """Below this best score ``find`` notes that nothing matches the query well."""
     hnsw_min_rows: int | None = None
     """From this many neurons (or clusters) on, ``find`` reranks HNSW candidates instead of ranking
     the exact scores; None (default): never unless told (``--ann``). The HNSW path scores the
@@ -327,15 +334,14 @@ class SearchConfig:
     """HNSW search breadth (higher: better recall, slower)."""
     candidates: int = 1000
     """HNSW candidates reranked exactly (the ANN ranks by embedding-space cosine, the rerank by
-    peak cosine; 1000 candidates keep recall@10 against exact search high)."""
+    the exact score; 1000 candidates keep recall@10 against exact search high)."""
 
     def __post_init__(self) -> None:
-        for name in ("neighbours", "hnsw_ef", "candidates"):
+        for name in ("hnsw_ef", "candidates"):
             check_int(name, getattr(self, name), 1)
         check_int("hnsw_min_rows", self.hnsw_min_rows, 0, optional=True)
-        for name in ("min_similarity", "neighbour_weight", "wordnet_member_decay", "wordnet_sense_share_power",
-                     "wordnet_synonym_weight"):
-            check_float(name, getattr(self, name), 0.0, inclusive=True)
+        for name in ("min_score", "weak_score"):
+            check_float(name, getattr(self, name), 0.0, inclusive=True, maximum=1.0)
 
 
 @dataclass(frozen=True)
@@ -401,3 +407,4 @@ class BuildConfig:
     contexts: ContextConfig = field(default_factory=ContextConfig)
     concepts: bool = True
     """Bake WordNet's concept members into the index (search stage) when WordNet data is found."""
+    expansion: ExpansionConfig = field(default_factory=ExpansionConfig)

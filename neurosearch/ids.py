@@ -3,7 +3,8 @@
 A neuron is ``L:I``: layer ``L``, index ``I`` within the layer (flat index ``L * neurons_per_layer + I``).
 A cluster is ``METHOD/kK/ID`` (profile method, the K of the tree cut, its number at that K); users
 may shorten it to ``kK/ID`` or ``ID``, which an index completes with its search method and largest K.
-The search stage's rows of clusters are keyed ``kK/ID`` (:attr:`ClusterId.row_key`).
+A node of the search method's cluster tree is ``METHOD/tree/ID`` or ``tree/ID`` (K is 0 for it).
+The search stage's rows of clusters are keyed ``kK/ID`` or ``tree/ID`` (:attr:`ClusterId.row_key`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from operator import itemgetter
 
 from neurosearch.errors import NeurosearchError
+from neurosearch.format.layout import TREE
 
 
 class BadNeuronName(NeurosearchError, ValueError):
@@ -18,7 +20,7 @@ class BadNeuronName(NeurosearchError, ValueError):
 
 
 class BadClusterId(NeurosearchError):
-    """A cluster id that is not ``ID``, ``kK/ID`` or ``METHOD/kK/ID``."""
+    """A cluster id that is not ``ID``, ``kK/ID``, ``METHOD/kK/ID`` or ``[METHOD/]tree/ID``."""
 
 
 class NeuronId(tuple):
@@ -63,7 +65,8 @@ class NeuronId(tuple):
 
 
 class ClusterId(tuple):
-    """One cluster; ``method`` and ``k`` are None in a shortened id until :meth:`complete` fills them."""
+    """One cluster; ``method`` and ``k`` are None in a shortened id until :meth:`complete` fills them.
+    ``k`` is 0 for a node of the cluster tree (``tree/ID``)."""
 
     __slots__ = ()
     method: str | None = property(itemgetter(0))  # type: ignore[assignment]
@@ -78,22 +81,25 @@ class ClusterId(tuple):
 
     @classmethod
     def parse(cls, text: str) -> "ClusterId":
-        """``17``, ``k50/17`` or ``filter+tfidf/k200/17``."""
+        """``17``, ``k50/17``, ``filter+tfidf/k200/17``, ``tree/412`` or ``filter+tfidf/tree/412``."""
         parts = str(text).strip().split("/")
         try:
             if len(parts) == 1:
-                return cls(None, None, int(parts[0]))
-            if len(parts) == 2 and parts[0].startswith("k"):
-                return cls(None, int(parts[0][1:]), int(parts[1]))
-            if len(parts) == 3 and parts[1].startswith("k"):
-                return cls(parts[0], int(parts[1][1:]), int(parts[2]))
+                return cls(None, None, _number(parts[0]))
+            if len(parts) in (2, 3):
+                method = parts[0] if len(parts) == 3 else None
+                cut, number = parts[-2], _number(parts[-1])
+                if cut == TREE:
+                    return cls(method, 0, number)
+                if cut.startswith("k") and int(cut[1:]) > 0:
+                    return cls(method, int(cut[1:]), number)
         except ValueError:
             pass
-        raise BadClusterId(f"bad cluster id '{text}': use ID, kK/ID or METHOD/kK/ID (e.g. 17, k200/17)")
+        raise BadClusterId(f"bad cluster id '{text}': use ID, kK/ID, METHOD/kK/ID or tree/ID (e.g. 17, k200/17, tree/412)")
 
     @classmethod
     def of_row(cls, method: str, row_key: str) -> "ClusterId":
-        """The cluster of ``method`` whose search-stage row key is ``kK/ID``."""
+        """The cluster of ``method`` whose search-stage row key is ``kK/ID`` (or ``tree/ID``)."""
         parsed = cls.parse(row_key)
         if parsed.method is not None or parsed.k is None:
             raise BadClusterId(f"bad cluster row key '{row_key}': expected kK/ID")
@@ -106,7 +112,7 @@ class ClusterId(tuple):
 
     @property
     def row_key(self) -> str:
-        """``kK/ID``: the cluster's key among its method's search rows."""
+        """``kK/ID`` (``tree/ID``): the cluster's key among its method's search rows."""
         return f"{row_key_prefix(self.k)}{self.number}"
 
     def __str__(self) -> str:
@@ -116,8 +122,15 @@ class ClusterId(tuple):
 
 
 def row_key_prefix(k: int) -> str:
-    """``kK/``: how the row keys of the clusters at K start."""
-    return f"k{k}/"
+    """``kK/``: how the row keys of the clusters at K start (``tree/`` for K = 0, the tree's nodes)."""
+    return f"{TREE}/" if k == 0 else f"k{k}/"
+
+
+def _number(text: str) -> int:
+    """A cluster number: digits only (int() would also take "+3", " 3" or "3_0")."""
+    if not text.isdigit():
+        raise ValueError(text)
+    return int(text)
 
 
 def store_key(kind: str, item_id: str) -> str:

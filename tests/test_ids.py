@@ -39,8 +39,18 @@ def test_cluster_ids_parse_complete_and_format():
     assert cluster_id("filter", 200, 17) == "filter/k200/17"
 
 
-@pytest.mark.parametrize("text", ["", "abc", "k/17", "200/17", "filter/200/17", "a/b/k200/17", "kx/1"])
+def test_tree_nodes_are_clusters_with_k_0():
+    node = ClusterId.parse("tree/412")
+    assert node == ClusterId(None, 0, 412) and str(node) == "tree/412" and node.row_key == "tree/412"
+    assert node.complete("filter", 200) == ClusterId("filter", 0, 412)  # a tree node keeps K = 0
+    full = ClusterId.parse("filter+tfidf/tree/412")
+    assert full == ClusterId("filter+tfidf", 0, 412) and str(full) == "filter+tfidf/tree/412"
+    assert ClusterId.of_row("filter", "tree/412") == ClusterId("filter", 0, 412)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "k/17", "200/17", "filter/200/17", "a/b/k200/17", "kx/1",
+                                  "k0/17", "tree/x", "tree/-1", "a/b/tree/1"])
 def test_bad_cluster_ids_are_one_line_errors(text):
-    with pytest.raises(BadClusterId, match="use ID, kK/ID or METHOD/kK/ID") as caught:
+    with pytest.raises(BadClusterId, match="use ID, kK/ID, METHOD/kK/ID or tree/ID") as caught:
         ClusterId.parse(text)
     assert isinstance(caught.value, NeurosearchError)

@@ -33,12 +33,20 @@ SYNSETS = {
     41: (["fruit"], [("~", 40), ("~", 42)]),
     42: (["apple"], [("@", 41)]),
     50: (["date"], []),  # the calendar date: its usual sense
+    60: (["language"], [("~", 61), ("~", 62)]),  # the sense a researcher means ...
+    61: (["English"], [("@", 60)]),
+    62: (["French"], [("@", 60)]),
+    63: (["speech", "language"], [("~", 64), ("~", 65)]),  # ... and the one WordNet lists first
+    64: (["talk"], [("@", 63)]),
+    65: (["conversation"], [("@", 63)]),
 }
 LEMMAS = {"weekday": [1], "monday": [2], "mon": [2], "tuesday": [3], "friday": [4], "colour": [10],
           "color": [10], "chromatic_colour": [11], "red": [12], "green": [13], "blue": [14],
           "animal": [20], "dog": [21], "cat": [22], "tail": [23], "child": [30], "kid": [30],
-          "date": [50, 40], "fruit": [41], "apple": [42]}
-SENSE_COUNTS = "date%1:28:00:: 1 30\ndate%1:13:00:: 2 2\nfruit%1:13:00:: 1 5\nmonday%1:28:00:: 1 4\n"
+          "date": [50, 40], "fruit": [41], "apple": [42],
+          "language": [63, 60], "english": [61], "french": [62], "speech": [63], "talk": [64], "conversation": [65]}
+SENSE_COUNTS = ("date%1:28:00:: 1 30\ndate%1:13:00:: 2 2\nfruit%1:13:00:: 1 5\nmonday%1:28:00:: 1 4\n"
+                "language%1:10:00:: 1 10\nlanguage%1:10:01:: 2 3\n")
 HEADER = "  1 This software and database is being provided to you, the LICENSEE, by  \n  2 WordNet 3.0 Copyright 2006 by Princeton University.  All rights reserved.\n"
 
 
@@ -100,58 +108,38 @@ def test_members_say_whether_they_name_their_synset(wordnet_dir: Path):
     assert Membership(1, 1.0, head=False).better_than(Membership(2, 1.0, head=True))
 
 
-def test_query_weighs_wordnet_synonyms_below_synset_names():
-    from neurosearch.config import SearchConfig
-    from neurosearch.index.query import QueryExpander
-    from neurosearch.index.concepts import ConceptTable
-
-    kept = ["number", "five", "5", "fin"]
-    table = ConceptTable(["number"], np.array([0, 3]), np.array([1, 2, 3], dtype=np.int32),
-                         np.array([1, 1, 1], dtype=np.uint8), np.ones(3, dtype=np.float16),
-                         np.array([1, 0, 0], dtype=np.uint8))
-    expander = QueryExpander(lambda text: [kept.index(text)] if text in kept else [], kept, range(4),
-                             lambda ids: [], SearchConfig(wordnet_synonym_weight=0.25), table)
-    weights = {t["token"]: t["weight"] for t in expander.expand("number").to_json()}
-    assert weights == {"number": 1.0, "five": 1.0, "5": 0.25, "fin": 0.25}
-
-
-def test_query_weighs_wordnet_members_by_depth_and_sense_share():
-    from neurosearch.config import SearchConfig
-    from neurosearch.index.query import QueryExpander
-    from neurosearch.index.concepts import ConceptTable
-
-    kept = ["fruit", "apple", "date", "pear"]
-
-    table = ConceptTable(["fruit"], np.array([0, 3]), np.array([1, 2, 3], dtype=np.int32),
-                         np.array([1, 1, 2], dtype=np.uint8), np.array([1.0, 0.25, 1.0], dtype=np.float16))
-    config = SearchConfig(wordnet_member_decay=0.8, wordnet_sense_share_power=0.5)
-    no_neighbours = lambda ids: []  # noqa: E731
-    expander = QueryExpander(lambda text: [kept.index(text)] if text in kept else [], kept, range(4), no_neighbours, config, table)
-    weights = {t["token"]: t["weight"] for t in expander.expand("fruit").to_json()}
-    assert weights == {"fruit": 1.0, "apple": 1.0, "date": 0.5, "pear": 0.8}  # 0.25 ** 0.5; 0.8 ** (2 - 1)
+def test_each_member_comes_through_the_sense_the_evidence_supports(wordnet_dir: Path):
+    wordnet = WordNet(str(wordnet_dir))
+    senses = wordnet.senses_of("language")
+    assert [sorted(sense.members) for sense in senses] == [["conversation", "language", "speech", "talk"],
+                                                          ["english", "french", "language"]]
+    kept = ["english", "french", "talk", "conversation", "language"]
+    by_index = {i: t for i, t in enumerate(kept)}
+    # evidence for the sense holding English and French (the model puts them close to "language")
+    evidence = lambda lemma, members: 0.9 if 0 in members else 0.2  # noqa: E731
+    table = concept_table(wordnet, kept, evidence=evidence)
+    found = {by_index[m.index]: m for m in table.entries("language")}
+    assert found["english"].evidence == pytest.approx(0.9, abs=1e-3) and found["talk"].evidence == pytest.approx(0.2, abs=1e-3)
+    assert found["language"].depth == 0  # its own lemma, not a member
+    assert found["english"].sense_share < found["talk"].sense_share  # WordNet's order says otherwise
+    plain = {by_index[m.index]: m for m in concept_table(wordnet, kept).entries("language")}
+    assert plain["english"].evidence == plain["talk"].evidence == 0.0 and set(plain) == set(found)
 
 
-def test_concept_word_family_shares_one_weight_once_wordnet_gives_members():
-    from neurosearch.config import SearchConfig
-    from neurosearch.index.query import QueryExpander
-    from neurosearch.index.concepts import ConceptTable
+def test_the_shipped_expansion_model_prefers_synset_names_and_close_members():
+    from neurosearch.config import ExpansionConfig
+    from neurosearch.index.semantic import FEATURES
 
-    kept = ["colors", "color", "colour", "colored", "red", "blue"]
-    table = ConceptTable(["color", "colors"], np.array([0, 4, 8]), np.array([1, 2, 4, 5, 1, 2, 4, 5], dtype=np.int32),
-                         np.array([0, 0, 2, 2] * 2, dtype=np.uint8), np.ones(8, dtype=np.float16))
-    pieces = lambda text: [kept.index(text)] if text in kept else []  # noqa: E731
-    no_neighbours = lambda ids: []  # noqa: E731
-    expander = QueryExpander(pieces, kept, range(6), no_neighbours, SearchConfig(), table)
-    weights = {t["token"]: t["weight"] for t in expander.expand("colors").to_json()}
-    # colors (the query word), color and colour (the concept's lemmas) share 1; the members keep 0.8
-    assert weights["colors"] == weights["color"] == weights["colour"] == pytest.approx(1 / 3, abs=1e-4)
-    assert weights["red"] == weights["blue"] == pytest.approx(0.8)
-    plain = QueryExpander(pieces, kept, range(6), no_neighbours, SearchConfig(collapse_label_family=False), table)
-    assert {t["token"]: t["weight"] for t in plain.expand("colors").to_json()}["colors"] == 1.0
+    fitted = dict(zip(FEATURES, ExpansionConfig().coefficients))
+    # a synset's name over a synonym (five, not "fin"); members the model puts close to the concept,
+    # and members through the concept word's usual senses, over the others
+    assert fitted["member_head"] > 0 and fitted["member_similarity"] > 0 and fitted["member_sense_share"] > 0
+    with pytest.raises(ValueError, match="coefficients"):
+        ExpansionConfig(coefficients=(1.0, 2.0))
 
 
 def test_morphology_helpers():
-    from neurosearch.index.query import _same_family
+    from neurosearch.index.concepts import same_family as _same_family
 
     assert _same_family("colored", ["colors"]) and _same_family("colour", ["color"]) and _same_family("tools", ["tool"])
     assert not _same_family("weekend", ["weekday"]) and not _same_family("red", ["color"])
@@ -204,7 +192,7 @@ def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Pat
         concepts=False,
     )
     build_index(config, out)
-    plain = Index.load(out).find("weekdays")
+    plain = Index.load(out).find("weekdays", all_hits=True)
     assert NO_WORDNET_NOTE in plain.notes
     stats_time = (out / "stats").stat().st_mtime_ns
     monkeypatch.setenv("NEUROSEARCH_WORDNET", str(write_wordnet(tmp_path / "wn")))
@@ -215,8 +203,10 @@ def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Pat
     assert manifest.stages["search"]["format"] == SEARCH_FORMAT
     assert (out / "stats").stat().st_mtime_ns == stats_time
     index = Index.load(out)
-    found = index.find("weekdays")
-    assert any(note.startswith("WordNet: ") for note in found.notes)
+    found = index.find("weekdays", all_hits=True)
+    assert "matched the concept 'weekday'" in found.notes and found.query.key == "weekday"
     weights = {t["token"]: t["weight"] for t in found.query.to_json()}
-    assert weights["monday"] == weights["tuesday"] == weights["friday"] == 1.0
+    assert {"monday", "tuesday", "friday"} <= set(weights)  # WordNet's members are in the expansion
+    members = [i for i, m in enumerate(index.concepts.entries("weekday")) if m.depth > 0]
+    assert len(members) == 3 and all(m.evidence != 0 for m in index.concepts.entries("weekday") if m.depth > 0)
     assert index.info() is not None

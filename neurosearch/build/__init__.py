@@ -1,11 +1,11 @@
 """Build time: the pipeline that turns a model and a corpus into an index.
 
 Stages, in order: ``stats`` (per-token activation statistics, Eq. 1), ``profiles`` (frequency
-filter, Eq. 2 smoothing, TF-IDF), ``clusters`` (complete linkage), ``search`` (postings, HNSW,
-WordNet concept table). :func:`build_index` runs them resumably into one directory.
+filter, Eq. 2 smoothing, TF-IDF), ``clusters`` (complete linkage), ``search`` (postings, tree nodes,
+HNSW, concept expansions, WordNet concept table). :func:`build_index` runs them resumably into one directory.
 """
 
-__all__ = ["build_index", "query_neighbours", "SEARCH_FORMAT"]
+__all__ = ["build_index", "SEARCH_FORMAT"]
 
 
 def __getattr__(name: str):  # lazy: importing a build module does not import the whole pipeline

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from neurosearch.build.search_stage import query_neighbours  # noqa: F401 (part of the build's API)
 from neurosearch.config import ADDED_LATER, BuildConfig, to_dict
 from neurosearch.corpus import CorpusSummary, scan_corpus
 from neurosearch.errors import Interrupted, NeurosearchError
@@ -108,12 +107,20 @@ class Builder:
             first_changed = stage
             break
         search = manifest.stages.get("search", {})
+        expansion = json.loads(json.dumps(to_dict(self.config.expansion)))
+        if first_changed is None and search.get("done") and manifest.configs.get("expansion") != expansion:
+            self.reporter.log("search: the expansion model changed, rebuilding the search files")
+            first_changed = "search"
         wants = self._wants_concepts()
         if first_changed is None and search.get("done") and bool(search.get("concepts")) != wants:
             self.reporter.log("search: WordNet concept table to " + ("add" if wants else "drop"))
             first_changed = "search"
         elif first_changed is None and search.get("done") and search.get("format") != SEARCH_FORMAT:
             self.reporter.log("search: the search files' format changed, rebuilding them")
+            first_changed = "search"
+        elif first_changed is None and search.get("done") and manifest.configs.get("expansion") != json.loads(
+                json.dumps(to_dict(self.config.expansion))):
+            self.reporter.log("search: the expansion model changed, rebuilding the search files")
             first_changed = "search"
         dropped: list[str] = []
         if first_changed is not None:
@@ -178,7 +185,8 @@ class Builder:
                                                              self.position, self.ray)),
             Stage("profiles", lambda manifest: profiles_stage.run(out, manifest, config, self._model()[0], reporter)),
             Stage("clusters", lambda manifest: clusters_stage.run(out, manifest, config.clusters, reporter)),
-            Stage("search", lambda manifest: search_stage.SearchStage(out, manifest, reporter, config.concepts).run()),
+            Stage("search", lambda manifest: search_stage.SearchStage(out, manifest, reporter, config.concepts,
+                                                                              lambda: self._model()[0], config.expansion).run()),
             Stage("contexts", lambda manifest: contexts_stage.run(out, manifest, config, self._model, reporter)),
         )
 

@@ -1,38 +1,31 @@
-"""The build's last stage: everything ``find`` reads, so that queries need no numpy and no model.
+"""The search stage: everything ``find`` reads, so that queries need no numpy and no model.
 
-Per profile method: the scoring weights of neurons and clusters as inverted lists, what ``find``
-shows of a cluster hit, every row's offline label, and for the search method the HNSW graphs
-(``search.py`` says how rows are scored). For the whole index: the kept tokens' embedding rows,
-every vocabulary token's nearest kept tokens, the WordPiece tokenizer's files and, when WordNet
-data is found, the concept table. Paths come from ``format/layout.py``.
+Per profile method: postings that score neurons and clusters by the expected precision of their
+first 10 top tokens (a tie broken by their first 30), what ``find`` shows of a cluster hit, every
+row's offline label; for the search method also every node of its cluster tree (``tree.py``) and
+the HNSW graphs. For the whole index: the concept expansions (``semantic.py``: membership
+probabilities from the model's sentence space and WordNet, which is why this stage loads the
+model), the WordNet concept table, the kept tokens' vectors and the WordPiece tokenizer's files.
+Paths come from ``format/layout.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from neurosearch.config import SearchConfig, to_dict
+from neurosearch.config import ClusterConfig, ExpansionConfig, from_dict, to_dict
 from neurosearch.format import layout
 from neurosearch.format.atomic import save_npy_atomic, write_bytes_atomic, write_json_atomic
 from neurosearch.format.manifest import Manifest
 from neurosearch.progress import Reporter
-
-
-def query_neighbours(vocabulary_space: np.ndarray, kept_space: np.ndarray, count: int,
-                     block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Every vocabulary token's ``count`` nearest kept tokens (kept index, cosine), best first: what
-    ``query.nearest_kept`` computes for a one-token word, stored so that queries need no numpy."""
-    from neurosearch.index.query import nearest_kept_rows
-
-    order, similarity = nearest_kept_rows(vocabulary_space, kept_space, count, block)
-    index_type = np.uint16 if kept_space.shape[0] <= np.iinfo(np.uint16).max + 1 else np.int32
-    return order.astype(index_type), similarity
 
 
 @dataclass
@@ -51,22 +44,24 @@ class ClusterRows:
     """Every cluster of every K of one method, in row order (rows are keyed ``kK/ID``)."""
 
     keys: list[str]
-    means: list[np.ndarray]
-    """Mean unit profile of each cluster."""
     members: list[list[int]]
     shown: list[list[int]]
-    """The top tokens ``find`` shows of each cluster."""
+    """The top tokens ``find`` shows of each cluster (its mean profile's), which also score it."""
 
 
 class SearchStage:
     """One run of the search stage into an index directory whose earlier stages are done."""
 
-    def __init__(self, out: Path, manifest: Manifest, reporter: Reporter, concepts: bool):
+    def __init__(self, out: Path, manifest: Manifest, reporter: Reporter, concepts: bool,
+                 model: Callable[[], Any], expansion: ExpansionConfig | None = None):
         self.out = out
         self.manifest = manifest
         self.reporter = reporter
         self.concepts = concepts
+        self.model = model  # () -> the LoadedModel, loaded on first use
+        self.expansion = expansion or ExpansionConfig()
         self.profiles = manifest.configs["profiles"]
+        self.score_tokens = int(self.profiles.get("neuron_score_tokens") or 10)
 
     def run(self) -> dict[str, Any]:
         """Write every file of the stage; the stage's facts for the manifest."""
@@ -77,13 +72,12 @@ class SearchStage:
         for method in methods:
             self._write_method(method, space)
             advance(1)
-        concepts = self._bake_concepts(space.kept_tokens)
+        concepts = self._write_expansions(space)
         advance(1)
         self.reporter.finish("search (methods, concepts)")
-        stored = space.kept.astype(np.float16)  # no dequantising per query
-        self._save(layout.KEPT_SPACE, stored)
-        self._write_query_neighbours(space.vocabulary, stored.astype(np.float32))
+        self._save(layout.KEPT_SPACE, space.kept.astype(np.float16))  # no dequantising per query
         self._write_wordpiece()
+        self.manifest.configs["expansion"] = to_dict(self.expansion)
         return {"method": self.profiles["search_method"], "concepts": concepts, "format": layout.SEARCH_FORMAT}
 
     # -- steps ---------------------------------------------------------------------------------------
@@ -102,75 +96,82 @@ class SearchStage:
         return TokenSpace(kept["tokens"], vocabulary, vocabulary[np.asarray(kept["ids"])])
 
     def _write_method(self, method: str, space: TokenSpace) -> None:
-        """The scoring weights, find's arrays, the cluster keys and offline labels of one method."""
+        """The scoring postings, find's arrays, the cluster keys and offline labels of one method;
+        for the search method also its tree's nodes and the HNSW graphs."""
         from neurosearch.build.linkage import unit_rows
-        from neurosearch.build.profiles import top_tokens
         from neurosearch.build.search import peak_weights
 
         profiles = np.load(self.out / layout.profiles_file(method))
         top = np.load(self.out / layout.neuron_top_tokens(method))
-        weights = peak_weights(profiles, top)
-        clusters = self._cluster_rows(method, unit_rows(profiles))
-        cluster_profiles = np.stack(clusters.means).astype(np.float32)
-        cluster_top, _ = top_tokens(cluster_profiles, self.profiles["top_tokens"])
-        cluster_weights = peak_weights(cluster_profiles, cluster_top)
-        neuron_top, neuron_weights = self._neuron_scoring(top, weights)
-        members = clusters.members
         # each neuron's strongest peak weight: how focused it is (label --neurons picks by it)
-        self._save(layout.neuron_focus_file(method), weights[:, 0].astype(np.float32))
-        # what find shows of a cluster hit, without parsing the clusters' JSON
-        self._save(layout.cluster_tokens_file(method), np.asarray(clusters.shown, dtype=np.int32))
+        self._save(layout.neuron_focus_file(method), peak_weights(profiles, top)[:, 0].astype(np.float32))
+        unit = unit_rows(profiles)
+        del profiles
+        clusters = self._cluster_rows(method)
+        shown = np.asarray(clusters.shown, dtype=np.int32).reshape(len(clusters.shown), -1)
+        members = clusters.members
+        if method == self.profiles["search_method"]:  # every node of the tree: the clusters of every cut at once
+            nodes = self._tree_nodes(unit)
+            if nodes is not None:
+                clusters.keys += [f"{layout.TREE}/{j}" for j in range(len(nodes.sizes))]
+                shown = np.concatenate([shown, nodes.top_tokens])
+                self._save(layout.tree_file(method, "children"), nodes.children)
+                self._save(layout.tree_file(method, "top_weights"), nodes.top_weights.astype(np.float16))
+                self._save(layout.tree_file(method, "distances"), nodes.distances)
+        del unit
+        # what find shows of a cluster hit, without parsing the clusters' JSON (tree nodes: tree_children)
+        self._save(layout.cluster_tokens_file(method), shown)
         self._save(layout.cluster_neurons_offsets_file(method),
                    np.cumsum([0] + [len(n) for n in members], dtype=np.int64))
         self._save(layout.cluster_neurons_file(method), np.asarray([n for group in members for n in group], dtype=np.int32))
-        self._write_postings(method, "neurons", neuron_top, neuron_weights, len(space.kept_tokens))
-        self._write_postings(method, "clusters", cluster_top, cluster_weights, len(space.kept_tokens))
+        self._write_postings(method, "neurons", top, len(space.kept_tokens))
+        self._write_postings(method, "clusters", shown, len(space.kept_tokens))
         write_json_atomic(self.out / layout.cluster_keys_file(method), {"method": method, "keys": clusters.keys})
-        labels = _offline_labels(top, space) + _offline_labels(clusters.shown, space)
+        labels = _offline_labels(top, space) + _offline_labels(shown, space)
         write_bytes_atomic(self.out / layout.fallback_labels_file(method), ("\n".join(labels) + "\n").encode("utf-8"))
         self._record(layout.cluster_keys_file(method), layout.fallback_labels_file(method))
         if method == self.profiles["search_method"]:
-            self._write_hnsw(method, "neurons", neuron_top, neuron_weights, space.kept)
-            self._write_hnsw(method, "clusters", cluster_top, cluster_weights, space.kept)
+            self._write_hnsw(method, "neurons", top, space.kept)
+            self._write_hnsw(method, "clusters", shown, space.kept)
 
-    def _cluster_rows(self, method: str, unit: np.ndarray) -> ClusterRows:
+    def _tree_nodes(self, unit: np.ndarray) -> Any:
+        """The nodes of the tree the clusters stage cut (the same tree: its mode, its linkage)."""
+        from neurosearch.build.clusters_stage import _tree
+        from neurosearch.build.tree import tree_nodes
+
+        config = from_dict(ClusterConfig, self.manifest.configs.get("clusters"))
+        tree, _ = _tree(unit, config)
+        return tree_nodes(unit, tree, layout.FIND_TOP_TOKENS)
+
+    def _cluster_rows(self, method: str) -> ClusterRows:
         from neurosearch.ids import ClusterId
 
-        rows = ClusterRows([], [], [], [])
+        rows = ClusterRows([], [], [])
         for k in self.manifest.configs["clusters"]["ks"]:
             found = json.loads((self.out / layout.clusters_file(method, k)).read_text())["clusters"]
             for cluster in found:
                 rows.keys.append(ClusterId(None, k, cluster["id"]).row_key)
-                rows.means.append(unit[cluster["neurons"]].mean(axis=0))
                 rows.members.append(cluster["neurons"])
                 rows.shown.append(cluster["top_tokens"][: layout.FIND_TOP_TOKENS])
         return rows
 
-    def _neuron_scoring(self, top: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """What scores a neuron: its z-score peaks, or its first tokens at equal weight
-        (``ProfileConfig.neuron_score_tokens``)."""
-        score_tokens = self.profiles.get("neuron_score_tokens")
-        if not score_tokens:
-            return top, weights
-        neuron_top = top[:, :score_tokens]
-        return neuron_top, np.full(neuron_top.shape, 1 / np.sqrt(neuron_top.shape[1]), dtype=np.float32)
-
-    def _write_postings(self, method: str, kind: str, top: np.ndarray, weights: np.ndarray, n_tokens: int) -> None:
+    def _write_postings(self, method: str, kind: str, top: np.ndarray, n_tokens: int) -> None:
+        """Postings scoring rows by their first ``score_tokens`` top tokens, weight 1 each (``find``
+        divides the sum by their number), and the same over the first ``DEEP_TOKENS`` for ties."""
         from neurosearch.index.postings import build_postings
 
-        for part, array in build_postings(top, weights, n_tokens).items():
-            self._save(layout.postings_file(method, kind, part), array)
+        for deep, count in ((False, self.score_tokens), (True, layout.DEEP_TOKENS)):
+            rows = top[:, :count]
+            for part, array in build_postings(rows, np.ones(rows.shape, dtype=np.float32), n_tokens).items():
+                self._save(layout.postings_file(method, kind, part, deep), array)
 
-    def _write_hnsw(self, method: str, kind: str, top: np.ndarray, weights: np.ndarray, space: np.ndarray) -> None:
+    def _write_hnsw(self, method: str, kind: str, top: np.ndarray, space: np.ndarray) -> None:
         from neurosearch.build.search import build_hnsw, dense_vectors
 
-        build_hnsw(dense_vectors(top, weights, space), self.out / layout.hnsw_file(method, kind))
+        rows = top[:, : self.score_tokens]
+        equal = np.full(rows.shape, 1 / np.sqrt(rows.shape[1]), dtype=np.float32)
+        build_hnsw(dense_vectors(rows, equal, space), self.out / layout.hnsw_file(method, kind))
         self._record(layout.hnsw_file(method, kind))
-
-    def _write_query_neighbours(self, vocabulary: np.ndarray, kept: np.ndarray) -> None:
-        neighbours, similarity = query_neighbours(vocabulary, kept, SearchConfig().neighbours)
-        self._save(layout.QUERY_NEIGHBOURS, neighbours)
-        self._save(layout.QUERY_NEIGHBOUR_SIMILARITY, similarity)
 
     def _write_wordpiece(self) -> None:
         """BERT's tokenizer: queries tokenise without the tokenizers library."""
@@ -182,24 +183,48 @@ class SearchStage:
             write_json_atomic(self.out / layout.WORDPIECE, wordpiece)
             self._record(layout.WORDPIECE_VOCAB, layout.WORDPIECE)
 
-    def _bake_concepts(self, kept_tokens: list[str]) -> str | None:
-        """WordNet's concept members over the kept tokens, when WordNet is found; its version."""
-        from neurosearch.build.wordnet import WordNet, WordNetConfig, concept_table
+    def _write_expansions(self, space: TokenSpace) -> str | None:
+        """The concept expansions and the WordNet concept table; WordNet's version or None."""
+        from neurosearch.build.semantic import build_expansions
+        from neurosearch.build.wordnet import WordNet, WordNetConfig
+        from neurosearch.model.sentences import sentence_vectors
 
-        if not self.concepts:
+        wordnet = WordNet.find() if self.concepts else None
+        if self.concepts and wordnet is None:
+            self.reporter.log("search: no WordNet data found (see README): expansions use the model's semantic space only")
+        loaded = self.model()
+        tokenizer = loaded.tokenizer
+        vocabulary = [token for token, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
+
+        @functools.lru_cache(maxsize=None)
+        def word_vector(word: str) -> np.ndarray | None:
+            ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+            if not ids:
+                return None
+            vector = space.vocabulary[ids].mean(axis=0)
+            norm = float(np.linalg.norm(vector))
+            return vector / norm if norm > 0 else None
+
+        started = time.time()
+        self.reporter.log(f"search: concept expansions over {len(space.kept_tokens):,} kept tokens ...")
+        tables = build_expansions(lambda texts: sentence_vectors(loaded, texts), space.kept_tokens, space.kept,
+                                  word_vector, vocabulary, wordnet, self.expansion)
+        self.reporter.log(f"search: {len(tables.keys):,} concept expansions in {time.time() - started:.0f} s")
+        self._save(layout.KEPT_SENTENCES, tables.kept_sentences.astype(np.float16))
+        for name in layout.EXPANSION_ARRAYS:
+            self._save(layout.expansion_array(name), getattr(tables, name))
+        write_json_atomic(self.out / layout.EXPANSION_KEYS,
+                          {"keys": tables.keys, "aliases": tables.aliases, "config": to_dict(self.expansion)})
+        self._record(layout.EXPANSION_KEYS)
+        if tables.concepts is None:
             return None
-        wordnet = WordNet.find()
-        if wordnet is None:
-            self.reporter.log("search: no WordNet data found (see README): queries will use embeddings only")
-            return None
-        self.reporter.log(f"search: WordNet concept table over {len(kept_tokens):,} kept tokens ...")
-        table = concept_table(wordnet, kept_tokens, WordNetConfig())
+        table = tables.concepts
         for name in layout.CONCEPT_ARRAYS:
             self._save(layout.concept_array(name), getattr(table, name))
         write_json_atomic(self.out / layout.CONCEPTS,
                           {"source": wordnet.version, "config": to_dict(WordNetConfig()), "keys": table.keys})
         self._record(layout.CONCEPTS)
-        self.reporter.log(f"search: {len(table.keys)} WordNet concepts baked into the index")
+        self.reporter.log(f"search: {len(table.keys):,} WordNet concepts baked into the index")
         return wordnet.version
 
     # -- writing -------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from neurosearch.index.concepts import ConceptTable, lemma_candidates, plural  # noqa: F401 (re-exported)
 
@@ -61,8 +61,12 @@ class Membership:
 class WordNetConfig:
     """How far a concept reaches into WordNet (defaults measured on the dev concepts)."""
 
-    senses: int = 3
-    """Most frequent noun senses of the query taken (WordNet lists senses by frequency)."""
+    senses: int | None = None
+    """Noun senses of the query taken, most frequent first (WordNet's order); None: all of them.
+    Which sense a query means is decided at query time by evidence from the model (the sense whose
+    members the model puts closest to the query, ``index/semantic.py``), not by WordNet's order:
+    the first sense of "language" is the faculty (java, basic, fox are its kinds) and of "speech"
+    the act (talk, conversation); only the corpus says which one a researcher's "languages" means."""
     depth: int | None = None
     """Levels of hyponyms (kinds of kinds) followed below each sense; None: all of them. Biology
     puts common members deep (animal > chordate > vertebrate > mammal > placental > carnivore >
@@ -206,62 +210,161 @@ class WordNet:
         """Words under a concept -> how they belong to it (where a word is reached more than once:
         the shallowest, then as its synset's name, then in its most usual sense; ``better_than``)."""
         found: dict[str, Membership] = {}
+        for lemma in self.base_forms(phrase):
+            for sense in self.senses_of(lemma, config):
+                for word, membership in sense.members.items():
+                    if membership.better_than(found.get(word)):
+                        found[word] = membership
+        return found
 
-        def add(offset: int, depth: int) -> None:
-            for position, word in enumerate(self.lemmas.get(offset, [])):
-                candidate = Membership(depth, self.sense_share(word, offset), head=position == 0)
+    def senses_of(self, lemma: str, config: WordNetConfig = WordNetConfig()) -> list["Sense"]:
+        """The noun senses of a lemma (``config.senses`` of them, WordNet's order), each with the
+        lemma's share of uses in it and its members: the synset's own lemmas at depth 0, then its
+        hyponyms and instance hyponyms (and with ``config.parts`` its parts) below it."""
+        offsets = self.senses.get(lemma, [])
+        return [Sense(offset, self.sense_share(lemma, offset), self._subtree(offset, config))
+                for offset in offsets[: config.senses]]
+
+    def _subtree(self, offset: int, config: WordNetConfig) -> dict[str, Membership]:
+        found: dict[str, Membership] = {}
+
+        def add(node: int, depth: int) -> None:
+            for position, word in enumerate(self.lemmas.get(node, [])):
+                candidate = Membership(depth, self.sense_share(word, node), head=position == 0)
                 if candidate.better_than(found.get(word)):
                     found[word] = candidate
 
-        for lemma in self.base_forms(phrase):
-            for offset in self.senses[lemma][: config.senses]:
-                frontier, seen = [offset], {offset}
-                add(offset, 0)
-                depth = 0
-                while frontier and (config.depth is None or depth < config.depth):
-                    depth += 1
-                    following = []
-                    for node in frontier:
-                        for symbol, target in self.pointers.get(node, []):
-                            wanted = symbol in HYPONYM_POINTERS or (
-                                config.parts and depth <= 2 and symbol in PART_POINTERS)
-                            if wanted and target not in seen:
-                                seen.add(target)
-                                following.append(target)
-                                add(target, depth)
-                    frontier = following
+        frontier, seen = [offset], {offset}
+        add(offset, 0)
+        depth = 0
+        while frontier and (config.depth is None or depth < config.depth):
+            depth += 1
+            following = []
+            for node in frontier:
+                for symbol, target in self.pointers.get(node, []):
+                    wanted = symbol in HYPONYM_POINTERS or (config.parts and depth <= 2 and symbol in PART_POINTERS)
+                    if wanted and target not in seen:
+                        seen.add(target)
+                        following.append(target)
+                        add(target, depth)
+            frontier = following
         return found
 
 
-def concept_table(wordnet: WordNet, kept_tokens: list[str], config: WordNetConfig = WordNetConfig(),
-                  min_members: int = 2) -> ConceptTable:
-    """Members (and their plurals) of every noun lemma, restricted to the kept tokens."""
-    import numpy as np
+@dataclass(frozen=True)
+class Sense:
+    """One noun sense of a concept word: its synset, how often the word is used in it, its members."""
 
-    kept = {token: index for index, token in enumerate(kept_tokens)}
-    irregular: dict[str, list[str]] = {}
-    for inflected, base in wordnet.exceptions.items():
-        irregular.setdefault(base, []).append(inflected)
-    entries: dict[str, list[tuple[int, Membership]]] = {}
-    for lemma in wordnet.senses:
-        found: dict[int, Membership] = {}
-        for word, membership in wordnet.memberships(lemma, config).items():
-            if len(word) < 3 and word.isalpha():  # abbreviations ("th": Thursday) match unrelated pieces
+    offset: int
+    share: float
+    """The concept word's share of its tagged noun uses in this sense (``WordNet.sense_share``)."""
+    members: dict[str, Membership]
+
+
+@dataclass(frozen=True)
+class KeptSense:
+    """A sense restricted to an index's kept tokens: kept index -> membership (plurals included)."""
+
+    share: float
+    members: dict[int, Membership]
+
+
+def kept_senses(wordnet: WordNet, lemma: str, kept: dict[str, int], irregular: dict[str, list[str]],
+                config: WordNetConfig = WordNetConfig()) -> list[KeptSense]:
+    """The senses of ``lemma`` with their members among the kept tokens (token -> index), each
+    member word also as its plural and irregular inflections (``irregular``: base -> forms).
+    Two-letter abbreviations ("th": Thursday) are left out: they match unrelated word pieces."""
+    found = []
+    for sense in wordnet.senses_of(lemma, config):
+        members: dict[int, Membership] = {}
+        for word, membership in sense.members.items():
+            if len(word) < 3 and word.isalpha():
                 continue
             for form in (word, plural(word), *irregular.get(word, ())):
                 index = kept.get(form)
-                if index is not None and membership.better_than(found.get(index)):
-                    found[index] = membership
-        if len(found) >= min_members:
-            entries[lemma] = sorted(found.items(), key=lambda item: (item[1].depth, item[0]))
+                if index is not None and membership.better_than(members.get(index)):
+                    members[index] = membership
+        found.append(KeptSense(sense.share, members))
+    return found
+
+
+def irregular_forms(wordnet: WordNet) -> dict[str, list[str]]:
+    """Base form -> its irregular inflections (noun.exc: child -> children)."""
+    irregular: dict[str, list[str]] = {}
+    for inflected, base in wordnet.exceptions.items():
+        irregular.setdefault(base, []).append(inflected)
+    return irregular
+
+
+SenseEvidence = Callable[[str, list[int]], float]
+"""(concept lemma, a sense's member token indices) -> how strongly the model ties that sense to the
+lemma (``index.semantic.sense_evidence``)."""
+
+
+def kept_concepts(wordnet: WordNet, kept_tokens: list[str], config: WordNetConfig = WordNetConfig(),
+                  min_members: int = 2) -> dict[str, list[KeptSense]]:
+    """Every noun lemma with at least ``min_members`` distinct kept tokens among its senses' members
+    (its own lemmas included), with those senses (``kept_senses``)."""
+    kept = {token: index for index, token in enumerate(kept_tokens)}
+    irregular = irregular_forms(wordnet)
+    found = {}
+    for lemma in wordnet.senses:
+        senses = kept_senses(wordnet, lemma, kept, irregular, config)
+        if len({index for sense in senses for index in sense.members}) >= min_members:
+            found[lemma] = senses
+    return found
+
+
+def concept_table(wordnet: WordNet, kept_tokens: list[str], config: WordNetConfig = WordNetConfig(),
+                  min_members: int = 2, evidence: SenseEvidence | None = None,
+                  concepts: dict[str, list[KeptSense]] | None = None) -> ConceptTable:
+    """Members (and their plurals) of every noun lemma with ``min_members`` of them among the kept
+    tokens (``concepts``: ``kept_concepts``' result, computed when None), each through the sense
+    that ``evidence`` supports best (without it: the shallowest, WordNet's first sense on ties). A
+    token that is one of a sense's own lemmas (depth 0) and a member of another sense counts as a
+    member."""
+    import numpy as np
+
+    if concepts is None:
+        concepts = kept_concepts(wordnet, kept_tokens, config, min_members)
+    entries: dict[str, list[tuple[int, Membership, float, float]]] = {}
+    for lemma, senses in concepts.items():
+        found: dict[int, tuple[Membership, float, float]] = {}  # index -> membership, sense share, evidence
+        for sense in senses:
+            if not sense.members:
+                continue
+            score = evidence(lemma, [i for i, m in sense.members.items() if m.depth > 0]) if evidence else 0.0
+            for index, membership in sense.members.items():
+                have = found.get(index)
+                if have is None or _chosen(membership, score, have):
+                    found[index] = (membership, sense.share, score)
+        entries[lemma] = sorted(((i, *v) for i, v in found.items()), key=lambda item: (item[1].depth, item[0]))
     for inflected, base in wordnet.exceptions.items():  # "feet" finds "foot", "children" "child"
         if base in entries and inflected not in entries:
             entries[inflected] = entries[base]
     keys = sorted(entries)
+    rows = [row for key in keys for row in entries[key]]
     offsets = np.zeros(len(keys) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(entries[key]) for key in keys])
-    members = np.fromiter((m for key in keys for m, _ in entries[key]), dtype=np.int32, count=int(offsets[-1]))
-    depths = np.fromiter((m.depth for key in keys for _, m in entries[key]), dtype=np.uint8, count=int(offsets[-1]))
-    shares = np.fromiter((m.share for key in keys for _, m in entries[key]), dtype=np.float16, count=int(offsets[-1]))
-    heads = np.fromiter((m.head for key in keys for _, m in entries[key]), dtype=np.uint8, count=int(offsets[-1]))
-    return ConceptTable(keys, offsets, members, depths, shares, heads)
+    count = len(rows)
+    return ConceptTable(
+        keys, offsets,
+        np.fromiter((r[0] for r in rows), dtype=np.int32, count=count),
+        np.fromiter((r[1].depth for r in rows), dtype=np.uint8, count=count),
+        np.fromiter((r[1].share for r in rows), dtype=np.float16, count=count),
+        np.fromiter((r[1].head for r in rows), dtype=np.uint8, count=count),
+        np.fromiter((r[2] for r in rows), dtype=np.float16, count=count),
+        np.fromiter((r[3] for r in rows), dtype=np.float16, count=count),
+    )
+
+
+def _chosen(membership: Membership, evidence: float, have: tuple[Membership, float, float]) -> bool:
+    """Whether a token's membership through a new sense replaces the one it has: a member (depth >= 1)
+    beats one of the concept's own lemmas; among members the better-supported sense wins, and
+    without evidence the better membership (``Membership.better_than``)."""
+    old, _, old_evidence = have
+    if (membership.depth > 0) != (old.depth > 0):
+        return membership.depth > 0
+    if evidence != old_evidence:
+        return evidence > old_evidence
+    return membership.better_than(old)

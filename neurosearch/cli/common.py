@@ -144,4 +144,6 @@ def open_index(index: Optional[Path]) -> Any:
 
         raise NeurosearchError(f"no default index at {DEFAULT_INDEX} (this neurosearch was installed without it): "
                                f"pass --index DIR or set ${INDEX_ENV}")
-    return Index.load(index or default_index(), state_root=state_dir_option())
+    from neurosearch.model.phrases import PhraseEmbedder  # neither torch nor numpy until a phrase needs it
+
+    return Index.load(index or default_index(), state_root=state_dir_option(), embedder=PhraseEmbedder())

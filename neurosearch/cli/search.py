@@ -12,9 +12,10 @@ def find(
     tokens: Annotated[Optional[str], typer.Option("--tokens", "-t", help="Search for these tokens instead: a,b,c.")] = None,
     top: Annotated[int, typer.Option("--top", "-n", help="Results per kind.")] = 10,
     kind: Annotated[str, typer.Option(help="clusters, neurons or both.")] = "both",
-    k: Annotated[Optional[int], typer.Option("--k", help="Cluster granularity (default: the largest K).")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="Clusters of one cut at K (default: every node of the cluster tree, so the query picks K).")] = None,
     exact: Annotated[Optional[bool], typer.Option("--exact/--ann", help="Score every row exactly, or rerank HNSW candidates (default: exact below 50,000 rows, where it is faster than loading the HNSW graph).", show_default=False)] = None,
     method: Annotated[Optional[str], typer.Option(help="Profile method to search (default: the index's).")] = None,
+    all_hits: Annotated[bool, typer.Option("--all", help="Also list hits below the relevance floor.")] = False,
     index: IndexOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -26,7 +27,8 @@ def find(
         fail("give a query or --tokens, not both")
     opened = open_index(index)
     token_list = tokens.split(",") if tokens is not None else None
-    result = opened.find(text, tokens=token_list, top=top, kind=kind, k=k, exact=exact, method=method)
+    result = opened.find(text, tokens=token_list, top=top, kind=kind, k=k, exact=exact, method=method,
+                         all_hits=all_hits)
     if as_json:
         print_json(result.to_json())
         return

@@ -9,16 +9,21 @@ Standard library only (``find`` imports it).
 
 from __future__ import annotations
 
-SEARCH_FORMAT = 5
+SEARCH_FORMAT = 6
 """Version of the search stage's files (their history: docs/decisions.md)."""
 FIND_TOP_TOKENS = 30
 """Top tokens stored and reported per hit of ``find`` (the JSON contract asks for at least 20)."""
+DEEP_TOKENS = 30
+"""A tie in expected precision over a hit's first 10 top tokens is broken by it over its first 30
+(the ``_deep`` postings)."""
+TREE = "tree"
+"""The row-key and cluster-id prefix of the search method's tree nodes: ``tree/412``."""
 
 KINDS = ("neurons", "clusters")
 """The two kinds of scored rows; each has its own postings and HNSW graph."""
 POSTINGS_PARTS = ("offsets", "rows", "weights")
 """The three arrays of one kind's inverted lists (``index/postings.py``)."""
-CONCEPT_ARRAYS = ("offsets", "members", "depths", "shares", "heads")
+CONCEPT_ARRAYS = ("offsets", "members", "depths", "shares", "heads", "sense_shares", "evidence")
 """The arrays of the WordNet concept table (``index/concepts.py``), in ``ConceptTable``'s order."""
 
 MANIFEST = "manifest.json"
@@ -103,8 +108,12 @@ def distance_curve_file(method: str) -> str:
 # -- search ----------------------------------------------------------------------------------------
 SEARCH_DIR = "search"
 KEPT_SPACE = f"{SEARCH_DIR}/kept_space.npy"
-QUERY_NEIGHBOURS = f"{SEARCH_DIR}/query_neighbours.npy"
-QUERY_NEIGHBOUR_SIMILARITY = f"{SEARCH_DIR}/query_neighbour_similarity.npy"
+KEPT_SENTENCES = f"{SEARCH_DIR}/kept_sentences.npy"
+"""The kept tokens' unit vectors in the model's sentence space (float16; the slow path's)."""
+EXPANSION_KEYS = f"{SEARCH_DIR}/expansion_keys.json"
+"""The sorted concept keys, irregular inflections -> key, and the ``ExpansionConfig`` they were built with."""
+EXPANSION_ARRAYS = ("offsets", "tokens", "weights")
+"""Each key's stored expansion: kept-token indices and membership probabilities, by offsets."""
 WORDPIECE = f"{SEARCH_DIR}/wordpiece.json"
 WORDPIECE_VOCAB = f"{SEARCH_DIR}/wordpiece_vocab.txt"
 CONCEPTS = f"{SEARCH_DIR}/concepts.json"
@@ -115,13 +124,29 @@ def concept_array(name: str) -> str:
     return f"{SEARCH_DIR}/concept_{name}.npy"
 
 
+def expansion_array(name: str) -> str:
+    """One of :data:`EXPANSION_ARRAYS`."""
+    return f"{SEARCH_DIR}/expansion_{name}.npy"
+
+
 def search_dir(method: str) -> str:
     return f"{SEARCH_DIR}/{method}"
 
 
-def postings_file(method: str, kind: str, part: str) -> str:
-    """One of :data:`POSTINGS_PARTS` of the inverted lists that score ``kind`` (one of :data:`KINDS`)."""
-    return f"{search_dir(method)}/{kind}_postings_{part}.npy"
+def postings_file(method: str, kind: str, part: str, deep: bool = False) -> str:
+    """One of :data:`POSTINGS_PARTS` of the inverted lists that score ``kind`` (one of :data:`KINDS`)
+    by its first 10 top tokens (``deep``: its first :data:`DEEP_TOKENS`, the tie-break)."""
+    return f"{search_dir(method)}/{kind}{'_deep' if deep else ''}_postings_{part}.npy"
+
+
+TREE_ARRAYS = ("children", "top_weights", "distances")
+"""The search method's cluster tree (``build/tree.py``): each node's two children, its mean
+profile's top values, and the mean and max cosine distance of its neurons."""
+
+
+def tree_file(method: str, name: str) -> str:
+    """One of :data:`TREE_ARRAYS` (built for the search method only)."""
+    return f"{search_dir(method)}/tree_{name}.npy"
 
 
 def hnsw_file(method: str, kind: str) -> str:
@@ -198,12 +223,15 @@ def files() -> list[tuple[str, str]]:
     """
     method, k = "<method>", "<K>"
     search = [(neuron_focus_file(method), "search"), (cluster_keys_file(method), "search")]
-    search += [(postings_file(method, kind, part), "search") for kind in KINDS for part in POSTINGS_PARTS]
+    search += [(postings_file(method, kind, part, deep), "search") for kind in KINDS for part in POSTINGS_PARTS
+               for deep in (False, True)]
+    search += [(tree_file(method, name), "search") for name in TREE_ARRAYS]
     search += [(f(method), "search") for f in (cluster_tokens_file, cluster_neurons_offsets_file,
                                                  cluster_neurons_file, fallback_labels_file)]
     search += [(hnsw_file(method, kind), "search") for kind in KINDS]
-    search += [(path, "search") for path in (KEPT_SPACE, QUERY_NEIGHBOURS, QUERY_NEIGHBOUR_SIMILARITY,
-                                             WORDPIECE, WORDPIECE_VOCAB, CONCEPTS)]
+    search += [(path, "search") for path in (KEPT_SPACE, KEPT_SENTENCES, EXPANSION_KEYS, WORDPIECE,
+                                             WORDPIECE_VOCAB, CONCEPTS)]
+    search += [(expansion_array(name), "search") for name in EXPANSION_ARRAYS]
     search += [(concept_array(name), "search") for name in CONCEPT_ARRAYS]
     return [
         (MANIFEST, "all"),

@@ -24,6 +24,7 @@ import numpy as np
 
 from neurosearch.config import ProfileConfig
 from neurosearch.format import layout
+from neurosearch.ids import ClusterId
 
 CONTEXT_FILES_NEEDED = (layout.context_array("neuron_token_means"), layout.CONTEXT_CLUSTERS)
 
@@ -162,7 +163,12 @@ def cluster_evidence(index: Any, info: Any, limit: int = 5) -> Evidence:
         return Evidence([None] * len(info.top_tokens), [None] * len(info.top_tokens), [], strongest,
                         note=missing_contexts_note(index, info.method), verify=verify)
     keys = index.json(layout.CONTEXT_CLUSTERS)["keys"]
-    row = keys.index(f"k{info.k}/{info.id}")
+    row_key = ClusterId(info.method, info.k, info.id).row_key
+    if row_key not in keys:  # a node of the cluster tree: contexts are stored for the clusters of the cuts
+        return Evidence([None] * len(info.top_tokens), [None] * len(info.top_tokens), [], strongest,
+                        note=f"contexts on the top tokens are stored for the clusters of the K cuts "
+                             f"({', '.join(f'k{k}' for k in index.ks)}), not for the tree's nodes", verify=verify)
+    row = keys.index(row_key)
     values = index.npy(layout.context_array("cluster_token_values"))[row]
     neurons = index.npy(layout.context_array("cluster_token_neurons"))[row]
     refs = index.npy(layout.context_array("cluster_token_refs"))[row]

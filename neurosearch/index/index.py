@@ -27,7 +27,7 @@ from neurosearch.index.postings import Postings
 from neurosearch.index.query import ExpandedQuery
 from neurosearch.index.results import ClusterInfo, FindResult, Result
 from neurosearch.index.scoring import Scoring
-from neurosearch.index.vocabulary import Vocabulary
+from neurosearch.index.vocabulary import Embedder, Vocabulary
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,8 +43,11 @@ class Index:
     """Read access to an index directory (see docs/index-format.md)."""
 
     def __init__(self, path: Path, manifest: Manifest, config: SearchConfig | None = None,
-                 state_root: str | Path | None = None):
+                 state_root: str | Path | None = None, embedder: Embedder | None = None):
         self.path = path
+        self.embedder = embedder
+        """Embeds a query phrase the index has no stored expansion of (``model.phrases.PhraseEmbedder``,
+        which loads the model: the slow path); None: the expansion of its head word stands in."""
         self.manifest = manifest
         self.config = config or SearchConfig()
         self._state_root = state_root  # --state-dir; None: $NEUROSEARCH_STATE or the XDG default
@@ -55,17 +58,19 @@ class Index:
 
     def _open_parts(self) -> None:
         """The parts that parse and keep what they read (new ones forget what the old ones kept)."""
-        self.vocabulary = Vocabulary(self.files, self.config)
+        self.vocabulary = Vocabulary(self.files, self.config, self.embedder)
         self.scoring = Scoring(self.files, self.vocabulary, self.config)
         self.label_store = IndexLabels(self.files, lambda: self.state)
         self.lookup = Lookup(self.files, self.vocabulary, self.scoring, self.label_store)
 
     @classmethod
     def load(cls, path: str | Path, config: SearchConfig | None = None, *,
-             state_root: str | Path | None = None) -> "Index":
+             state_root: str | Path | None = None, embedder: Embedder | None = None) -> "Index":
         """Open an index; raises a one-line error for a missing, foreign or incomplete index.
 
-        ``state_root`` is where results about a read-only index go (see :attr:`state`)."""
+        ``state_root`` is where results about a read-only index go (see :attr:`state`); ``embedder``
+        embeds a query phrase without a stored expansion (``neurosearch.model.phrases.PhraseEmbedder()``,
+        the CLI's; without one the expansion of its head word stands in, with a note)."""
         directory = Path(path).expanduser()
         manifest = Manifest.load(directory)
         search = manifest.stages.get("search", {})
@@ -75,7 +80,7 @@ class Index:
             raise IndexError_(
                 f"index {directory} has search files of an older neurosearch (format {search.get('format') or 1}, "
                 f"now {layout.SEARCH_FORMAT}): run `neurosearch build` on it again to redo its search stage")
-        return cls(directory, manifest, config, state_root)
+        return cls(directory, manifest, config, state_root, embedder)
 
     @contextmanager
     def _verifying(self) -> Iterator[None]:
@@ -173,8 +178,14 @@ class Index:
         k: int | None = None,
         exact: bool | None = None,
         method: str | None = None,
+        all_hits: bool = False,
     ) -> FindResult:
-        """Neurons and clusters ranked by how strongly the query's tokens are among their peaks."""
+        """Neurons and clusters ranked by the expected precision of their top tokens for the query.
+
+        Clusters are the nodes of the method's cluster tree (``k=None``, the search method) or the
+        clusters of one cut (``k``; default for other methods: the largest K). Hits scoring below
+        ``SearchConfig.min_score`` are left out unless ``all_hits``.
+        """
         if top < 1:
             raise ConfigError(f"top must be at least 1, got {top}", option="top")
         if kind not in FIND_KINDS:
@@ -186,18 +197,32 @@ class Index:
             expanded = self.vocabulary.expand(query, tokens)
             results: list[Result] = []
             if kind in ("both", "clusters"):
-                cut = k if k is not None else self.default_k
+                cut = k if k is not None else (0 if self.scoring.has_tree(method) else self.default_k)
                 ranked = self.scoring.rank("clusters", expanded, method=method, exact=exact, k=cut, limit=top)
                 results += [self.lookup.cluster_hit(method, row, score) for row, score in ranked]
             if kind in ("both", "neurons"):
                 ranked = self.scoring.rank("neurons", expanded, method=method, exact=exact, limit=top)
                 results += [self.lookup.neuron_hit(method, row, score) for row, score in ranked]
-        results.sort(key=lambda r: -r.score)
-        return FindResult(expanded, results[: top if kind != "both" else 2 * top], expanded.notes)
+        results.sort(key=lambda r: -r.score)  # stable: each kind is already in its tie-broken order
+        return self._judged(expanded, results[: top if kind != "both" else 2 * top], all_hits)
+
+    def _judged(self, expanded: ExpandedQuery, results: list[Result], all_hits: bool) -> FindResult:
+        """The hits above the relevance floor (all with ``all_hits``), with notes on how good they are."""
+        notes = list(expanded.notes)
+        best = results[0].score if results else 0.0
+        weak = self.config.weak_score
+        if best < weak:
+            notes.append(f"no neuron or cluster matches this query well (best expected precision {best:.2f} < {weak}: "
+                         f"fewer than {weak * 10:.0f} of its first 10 top tokens are likely members)")
+        shown = results if all_hits else [r for r in results if r.score >= self.config.min_score]
+        hidden = len(results) - len(shown)
+        if hidden:
+            notes.append(f"{hidden} hit(s) scoring below {self.config.min_score} left out (--all lists them)")
+        return FindResult(expanded, shown, notes, hidden)
 
     # -- clusters and neurons ----------------------------------------------------------------------
     def parse_cluster_id(self, text: str) -> ClusterId:
-        """``17`` (search method, default K), ``k50/17`` or ``filter+tfidf/k200/17``."""
+        """``17`` (search method, default K), ``k50/17``, ``filter+tfidf/k200/17`` or ``tree/412``."""
         return self.lookup.parse_cluster_id(text)
 
     def clusters(self, method: str, k: int) -> list[dict[str, Any]]:

@@ -71,9 +71,13 @@ class Lookup:
     # -- hits of find ------------------------------------------------------------------------------
     def cluster_hit(self, method: str, row: int, score: float) -> Result:
         """Cluster ``row`` of ``method``'s scored clusters as ``find`` reports it (no clusters JSON)."""
-        key = str(ClusterId.of_row(method, self.scoring.cluster_key(method, row)))
-        offsets = self.files.table(layout.cluster_neurons_offsets_file(method))
-        members = self.files.table(layout.cluster_neurons_file(method))[offsets[row] : offsets[row + 1]]
+        ident = ClusterId.of_row(method, self.scoring.cluster_key(method, row))
+        key = str(ident)
+        if ident.k == 0:  # a node of the tree: its neurons are the leaves below it
+            members = self.tree_neurons(method, ident.number)
+        else:
+            offsets = self.files.table(layout.cluster_neurons_offsets_file(method))
+            members = self.files.table(layout.cluster_neurons_file(method))[offsets[row] : offsets[row + 1]]
         neurons = [self.manifest.neuron_name(n) for n in members]
         top = self.files.table(layout.cluster_tokens_file(method)).row(row)[: layout.FIND_TOP_TOKENS]
         theme, source = self.labels.label_for("cluster", key, method, row)
@@ -88,7 +92,7 @@ class Lookup:
 
     # -- clusters ----------------------------------------------------------------------------------
     def parse_cluster_id(self, text: str) -> ClusterId:
-        """``17`` (search method, default K), ``k50/17`` or ``filter+tfidf/k200/17``, completed."""
+        """``17`` (search method, default K), ``k50/17``, ``filter+tfidf/k200/17`` or ``tree/412``, completed."""
         return ClusterId.parse(text).complete(self.manifest.search_method, self.manifest.default_k)
 
     def clusters(self, method: str, k: int) -> list[dict[str, Any]]:
@@ -99,6 +103,8 @@ class Lookup:
 
     def cluster(self, cluster_id: str) -> ClusterInfo:
         method, k, number = ident = self.parse_cluster_id(cluster_id)
+        if k == 0:
+            return self.tree_cluster(method, number)
         found = self.clusters(method, k)
         if not 0 <= number < len(found):
             raise NeurosearchError(f"cluster {cluster_id} does not exist: {method} K={k} has clusters 0..{len(found) - 1}")
@@ -119,6 +125,40 @@ class Lookup:
             max_distance=float(data["max_distance"]),
             label={"theme": theme, "source": source, "explanation": self.labels.explanation("cluster", key)},
         )
+
+    # -- the tree's nodes ---------------------------------------------------------------------------
+    def tree_neurons(self, method: str, number: int) -> list[int]:
+        """The neurons (flat indices) below node ``number`` of ``method``'s tree."""
+        from neurosearch.index.tree import node_neurons
+
+        return node_neurons(self.files.table(layout.tree_file(method, "children")).row, self.manifest.n_neurons, number)
+
+    def tree_cluster(self, method: str, number: int) -> ClusterInfo:
+        """Node ``number`` of ``method``'s cluster tree as a cluster (K = 0)."""
+        self.manifest.check_method(method)
+        if not self.scoring.has_tree(method):
+            raise NeurosearchError(f"method '{method}' has no searchable cluster tree in this index (the search "
+                                   f"method {self.manifest.search_method} has)")
+        children = self.files.table(layout.tree_file(method, "children"))
+        if not 0 <= number < children.shape[0]:
+            raise NeurosearchError(f"cluster {layout.TREE}/{number} does not exist: the tree has nodes 0..{children.shape[0] - 1}")
+        ident = ClusterId(method, 0, number)
+        flat = self.tree_neurons(method, number)
+        row = self.scoring.cluster_row(method, ident.row_key)
+        tokens = self.files.table(layout.cluster_tokens_file(method)).row(row)
+        weights = self.files.table(layout.tree_file(method, "top_weights")).row(number)
+        mean, largest = self.files.table(layout.tree_file(method, "distances")).row(number)
+        layers: dict[int, int] = {}
+        for n in flat:
+            layer = n // self.manifest.neurons_per_layer
+            layers[layer] = layers.get(layer, 0) + 1
+        key = str(ident)
+        theme, source = self.labels.label_for("cluster", key, method, row)
+        name = self.manifest.neuron_name
+        return ClusterInfo(method=method, k=0, id=number, neurons=[name(n) for n in flat], dropped=[],
+                           top_tokens=self.vocabulary.tokens_of(tokens), top_weights=[float(w) for w in weights],
+                           layer_sizes=layers, avg_distance=float(mean), max_distance=float(largest),
+                           label={"theme": theme, "source": source, "explanation": self.labels.explanation("cluster", key)})
 
     def cluster_refs(self, info: ClusterInfo, limit: int) -> list[dict[str, Any]]:
         """The cluster's strongest occurrences: its neurons' top activations, ranked by z-score."""

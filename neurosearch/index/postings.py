@@ -1,8 +1,10 @@
-"""Inverted lists of scoring weights: exact cosine scores with the standard library.
+"""Inverted lists of scoring weights: exact scores with the standard library.
 
-Each neuron or cluster is represented by unit weights ``s`` over a few of its top tokens (see
-``search.py``: equal weights on a neuron's first 10, z-score peaks for clusters); its score for a
-query with kept-token weights ``q`` is ``sum_t q_t s[t] / |q|``. Stored token-major -- for every
+Each neuron or cluster is represented by weights ``s`` over a few of its top tokens (the search
+stage gives each of its first 10 top tokens weight 1, ``search_stage.py``); its score for a query
+with kept-token weights ``q`` is ``scale * sum_t q_t s[t]`` -- with membership probabilities as
+``q`` and scale 1/10, the expected share of those tokens in the concept -- or
+``sum_t q_t s[t] / |q|`` (the cosine, for unit ``s``). Stored token-major -- for every
 kept token, the rows that weigh it and their weights -- a query touches only the lists of its own
 tokens (a few thousand entries), so scoring needs neither a scan of every row nor numpy.
 
@@ -53,24 +55,27 @@ class Postings:
         self.weights = weights
         self.n_rows = n_rows
 
-    def top(self, query: dict[int, float], limit: int) -> list[tuple[int, float]]:
-        """The ``limit`` best rows (row, score), ties and zero-score filler in row order.
+    def top(self, query: dict[int, float], limit: int, scale: float | None = None,
+            secondary: dict[int, float] | None = None) -> list[tuple[int, float]]:
+        """The ``limit`` best rows (row, score: see :meth:`scores`), ties by ``secondary`` (higher
+        first), then ties and zero-score filler in row order.
 
         Pure Python below ``VECTOR_ROWS`` rows (``find`` on the shipped index imports no numpy);
         above it the touched lists are summed with numpy (``bincount``): at 1M rows a query touches
         ~10^5 entries, ~20x faster than a Python loop, and numpy's import is small next to it."""
         if self.n_rows >= VECTOR_ROWS and all(hasattr(p, "path") for p in (self.offsets, self.rows, self.weights)):
-            return self._top_numpy(query, limit)
-        return ranked(self.scores(query), range(self.n_rows), limit)
+            return self._top_numpy(query, limit, scale, secondary)
+        return ranked(self.scores(query, scale), range(self.n_rows), limit, secondary)
 
-    def _top_numpy(self, query: dict[int, float], limit: int) -> list[tuple[int, float]]:
+    def _top_numpy(self, query: dict[int, float], limit: int, scale: float | None,
+                   secondary: dict[int, float] | None) -> list[tuple[int, float]]:
         import numpy as np
 
         arrays = self.__dict__.get("_arrays")
         if arrays is None:
             arrays = self.__dict__["_arrays"] = [np.load(p.path, mmap_mode="r") for p in (self.offsets, self.rows, self.weights)]
         offsets, rows, weights = arrays
-        norm = math.sqrt(sum(w * w for w in query.values()))
+        norm = _norm(query, scale)
         tokens = [t for t, w in query.items() if w > 0]
         if norm == 0 or not tokens:
             return ranked({}, range(self.n_rows), limit)
@@ -84,12 +89,13 @@ class Postings:
         if len(scored) > limit:
             cut = np.partition(totals[scored], len(scored) - limit)[len(scored) - limit]
             scored = scored[totals[scored] >= cut]  # ties at the cut stay; the sort below settles them
-        order = np.lexsort((scored, -totals[scored]))[:limit]
-        return ranked({int(r): float(totals[r]) / norm for r in scored[order]}, range(self.n_rows), limit)
+        order = np.lexsort((scored, -totals[scored]))  # ties at the cut: ranked() breaks them
+        return ranked({int(r): float(totals[r]) / norm for r in scored[order]}, range(self.n_rows), limit, secondary)
 
-    def scores(self, query: dict[int, float]) -> dict[int, float]:
-        """Row -> cosine with the query (kept token -> weight), for rows with a positive score."""
-        norm = math.sqrt(sum(w * w for w in query.values()))
+    def scores(self, query: dict[int, float], scale: float | None = None) -> dict[int, float]:
+        """Row -> score for the query (kept token -> weight), for rows with a positive score: the
+        cosine with it (``scale`` None), or the weighted sum times ``scale``."""
+        norm = _norm(query, scale)
         if norm == 0:
             return {}
         totals: dict[int, float] = {}
@@ -103,8 +109,15 @@ class Postings:
         return {int(row): float(total) / norm for row, total in totals.items() if total > 0}
 
 
-def ranked(scores: dict[int, float], rows: Iterable[int], limit: int | None = None) -> list[tuple[int, float]]:
-    """(row, score) of ``rows``, best first, ties (and the rows scoring 0) in row order.
+def _norm(query: dict[int, float], scale: float | None) -> float:
+    """What the weighted sums are divided by: the query's length (cosine), or 1 / ``scale``."""
+    return math.sqrt(sum(w * w for w in query.values())) if scale is None else 1.0 / scale
+
+
+def ranked(scores: dict[int, float], rows: Iterable[int], limit: int | None = None,
+           secondary: dict[int, float] | None = None) -> list[tuple[int, float]]:
+    """(row, score) of ``rows``, best first; ties by ``secondary`` (higher first), then (and the rows
+    scoring 0) in row order.
 
     When ``rows`` is a ``range`` (every row) and ``limit`` is set, only the scored rows are ranked
     and the zero-score filler is read off the range from its start: the cost follows the query's
@@ -112,7 +125,8 @@ def ranked(scores: dict[int, float], rows: Iterable[int], limit: int | None = No
     """
     import heapq
 
-    key = lambda item: (-item[1], item[0])  # noqa: E731
+    second = secondary or {}
+    key = lambda item: (-item[1], -second.get(item[0], 0.0), item[0])  # noqa: E731
     if isinstance(rows, range) and rows.step == 1 and limit is not None:
         scored = [(row, score) for row, score in scores.items() if rows.start <= row < rows.stop]
         best = heapq.nsmallest(limit, scored, key=key)

@@ -1,29 +1,54 @@
-"""Queries: a concept ("weekdays") or a token list becomes a weighted vector over the kept tokens.
+"""Queries: a concept ("weekdays", "european capitals") or a token list becomes weighted kept tokens.
 
-The query's own word pieces (weight 1), plus each word's nearest kept tokens in the index's token
-embedding space (weight = ``neighbour_weight`` x cosine similarity, above a floor), plus the
-concept's members from WordNet (hyponyms and parts, baked into the index by the build when WordNet
-data is installed). No torch, and no numpy on the common path: the index stores the tokenizer
-(BERT's WordPiece vocabulary in ``search/wordpiece.json``, read by ``wordpiece.py``; other
-tokenizers from ``tokenizer.json`` with the ``tokenizers`` library) and every vocabulary token's
-nearest kept tokens; the index computes neighbours from its embedding table (numpy) only for words
-of several pieces.
+A concept's weights are the probabilities that each kept token belongs to it (``semantic.py``).
+The build stores them for every *key*: every WordNet noun lemma with members among the kept
+tokens, and every whole word of the model's vocabulary (``build/semantic.py``). A query is
+matched to a key by lemmatising its words ("units of time" -> "unit of time", "currencies" ->
+"currency"): a word of several word pieces is looked up as one word, never as its first piece,
+and a phrase WordNet knows as one concept is one key. No torch and no numpy on that path.
+
+A phrase no key matches ("european capitals") is embedded with the model on a slower path that
+loads it (seconds; ``find`` says so), and takes its WordNet members from its head word
+("capital"); without the model, the head word's expansion stands in for it, with a note.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
-from neurosearch.config import SearchConfig
 from neurosearch.errors import NeurosearchError
+from neurosearch.index.concepts import word_forms
 
-if TYPE_CHECKING:
-    import numpy as np
+STOPWORDS = frozenset("""
+a an the this that these those of and or but nor if then else so as than to in on at by for with from into
+onto upon about above below over under between through during before after against among around without
+within along across behind beyond off out up down is are was were be been being am do does did doing done
+have has had having will would shall should can could may might must not no yes i me my mine myself you
+your yours yourself we us our ours ourselves he him his himself she her hers herself it its itself they
+them their theirs themselves what which who whom whose when where why how all any both each few more most
+other some such only own same too very s t just now also there here
+""".split())
+"""Function words: dropped from a query's words and never added to an expansion (with tokens that
+are not words: punctuation, ``##`` pieces)."""
 
-    from neurosearch.index.concepts import ConceptTable
+
+def all_words(text: str) -> list[str]:
+    """The words of a text, lower case (letters, digits, apostrophes and hyphens)."""
+    return re.findall(r"[\w'-]+", text.lower().replace("_", " "))
+
+
+def content_words(text: str) -> list[str]:
+    """The words of a text that are not function words."""
+    return [w for w in all_words(text) if w not in STOPWORDS]
+
+
+def expandable(token: str) -> bool:
+    """Whether a kept token may be added to an expansion: a word (or number), not a function word."""
+    return not token.startswith("##") and any(c.isalnum() for c in token) and token not in STOPWORDS
 
 MAX_QUERY_CHARS = 1000
 """Longest query accepted (a concept is a few words; a 100 kB query took 8.6 s to expand)."""
@@ -33,196 +58,155 @@ MAX_QUERY_TOKENS = 500
 
 @dataclass
 class ExpandedQuery:
-    """What a query became: kept-token indices with weights (and what its ANN vector is made of)."""
+    """What a query became: kept-token indices with weights."""
 
     text: str
     token_index: list[int]
     """Kept-token indices, each once."""
     weights: list[float]
-    """Weight of each token (1 for the query's own tokens, up to 1 for WordNet members by depth,
-    sense share and whether they name their synset, scaled similarity for neighbours)."""
+    """Probability that each token belongs to the concept (1 for a ``--tokens`` list)."""
     tokens: list[str]
-    word_pieces: list[list[int]] = field(default_factory=list)
-    """Vocabulary ids of each query word: the ANN vector is the sum of the words' unit embeddings.
-    Empty when it is the weighted sum of the tokens' embeddings instead (token lists, and concepts
-    whose WordNet members were added)."""
     notes: list[str] = field(default_factory=list)
+    key: str | None = None
+    """The stored concept the query was matched to, if any."""
 
     def as_dict(self) -> dict[int, float]:
         return dict(zip(self.token_index, self.weights))
 
     def to_json(self) -> list[dict]:
-        order = sorted(range(len(self.weights)), key=lambda i: -self.weights[i])  # stable: ties keep order
+        order = sorted(range(len(self.weights)), key=lambda i: -self.weights[i])  # stable: the word's own forms first
         return [{"token": self.tokens[i], "weight": round(float(self.weights[i]), 4)} for i in order]
 
 
-NO_WORDNET_NOTE = (
-    "this index has no WordNet concept table (rebuild its search stage with WordNet data installed, "
-    "see README): expansion uses embeddings only"
-)
+class ExpansionTable:
+    """The build's stored expansions: sorted keys (and aliases) -> (kept index, weight) lists."""
 
-Neighbours = Callable[[list[int]], Sequence[tuple[int, float]]]
-"""A word's vocabulary ids -> its nearest kept tokens (kept index, cosine), best first."""
+    def __init__(self, keys: list[str], aliases: dict[str, str], offsets: Sequence[int], tokens: Sequence[int],
+                 weights: Sequence[float]):
+        self.keys, self.aliases = keys, aliases
+        self.offsets, self.tokens, self.weights = offsets, tokens, weights
+
+    def key_of(self, phrase: str) -> str | None:
+        phrase = self.aliases.get(phrase, phrase)
+        position = bisect.bisect_left(self.keys, phrase)
+        return phrase if position < len(self.keys) and self.keys[position] == phrase else None
+
+    def expansion(self, key: str) -> list[tuple[int, float]]:
+        position = bisect.bisect_left(self.keys, key)
+        start, end = int(self.offsets[position]), int(self.offsets[position + 1])
+        return [(int(t), float(w)) for t, w in zip(self.tokens[start:end], self.weights[start:end])]
+
+
+SlowPath = Callable[[str, "str | None"], "tuple[list[tuple[int, float]], float]"]
+"""(phrase, the key of its head word or None) -> (its expansion, seconds taken); raises
+NeurosearchError when the model cannot be loaded."""
 
 
 class QueryExpander:
-    """Expands queries against one index's vocabulary and embedding neighbours."""
+    """Expands queries against one index's stored expansions."""
 
-    def __init__(
-        self,
-        pieces: Callable[[str], list[int]],
-        kept_tokens: list[str],
-        kept_ids: Sequence[int],
-        neighbours: Neighbours,
-        config: SearchConfig,
-        concepts: ConceptTable | None = None,
-    ):
-        self.pieces = pieces  # text -> vocabulary ids, no special tokens
+    def __init__(self, kept_tokens: list[str], expansions: ExpansionTable, concept_keys: Callable[[str], str | None],
+                 slow: SlowPath | None = None, has_wordnet: bool = True):
         self.kept_tokens = kept_tokens
-        self.kept_of_id = dict(zip(kept_ids, range(len(kept_tokens))))
-        self.neighbours = neighbours
-        self.config = config
-        self.concepts = concepts
+        self.expansions = expansions
+        self.concept_key = concept_keys  # phrase -> key of the WordNet concept table, or None
+        self.slow = slow
+        self.has_wordnet = has_wordnet
+        self.kept_index = {token: index for index, token in enumerate(kept_tokens)}
 
-    @cached_property
-    def kept_index(self) -> dict[str, int]:
-        return {token: index for index, token in enumerate(self.kept_tokens)}
+    def key_of(self, text: str) -> str | None:
+        """The stored key a text means: the whole phrase, with its words in any of their base forms."""
+        words, content = all_words(text), content_words(text)
+        for phrase_words in dict.fromkeys((tuple(words), tuple(content))):
+            if not phrase_words or len(phrase_words) > 5:
+                continue
+            for forms in itertools.product(*(word_forms(w) for w in phrase_words)):
+                key = self.expansions.key_of(" ".join(forms))
+                if key is not None:
+                    return key
+        return None
 
     def expand(self, text: str) -> ExpandedQuery:
-        """A free-text concept, e.g. ``weekdays`` or ``colours of the rainbow``."""
-        text = text.strip()
+        """A free-text concept, e.g. ``weekdays`` or ``european capitals``."""
+        text = " ".join(text.split())
         if not text:
             raise NeurosearchError("empty query: give a concept (e.g. 'weekdays') or `tokens` a,b,c", option="tokens")
         if len(text) > MAX_QUERY_CHARS:
             raise NeurosearchError(f"the query is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,} "
                                    "(a concept is a few words)")
-        words = [w for w in re.findall(r"[\w'-]+", text.lower()) if w not in _STOPWORDS] or [text.lower()]
-        weights: dict[int, float] = {}
-        notes: list[str] = []
-        word_pieces: list[list[int]] = []
-        for word in words:
-            ids = self.pieces(word)
-            for piece_id in ids:
-                index = self.kept_of_id.get(piece_id)
-                if index is not None and not self.kept_tokens[index].startswith("##"):
-                    weights[index] = max(weights.get(index, 0.0), 1.0)
-            if not ids:
-                continue
-            found = self.neighbours(ids)
-            if found:
-                word_pieces.append(ids)
-            for index, similarity in found[: self.config.neighbours]:
-                if similarity >= self.config.min_similarity and not self.kept_tokens[index].startswith("##"):
-                    weights[index] = max(weights.get(index, 0.0), self.config.neighbour_weight * similarity)
-        lemmas = self._add_concept_members(text, words, weights, notes) if self.config.wordnet else None
-        if lemmas is not None:
-            word_pieces = []  # the ANN vector then comes from all weighted tokens, members included
-            if self.config.collapse_label_family:
-                self._collapse_label_family(words + lemmas, weights)
+        content = content_words(text)
+        if not content:
+            raise NeurosearchError(f"query '{text}' has only function words (the, of, is, ...): name a concept")
+        notes = [] if self.has_wordnet else [NO_WORDNET_NOTE]
+        unknown = [w for w in content if self.key_of(w) is None]
+        if unknown:
+            notes.append(f"unknown word(s): {', '.join(unknown)} (neither a word of the model's vocabulary nor a "
+                         "WordNet concept of this index)")
+        key = self.key_of(text)
+        if key is not None:
+            found = self.expansions.expansion(key)
+            if key != text.lower():
+                notes.insert(0, f"matched the concept '{key}'")
+        else:
+            found = self._unstored(text, content, notes)
+        weights = {i: w for i, w in found if w > 0}
         if not weights:
             raise NeurosearchError(f"query '{text}' matched no token of this index's vocabulary")
-        return self._finish(text, weights, word_pieces, notes)
+        expanded = self._finish(text, weights, notes)
+        expanded.key = key
+        return expanded
 
-    def _add_concept_members(self, text: str, words: list[str], weights: dict[int, float],
-                             notes: list[str]) -> list[str] | None:
-        """WordNet's members of the concept the query names (the whole phrase), if it knows it.
-
-        Returns the concept's own lemmas among the kept tokens (depth 0: "colors" -> color, colour),
-        or None when WordNet added nothing."""
-        if self.concepts is None:
-            notes.append(NO_WORDNET_NOTE)
-            return None
-        found = self.concepts.lookup(text) or self.concepts.lookup(" ".join(words))
-        if not found:
-            return None
-        decay, power = self.config.wordnet_member_decay, self.config.wordnet_sense_share_power
-        synonym = self.config.wordnet_synonym_weight
-        for index, depth, share, head in found:
-            weight = decay ** max(depth - 1, 0) * share**power * (1.0 if head else synonym)
-            weights[index] = max(weights.get(index, 0.0), weight)
-        notes.append(f"WordNet: {len(found)} member tokens of '{text}' added")
-        return [self.kept_tokens[index] for index, depth, _, _ in found if depth == 0]
-
-    def _collapse_label_family(self, lemmas: list[str], weights: dict[int, float]) -> None:
-        """Give the concept word's family one token's worth of weight, once WordNet supplied members.
-
-        The query word, the concept's synonyms and their inflections and spellings (colors, color,
-        colour, colours, colored, coloring, ...) are a dozen tokens at high weight; a neuron for the
-        *word* "colour" fires for all of them and outscored one for the members (red, blue, green).
-        The family's weights are scaled to sum to their maximum.
-        """
-        family = [i for i in weights if _same_family(self.kept_tokens[i], lemmas)]
-        total = sum(weights[i] for i in family)
-        if len(family) > 1 and total > 0:
-            scale = max(weights[i] for i in family) / total
-            for i in family:
-                weights[i] *= scale
+    def _unstored(self, text: str, content: list[str], notes: list[str]) -> list[tuple[int, float]]:
+        """A phrase or word without a stored expansion: embedded with the model, or its head word's."""
+        head = _head_word(text)
+        head_key = self.concept_key(head) if head else None
+        if self.slow is not None:
+            try:
+                found, seconds = self.slow(text, head_key)
+                notes.insert(0, f"'{text}' has no stored expansion: embedded it with the model (slow path, "
+                                f"{seconds:.1f} s)" + (f"; WordNet members of '{head_key}'" if head_key else ""))
+                return found
+            except NeurosearchError as exc:
+                notes.insert(0, f"could not load the model to embed '{text}' ({exc})")
+        stand_in = next((k for k in (self.key_of(head) if head else None, *map(self.key_of, reversed(content)))
+                         if k is not None), None)
+        if stand_in is None:
+            raise NeurosearchError(f"query '{text}' has no stored expansion and no known word to stand in for it")
+        why = "" if self.slow is not None else " (no model to embed it with: Index.load(..., embedder=PhraseEmbedder()))"
+        notes.insert(0, f"'{text}' has no stored expansion: used that of '{stand_in}'" + why)
+        return self.expansions.expansion(stand_in)
 
     def from_tokens(self, tokens: list[str]) -> ExpandedQuery:
-        """An explicit token list: each must be a kept token of the index (exact match)."""
-        tokens = [t.strip().lower() for t in tokens if t.strip()]
+        """An explicit token list: the kept tokens among them, each at weight 1; the others are named."""
+        tokens = list(dict.fromkeys(t.strip().lower() for t in tokens if t.strip()))
         if not tokens:
             raise NeurosearchError("empty token list: give `tokens` a,b,c", option="tokens")
         if len(tokens) > MAX_QUERY_TOKENS:
             raise NeurosearchError(f"{len(tokens):,} tokens given; the limit is {MAX_QUERY_TOKENS:,}")
+        known = [t for t in tokens if t in self.kept_index]
         unknown = [t for t in tokens if t not in self.kept_index]
-        if unknown:
+        if not known:
             raise NeurosearchError(
-                f"unknown token(s) {', '.join(unknown)}: not in this index's kept vocabulary "
-                f"({len(self.kept_tokens)} tokens seen often enough in its corpus)"
-            )
-        weights = {self.kept_index[t]: 1.0 for t in tokens}
-        return self._finish(",".join(tokens), weights, [], [])
+                f"unknown token(s) {', '.join(unknown)}: none is in this index's kept vocabulary "
+                f"({len(self.kept_tokens)} tokens seen often enough in its corpus)")
+        notes = [f"not in this index's kept vocabulary, left out: {', '.join(unknown)}"] if unknown else []
+        return self._finish(",".join(known), {self.kept_index[t]: 1.0 for t in known}, notes)
 
-    def _finish(self, text: str, weights: dict[int, float], word_pieces: list[list[int]], notes: list[str]) -> ExpandedQuery:
+    def _finish(self, text: str, weights: dict[int, float], notes: list[str]) -> ExpandedQuery:
         index = list(weights)
-        return ExpandedQuery(
-            text=text,
-            token_index=index,
-            weights=[float(weights[i]) for i in index],
-            tokens=[self.kept_tokens[i] for i in index],
-            word_pieces=word_pieces,
-            notes=notes,
-        )
+        return ExpandedQuery(text=text, token_index=index, weights=[float(weights[i]) for i in index],
+                             tokens=[self.kept_tokens[i] for i in index], notes=notes)
 
 
-def nearest_kept(vector: "np.ndarray", kept_space: "np.ndarray", count: int) -> list[tuple[int, float]]:
-    """The ``count`` kept tokens most similar to a unit ``vector`` (rows of ``kept_space`` are unit)."""
-    order, similarity = nearest_kept_rows(vector[None, :], kept_space, count)
-    return list(zip(order[0].tolist(), similarity[0].tolist()))
+NO_WORDNET_NOTE = (
+    "this index has no WordNet concept table (rebuild its search stage with WordNet data installed, "
+    "see README): expansion uses the model's semantic space only"
+)
 
 
-def nearest_kept_rows(vectors: "np.ndarray", kept_space: "np.ndarray", count: int,
-                      block: int = 2048) -> tuple["np.ndarray", "np.ndarray"]:
-    """For each unit row of ``vectors``, its ``count`` most similar kept tokens (kept index, cosine),
-    best first, ties in index order; ``block`` rows at a time (the build runs it over the whole
-    vocabulary to store every token's neighbours, ``find`` over one word)."""
-    import numpy as np
-
-    count = min(count, kept_space.shape[0])
-    order = np.zeros((vectors.shape[0], count), dtype=np.int64)
-    similarity = np.zeros((vectors.shape[0], count), dtype=np.float32)
-    for start in range(0, vectors.shape[0], block):
-        scores = vectors[start : start + block] @ kept_space.T
-        best = np.argsort(-scores, axis=1, kind="stable")[:, :count]
-        order[start : start + block] = best
-        similarity[start : start + block] = np.take_along_axis(scores, best, axis=1)
-    return order, similarity
-
-
-def _same_family(token: str, lemmas: list[str]) -> bool:
-    """Whether ``token`` looks like an inflection or spelling of one of ``lemmas``: a shared prefix
-    of at least 4 characters and at most 2 fewer than the shorter word (colour/colored: "colo";
-    weekday/weekend: no)."""
-    for lemma in lemmas:
-        shared = 0
-        for a, b in zip(token, lemma):
-            if a != b:
-                break
-            shared += 1
-        if shared >= max(4, min(len(token), len(lemma)) - 2):
-            return True
-    return False
-
-
-_STOPWORDS = frozenset("a an the of and or in on for to with by from at as is are be".split())
+def _head_word(text: str) -> str | None:
+    """The noun a phrase is about: the last content word before "of" ("rooms of a house": rooms),
+    else the last content word ("european capitals": capitals)."""
+    before = re.split(r"\bof\b", text.lower(), maxsplit=1)[0]
+    words = content_words(before) or content_words(text)
+    return words[-1] if words else None

@@ -18,8 +18,9 @@ class Result:
     kind: str
     """``cluster`` or ``neuron``."""
     id: str
-    """``METHOD/kK/ID`` for a cluster, ``L:I`` for a neuron."""
+    """``METHOD/kK/ID`` (``METHOD/tree/ID`` for a node of the cluster tree) for a cluster, ``L:I`` for a neuron."""
     score: float
+    """Expected precision: the expected share of the hit's first 10 top tokens that belong to the concept."""
     label: str | None
     label_source: str | None
     """``llm`` or ``fallback``."""
@@ -48,18 +49,23 @@ class FindResult:
     query: ExpandedQuery
     results: list[Result]
     notes: list[str] = field(default_factory=list)
+    hidden: int = 0
+    """Hits left out for scoring below ``SearchConfig.min_score`` (``find --all`` lists them)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "query": self.query.text,
+            "concept": self.query.key,
             "expanded_tokens": self.query.to_json(),
             "results": [r.to_json() for r in self.results],
+            "notes": self.notes,
+            "hidden_below_min_score": self.hidden,
         }
 
 
 @dataclass
 class ClusterInfo:
-    """One cluster of one method and K, with everything ``show cluster`` prints."""
+    """One cluster of one method and K (K = 0: a node of the cluster tree), with everything ``show cluster`` prints."""
 
     method: str
     k: int
@@ -76,5 +82,5 @@ class ClusterInfo:
 
     @property
     def key(self) -> str:
-        """``METHOD/kK/ID``."""
+        """``METHOD/kK/ID`` (``METHOD/tree/ID``)."""
         return str(ClusterId(self.method, self.k, self.id))

@@ -1,14 +1,14 @@
 """An index's vocabulary: its kept tokens, its token embedding space, and queries expanded over them.
 
-Queries are tokenised with the stored WordPiece vocabulary (``wordpiece.py``; other tokenizers
-with the ``tokenizers`` library) and expanded with stored neighbour lists, all without numpy; the
-embedding rows (numpy, memory-mapped) are read only for words of several pieces, the ANN vector
-and plots.
+Queries are matched to the build's stored concept expansions (``query.py``), without numpy; the
+stored WordPiece vocabulary (``wordpiece.py``) tokenises words for the slow path, which embeds a
+phrase with no stored expansion using the model (``phrases.py``). The embedding rows (numpy) are
+read only for that path, the ANN vector and plots.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from neurosearch.config import SearchConfig
 from neurosearch.format import layout
 from neurosearch.format.files import IndexFiles
 from neurosearch.format.manifest import IndexError_
-from neurosearch.index.query import ExpandedQuery, QueryExpander, nearest_kept
+from neurosearch.index.query import ExpandedQuery, ExpansionTable, QueryExpander
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,12 +24,19 @@ if TYPE_CHECKING:
     from neurosearch.index.concepts import ConceptTable
 
 
+Embedder = Callable[[Any, str, "str | None"], Sequence[tuple[int, float]]]
+"""(the index's Vocabulary, a phrase, the concept key of its head word or None) -> the phrase's
+expansion (kept index, membership probability); raises NeurosearchError when it cannot."""
+
+
 class Vocabulary:
     """The kept tokens of one index (rows of every profile) and the token space they live in."""
 
-    def __init__(self, files: IndexFiles, config: SearchConfig):
+    def __init__(self, files: IndexFiles, config: SearchConfig, embedder: Embedder | None = None):
         self.files = files
         self.config = config
+        self.embedder = embedder
+        """Embeds a phrase without a stored expansion (``model.phrases.PhraseEmbedder``), or None."""
 
     # -- kept tokens -------------------------------------------------------------------------------
     @cached_property
@@ -84,30 +91,37 @@ class Vocabulary:
         return vector / norm if norm > 0 else None
 
     def dense_vector(self, expanded: ExpandedQuery) -> np.ndarray:
-        """The query's unit vector in the token embedding space, which the HNSW graphs are searched with."""
+        """The query's unit vector in the token embedding space, which the HNSW graphs are searched
+        with: the weighted sum of its tokens' embedding rows."""
         import numpy as np
 
-        dense = np.zeros(self.kept_space.shape[1], dtype=np.float32)
-        for ids in expanded.word_pieces:  # the sum of the query words' unit vectors
-            vector = self.word_vector(ids)
-            if vector is not None:
-                dense += vector
-        if not np.any(dense):  # or the weighted sum of its tokens' vectors
-            weights = np.asarray(expanded.weights, dtype=np.float32)
-            dense = (self.kept_space[np.asarray(expanded.token_index, dtype=np.int64)] * weights[:, None]).sum(axis=0)
+        weights = np.asarray(expanded.weights, dtype=np.float32)
+        dense = (self.kept_space[np.asarray(expanded.token_index, dtype=np.int64)] * weights[:, None]).sum(axis=0)
         norm = np.linalg.norm(dense)
         return (dense / norm if norm > 0 else dense).astype(np.float32)
 
-    def word_neighbours(self, ids: list[int]) -> list[tuple[int, float]]:
-        """A word's nearest kept tokens: stored for single tokens, computed (numpy) for words of several."""
-        count = self.config.neighbours
-        if len(ids) == 1:
-            table = self.files.table(layout.QUERY_NEIGHBOURS)
-            if table.shape[1] >= count:
-                similarity = self.files.table(layout.QUERY_NEIGHBOUR_SIMILARITY)
-                return list(zip(table.row(ids[0])[:count], similarity.row(ids[0])[:count]))
-        vector = self.word_vector(ids)
-        return [] if vector is None else nearest_kept(vector, self.kept_space, count)
+    @cached_property
+    def expandable_mask(self) -> np.ndarray:
+        """1 for the kept tokens an expansion may hold (words, not function words: ``query.expandable``)."""
+        import numpy as np
+
+        from neurosearch.index.query import expandable
+
+        return np.asarray([expandable(token) for token in self.kept_tokens], dtype=np.float64)
+
+    @cached_property
+    def kept_sentences(self) -> np.ndarray:
+        """The kept tokens' unit vectors in the model's sentence space (the slow path's)."""
+        import numpy as np
+
+        return self.files.npy(layout.KEPT_SENTENCES).astype(np.float32)
+
+    def _embed_phrase(self, text: str, head: str | None) -> tuple[list[tuple[int, float]], float]:
+        """The slow path: a phrase without a stored expansion, embedded with the index's model."""
+        import time
+
+        started = time.time()
+        return self.embedder(self, text, head), time.time() - started
 
     # -- tokenising and expanding queries ----------------------------------------------------------------
     @cached_property
@@ -147,8 +161,13 @@ class Vocabulary:
 
     @cached_property
     def expander(self) -> QueryExpander:
-        return QueryExpander(self.pieces, self.kept_tokens, self.kept["ids"], self.word_neighbours, self.config,
-                             self.concepts)
+        keys = self.files.json(layout.EXPANSION_KEYS)
+        table = ExpansionTable(keys["keys"], keys.get("aliases", {}),
+                               *(self.files.table(layout.expansion_array(name)) for name in layout.EXPANSION_ARRAYS))
+        concepts = self.concepts
+        slow = self._embed_phrase if self.config.embed_phrases and self.embedder is not None else None
+        return QueryExpander(self.kept_tokens, table, concepts.key_of if concepts else lambda _: None, slow,
+                             concepts is not None)
 
     def expand(self, query: str | None = None, tokens: list[str] | None = None) -> ExpandedQuery:
         """A concept (``weekdays``) or an explicit list of kept tokens, as weighted kept tokens."""

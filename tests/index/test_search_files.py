@@ -1,15 +1,13 @@
-"""The files ``find`` reads without numpy: .npy rows, inverted peak lists, stored query neighbours."""
+"""The files ``find`` reads without numpy: .npy rows and inverted lists of scoring weights."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from neurosearch.build import query_neighbours
 from neurosearch.format.manifest import IndexError_
 from neurosearch.format.npyfile import NpyFile
 from neurosearch.index.postings import PARTS, Postings, build_postings, ranked
-from neurosearch.index.query import nearest_kept
 from neurosearch.format.atomic import save_npy_atomic
 
 
@@ -71,14 +69,16 @@ def test_postings_equal_the_dense_peak_cosine():
     np.testing.assert_allclose([scores.get(r, 0.0) for r in range(n_rows)], dense, rtol=1e-6, atol=1e-9)
 
 
-def test_stored_query_neighbours_are_what_queries_compute():
-    rng = np.random.default_rng(1)
-    vocabulary = rng.normal(size=(30, 8)).astype(np.float32)
-    vocabulary /= np.linalg.norm(vocabulary, axis=1, keepdims=True)
-    kept = vocabulary[::3]
-    neighbours, similarity = query_neighbours(vocabulary, kept, count=4, block=7)
-    for token in range(30):
-        found = nearest_kept(vocabulary[token], kept, 4)
-        assert neighbours[token].tolist() == [i for i, _ in found]
-        np.testing.assert_allclose(similarity[token], [s for _, s in found], rtol=1e-5)
-    assert neighbours[3, 0] == 1 and similarity[3, 0] == pytest.approx(1.0)  # a kept token is its own nearest
+def test_precision_scores_count_a_rows_top_tokens_and_ties_go_to_the_deeper_list():
+    top = np.array([[0, 1, 2], [2, 3, 0], [4, 5, 6]])
+    built = build_postings(top[:, :2], np.ones((3, 2), dtype=np.float32), n_tokens=7)
+    postings = Postings(*(built[part].tolist() for part in PARTS), n_rows=3)
+    query = {0: 0.9, 2: 0.5, 3: 0.5}
+    scores = postings.scores(query, scale=1 / 2)  # expected share of each row's first 2 tokens
+    assert scores == pytest.approx({0: 0.45, 1: 0.5})
+    deep_built = build_postings(top, np.ones((3, 3), dtype=np.float32), n_tokens=7)
+    deep = Postings(*(deep_built[part].tolist() for part in PARTS), n_rows=3).scores(query, scale=1 / 3)
+    tied = {0: 0.5, 1: 0.5}
+    assert ranked(tied, range(3), secondary=deep) == [(1, 0.5), (0, 0.5), (2, 0.0)]  # row 1: 3 of 3 deep tokens
+    assert ranked(tied, range(3)) == [(0, 0.5), (1, 0.5), (2, 0.0)]
+    assert postings.top(query, 2, scale=1 / 2, secondary=deep) == [(1, 0.5), (0, 0.45)]

@@ -1,0 +1,22 @@
+"""The names of the expansion features (``semantic.FEATURES``), importable without numpy."""
+
+FEATURES = ("similarity", "similarity_z", "member", "member_similarity", "member_head", "member_sense_share",
+            "sense_evidence", "member_prototype", "input_prototype")
+"""What each feature is, for a token t (outside the concept word's own family, which shares a
+weight of 1: ``semantic.expansion_of``) and a concept with sentence vector q:
+
+- ``similarity``: cos(q, t) in the sentence space;
+- ``similarity_z``: the same, standardised over the concept's 300 most similar tokens (scales
+  differ from concept to concept);
+- ``member``: WordNet lists t under the concept (a hyponym or instance, at any depth);
+- ``member_similarity``: ``member`` x ``similarity``;
+- ``member_head``: ``member`` and t names its synset (not a synonym listed after the name);
+- ``member_sense_share``: ``member`` x log of the concept word's share of uses in the sense t is
+  reached through (floored at 1e-3);
+- ``sense_evidence``: ``member`` x that sense's evidence, the mean similarity to q of its 5 members
+  closest to q (``sense_evidence``): the sense the model ties to the word wins, not WordNet's first;
+- ``member_prototype``: cos(t, the similarity-weighted mean of the WordNet members' vectors), or
+  when there are none, of the mean of the 20 tokens most similar to q (outside its family);
+- ``input_prototype``: cos(t, the mean input embedding of those 20 tokens): kinds of a thing are
+  interchangeable in text, so they sit together in the input space.
+"""
