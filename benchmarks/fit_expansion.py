@@ -62,7 +62,8 @@ class Concepts:
                 head = index.vocabulary.concepts.key_of(word) if index.vocabulary.concepts is not None and word else None
             concept = concept_of(phrase, self.embed(phrase), lambda w: index.vocabulary.word_vector(index.vocabulary.pieces(w)),
                                  self.families, index.vocabulary.concepts, head=head)
-            (candidates, features), = candidate_features([concept], self.kept_sentences, index.vocabulary.kept_space)
+            (candidates, features), = candidate_features([concept], self.kept_sentences, index.vocabulary.kept_space,
+                                                         index.vocabulary.ancestors)
             self.cache[text] = (concept, candidates, features)
         return self.cache[text]
 

@@ -134,6 +134,7 @@ def test_the_shipped_expansion_model_prefers_synset_names_and_close_members():
     # a synset's name over a synonym (five, not "fin"); members the model puts close to the concept,
     # and members through the concept word's usual senses, over the others
     assert fitted["member_head"] > 0 and fitted["member_similarity"] > 0 and fitted["member_sense_share"] > 0
+    assert fitted["ancestor_similarity"] > 0  # what WordNet says a token is a kind of, close to the concept
     with pytest.raises(ValueError, match="coefficients"):
         ExpansionConfig(coefficients=(1.0, 2.0))
 
@@ -210,3 +211,33 @@ def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Pat
     members = [i for i, m in enumerate(index.concepts.entries("weekday")) if m.depth > 0]
     assert len(members) == 3 and all(m.evidence != 0 for m in index.concepts.entries("weekday") if m.depth > 0)
     assert index.info() is not None
+
+
+def test_ancestors_are_what_a_word_is_a_kind_of_all_the_way_up(wordnet_dir: Path):
+    wordnet = WordNet(str(wordnet_dir))
+    assert wordnet.ancestors("red") == ["chromatic colour", "colour"]  # two levels up
+    assert wordnet.ancestors("blue") == ["chromatic colour", "colour"]  # through an instance hypernym
+    assert wordnet.ancestors("dogs") == ["animal"] and wordnet.ancestors("animal") == []
+    assert wordnet.ancestors("date", senses=1) == [] and wordnet.ancestors("date") == ["fruit"]  # its rare sense
+    assert wordnet.ancestors("xyzzy") == []
+
+
+def test_ancestor_similarity_is_the_closest_ancestor_or_zero():
+    from neurosearch.index.semantic import Ancestors
+
+    vectors = np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
+    ancestors = Ancestors(vectors, np.array([[0, 1], [1, -1], [-1, -1]], dtype=np.int32))
+    query = np.array([0.0, 1.0], dtype=np.float32)
+    np.testing.assert_allclose(ancestors.similarity(query, np.array([0, 1, 2])), [0.8, 0.8, 0.0], rtol=1e-6)
+    assert Ancestors(np.zeros((0, 2), np.float32), np.zeros((3, 0), np.int32)).similarity(query, np.array([1])).tolist() == [0.0]
+
+
+def test_a_words_family_is_its_inflections_not_its_prefix():
+    from neurosearch.index.concepts import FamilyIndex, same_family
+
+    assert same_family("coloured", ["colors"]) and same_family("centre", ["center"]) and same_family("cities", ["city"])
+    for token, word in (("currently", "currency"), ("thin", "thing"), ("numerous", "numerals"), ("animation", "animals"),
+                        ("party", "parts"), ("monthly", "months")):
+        assert not same_family(token, [word]), (token, word)
+    kept = ["part", "parts", "party", "particular", "body", "bodies"]
+    assert [kept[i] for i in FamilyIndex(kept).family(["body", "parts"])] == ["part", "parts", "body", "bodies"]

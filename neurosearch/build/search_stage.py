@@ -216,6 +216,9 @@ class SearchStage:
         write_json_atomic(self.out / layout.EXPANSION_KEYS,
                           {"keys": tables.keys, "aliases": tables.aliases, "config": to_dict(self.expansion)})
         self._record(layout.EXPANSION_KEYS)
+        if tables.ancestors is not None:
+            self._save(layout.ANCESTOR_ROWS, tables.ancestors.rows)
+            self._save(layout.ANCESTOR_SENTENCES, tables.ancestors.vectors.astype(np.float16))
         if tables.concepts is None:
             return None
         table = tables.concepts

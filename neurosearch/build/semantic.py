@@ -18,7 +18,7 @@ import numpy as np
 from neurosearch.config import ExpansionConfig
 from neurosearch.index.concepts import ConceptTable, FamilyIndex
 from neurosearch.index.query import expandable
-from neurosearch.index.semantic import candidate_features, concept_of, expansion_of, sense_evidence
+from neurosearch.index.semantic import Ancestors, candidate_features, concept_of, expansion_of, sense_evidence
 
 BLOCK = 1024
 """Keys expanded per batch (their similarity rows to every kept token are held at once)."""
@@ -38,6 +38,8 @@ class SemanticTables:
     offsets: np.ndarray
     tokens: np.ndarray
     weights: np.ndarray
+    ancestors: Ancestors | None = None
+    """What WordNet says each kept token is a kind of (None without WordNet)."""
 
 
 def vocabulary_words(vocabulary: list[str]) -> list[str]:
@@ -82,13 +84,16 @@ def build_expansions(
         aliases = {inflected: base for inflected, base in wordnet.exceptions.items()
                    if base in row_of and inflected not in row_of}
         del similarity
+        ancestors = kept_ancestors(wordnet, kept_tokens, embed)
+    else:
+        ancestors = None
     families = FamilyIndex(kept_tokens)
     allowed = np.asarray([expandable(token) for token in kept_tokens], dtype=np.float64)
     expansions: list[list[tuple[int, float]]] = []
     for start in range(0, len(keys), BLOCK):
         block = [concept_of(key, vectors[row], word_vector, families, table)
                  for row, key in enumerate(keys[start : start + BLOCK], start)]
-        for concept, (candidates, features) in zip(block, candidate_features(block, kept_sentences, input_space)):
+        for concept, (candidates, features) in zip(block, candidate_features(block, kept_sentences, input_space, ancestors)):
             expansions.append(expansion_of(concept, candidates, features, config, allowed))
         if progress:
             progress(min(start + BLOCK, len(keys)), len(keys))
@@ -97,4 +102,16 @@ def build_expansions(
     index_type = np.uint16 if len(kept_tokens) <= np.iinfo(np.uint16).max + 1 else np.int32
     tokens = np.fromiter((t for e in expansions for t, _ in e), dtype=index_type, count=int(offsets[-1]))
     weights = np.fromiter((w for e in expansions for _, w in e), dtype=np.float16, count=int(offsets[-1]))
-    return SemanticTables(kept_sentences, table, keys, aliases, offsets, tokens, weights)
+    return SemanticTables(kept_sentences, table, keys, aliases, offsets, tokens, weights, ancestors)
+
+
+def kept_ancestors(wordnet: Any, kept_tokens: list[str], embed: Callable[[list[str]], np.ndarray]) -> Ancestors:
+    """Every kept token's WordNet ancestors (``WordNet.ancestors``), their names embedded once."""
+    found = [wordnet.ancestors(token) for token in kept_tokens]
+    names = sorted({name for names in found for name in names})
+    row_of = {name: row for row, name in enumerate(names)}
+    rows = np.full((len(kept_tokens), max((len(n) for n in found), default=0)), -1, dtype=np.int32)
+    for token, token_names in enumerate(found):
+        rows[token, : len(token_names)] = [row_of[name] for name in token_names]
+    vectors = embed(names) if names else np.zeros((0, 0), dtype=np.float32)
+    return Ancestors(vectors.astype(np.float32), rows)

@@ -112,6 +112,10 @@ KEPT_SENTENCES = f"{SEARCH_DIR}/kept_sentences.npy"
 """The kept tokens' unit vectors in the model's sentence space (float16; the slow path's)."""
 EXPANSION_KEYS = f"{SEARCH_DIR}/expansion_keys.json"
 """The sorted concept keys, irregular inflections -> key, and the ``ExpansionConfig`` they were built with."""
+ANCESTOR_ROWS = f"{SEARCH_DIR}/ancestor_rows.npy"
+"""int32 [Vk, W]: what WordNet says each kept token is a kind of (rows of ``ANCESTOR_SENTENCES``, -1 padding)."""
+ANCESTOR_SENTENCES = f"{SEARCH_DIR}/ancestor_sentences.npy"
+"""float16 [A, H]: the sentence vectors of those ancestors' names."""
 EXPANSION_ARRAYS = ("offsets", "tokens", "weights")
 """Each key's stored expansion: kept-token indices and membership probabilities, by offsets."""
 WORDPIECE = f"{SEARCH_DIR}/wordpiece.json"
@@ -230,7 +234,7 @@ def files() -> list[tuple[str, str]]:
                                                  cluster_neurons_file, fallback_labels_file)]
     search += [(hnsw_file(method, kind), "search") for kind in KINDS]
     search += [(path, "search") for path in (KEPT_SPACE, KEPT_SENTENCES, EXPANSION_KEYS, WORDPIECE,
-                                             WORDPIECE_VOCAB, CONCEPTS)]
+                                             WORDPIECE_VOCAB, CONCEPTS, ANCESTOR_ROWS, ANCESTOR_SENTENCES)]
     search += [(expansion_array(name), "search") for name in EXPANSION_ARRAYS]
     search += [(concept_array(name), "search") for name in CONCEPT_ARRAYS]
     return [

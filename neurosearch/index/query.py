@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from neurosearch.errors import NeurosearchError
+from neurosearch.format.manifest import IndexError_
 from neurosearch.index.concepts import word_forms
 
 STOPWORDS = frozenset("""
@@ -166,6 +167,8 @@ class QueryExpander:
                 notes.insert(0, f"'{text}' has no stored expansion: embedded it with the model (slow path, "
                                 f"{seconds:.1f} s)" + (f"; WordNet members of '{head_key}'" if head_key else ""))
                 return found
+            except IndexError_:
+                raise  # a damaged index file is an error, not a reason to fall back
             except NeurosearchError as exc:
                 notes.insert(0, f"could not load the model to embed '{text}' ({exc})")
         stand_in = next((k for k in (self.key_of(head) if head else None, *map(self.key_of, reversed(content)))

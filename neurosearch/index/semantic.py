@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from neurosearch.index.concepts import ConceptMember, ConceptTable, FamilyIndex
 
-__all__ = ["FEATURES", "Concept", "candidate_features", "concept_of", "expansion_of", "probabilities",
+__all__ = ["FEATURES", "Ancestors", "Concept", "candidate_features", "concept_of", "expansion_of", "probabilities",
            "sense_evidence", "strongest"]
 
 CANDIDATES = 300
@@ -37,6 +37,24 @@ CANDIDATES = 300
 and the concept word's family)."""
 PROTOTYPE_TOKENS = 20
 EVIDENCE_MEMBERS = 5
+
+
+@dataclass
+class Ancestors:
+    """What WordNet says each kept token is a kind of, in the sentence space."""
+
+    vectors: np.ndarray
+    """Float32 [A, H] unit sentence vectors of the ancestor names."""
+    rows: np.ndarray
+    """Int [Vk, W]: each kept token's ancestors (rows of ``vectors``), padded with -1."""
+
+    def similarity(self, query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """The largest cos(query, ancestor) of each candidate token; 0 for a token without any."""
+        if self.rows.shape[1] == 0:
+            return np.zeros(len(candidates))
+        values = np.append(self.vectors @ query, -np.inf)
+        best = values[self.rows[candidates]].max(axis=1)  # -1 (padding) reads the -inf at the end
+        return np.where(np.isfinite(best), best, 0.0).astype(np.float64)
 
 
 @dataclass
@@ -66,11 +84,12 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
-def candidate_features(concepts: list[Concept], sentence_space: np.ndarray,
-                       input_space: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def candidate_features(concepts: list[Concept], sentence_space: np.ndarray, input_space: np.ndarray,
+                       ancestors: Ancestors | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each concept: (candidate kept-token indices, their feature matrix [C, len(FEATURES)]).
 
-    ``sentence_space`` and ``input_space`` hold the kept tokens' unit vectors (float32).
+    ``sentence_space`` and ``input_space`` hold the kept tokens' unit vectors (float32);
+    ``ancestors`` what WordNet says each is a kind of (None without WordNet: that feature is 0).
     """
     queries = np.stack([c.sentence for c in concepts]).astype(np.float32)
     similarity = queries @ sentence_space.T
@@ -101,7 +120,9 @@ def candidate_features(concepts: list[Concept], sentence_space: np.ndarray,
             share[i], evidence[i] = np.log(max(member.sense_share, 1e-3)), member.evidence
         s = sim[candidates].astype(np.float64)
         features = np.stack([s, z, is_member, is_member * s, head_, share, evidence,
-                             member_protos[row, candidates], input_protos[row, candidates]], axis=1)
+                             member_protos[row, candidates], input_protos[row, candidates],
+                             ancestors.similarity(concept.sentence, candidates) if ancestors is not None
+                             else np.zeros(candidates.size)], axis=1)
         out.append((candidates, features))
     return out
 

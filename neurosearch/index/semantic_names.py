@@ -1,7 +1,7 @@
 """The names of the expansion features (``semantic.FEATURES``), importable without numpy."""
 
 FEATURES = ("similarity", "similarity_z", "member", "member_similarity", "member_head", "member_sense_share",
-            "sense_evidence", "member_prototype", "input_prototype")
+            "sense_evidence", "member_prototype", "input_prototype", "ancestor_similarity")
 """What each feature is, for a token t (outside the concept word's own family, which shares a
 weight of 1: ``semantic.expansion_of``) and a concept with sentence vector q:
 
@@ -18,5 +18,9 @@ weight of 1: ``semantic.expansion_of``) and a concept with sentence vector q:
 - ``member_prototype``: cos(t, the similarity-weighted mean of the WordNet members' vectors), or
   when there are none, of the mean of the 20 tokens most similar to q (outside its family);
 - ``input_prototype``: cos(t, the mean input embedding of those 20 tokens): kinds of a thing are
-  interchangeable in text, so they sit together in the input space.
+  interchangeable in text, so they sit together in the input space;
+- ``ancestor_similarity``: the largest cos(q, a) over the names a of what WordNet says t is a kind
+  of (its hypernyms all the way up, ``WordNet.ancestors``; 0 for a word WordNet does not know):
+  "valley" is a kind of "geological formation", which is close to "landforms", though "landforms"
+  is no WordNet concept and "valley" is not near it in the sentence space.
 """

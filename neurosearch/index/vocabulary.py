@@ -116,6 +116,18 @@ class Vocabulary:
 
         return self.files.npy(layout.KEPT_SENTENCES).astype(np.float32)
 
+    @cached_property
+    def ancestors(self) -> Any:
+        """What WordNet says each kept token is a kind of (``semantic.Ancestors``; None without WordNet)."""
+        if not self.files.has(layout.ANCESTOR_ROWS):
+            return None
+        import numpy as np
+
+        from neurosearch.index.semantic import Ancestors
+
+        return Ancestors(self.files.npy(layout.ANCESTOR_SENTENCES).astype(np.float32),
+                         self.files.npy(layout.ANCESTOR_ROWS))
+
     def _embed_phrase(self, text: str, head: str | None) -> tuple[list[tuple[int, float]], float]:
         """The slow path: a phrase without a stored expansion, embedded with the index's model."""
         import time

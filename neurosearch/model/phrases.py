@@ -53,6 +53,7 @@ def embed_phrase(vocabulary: Any, text: str, head: str | None) -> list[tuple[int
     families = vocabulary.__dict__.setdefault("_families", FamilyIndex(vocabulary.kept_tokens))
     concept = concept_of(phrase, vector, lambda word: vocabulary.word_vector(vocabulary.pieces(word)), families,
                          vocabulary.concepts, head=head)
-    (candidates, features), = candidate_features([concept], vocabulary.kept_sentences, vocabulary.kept_space)
+    (candidates, features), = candidate_features([concept], vocabulary.kept_sentences, vocabulary.kept_space,
+                                                 vocabulary.ancestors)
     config = from_dict(ExpansionConfig, vocabulary.files.json(layout.EXPANSION_KEYS)["config"])
     return expansion_of(concept, candidates, features, config, vocabulary.expandable_mask)
