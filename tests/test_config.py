@@ -28,8 +28,8 @@ from neurosearch.errors import ConfigError
     lambda: ProfileConfig(smoothing_lambda=math.nan), lambda: ProfileConfig(smoothing_lambda=2.0),
     lambda: ProfileConfig(embeddings="file"), lambda: ProfileConfig(embeddings="word2vec"),
     lambda: ClusterConfig(ks=()), lambda: ClusterConfig(ks=(0,)), lambda: ClusterConfig(ks=("abc",)),
-    lambda: ClusterConfig(refine_max_distance=math.inf), lambda: SearchConfig(neighbours=0),
-    lambda: SearchConfig(neighbour_weight=math.nan), lambda: SearchConfig(hnsw_min_rows=-1),
+    lambda: ClusterConfig(refine_max_distance=math.inf), lambda: SearchConfig(min_score=math.nan),
+    lambda: SearchConfig(weak_score=2.0), lambda: SearchConfig(hnsw_min_rows=-1),
 ])
 def test_bad_values_are_refused(make):
     with pytest.raises(ConfigError) as raised:

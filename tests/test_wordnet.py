@@ -193,7 +193,9 @@ def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Pat
         concepts=False,
     )
     build_index(config, out)
-    plain = Index.load(out).find("weekdays", all_hits=True)
+    from neurosearch.model.phrases import PhraseEmbedder
+
+    plain = Index.load(out, embedder=PhraseEmbedder()).find("weekdays", all_hits=True)
     assert NO_WORDNET_NOTE in plain.notes
     stats_time = (out / "stats").stat().st_mtime_ns
     monkeypatch.setenv("NEUROSEARCH_WORDNET", str(write_wordnet(tmp_path / "wn")))
@@ -208,8 +210,8 @@ def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Pat
     assert "matched the concept 'weekday'" in found.notes and found.query.key == "weekday"
     weights = {t["token"]: t["weight"] for t in found.query.to_json()}
     assert {"monday", "tuesday", "friday"} <= set(weights)  # WordNet's members are in the expansion
-    members = [i for i, m in enumerate(index.concepts.entries("weekday")) if m.depth > 0]
-    assert len(members) == 3 and all(m.evidence != 0 for m in index.concepts.entries("weekday") if m.depth > 0)
+    members = [i for i, m in enumerate(index.vocabulary.concepts.entries("weekday")) if m.depth > 0]
+    assert len(members) == 3 and all(m.evidence != 0 for m in index.vocabulary.concepts.entries("weekday") if m.depth > 0)
     assert index.info() is not None
 
 

@@ -110,8 +110,8 @@ def find_table(result: Any, width: int = 80) -> Group:
                                                              tokens_width, lines))
     parts: list[Any] = [header]
     if len(methods) == 1:
-        parts.append(safe(f"hits: L:I neurons, tree/ID and kK/ID clusters (method {methods.pop()}); "
-                          "score: expected share of its first 10 top tokens in the concept", style="dim"))
+        parts.append(safe(f"hits: L:I neurons, tree/ID and kK/ID clusters (method {methods.pop()}), ranked by the "
+                          "expected share of concept members among their first 10 top tokens", style="dim"))
     parts.extend(safe(note, style="yellow") for note in result.notes)
     parts.append(table)
     return Group(*parts)

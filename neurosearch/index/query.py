@@ -174,18 +174,20 @@ class QueryExpander:
         stand_in = next((k for k in (self.key_of(head) if head else None, *map(self.key_of, reversed(content)))
                          if k is not None), None)
         if stand_in is None:
-            raise NeurosearchError(f"query '{text}' has no stored expansion and no known word to stand in for it")
+            hint = "" if self.slow is not None else " (Index.load(..., embedder=PhraseEmbedder()) would embed it)"
+            raise NeurosearchError(f"query '{text}' has no stored expansion and no known word to stand in for it{hint}")
         why = "" if self.slow is not None else " (no model to embed it with: Index.load(..., embedder=PhraseEmbedder()))"
         notes.insert(0, f"'{text}' has no stored expansion: used that of '{stand_in}'" + why)
         return self.expansions.expansion(stand_in)
 
     def from_tokens(self, tokens: list[str]) -> ExpandedQuery:
         """An explicit token list: the kept tokens among them, each at weight 1; the others are named."""
-        tokens = list(dict.fromkeys(t.strip().lower() for t in tokens if t.strip()))
+        tokens = [t.strip().lower() for t in tokens if t.strip()]
         if not tokens:
             raise NeurosearchError("empty token list: give `tokens` a,b,c", option="tokens")
         if len(tokens) > MAX_QUERY_TOKENS:
             raise NeurosearchError(f"{len(tokens):,} tokens given; the limit is {MAX_QUERY_TOKENS:,}")
+        tokens = list(dict.fromkeys(tokens))
         known = [t for t in tokens if t in self.kept_index]
         unknown = [t for t in tokens if t not in self.kept_index]
         if not known:
