@@ -164,7 +164,9 @@ def cluster_evidence(index: Any, info: Any, limit: int = 5) -> Evidence:
                         note=missing_contexts_note(index, info.method), verify=verify)
     keys = index.json(layout.CONTEXT_CLUSTERS)["keys"]
     row_key = ClusterId(info.method, info.k, info.id).row_key
-    if row_key not in keys:  # a node of the cluster tree: contexts are stored for the clusters of the cuts
+    if row_key not in keys and info.k == 0:  # a tree node: contexts are stored for the clusters of the cuts
+        row_key = index.lookup.same_cut_cluster(info) or row_key
+    if row_key not in keys:
         return Evidence([None] * len(info.top_tokens), [None] * len(info.top_tokens), [], strongest,
                         note=f"contexts on the top tokens are stored for the clusters of the K cuts "
                              f"({', '.join(f'k{k}' for k in index.ks)}), not for the tree's nodes", verify=verify)

@@ -160,6 +160,16 @@ class Lookup:
                            layer_sizes=layers, avg_distance=float(mean), max_distance=float(largest),
                            label={"theme": theme, "source": source, "explanation": self.labels.explanation("cluster", key)})
 
+    def same_cut_cluster(self, info: ClusterInfo) -> str | None:
+        """The row key (``kK/ID``) of a cluster of a cut with exactly the neurons of tree node
+        ``info``, if there is one (a cut's clusters are nodes of the tree: k200/84 is tree/8855)."""
+        wanted = sorted(self.manifest.neuron_index(name) for name in info.neurons)
+        for k in self.manifest.ks:
+            for cluster in self.clusters(info.method, k):
+                if len(cluster["neurons"]) == len(wanted) and sorted(cluster["neurons"]) == wanted:
+                    return ClusterId(None, k, cluster["id"]).row_key
+        return None
+
     def cluster_refs(self, info: ClusterInfo, limit: int) -> list[dict[str, Any]]:
         """The cluster's strongest occurrences: its neurons' top activations, ranked by z-score."""
         import numpy as np

@@ -48,7 +48,8 @@ def test_find_scores_the_trees_nodes_and_show_takes_their_ids(tiny_index):
     data = json.loads(shown.stdout)
     assert (data["method"], data["k"], data["id"]) == (index.search_method, 0, info.id)
     assert sorted(data["neurons"]) == sorted(hit.neurons)
-    text = runner.invoke(app, ["show", "cluster", hit.id, "--index", str(tiny_index), "--contexts", "2"])
+    alone = next(h for h in result.results if index.lookup.same_cut_cluster(index.cluster(h.id)) is None)
+    text = runner.invoke(app, ["show", "cluster", alone.id, "--index", str(tiny_index), "--contexts", "2"])
     assert text.exit_code == 0 and "not for the tree's nodes" in text.stdout
     missing = runner.invoke(app, ["show", "cluster", "tree/999999", "--index", str(tiny_index)])
     assert missing.exit_code == 1 and "does not exist" in missing.stderr
@@ -64,6 +65,21 @@ def test_the_tree_is_the_one_the_clusters_stage_cut(tiny_index):
         for cluster in index.clusters(index.search_method, k):
             members = tuple(sorted(cluster["neurons"] + cluster.get("dropped", [])))
             assert len(members) == 1 or members in nodes
+
+
+def test_a_tree_node_that_is_a_cut_cluster_shows_that_clusters_contexts(tiny_index):
+    from neurosearch.index.evidence import cluster_evidence
+
+    index = Index.load(tiny_index)
+    cut = index.cluster(f"k3/{next(c['id'] for c in index.clusters(index.search_method, 3) if len(c['neurons']) > 1)}")
+    children = index.files.table(f"search/{index.search_method}/tree_children.npy")
+    wanted = sorted(index.manifest.neuron_index(n) for n in cut.neurons)
+    node = next(j for j in range(children.shape[0])
+                if node_neurons(children.row, index.manifest.n_neurons, j) == wanted)
+    info = index.cluster(f"tree/{node}")
+    assert index.lookup.same_cut_cluster(info) == f"k3/{cut.id}"
+    assert cluster_evidence(index, info).token_means == cluster_evidence(index, cut).token_means
+    assert cluster_evidence(index, info).note is None
 
 
 @pytest.mark.parametrize("text", ["tree/x", "k0/1"])
