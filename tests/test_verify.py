@@ -177,6 +177,23 @@ def test_stale_and_orphaned_results_are_named(copy: Path):
     assert any(line.startswith("ablations.json: ") and "not a valid" in line for line in problems(verify(copy)))
 
 
+def test_results_about_tree_nodes_are_checked_like_any_cluster(copy: Path):
+    from neurosearch import Index
+    from neurosearch.index.verify import neuron_set_hash
+
+    node = Index.load(copy).cluster(f"{METHOD}/tree/3").neurons
+    results = {
+        f"cluster:{METHOD}/tree/3": {"target": {"kind": "cluster", "id": f"{METHOD}/tree/3", "neurons": node,
+                                                "neurons_sha256": neuron_set_hash(node)}},
+        f"cluster:{METHOD}/tree/4": {"target": {"kind": "cluster", "id": f"{METHOD}/tree/4", "neurons": node + ["0:0"]}},
+        f"cluster:{METHOD}/tree/99999": {"target": {"kind": "cluster", "id": f"{METHOD}/tree/99999", "neurons": node}},
+    }
+    (copy / "ablations.json").write_text(json.dumps({"version": 1, "results": results}))
+    found = problems(verify(copy))
+    assert len(found) == 2, found  # the current one passes; the stale one and the missing node are named
+    assert "tree/4" in found[0] and "stale" in found[0] and "tree/99999" in found[1] and "does not have" in found[1]
+
+
 def test_verify_without_an_index_is_one_line(tmp_path: Path):
     result = verify(tmp_path / "nowhere")
     assert result.exit_code == 1 and result.stderr.strip().startswith("neurosearch: error: index not found")

@@ -213,9 +213,12 @@ def _shown(index: Any, path: Path) -> str:
 
 
 def _cluster_neurons(index: Any, cluster_id: str) -> list[str] | None:
-    """The neurons of cluster ``method/kK/ID`` now (None when the index has no such cluster)."""
+    """The neurons of cluster ``method/kK/ID`` (or tree node ``method/tree/ID``) now (None when the
+    index has no such cluster)."""
     try:
         method, k, number = index.parse_cluster_id(cluster_id)
+        if k == 0:
+            return index.cluster(cluster_id).neurons
         found = index.clusters(method, k)
     except NeurosearchError:
         return None
