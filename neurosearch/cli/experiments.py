@@ -26,7 +26,7 @@ def _config(readouts: str, **kwargs: Any) -> Any:
 
 
 def ablate(
-    target: Annotated[Optional[str], typer.Argument(help="Cluster id (17, k50/17, filter+tfidf/k200/17).")] = None,
+    target: Annotated[Optional[str], typer.Argument(help="Cluster id (17, k50/17, filter+tfidf/k200/17, tree/412).")] = None,
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Ablate these neurons instead: L:I,L:I.")] = None,
     query: Annotated[Optional[str], typer.Option("--query", "-q", help="Ablate the top cluster for this query; targets: the query's member tokens.")] = None,
     tokens: Annotated[Optional[str], typer.Option("--tokens", help="Target tokens for --neurons (default: their top content tokens).")] = None,

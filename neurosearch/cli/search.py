@@ -40,7 +40,7 @@ def find(
 
 def show(
     what: Annotated[str, typer.Argument(help="cluster or neuron.")],
-    ident: Annotated[str, typer.Argument(metavar="ID", help="Cluster id (17, k50/17, filter+tfidf/k200/17) or neuron L:I.")],
+    ident: Annotated[str, typer.Argument(metavar="ID", help="Cluster id (17, k50/17, filter+tfidf/k200/17, tree/412: a node of the cluster tree) or neuron L:I.")],
     contexts: Annotated[int, typer.Option(help="Contexts in each list (on its top tokens; strongest firings overall).")] = 5,
     corpus: Annotated[Optional[str], typer.Option(help="The corpus file to re-read contexts from (default: the index's, where the manifest says).")] = None,
     index: IndexOption = None,

@@ -11,7 +11,7 @@ from neurosearch.cli.common import IndexOption, JsonOption, fail, open_index, pr
 def trace(
     text: Annotated[Optional[str], typer.Argument(help="The text to trace (or --file).")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the text from this UTF-8 file ('-': stdin).")] = None,
-    unit: Annotated[Optional[str], typer.Option("--unit", "-u", help="Show one unit along the text instead: a neuron L:I or a cluster (17, k200/17, METHOD/kK/ID).")] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", "-u", help="Show one unit along the text instead: a neuron L:I or a cluster (17, k200/17, METHOD/kK/ID, tree/412).")] = None,
     top: Annotated[int, typer.Option("--top", "-n", help="Units listed per token, of each kind.")] = 5,
     kind: Annotated[str, typer.Option(help="neurons, clusters or both.")] = "both",
     k: Annotated[Optional[int], typer.Option("--k", help="Cluster granularity (default: the largest K).")] = None,
