@@ -204,16 +204,19 @@ class Index:
                 ranked = self.scoring.rank("neurons", expanded, method=method, exact=exact, limit=top)
                 results += [self.lookup.neuron_hit(method, row, score) for row, score in ranked]
         results.sort(key=lambda r: -r.score)  # stable: each kind is already in its tie-broken order
-        return self._judged(expanded, results[: top if kind != "both" else 2 * top], all_hits)
+        return self._judged(expanded, results[: top if kind != "both" else 2 * top], all_hits, tokens is not None)
 
-    def _judged(self, expanded: ExpandedQuery, results: list[Result], all_hits: bool) -> FindResult:
+    def _judged(self, expanded: ExpandedQuery, results: list[Result], all_hits: bool, listed: bool) -> FindResult:
         """The hits above the relevance floor (all with ``all_hits``), with notes on how good they are."""
         notes = list(expanded.notes)
         best = results[0].score if results else 0.0
+        count = self.scoring.score_tokens
         weak = self.config.weak_score
+        if listed:  # a list of 2 tokens can reach 0.2 at most: "weak" is half of what it can reach
+            weak = min(weak, min(len(expanded.weights), count) / count / 2)
         if best < weak:
-            notes.append(f"no neuron or cluster matches this query well (best expected precision {best:.2f} < {weak}: "
-                         f"fewer than {weak * 10:.0f} of its first 10 top tokens are likely members)")
+            notes.append(f"no neuron or cluster matches this query well (best expected precision {best:.2f} < "
+                         f"{weak:.2f}: fewer than {weak * count:.0f} of its first {count} top tokens are likely members)")
         shown = results if all_hits else [r for r in results if r.score >= self.config.min_score]
         hidden = len(results) - len(shown)
         if hidden:
