@@ -39,14 +39,13 @@ class Concepts:
     """Each benchmark query as the concept ``find`` expands it, with its candidates' features."""
 
     def __init__(self, index: Index):
-        from neurosearch.model.phrases import sentence_model
         from neurosearch.model.sentences import sentence_vectors
 
         self.index = index
-        self.model = sentence_model(index.vocabulary)
+        self.model = PhraseEmbedder().model(index.vocabulary)
         self.embed = lambda text: sentence_vectors(self.model, [text])[0]
         self.families = FamilyIndex(index.kept_tokens)
-        self.kept_sentences = index.npy("search/kept_sentences.npy").astype(np.float32)
+        self.kept_sentences = index.vocabulary.kept_sentences
         self.cache: dict[str, tuple] = {}
 
     def features(self, text: str):

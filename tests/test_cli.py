@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -121,8 +122,11 @@ def test_indexes_without_the_wordpiece_files_tokenise_with_the_tokenizers_librar
     from neurosearch.model.phrases import PhraseEmbedder
 
     index = Index.load(older, embedder=PhraseEmbedder())  # "red dog" has no stored expansion: the slow path tokenises it
+    def same(result):  # the slow path's note names the seconds it took, which vary
+        return {**result.to_json(), "notes": [re.sub(r"[0-9.]+ s\)", "s)", note) for note in result.notes]}
+
     for query in ("monday", "red dog", "Mondays!"):
-        assert index.find(query).to_json() == Index.load(tiny_index, embedder=PhraseEmbedder()).find(query).to_json()
+        assert same(index.find(query)) == same(Index.load(tiny_index, embedder=PhraseEmbedder()).find(query))
     # the fallback was used: the tokenizers library's file was read, the WordPiece settings were not
     assert index.files.was_read(layout.TOKENIZER) and not index.files.was_read(layout.WORDPIECE)
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from neurosearch.config import ExpansionConfig
 from neurosearch.index.concepts import ConceptTable, FamilyIndex
-from neurosearch.index.query import expandable
-from neurosearch.index.semantic import Ancestors, candidate_features, concept_of, expansion_of, sense_evidence
+from neurosearch.index.semantic import (Ancestors, candidate_features, concept_of, expandable_mask, expansion_of,
+                                        sense_evidence)
 
 BLOCK = 1024
 """Keys expanded per batch (their similarity rows to every kept token are held at once)."""
@@ -88,7 +88,7 @@ def build_expansions(
     else:
         ancestors = None
     families = FamilyIndex(kept_tokens)
-    allowed = np.asarray([expandable(token) for token in kept_tokens], dtype=np.float64)
+    allowed = expandable_mask(kept_tokens)
     expansions: list[list[tuple[int, float]]] = []
     for start in range(0, len(keys), BLOCK):
         block = [concept_of(key, vectors[row], word_vector, families, table)

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
     from neurosearch.index.concepts import ConceptMember, ConceptTable, FamilyIndex
 
-__all__ = ["FEATURES", "Ancestors", "Concept", "candidate_features", "concept_of", "expansion_of", "probabilities",
-           "sense_evidence", "strongest"]
+__all__ = ["FEATURES", "Ancestors", "Concept", "candidate_features", "concept_of", "expandable_mask", "expansion_of",
+           "probabilities", "sense_evidence", "strongest"]
 
 CANDIDATES = 300
 """Tokens most similar to q that are scored (with the 30 closest in the input space, the members
@@ -69,6 +69,13 @@ class Concept:
     """Kept-token indices of the concept word's own forms."""
     members: Sequence["ConceptMember"] = field(default_factory=list)
     """WordNet members (depth 0 entries are the concept's own lemmas and are not members)."""
+
+
+def expandable_mask(kept_tokens: Sequence[str]) -> np.ndarray:
+    """1 for the kept tokens an expansion may hold (words, not function words: ``query.expandable``)."""
+    from neurosearch.index.query import expandable
+
+    return np.asarray([expandable(token) for token in kept_tokens], dtype=np.float64)
 
 
 def sense_evidence(similarity: np.ndarray, members: list[int]) -> float:

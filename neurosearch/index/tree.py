@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from neurosearch.format.layout import TREE  # noqa: F401 (the cluster-id prefix of tree nodes: tree/412)
-
 
 def node_neurons(children: Callable[[int], Sequence[int]], n_neurons: int, node: int) -> list[int]:
     """The neurons (flat indices) below tree node ``node``; ``children(j)`` gives node j's two

@@ -102,12 +102,10 @@ class Vocabulary:
 
     @cached_property
     def expandable_mask(self) -> np.ndarray:
-        """1 for the kept tokens an expansion may hold (words, not function words: ``query.expandable``)."""
-        import numpy as np
+        """1 for the kept tokens an expansion may hold (``semantic.expandable_mask``)."""
+        from neurosearch.index.semantic import expandable_mask
 
-        from neurosearch.index.query import expandable
-
-        return np.asarray([expandable(token) for token in self.kept_tokens], dtype=np.float64)
+        return expandable_mask(self.kept_tokens)
 
     @cached_property
     def kept_sentences(self) -> np.ndarray:

@@ -16,41 +16,50 @@ from neurosearch.errors import NeurosearchError
 
 class PhraseEmbedder:
     """``(vocabulary, text, head) -> expansion``: what ``index.vocabulary.Vocabulary`` calls for a
-    phrase with no stored expansion (``vocabulary``: the index's ``Vocabulary``)."""
+    phrase with no stored expansion (``vocabulary``: the index's ``Vocabulary``). It keeps the model
+    and the kept tokens' families it loaded, per index folder."""
+
+    def __init__(self) -> None:
+        self._models: dict[Any, Any] = {}
+        self._families: dict[Any, Any] = {}
 
     def __call__(self, vocabulary: Any, text: str, head: str | None) -> list[tuple[int, float]]:
         try:
-            return embed_phrase(vocabulary, text, head)
+            return self.embed(vocabulary, text, head)
         except (OSError, RuntimeError, ValueError, MemoryError) as exc:  # torch and the weights' own errors
             raise NeurosearchError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
 
+    def model(self, vocabulary: Any) -> Any:
+        """The index's model, loaded once (checked against the manifest's weights hash)."""
+        key = vocabulary.files.path
+        if key not in self._models:
+            try:
+                from neurosearch.model.loading import load_index_model
+            except ImportError as exc:  # torch or transformers missing
+                raise NeurosearchError(f"torch/transformers are not installed ({exc.name})") from None
+            self._models[key] = load_index_model(vocabulary.files)
+        return self._models[key]
 
-def sentence_model(vocabulary: Any) -> Any:
-    """The index's model, loaded once per ``Vocabulary`` (checked against the manifest's weights hash)."""
-    cache = vocabulary.__dict__.setdefault("_sentence_model", [])
-    if not cache:
-        try:
-            from neurosearch.model.loading import load_index_model
-        except ImportError as exc:  # torch or transformers missing
-            raise NeurosearchError(f"torch/transformers are not installed ({exc.name})") from None
-        cache.append(load_index_model(vocabulary.files))
-    return cache[0]
+    def embed(self, vocabulary: Any, text: str, head: str | None) -> list[tuple[int, float]]:
+        """Expansion of ``text`` (kept index, membership probability), heaviest first; its WordNet
+        members are those of ``head`` (a key of the index's concept table) when given."""
+        from neurosearch.index.concepts import FamilyIndex
+        from neurosearch.model.sentences import sentence_vectors
+
+        key = vocabulary.files.path
+        if key not in self._families:
+            self._families[key] = FamilyIndex(vocabulary.kept_tokens)
+        phrase = " ".join(text.lower().split())
+        vector = sentence_vectors(self.model(vocabulary), [phrase])[0]
+        return expand_phrase(vocabulary, phrase, vector, self._families[key], head)
 
 
-def embed_phrase(vocabulary: Any, text: str, head: str | None) -> list[tuple[int, float]]:
-    """Expansion of ``text`` (kept index, membership probability), heaviest first; its WordNet
-    members are those of ``head`` (a key of the index's concept table) when given. ``vocabulary``:
-    the index's ``Vocabulary``."""
+def expand_phrase(vocabulary: Any, phrase: str, vector: Any, families: Any, head: str | None) -> list[tuple[int, float]]:
+    """The expansion of a phrase with sentence vector ``vector``, scored like the build's keys."""
     from neurosearch.config import ExpansionConfig, from_dict
     from neurosearch.format import layout
-    from neurosearch.index.concepts import FamilyIndex
     from neurosearch.index.semantic import candidate_features, concept_of, expansion_of
-    from neurosearch.model.sentences import sentence_vectors
 
-    loaded = sentence_model(vocabulary)
-    phrase = " ".join(text.lower().split())
-    vector = sentence_vectors(loaded, [phrase])[0]
-    families = vocabulary.__dict__.setdefault("_families", FamilyIndex(vocabulary.kept_tokens))
     concept = concept_of(phrase, vector, lambda word: vocabulary.word_vector(vocabulary.pieces(word)), families,
                          vocabulary.concepts, head=head)
     (candidates, features), = candidate_features([concept], vocabulary.kept_sentences, vocabulary.kept_space,
