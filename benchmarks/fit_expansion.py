@@ -66,25 +66,37 @@ class Concepts:
             self.cache[text] = (concept, candidates, features)
         return self.cache[text]
 
-    def expanded(self, text: str, config: ExpansionConfig) -> ExpandedQuery:
+    def expanded(self, text: str, config: ExpansionConfig, model=None, extra=None) -> ExpandedQuery:
+        """The query's expansion under ``config`` (or ``model``: features -> probabilities, with
+        ``extra``: (text, concept, candidates, features) -> more feature columns)."""
         concept, candidates, features = self.features(text)
-        found = expansion_of(concept, candidates, features, config, self.index.vocabulary.expandable_mask)
+        if extra is not None:
+            features = np.hstack([features, extra(text, concept, candidates, features)])
+        found = expansion_of(concept, candidates, features, config, self.index.vocabulary.expandable_mask, model)
         tokens = [self.index.kept_tokens[i] for i, _ in found]
         return ExpandedQuery(text, [i for i, _ in found], [w for _, w in found], tokens)
 
+    def training_rows(self, concepts: dict[str, list[str]], extra=None) -> tuple[np.ndarray, np.ndarray]:
+        """(features, labels) of every candidate of the concepts that an expansion may hold: 1 when
+        the concept's list holds it (the concept word's own family, whose weight is fixed, and
+        function words are left out)."""
+        rows, labels = [], []
+        allowed = self.index.vocabulary.expandable_mask
+        for text, members in concepts.items():
+            concept, candidates, features = self.features(text)
+            if extra is not None:
+                features = np.hstack([features, extra(text, concept, candidates, features)])
+            keep = allowed[candidates].astype(bool) & ~np.isin(candidates, list(concept.family))
+            member_set = {m.lower() for m in members}
+            rows.append(features[keep])
+            labels.append(np.array([self.index.kept_tokens[i] in member_set for i in candidates[keep]], float))
+        return np.concatenate(rows), np.concatenate(labels)
 
-def fit(concepts: Concepts, tune: dict[str, list[str]], l2: float) -> tuple[np.ndarray, float]:
+
+def logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """Coefficients and intercept of a logistic regression with an L2 penalty on the coefficients."""
     from scipy.optimize import minimize
 
-    rows, labels = [], []
-    allowed = concepts.index.vocabulary.expandable_mask
-    for text, members in tune.items():
-        concept, candidates, features = concepts.features(text)
-        keep = allowed[candidates].astype(bool) & ~np.isin(candidates, list(concept.family))
-        member_set = {m.lower() for m in members}
-        rows.append(features[keep])
-        labels.append(np.array([concepts.index.kept_tokens[i] in member_set for i in candidates[keep]], float))
-    x, y = np.concatenate(rows), np.concatenate(labels)
     x1 = np.hstack([x, np.ones((len(x), 1))])
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
@@ -95,8 +107,13 @@ def fit(concepts: Concepts, tune: dict[str, list[str]], l2: float) -> tuple[np.n
         return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * np.sum(w[:-1] ** 2)), gradient
 
     w = minimize(loss, np.zeros(x1.shape[1]), jac=True, method="L-BFGS-B").x
-    print(f"fitted on {len(tune)} concepts, {len(y)} candidates, {int(y.sum())} members")
     return w[:-1], float(w[-1])
+
+
+def fit(concepts: Concepts, tune: dict[str, list[str]], l2: float) -> tuple[np.ndarray, float]:
+    x, y = concepts.training_rows(tune)
+    print(f"fitted on {len(tune)} concepts, {len(y)} candidates, {int(y.sum())} members")
+    return logistic(x, y, l2)
 
 
 def main() -> None:

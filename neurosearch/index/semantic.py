@@ -160,16 +160,19 @@ def probabilities(features: np.ndarray, coefficients: Sequence[float], intercept
 
 
 def expansion_of(concept: Concept, candidates: np.ndarray, features: np.ndarray, config: Any,
-                 allowed: np.ndarray) -> list[tuple[int, float]]:
+                 allowed: np.ndarray, model: "Callable[[np.ndarray], np.ndarray] | None" = None) -> list[tuple[int, float]]:
     """A concept's stored expansion: the membership probabilities (``config``: an ``ExpansionConfig``)
     of the candidates that may be added (``allowed``: a mask over the kept tokens, ``query.expandable``).
+    ``model`` (features -> probabilities) stands in for the config's logistic regression: how
+    ``benchmarks/expansion_limits.py`` compares other membership models under the same rules.
 
     The concept word's own family (colors, color, colour, colored) is relevant but is the word, not
     its members. When WordNet lists kinds of it, the family counts as one member as likely as the
     likeliest one, so that a neuron for the word does not outrank one for its members (red, blue,
     green: "colors"); a word WordNet lists no kinds of is searched as itself: its family shares a
     weight of 1 ("monday", "paris"). The family comes first, then the members by weight."""
-    weights = probabilities(features, config.coefficients, config.intercept) * allowed[candidates]
+    weights = (model(features) if model is not None else probabilities(features, config.coefficients, config.intercept))
+    weights = weights * allowed[candidates]
     own = [int(t) for t in concept.family if allowed[int(t)]]
     found = strongest(candidates, np.where(np.isin(candidates, own), 0.0, weights), config.tokens_per_key,
                       config.min_weight)
