@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from neurosearch.cli.common import IndexOption, JsonOption, fail, open_index, print_json
+from neurosearch.config import LabelConfig
 
 
 def find(
@@ -16,6 +17,12 @@ def find(
     exact: Annotated[Optional[bool], typer.Option("--exact/--ann", help="Score every row exactly, or rerank HNSW candidates (default: exact below 50,000 rows, where it is faster than loading the HNSW graph).", show_default=False)] = None,
     method: Annotated[Optional[str], typer.Option(help="Profile method to search (default: the index's).")] = None,
     all_hits: Annotated[bool, typer.Option("--all", help="Also list hits below the relevance floor.")] = False,
+    llm: Annotated[bool, typer.Option("--llm", help="Ask an LLM for the concept's members and search for those (a "
+                                      "category the offline expansion misses, e.g. tech companies; key from "
+                                      "OPENAI_API_KEY, sent to --base-url).")] = False,
+    llm_model: Annotated[str, typer.Option(help="Chat model for --llm.")] = LabelConfig.llm_model,
+    base_url: Annotated[Optional[str], typer.Option(
+        help="OpenAI-compatible server for --llm (OPENAI_API_KEY, when set, is sent to it).")] = None,
     index: IndexOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -25,10 +32,19 @@ def find(
         fail("give a query (e.g. neurosearch find weekdays) or --tokens a,b,c")
     if text is not None and tokens is not None:
         fail("give a query or --tokens, not both")
-    opened = open_index(index)
-    token_list = tokens.split(",") if tokens is not None else None
-    result = opened.find(text, tokens=token_list, top=top, kind=kind, k=k, exact=exact, method=method,
-                         all_hits=all_hits)
+    if llm and text is None:
+        fail("--llm lists the members of a query's concept: give a query, not --tokens")
+    options = dict(top=top, kind=kind, k=k, exact=exact, method=method, all_hits=all_hits)
+    if llm:
+        from neurosearch.labeling.client import check_credentials
+        from neurosearch.labeling.members import find_members
+
+        config = LabelConfig(llm_model=llm_model, base_url=base_url)
+        check_credentials(config)  # before the index opens
+        result = find_members(open_index(index), text, config, **options)
+    else:
+        token_list = tokens.split(",") if tokens is not None else None
+        result = open_index(index).find(text, tokens=token_list, **options)
     if as_json:
         print_json(result.to_json())
         return

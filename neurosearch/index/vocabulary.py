@@ -52,6 +52,10 @@ class Vocabulary:
     def _kept_position(self) -> dict[str, int]:
         return {token: index for index, token in enumerate(self.kept_tokens)}
 
+    def is_kept(self, token: str) -> bool:
+        """Whether ``token`` is one of the index's kept tokens (what a search can weigh)."""
+        return token in self._kept_position
+
     def tokens_of(self, rows: Any) -> list[str]:
         """The kept tokens at kept-token indices ``rows``."""
         kept = self.kept_tokens

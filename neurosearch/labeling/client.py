@@ -11,14 +11,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from neurosearch.index.labels import Label
-from neurosearch.labeling.prompt import Junk, one_line, parse_reply
+from neurosearch.labeling.prompt import LABEL_REASK, Junk, one_line, parse_reply
 from neurosearch.labeling.store import LabelError
 
 if TYPE_CHECKING:
     from neurosearch.labeling.llm import LabelConfig
+
+T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOCAL_PLACEHOLDER_KEY = "not-needed"
@@ -77,6 +79,25 @@ def request_label(
     session: Session, messages: list[dict[str, str]], digest: str
 ) -> Label | Failure:
     """One item: bounded retries for transient errors, re-asks for junk, classified failure."""
+    reply = request_reply(session, messages, parse_reply, LABEL_REASK)
+    if isinstance(reply, Failure):
+        return reply
+    theme, explanation = reply
+    return Label(
+        theme=theme,
+        explanation=explanation,
+        model=session.config.llm_model,
+        prompt_hash=digest,
+        source="llm",
+    )
+
+
+def request_reply(
+    session: Session, messages: list[dict[str, str]], parse: Callable[[str | None], T], reask: str
+) -> T | Failure:
+    """One conversation: the reply as ``parse`` reads it (it raises ``Junk`` for an unusable one),
+    with bounded retries for transient errors, ``config.junk_retries`` re-asks (``reask``: what
+    to reply with), and a classified failure."""
     import openai
 
     config = session.config
@@ -135,7 +156,7 @@ def request_label(
                 session.use_response_format = False
             content, reason = _content(response), ""
         try:
-            theme, explanation = parse_reply(content)
+            parsed = parse(content)
         except Junk as exc:
             reason = reason or str(exc)
             if junk < config.junk_retries:
@@ -143,21 +164,11 @@ def request_label(
                 conversation = list(messages)
                 if content:
                     conversation.append({"role": "assistant", "content": content[:2000]})
-                conversation.append({
-                    "role": "user",
-                    "content": f"That reply was not usable ({reason}). Reply with only the JSON "
-                    'object {"theme": "<2-5 words>", "explanation": "<one sentence>"}.',
-                })
+                conversation.append({"role": "user", "content": f"That reply was not usable ({reason}). {reask}"})
                 continue
             snippet = f": {one_line(content, 60)!r}" if content else ""
             return Failure("junk", f"{reason} after {junk + 1} attempt(s){snippet}")
-        return Label(
-            theme=theme,
-            explanation=explanation,
-            model=config.llm_model,
-            prompt_hash=digest,
-            source="llm",
-        )
+        return parsed
 
 
 def _content(response: Any) -> str | None:

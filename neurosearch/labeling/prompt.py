@@ -69,6 +69,25 @@ class Junk(ValueError):
 
 def parse_reply(text: str | None) -> tuple[str, str]:
     """``(theme, explanation)`` from a model reply, tolerating code fences and stray prose."""
+    data = reply_object(text)
+    theme, explanation = data.get("theme"), data.get("explanation")
+    if not isinstance(theme, str) or not isinstance(explanation, str):
+        raise Junk("'theme' and 'explanation' must be strings")
+    theme = for_terminal(" ".join(theme.split()).strip(" .\"'"), MAX_THEME)
+    explanation = for_terminal(" ".join(explanation.split()), MAX_EXPLANATION)
+    if not 1 <= len(theme.split()) <= 6:
+        raise Junk(f"theme has {len(theme.split())} words, expected 1-6")
+    if not explanation:
+        raise Junk("empty explanation")
+    return theme, explanation
+
+
+LABEL_REASK = 'Reply with only the JSON object {"theme": "<2-5 words>", "explanation": "<one sentence>"}.'
+"""What a re-ask after an unusable label reply asks for."""
+
+
+def reply_object(text: str | None) -> dict:
+    """The JSON object of a model reply, tolerating code fences, ``<think>`` blocks and stray prose."""
     if not text or not text.strip():
         raise Junk("empty reply")
     body = _THINK.sub("", text).strip()
@@ -87,13 +106,4 @@ def parse_reply(text: str | None) -> tuple[str, str]:
             raise Junk("not JSON") from None
     if not isinstance(data, dict):
         raise Junk("JSON is not an object")
-    theme, explanation = data.get("theme"), data.get("explanation")
-    if not isinstance(theme, str) or not isinstance(explanation, str):
-        raise Junk("'theme' and 'explanation' must be strings")
-    theme = for_terminal(" ".join(theme.split()).strip(" .\"'"), MAX_THEME)
-    explanation = for_terminal(" ".join(explanation.split()), MAX_EXPLANATION)
-    if not 1 <= len(theme.split()) <= 6:
-        raise Junk(f"theme has {len(theme.split())} words, expected 1-6")
-    if not explanation:
-        raise Junk("empty explanation")
-    return theme, explanation
+    return data

@@ -1,0 +1,112 @@
+"""A concept's members as an LLM lists them, to search for instead of the offline expansion.
+
+The offline expansion (``index/semantic.py``) knows what the model's sentence space and WordNet
+know; for a category whose members neither lists ("tech companies": google, microsoft, intel) it
+finds the category's topic (industry, services) instead, and ``benchmarks/expansion_limits.py``
+measures that no model fitted on those features does much better. An LLM knows the members. This
+asks the labelling server (``LabelConfig``: any OpenAI-compatible endpoint) for them once, and
+``find`` searches for the ones the index keeps, each at weight 1 as ``--tokens`` does, and says
+which model listed them. Nothing is stored: the list is in ``find --json``'s expansion, and
+``--tokens`` repeats the search without the server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from neurosearch.labeling.client import Failure, open_session, request_reply, scrub
+from neurosearch.labeling.prompt import Junk, one_line, reply_object
+from neurosearch.labeling.store import LabelError
+from neurosearch.text import for_terminal
+
+if TYPE_CHECKING:
+    from neurosearch.config import LabelConfig
+    from neurosearch.index.results import FindResult
+
+MAX_MEMBERS = 40
+"""Members asked for (and at most kept from a reply)."""
+MAX_CONCEPT = 200
+"""Longest concept text sent."""
+_WORD = re.compile(r"[a-z0-9][a-z0-9'&.-]{0,39}")
+MEMBERS_REASK = 'Reply with only the JSON object {"members": ["<word>", "<word>", ...]}.'
+SYSTEM_PROMPT = "You list the members of a category as single words. Reply with a single JSON object and nothing else."
+
+
+@dataclass(frozen=True)
+class MemberList:
+    """What the LLM listed for a concept: single lowercase words, and what was left out."""
+
+    concept: str
+    model: str
+    members: list[str]
+    not_words: list[str] = field(default_factory=list)
+    """Entries that are not one word (phrases, other scripts): left out, shown sanitised."""
+
+
+def member_messages(concept: str, count: int = MAX_MEMBERS) -> list[dict[str, str]]:
+    """Chat messages asking for ``{"members": [...]}``."""
+    text = one_line(concept, MAX_CONCEPT)
+    user = "\n".join([
+        f'List up to {count} members or instances of the category "{text}", most typical first.',
+        "Give single lowercase words as they appear in running English text (for \"weekdays\": "
+        "monday, tuesday, ...; for \"metals\": iron, copper, ...), not the category's own name.",
+        "Reply with only this JSON object:",
+        '{"members": ["<word>", "<word>", ...]}',
+    ])
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def parse_members(text: str | None, count: int = MAX_MEMBERS) -> tuple[list[str], list[str]]:
+    """(single words, other entries) of a reply; raises ``Junk`` when it holds no word at all."""
+    data = reply_object(text)
+    listed = data.get("members")
+    if not isinstance(listed, list):
+        raise Junk("'members' must be a list")
+    words: list[str] = []
+    others: list[str] = []
+    for entry in listed:
+        if not isinstance(entry, str):
+            continue
+        word = " ".join(entry.split()).strip(" .,;:\"").lower()
+        if _WORD.fullmatch(word):
+            if word not in words:
+                words.append(word)
+        elif word:
+            others.append(for_terminal(word, 40))
+    if not words:
+        raise Junk("no single-word members")
+    return words[:count], others[:count]
+
+
+def llm_members(concept: str, config: "LabelConfig", api_key: str | None = None,
+                count: int = MAX_MEMBERS) -> MemberList:
+    """Ask ``config``'s server for the concept's members; ``LabelError`` (one line) when it fails."""
+    if not concept.strip():
+        raise LabelError("give a concept to list members of")
+    session = open_session(config, api_key)
+    reply: Any = request_reply(session, member_messages(concept, count), lambda text: parse_members(text, count),
+                               MEMBERS_REASK)
+    if isinstance(reply, Failure):
+        raise LabelError(scrub(f"{config.llm_model} at {session.base_url} gave no member list ({reply.kind}: "
+                               f"{reply.detail})", session.api_key))
+    words, others = reply
+    return MemberList(concept=concept, model=config.llm_model, members=words, not_words=others)
+
+
+def find_members(index: Any, concept: str, config: "LabelConfig", api_key: str | None = None,
+                 **find_options: Any) -> "FindResult":
+    """``index.find`` for the members the LLM lists for ``concept`` (``Index.find``'s options), with
+    a note naming the model and what was left out."""
+    listed = llm_members(concept, config, api_key)
+    known = [word for word in listed.members if index.vocabulary.is_kept(word)]
+    if not known:
+        raise LabelError(f"none of the {len(listed.members)} members {config.llm_model} listed for "
+                         f"'{for_terminal(one_line(concept, 60))}' is in this index's kept vocabulary: "
+                         f"{', '.join(listed.members[:10])}")
+    result = index.find(tokens=listed.members, **find_options)
+    note = f"searched for the members {config.llm_model} listed for '{for_terminal(one_line(concept, 60))}' (--llm)"
+    if listed.not_words:
+        note += f"; not single words, left out: {', '.join(listed.not_words[:10])}"
+    return replace(result, query=replace(result.query, text=concept), notes=[note, *result.notes])

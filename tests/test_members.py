@@ -1,0 +1,120 @@
+"""``find --llm``: a concept's members as an LLM lists them (a fake OpenAI-compatible server), searched
+for on the shipped index instead of the offline expansion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fake_llm import FakeLLM, Reply
+from typer.testing import CliRunner
+
+from neurosearch.cli.app import app
+from neurosearch.config import LabelConfig
+from neurosearch.labeling.members import find_members, llm_members, member_messages, parse_members
+from neurosearch.labeling.prompt import Junk
+from neurosearch.labeling.store import LabelError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "index" / "default"
+COMPANIES = ["google", "microsoft", "amazon", "samsung", "intel", "hp", "apple", "General Motors", "\x1b[31mevil\x1b[0m co",
+             "zzqxnotaword"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                 "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def shipped():
+    from neurosearch import Index
+
+    if not (SHIPPED / "manifest.json").is_file():
+        pytest.skip("needs the shipped index (index/default)")
+    return Index.load(SHIPPED)
+
+
+def listing(members: list) -> Reply:
+    return Reply(content=json.dumps({"members": members}))
+
+
+def config(llm: FakeLLM) -> LabelConfig:
+    return LabelConfig(base_url=llm.base_url, timeout=5.0, backoff_seconds=0.01)
+
+
+def test_parse_members_keeps_single_words_and_names_the_rest():
+    words, others = parse_members(json.dumps({"members": ["Monday", "tuesday", "monday", "New Year's Day", 7, "",
+                                                          "\x1b[2Jwipe now"]}))
+    assert words == ["monday", "tuesday"]
+    assert others == ["new year's day", "[2jwipe now"]  # control characters are gone
+    assert all("\x1b" not in o for o in others)
+    with pytest.raises(Junk):
+        parse_members('{"members": "monday"}')
+    with pytest.raises(Junk):
+        parse_members('{"members": ["two words"]}')
+    assert parse_members('```json\n{"members": ["red"]}\n```') == (["red"], [])
+
+
+def test_prompt_names_the_concept_and_asks_for_json():
+    messages = member_messages("tech companies")
+    assert '"tech companies"' in messages[1]["content"] and '{"members"' in messages[1]["content"]
+
+
+def test_llm_members_of_a_category(llm):
+    llm.respond = lambda seen, n: listing(COMPANIES)
+    listed = llm_members("tech companies", config(llm))
+    assert listed.members[:3] == ["google", "microsoft", "amazon"] and listed.model == LabelConfig.llm_model
+    assert "general motors" in listed.not_words
+    assert "tech companies" in llm.seen[0].prompt
+
+
+def test_find_members_searches_the_listed_words(llm):
+    index = shipped()
+    llm.respond = lambda seen, n: listing(COMPANIES)
+    result = find_members(index, "tech companies", config(llm), top=5)
+    tokens = result.query.tokens
+    assert result.query.text == "tech companies" and result.query.weights == [1.0] * len(tokens)
+    assert "google" in tokens and "microsoft" in tokens and "zzqxnotaword" not in tokens
+    assert result.notes[0].startswith(f"searched for the members {LabelConfig.llm_model} listed for 'tech companies'")
+    assert any("zzqxnotaword" in note for note in result.notes)  # not kept: named, the search goes on
+    best = result.results[0]
+    assert {"google", "microsoft"} & set(best.top_tokens[:10]), best.top_tokens[:10]
+    offline = index.find("tech companies", top=5, all_hits=True)
+    assert not {"google", "microsoft"} & set(offline.results[0].top_tokens[:10])  # what --llm is for
+
+
+def test_junk_twice_is_one_clear_error(llm):
+    index = shipped()
+    llm.respond = lambda seen, n: Reply(content="Sure! Here are some companies: Google, Microsoft.")
+    with pytest.raises(LabelError, match="gave no member list .junk"):
+        find_members(index, "tech companies", config(llm))
+    assert len(llm.seen) == 2  # asked, re-asked once
+
+
+def test_no_kept_member_is_an_error(llm):
+    index = shipped()
+    llm.respond = lambda seen, n: listing(["zzqxnotaword", "qqqzzzx"])
+    with pytest.raises(LabelError, match="none of the 2 members"):
+        find_members(index, "nonsense things", config(llm))
+
+
+def test_cli_find_llm_json_and_errors(llm):
+    shipped()
+    llm.respond = lambda seen, n: listing(COMPANIES)
+    runner = CliRunner()
+    result = runner.invoke(app, ["find", "tech", "companies", "--llm", "--base-url", llm.base_url, "--top", "3",
+                                 "--json", "--index", str(SHIPPED)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["notes"][0].startswith("searched for the members")
+    assert "\x1b" not in result.stdout
+    table = runner.invoke(app, ["find", "tech companies", "--llm", "--base-url", llm.base_url, "--index", str(SHIPPED)])
+    assert table.exit_code == 0 and "\x1b[31m" not in table.stdout
+    for args, fragment in ((["find", "--tokens", "a,b", "--llm"], "give a query, not --tokens"),
+                           (["find", "tech companies", "--llm"], "OPENAI_API_KEY is not set")):
+        bad = runner.invoke(app, [*args, "--index", str(SHIPPED)])
+        assert bad.exit_code == 1 and bad.stderr.startswith("neurosearch: error:") and fragment in bad.stderr
+        assert "Traceback" not in bad.output
