@@ -17,6 +17,9 @@ def label(
              "server: name only one you trust.")] = None,
     neurons: Annotated[int, typer.Option(help="Also label the N most selective neurons.")] = 0,
     k: Annotated[Optional[str], typer.Option("--k", help="Label clusters at these K (default: all).")] = None,
+    ids: Annotated[Optional[str], typer.Option("--ids", help="Label exactly these, comma-separated: clusters "
+                                               "(k200/84, or tree/8855: a node of the cluster tree, as find "
+                                               "returns them) and neurons (2:1454).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-label even what is cached.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = LabelConfig.timeout,
     contexts: Annotated[int, typer.Option(help="Contexts per prompt, on the unit's top tokens (needs the corpus file).")] = LabelConfig.contexts,
@@ -37,12 +40,15 @@ def label(
     ks = parse_ints(k, "--k")
     if neurons < 0:
         fail(f"--neurons must be >= 0, got {neurons}")
+    if ids is not None and (ks or neurons):
+        fail("--ids labels exactly the units it names: leave out --k and --neurons")
     opened = open_index(index)
     for value in ks or []:
         opened.manifest.check_k(value)
     if not dry_run:
         check_credentials(config)  # before the requests are prepared (seconds on a large index)
-    requests = label_requests(opened, ks=ks, neurons=neurons, contexts=contexts)
+    requests = label_requests(opened, ks=ks, neurons=neurons, contexts=contexts,
+                              ids=ids.split(",") if ids is not None else None)
     store = opened.state.write_path(LABELS)  # the index's own store, or the state folder's
     shipped = {} if opened.state.writes_into_index else load_labels(opened.path / LABELS)
     if dry_run:

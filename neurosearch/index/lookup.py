@@ -52,6 +52,15 @@ class IndexLabels:
         offset = 0 if kind == "neuron" else self.files.manifest.n_neurons  # neurons first, then clusters
         return self.files.lines(layout.fallback_labels_file(method))[offset + row], "fallback"
 
+    def stored_label(self, kind: str, key: str) -> Label | None:
+        """The stored LLM label of one item, if there is one."""
+        return self.stored.get(store_key(kind, key))
+
+    @cached_property
+    def has_cluster_labels(self) -> bool:
+        """Whether any cluster has a stored label (else a tree node has no cut cluster's to take)."""
+        return any(key.startswith("cluster:") for key in self.stored)
+
     def explanation(self, kind: str, key: str) -> str | None:
         """The stored LLM label's explanation, if there is one."""
         stored = self.stored.get(store_key(kind, key))
@@ -67,6 +76,7 @@ class Lookup:
         self.vocabulary = vocabulary
         self.scoring = scoring
         self.labels = labels
+        self._cuts: dict[str, dict[tuple[int, ...], str]] = {}
 
     # -- hits of find ------------------------------------------------------------------------------
     def cluster_hit(self, method: str, row: int, score: float) -> Result:
@@ -80,7 +90,10 @@ class Lookup:
             members = self.files.table(layout.cluster_neurons_file(method))[offsets[row] : offsets[row + 1]]
         neurons = [self.manifest.neuron_name(n) for n in members]
         top = self.files.table(layout.cluster_tokens_file(method)).row(row)[: layout.FIND_TOP_TOKENS]
-        theme, source = self.labels.label_for("cluster", key, method, row)
+        if ident.k == 0:
+            theme, source, _ = self.tree_label(method, ident.number, members, row)
+        else:
+            theme, source = self.labels.label_for("cluster", key, method, row)
         return Result("cluster", key, score, theme, source, self.vocabulary.tokens_of(top), len(neurons), neurons)
 
     def neuron_hit(self, method: str, flat: int, score: float) -> Result:
@@ -152,23 +165,41 @@ class Lookup:
         for n in flat:
             layer = n // self.manifest.neurons_per_layer
             layers[layer] = layers.get(layer, 0) + 1
-        key = str(ident)
-        theme, source = self.labels.label_for("cluster", key, method, row)
+        theme, source, explanation = self.tree_label(method, number, flat, row)
         name = self.manifest.neuron_name
         return ClusterInfo(method=method, k=0, id=number, neurons=[name(n) for n in flat], dropped=[],
                            top_tokens=self.vocabulary.tokens_of(tokens), top_weights=[float(w) for w in weights],
                            layer_sizes=layers, avg_distance=float(mean), max_distance=float(largest),
-                           label={"theme": theme, "source": source, "explanation": self.labels.explanation("cluster", key)})
+                           label={"theme": theme, "source": source, "explanation": explanation})
+
+    def tree_label(self, method: str, number: int, flat: list[int], row: int) -> tuple[str, str, str | None]:
+        """(theme, source, explanation) of tree node ``number`` (``flat``: its neurons; ``row``: its
+        scored row): its own stored label (``label --ids tree/N``), else the stored label of the cut
+        cluster with exactly its neurons (the same cluster: tree/8855 is k200/84), else the offline one."""
+        stored = self.labels.stored_label("cluster", str(ClusterId(method, 0, number)))
+        if stored is None and self.labels.has_cluster_labels:  # only then are the cuts read
+            same = self.cut_of_neurons(method, flat)
+            stored = self.labels.stored_label("cluster", f"{method}/{same}") if same else None
+        if stored is not None:
+            return stored.theme, stored.source, stored.explanation
+        theme, source = self.labels.label_for("cluster", str(ClusterId(method, 0, number)), method, row)
+        return theme, source, None
 
     def same_cut_cluster(self, info: ClusterInfo) -> str | None:
         """The row key (``kK/ID``) of a cluster of a cut with exactly the neurons of tree node
         ``info``, if there is one (a cut's clusters are nodes of the tree: k200/84 is tree/8855)."""
-        wanted = sorted(self.manifest.neuron_index(name) for name in info.neurons)
-        for k in self.manifest.ks:
-            for cluster in self.clusters(info.method, k):
-                if len(cluster["neurons"]) == len(wanted) and sorted(cluster["neurons"]) == wanted:
-                    return ClusterId(None, k, cluster["id"]).row_key
-        return None
+        return self.cut_of_neurons(info.method, [self.manifest.neuron_index(name) for name in info.neurons])
+
+    def cut_of_neurons(self, method: str, flat: list[int]) -> str | None:
+        """The row key (``kK/ID``) of the cluster of a cut with exactly the
+        neurons ``flat``, if there is one (the first of the index's K that has one)."""
+        if method not in self._cuts:
+            cuts: dict[tuple[int, ...], str] = {}
+            for k in self.manifest.ks:
+                for cluster in self.clusters(method, k):
+                    cuts.setdefault(tuple(sorted(cluster["neurons"])), ClusterId(None, k, cluster["id"]).row_key)
+            self._cuts[method] = cuts
+        return self._cuts[method].get(tuple(sorted(int(n) for n in flat)))
 
     def cluster_refs(self, info: ClusterInfo, limit: int) -> list[dict[str, Any]]:
         """The cluster's strongest occurrences: its neurons' top activations, ranked by z-score."""

@@ -86,3 +86,55 @@ def test_a_tree_node_that_is_a_cut_cluster_shows_that_clusters_contexts(tiny_ind
 def test_bad_tree_ids_are_one_line_errors(tiny_index, text):
     result = CliRunner().invoke(app, ["show", "cluster", text, "--index", str(tiny_index)])
     assert result.exit_code == 1 and "bad cluster id" in result.stderr
+
+
+def _node_of_cut_cluster(index: Index) -> tuple[str, int]:
+    """(``k3/ID``, tree node number) of a cut cluster of several neurons and the node that is it."""
+    cut = next(c for c in index.clusters(index.search_method, 3) if len(c["neurons"]) > 1)
+    children = index.files.table(f"search/{index.search_method}/tree_children.npy")
+    node = next(j for j in range(children.shape[0])
+                if node_neurons(children.row, index.manifest.n_neurons, j) == sorted(cut["neurons"]))
+    return f"k3/{cut['id']}", node
+
+
+def test_label_ids_labels_tree_nodes_and_a_node_takes_its_cut_clusters_label(tiny_index, tmp_path, llm, monkeypatch):
+    import shutil
+
+    from fake_llm import Reply
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    copy = tmp_path / "index"
+    shutil.copytree(tiny_index, copy)
+    index = Index.load(copy)
+    cut, node = _node_of_cut_cluster(index)
+    other = next(j for j in range(index.files.table(f"search/{index.search_method}/tree_children.npy").shape[0])
+                 if index.lookup.same_cut_cluster(index.cluster(f"tree/{j}")) is None)
+    runner = CliRunner()
+    base = ["label", "--index", str(copy), "--base-url", llm.base_url, "--contexts", "0"]
+    for bad, fragment in ((["--ids", "tree/999999"], "does not exist"), (["--ids", "9:99999"], "out of range"),
+                          (["--ids", ","], "--ids is empty"), (["--ids", "0:1", "--k", "3"], "leave out --k")):
+        result = runner.invoke(app, [*base, *bad])
+        assert result.exit_code == 1 and fragment in result.stderr and "Traceback" not in result.output, result.output
+    assert not llm.seen  # nothing was asked for a bad --ids
+
+    llm.respond = lambda seen, n: Reply(content='{"theme": "the cut theme", "explanation": "From the cut."}')
+    assert runner.invoke(app, [*base, "--ids", cut]).exit_code == 0
+    assert len(llm.seen) == 1
+    index = Index.load(copy)
+    info = index.cluster(f"tree/{node}")  # the same neurons as the cut cluster: its label
+    assert (info.label["theme"], info.label["source"], info.label["explanation"]) == ("the cut theme", "llm", "From the cut.")
+    assert index.cluster(f"tree/{other}").label["source"] == "fallback"
+
+    llm.respond = lambda seen, n: Reply(content='{"theme": "a node theme", "explanation": "Its own."}')
+    result = runner.invoke(app, [*base, "--ids", f"tree/{other},0:1", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["labelled"] == 2, result.output
+    index = Index.load(copy)
+    assert ", ".join(index.cluster(f"tree/{other}").top_tokens[:3]) in llm.seen[-2].prompt  # the node's own tokens
+    assert index.cluster(f"tree/{other}").label["theme"] == "a node theme"
+    hit_ids = {f"{index.search_method}/tree/{other}", f"{index.search_method}/tree/{node}"}
+    found = index.find(tokens=index.cluster(f"tree/{other}").top_tokens[:3], kind="clusters", top=50, all_hits=True)
+    themes = {h.id: (h.label, h.label_source) for h in found.results if h.id in hit_ids}
+    assert themes.get(f"{index.search_method}/tree/{other}") == ("a node theme", "llm")
+    assert runner.invoke(app, [*base, "--ids", f"tree/{other}"]).exit_code == 0
+    assert len(llm.seen) == 3  # cached: not asked again
