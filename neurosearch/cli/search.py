@@ -41,7 +41,9 @@ def find(
 
         config = LabelConfig(llm_model=llm_model, base_url=base_url)
         check_credentials(config)  # before the index opens
-        result = find_members(open_index(index), text, config, **options)
+        opened = open_index(index)
+        with _waiting(f"asking {llm_model} for the members of the concept", quiet=as_json):
+            result = find_members(opened, text, config, **options)
     else:
         token_list = tokens.split(",") if tokens is not None else None
         result = open_index(index).find(text, tokens=token_list, **options)
@@ -124,3 +126,18 @@ def info(index: IndexOption = None, as_json: JsonOption = False) -> None:
     from neurosearch.cli.render import console, info_table
 
     console().print(info_table(data))
+
+
+def _waiting(message: str, quiet: bool):
+    """A spinner on stderr while a request runs (none for --json, or when stderr is no terminal)."""
+    import contextlib
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from neurosearch.text import for_terminal
+
+    stderr = Console(stderr=True)
+    if quiet or not stderr.is_terminal:
+        return contextlib.nullcontext()
+    return stderr.status(Text(for_terminal(message)))  # Text: a model name is not markup
