@@ -1,6 +1,7 @@
 """Retrieval quality and speed of `find` on concept files (concept -> member words), file by file.
 
     python benchmarks/retrieval.py [--index index/default] [--concepts FILE ...] [--methods search|all]
+                                   [--llm-base-url URL [--llm-model NAME]]
 
 Default files: ``benchmarks/concepts/general.json`` (two sets, ``general-tune`` and
 ``general-test``, split by sha256 of the concept name before anything was run on them; tune on the
@@ -10,7 +11,8 @@ result = share of its first 10 top tokens that are members of the concept. Repor
 concept and averaged: the top-1 neuron, the oracle neuron (the best neuron in the index for that
 concept), the top-1 cluster and the oracle cluster at each K; then HNSW recall@10 against exact
 search and query latency. The CPU's model and vector flags are printed beside the timings (the
-precision figures do not depend on the CPU).
+precision figures do not depend on the CPU). ``--llm-base-url`` measures ``find --llm`` instead:
+every concept is expanded to the members that server's model lists (one request per concept).
 """
 
 from __future__ import annotations
@@ -164,8 +166,27 @@ def hnsw_recall(index: Index, queries: list[str]) -> tuple[float, float, float]:
     return float(np.mean(recalls)), float(np.median(approx_ms)), float(np.median(exact_ms))
 
 
+def llm_expander(index: Index, base_url: str, model: str | None, console: Console):
+    """query -> ExpandedQuery: the kept members the LLM lists (``find --llm``; a concept it lists none
+    of the kept tokens for scores 0)."""
+    from neurosearch.config import LabelConfig
+    from neurosearch.labeling.members import llm_members
+
+    config = LabelConfig(base_url=base_url, **({"llm_model": model} if model else {}))
+    console.print(f"expansion: the members {config.llm_model} at {base_url} lists (find --llm)")
+
+    def expand(text: str):
+        try:
+            listed = llm_members(text, config)
+        except NeurosearchError as exc:  # the server failed: not a concept that scores 0
+            raise SystemExit(f"retrieval.py: {exc}") from None
+        return index.expand(tokens=[word for word in listed.members if index.vocabulary.is_kept(word)] or listed.members)
+
+    return expand
+
+
 def report(console: Console, index: Index, sets: dict[str, dict[str, list[str]]], methods: list[str],
-           per_concept: bool) -> dict:
+           per_concept: bool, expand=None) -> dict:
     ks = cluster_sets(index, index.search_method)
     summary = Table(title=f"mean P@10 per concept file: {index.path} (site {index.manifest.site})")
     for column in ["file", "concepts", "method", "top-1 neuron", "oracle neuron", "neuron / oracle", "chance oracle",
@@ -176,7 +197,7 @@ def report(console: Console, index: Index, sets: dict[str, dict[str, list[str]]]
         evaluator = Evaluator(index, method)
         ks = evaluator.ks
         for name, concepts in sets.items():
-            rows = evaluator.concepts(concepts)
+            rows = evaluator.concepts(concepts, expand)
             results.setdefault(name, {})[method] = {"concepts": rows, "mean": mean_row(rows)}
             mean = mean_row(rows)
             summary.add_row(name, str(len(rows)), method, f"{mean['neuron']:.3f}", f"{mean['oracle']:.3f}",
@@ -206,6 +227,9 @@ def main() -> None:
     parser.add_argument("--no-per-concept", action="store_true", help="only the summary table")
     parser.add_argument("--recall-queries", type=int, default=200, help="extra single-word queries for recall@10 (0: skip)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--llm-base-url", default=None, help="expand every concept with the members this "
+                        "OpenAI-compatible server lists (find --llm) instead of the offline expansion")
+    parser.add_argument("--llm-model", default=None, help="chat model for --llm-base-url")
     args = parser.parse_args()
 
     index = Index.load(args.index, embedder=PhraseEmbedder())  # what the CLI opens: phrases take the slow path
@@ -218,7 +242,8 @@ def main() -> None:
     methods = {"search": [index.search_method], "all": index.methods}.get(args.methods) or args.methods.split(",")
     console = Console()
     console.print(f"CPU: {cpu_flags()}")
-    results = report(console, index, sets, methods, not args.no_per_concept)
+    expand = llm_expander(index, args.llm_base_url, args.llm_model, console) if args.llm_base_url else None
+    results = report(console, index, sets, methods, not args.no_per_concept, expand)
     recall = None
     if args.recall_queries:
         rng = np.random.default_rng(0)
