@@ -118,3 +118,11 @@ def test_cli_find_llm_json_and_errors(llm):
         bad = runner.invoke(app, [*args, "--index", str(SHIPPED)])
         assert bad.exit_code == 1 and bad.stderr.startswith("neurosearch: error:") and fragment in bad.stderr
         assert "Traceback" not in bad.output
+
+
+def test_hostile_server_error_reaches_the_terminal_clean(llm):
+    shipped()
+    llm.respond = lambda seen, n: Reply(status=404, content='{"error": {"message": "no such model \x1b[2J\x1b]0;pwned\x07"}}')
+    result = CliRunner().invoke(app, ["find", "tech companies", "--llm", "--base-url", llm.base_url, "--index", str(SHIPPED)])
+    assert result.exit_code == 1 and "gave no member list (http 404" in result.stderr, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output and len(result.stderr.strip().splitlines()) == 1
