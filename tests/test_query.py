@@ -143,7 +143,7 @@ def test_shipped_senses_follow_the_model_not_wordnets_order(shipped):
 def test_shipped_nonsense_gets_notes_not_confident_answers(shipped):
     result = shipped.find("a thing that does not exist xyzzy")
     assert any("unknown word(s): xyzzy" in note for note in result.notes)
-    assert any("matches this query well" in note for note in result.notes)
+    assert any("matches this query well" in note and "(--llm)" in note for note in result.notes)  # and what to try
     assert not any(token in STOPWORDS for token in result.query.tokens)
     assert all(hit.score >= shipped.config.min_score for hit in result.results)
 

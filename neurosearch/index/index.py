@@ -216,7 +216,9 @@ class Index:
             weak = min(weak, min(len(expanded.weights), count) / count / 2)
         if best < weak:
             notes.append(f"no neuron or cluster matches this query well (best expected precision {best:.2f} < "
-                         f"{weak:.2f}: fewer than {weak * count:.0f} of its first {count} top tokens are likely members)")
+                         f"{weak:.2f}: fewer than {weak * count:.0f} of its first {count} top tokens are likely members)"
+                         + ("" if listed else "; if the concept's members are missing from the expansion above, name "
+                            "them (--tokens a,b,c) or let an LLM list them (--llm)"))
         shown = results if all_hits else [r for r in results if r.score >= self.config.min_score]
         hidden = len(results) - len(shown)
         if hidden:
