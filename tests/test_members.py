@@ -126,3 +126,19 @@ def test_hostile_server_error_reaches_the_terminal_clean(llm):
     result = CliRunner().invoke(app, ["find", "tech companies", "--llm", "--base-url", llm.base_url, "--index", str(SHIPPED)])
     assert result.exit_code == 1 and "gave no member list (http 404" in result.stderr, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_label_query_labels_the_hits_find_lists():
+    shipped()
+    runner = CliRunner()
+    hits = json.loads(runner.invoke(app, ["find", "weekdays", "--top", "2", "--json", "--index", str(SHIPPED)]).stdout)
+    result = runner.invoke(app, ["label", "--query", "weekdays", "--top", "2", "--dry-run", "--json", "--contexts", "0",
+                                 "--index", str(SHIPPED)])
+    assert result.exit_code == 0, result.output
+    wanted = [f"{hit['kind']}:{hit['id']}" for hit in hits["results"]]
+    assert sorted(r["key"] for r in json.loads(result.stdout)["would_send"]) == sorted(wanted) and len(wanted) == 4
+    for args, fragment in ((["--query", "weekdays", "--ids", "1:1"], "not both"),
+                           (["--query", "weekdays", "--k", "50"], "leave out --k"),
+                           (["--query", "xyzzy qqqz", "--dry-run"], "no hit above the relevance floor")):
+        bad = runner.invoke(app, ["label", *args, "--index", str(SHIPPED)])
+        assert bad.exit_code == 1 and fragment in bad.stderr and "Traceback" not in bad.output, bad.output

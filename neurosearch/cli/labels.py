@@ -20,6 +20,9 @@ def label(
     ids: Annotated[Optional[str], typer.Option("--ids", help="Label exactly these, comma-separated: clusters "
                                                "(k200/84, or tree/8855: a node of the cluster tree, as find "
                                                "returns them) and neurons (2:1454).")] = None,
+    query: Annotated[Optional[str], typer.Option("--query", help="Label the hits that find QUERY lists (its "
+                                                 "clusters and neurons, --top of each).")] = None,
+    top: Annotated[int, typer.Option("--top", help="Hits per kind for --query.")] = 10,
     force: Annotated[bool, typer.Option("--force", help="Re-label even what is cached.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = LabelConfig.timeout,
     contexts: Annotated[int, typer.Option(help="Contexts per prompt, on the unit's top tokens (needs the corpus file).")] = LabelConfig.contexts,
@@ -33,22 +36,24 @@ def label(
     from neurosearch.labeling.llm import label_items, load_labels
     from neurosearch.labeling.client import check_credentials
     from neurosearch.labeling.llm import pending_requests
-    from neurosearch.labeling.requests import label_requests
+    from neurosearch.labeling.requests import hit_ids, label_requests
 
     config = LabelConfig(llm_model=llm_model, base_url=base_url, timeout=timeout, contexts=contexts,
                          max_consecutive_failures=max_consecutive_failures)
     ks = parse_ints(k, "--k")
     if neurons < 0:
         fail(f"--neurons must be >= 0, got {neurons}")
-    if ids is not None and (ks or neurons):
-        fail("--ids labels exactly the units it names: leave out --k and --neurons")
+    if ids is not None and query is not None:
+        fail("give --ids or --query, not both")
+    if (ids is not None or query is not None) and (ks or neurons):
+        fail(f"{'--ids' if ids is not None else '--query'} labels exactly the units it names: leave out --k and --neurons")
     opened = open_index(index)
     for value in ks or []:
         opened.manifest.check_k(value)
     if not dry_run:
         check_credentials(config)  # before the requests are prepared (seconds on a large index)
-    requests = label_requests(opened, ks=ks, neurons=neurons, contexts=contexts,
-                              ids=ids.split(",") if ids is not None else None)
+    units = ids.split(",") if ids is not None else hit_ids(opened, query, top) if query is not None else None
+    requests = label_requests(opened, ks=ks, neurons=neurons, contexts=contexts, ids=units)
     store = opened.state.write_path(LABELS)  # the index's own store, or the state folder's
     shipped = {} if opened.state.writes_into_index else load_labels(opened.path / LABELS)
     if dry_run:

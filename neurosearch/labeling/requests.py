@@ -83,3 +83,14 @@ def parse_units(index: Any, ids: list[str]) -> list[tuple[str, Any]]:
     if not units:
         raise NeurosearchError("--ids is empty: give cluster or neuron ids, e.g. tree/8855,2:1454", option="ids")
     return units
+
+
+def hit_ids(index: Any, query: str, top: int = 10) -> list[str]:
+    """The ids of the hits ``find`` lists for ``query`` (``top`` of each kind, above the relevance
+    floor): what ``label --query`` labels."""
+    from neurosearch.errors import NeurosearchError
+
+    result = index.find(query, top=top)
+    if not result.results:
+        raise NeurosearchError(f"find '{query}' lists no hit above the relevance floor: nothing to label", option="query")
+    return [hit.id for hit in result.results]
