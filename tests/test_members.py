@@ -19,7 +19,7 @@ from neurosearch.labeling.store import LabelError
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "index" / "default"
 COMPANIES = ["google", "microsoft", "amazon", "samsung", "intel", "hp", "apple", "General Motors", "\x1b[31mevil\x1b[0m co",
-             "zzqxnotaword"]
+             "zzqxnotaword", "the"]
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +80,7 @@ def test_find_members_searches_the_listed_words(llm):
     assert "google" in tokens and "microsoft" in tokens and "zzqxnotaword" not in tokens
     assert result.notes[0].startswith(f"searched for the members {LabelConfig.llm_model} listed for 'tech companies'")
     assert any("zzqxnotaword" in note for note in result.notes)  # not kept: named, the search goes on
+    assert "the" not in tokens and "left out: general motors" in result.notes[0] and "the" in result.notes[0].split("left out: ")[1]
     best = result.results[0]
     assert {"google", "microsoft"} & set(best.top_tokens[:10]), best.top_tokens[:10]
     offline = index.find("tech companies", top=5, all_hits=True)

@@ -99,14 +99,17 @@ def find_members(index: Any, concept: str, config: "LabelConfig", api_key: str |
                  **find_options: Any) -> "FindResult":
     """``index.find`` for the members the LLM lists for ``concept`` (``Index.find``'s options), with
     a note naming the model and what was left out."""
+    from neurosearch.index.query import expandable
+
     listed = llm_members(concept, config, api_key)
-    known = [word for word in listed.members if index.vocabulary.is_kept(word)]
-    if not known:
+    words = [word for word in listed.members if expandable(word)]  # "the", "of": never searched
+    if not any(index.vocabulary.is_kept(word) for word in words):
         raise LabelError(f"none of the {len(listed.members)} members {config.llm_model} listed for "
                          f"'{for_terminal(one_line(concept, 60))}' is in this index's kept vocabulary: "
                          f"{', '.join(listed.members[:10])}")
-    result = index.find(tokens=listed.members, **find_options)
+    result = index.find(tokens=words, **find_options)
     note = f"searched for the members {config.llm_model} listed for '{for_terminal(one_line(concept, 60))}' (--llm)"
-    if listed.not_words:
-        note += f"; not single words, left out: {', '.join(listed.not_words[:10])}"
+    left_out = listed.not_words + [word for word in listed.members if not expandable(word)]
+    if left_out:
+        note += f"; not single content words, left out: {', '.join(left_out[:10])}"
     return replace(result, query=replace(result.query, text=concept), notes=[note, *result.notes])
