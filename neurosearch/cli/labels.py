@@ -31,7 +31,7 @@ def label(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the requests it would send (no key needed, nothing sent).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Ask an LLM for a short theme of every cluster (key from OPENAI_API_KEY only, sent to --base-url)."""
+    """Ask an LLM for a short theme of every cluster, or of those --ids or --query name (key from OPENAI_API_KEY only, sent to --base-url)."""
     from neurosearch.index.stored import LABELS
     from neurosearch.labeling.llm import label_items, load_labels
     from neurosearch.labeling.client import check_credentials

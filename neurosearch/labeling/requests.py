@@ -42,7 +42,10 @@ def label_requests(index: Any, *, ks: list[int] | None = None, neurons: int = 0,
 
     if ids is not None:
         for kind, value in parse_units(index, ids):
-            add_neuron(value) if kind == "neuron" else add_cluster(value)
+            if kind == "neuron":
+                add_neuron(value)
+            else:
+                add_cluster(value)
     else:
         for k in ks or index.ks:
             for cluster in index.clusters(method, k):
