@@ -98,8 +98,8 @@ class ExpansionTable:
         return [(int(t), float(w)) for t, w in zip(self.tokens[start:end], self.weights[start:end])]
 
 
-SlowPath = Callable[[str, "str | None"], "tuple[list[tuple[int, float]], float]"]
-"""(phrase, the key of its head word or None) -> (its expansion, seconds taken); raises
+SlowPath = Callable[[str, "str | None"], "tuple[list[tuple[int, float]], float | None]"]
+"""(phrase, the key of its head word or None) -> (its expansion, seconds taken or None when kept from an earlier run); raises
 NeurosearchError when the model cannot be loaded."""
 
 
@@ -164,8 +164,9 @@ class QueryExpander:
         if self.slow is not None:
             try:
                 found, seconds = self.slow(text, head_key)
+                how = f"{seconds:.1f} s" if seconds is not None else "kept from an earlier run"
                 notes.insert(0, f"'{text}' has no stored expansion: embedded it with the model (slow path, "
-                                f"{seconds:.1f} s)" + (f"; WordNet members of '{head_key}'" if head_key else ""))
+                                f"{how})" + (f"; WordNet members of '{head_key}'" if head_key else ""))
                 return found
             except IndexError_:
                 raise  # a damaged index file is an error, not a reason to fall back

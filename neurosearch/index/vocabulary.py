@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 Embedder = Callable[[Any, str, "str | None"], Sequence[tuple[int, float]]]
 """(the index's Vocabulary, a phrase, the concept key of its head word or None) -> the phrase's
-expansion (kept index, membership probability); raises NeurosearchError when it cannot."""
+expansion (kept index, membership probability); raises NeurosearchError when it cannot. One with a
+``cached`` method of the same arguments (returning the expansion or None) is asked that first."""
 
 
 class Vocabulary:
@@ -130,10 +131,15 @@ class Vocabulary:
         return Ancestors(self.files.npy(layout.ANCESTOR_SENTENCES).astype(np.float32),
                          self.files.npy(layout.ANCESTOR_ROWS))
 
-    def _embed_phrase(self, text: str, head: str | None) -> tuple[list[tuple[int, float]], float]:
-        """The slow path: a phrase without a stored expansion, embedded with the index's model."""
+    def _embed_phrase(self, text: str, head: str | None) -> tuple[list[tuple[int, float]], float | None]:
+        """The slow path: a phrase without a stored expansion, embedded with the index's model, and
+        the seconds it took (None: the embedder had kept it from an earlier run, ``cached``)."""
         import time
 
+        cached = getattr(self.embedder, "cached", None)
+        found = cached(self, text, head) if cached is not None else None
+        if found is not None:
+            return list(found), None
         started = time.time()
         return self.embedder(self, text, head), time.time() - started
 

@@ -5,29 +5,105 @@ Query time (``index/``) never imports the model; an :class:`PhraseEmbedder` hand
 use (seconds, once per ``Index``), embeds the phrase in the model's sentence space and scores the
 kept tokens with the same features and fitted weights as the build (``index/semantic.py``), taking
 WordNet members from the phrase's head word. Importing this module imports neither torch nor numpy.
+
+With a ``cache_dir`` (the CLI gives ``<state root>/cache``) the expansions it computed are kept
+between runs, keyed by the index's files and the source of the code that computes them, so asking
+for the same phrase again takes milliseconds, and a rebuilt index or changed code computes it anew.
+The cache is never needed: a cache that cannot be read or written is left alone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from neurosearch.errors import NeurosearchError
+
+CACHED_PHRASES = 2000
+"""Most phrases kept per index (later ones are computed every time)."""
+_EXPANSION_CODE = ("index/semantic.py", "index/semantic_names.py", "index/concepts.py", "index/query.py",
+                   "model/phrases.py", "model/sentences.py")
+"""The modules whose source decides a phrase's expansion (with the index's files)."""
 
 
 class PhraseEmbedder:
     """``(vocabulary, text, head) -> expansion``: what ``index.vocabulary.Vocabulary`` calls for a
     phrase with no stored expansion (``vocabulary``: the index's ``Vocabulary``). It keeps the model
-    and the kept tokens' families it loaded, per index folder."""
+    and the kept tokens' families it loaded, per index folder, and the expansions it computed in
+    ``cache_dir`` when given (:meth:`cached` reads them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._models: dict[Any, Any] = {}
         self._families: dict[Any, Any] = {}
 
     def __call__(self, vocabulary: Any, text: str, head: str | None) -> list[tuple[int, float]]:
         try:
-            return self.embed(vocabulary, text, head)
+            found = self.embed(vocabulary, text, head)
         except (OSError, RuntimeError, ValueError, MemoryError) as exc:  # torch and the weights' own errors
             raise NeurosearchError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        self._keep(vocabulary, text, head, found)
+        return found
+
+    # -- the cache ---------------------------------------------------------------------------------
+    def cache_file(self, vocabulary: Any) -> Path | None:
+        """Where this index's phrase expansions are kept (None without a ``cache_dir``)."""
+        if self.cache_dir is None:
+            return None
+        from neurosearch.format.state import index_identity
+
+        package = Path(__file__).resolve().parents[1]
+        code = hashlib.sha256()
+        for name in _EXPANSION_CODE:
+            try:
+                code.update((package / name).read_bytes())
+            except OSError:
+                code.update(name.encode())
+        return self.cache_dir / f"phrases-{index_identity(vocabulary.files.manifest.files)}-{code.hexdigest()[:16]}.json"
+
+    @staticmethod
+    def _entry(text: str, head: str | None) -> str:
+        return f"{head or ''}\t{' '.join(text.lower().split())}"
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def cached(self, vocabulary: Any, text: str, head: str | None) -> list[tuple[int, float]] | None:
+        """The expansion this embedder (or an earlier run) computed for the phrase, if kept."""
+        path = self.cache_file(vocabulary)
+        if path is None:
+            return None
+        found = self._read(path).get(self._entry(text, head))
+        n = len(vocabulary.kept_tokens)
+        try:
+            pairs = [(int(t), float(w)) for t, w in found] if isinstance(found, list) else None
+        except (TypeError, ValueError):
+            return None
+        if pairs is None or not all(0 <= t < n and 0.0 <= w <= 1.0 for t, w in pairs):
+            return None  # not what this code writes: compute it again
+        return pairs
+
+    def _keep(self, vocabulary: Any, text: str, head: str | None, found: list[tuple[int, float]]) -> None:
+        path = self.cache_file(vocabulary)
+        if path is None:
+            return
+        from neurosearch.format.store import StoreError, exclusive, write_json
+
+        try:
+            with exclusive(path, timeout=2.0):
+                data = self._read(path)  # an unreadable file is replaced
+                if len(data) < CACHED_PHRASES:
+                    data[self._entry(text, head)] = [[int(t), round(float(w), 6)] for t, w in found]
+                    write_json(path, data)
+        except (StoreError, OSError):
+            pass  # a cache that cannot be written is not an error: the next run computes it again
 
     def model(self, vocabulary: Any) -> Any:
         """The index's model, loaded once (checked against the manifest's weights hash)."""
