@@ -67,3 +67,17 @@ def test_a_damaged_or_unwritable_cache_never_fails_a_query(tiny_index: Path, tmp
     stuck = Counting(blocked / "cache")
     assert Index.load(tiny_index, embedder=stuck).find(PHRASE, all_hits=True).results
     assert Index.load(tiny_index, embedder=stuck).find(PHRASE, all_hits=True).results and stuck.computed == 2
+
+
+def test_files_of_older_code_for_the_same_index_are_removed(tiny_index: Path, tmp_path: Path):
+    embedder = Counting(tmp_path / "cache")
+    index = Index.load(tiny_index, embedder=embedder)
+    path = embedder.cache_file(index.vocabulary)
+    path.parent.mkdir(parents=True)
+    identity = path.name.rsplit("-", 1)[0]
+    old = path.with_name(f"{identity}-0000000000000000.json")
+    other_index = path.with_name("phrases-ffffffffffffffff-0000000000000000.json")
+    for stale in (old, other_index):
+        stale.write_text("{}")
+    index.find(PHRASE, all_hits=True)
+    assert path.exists() and not old.exists() and other_index.exists()  # another index's file stays

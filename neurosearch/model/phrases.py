@@ -94,7 +94,7 @@ class PhraseEmbedder:
         path = self.cache_file(vocabulary)
         if path is None:
             return
-        from neurosearch.format.store import StoreError, exclusive, write_json
+        from neurosearch.format.store import StoreError, exclusive, lock_path, write_json
 
         try:
             with exclusive(path, timeout=2.0):
@@ -102,6 +102,11 @@ class PhraseEmbedder:
                 if len(data) < CACHED_PHRASES:
                     data[self._entry(text, head)] = [[int(t), round(float(w), 6)] for t, w in found]
                     write_json(path, data)
+            identity = path.name.rsplit("-", 1)[0]  # phrases-<index files>: the same index, other code
+            for stale in path.parent.glob(f"{identity}-*.json"):
+                if stale != path:
+                    stale.unlink(missing_ok=True)
+                    lock_path(stale).unlink(missing_ok=True)
         except (StoreError, OSError):
             pass  # a cache that cannot be written is not an error: the next run computes it again
 
