@@ -23,7 +23,8 @@ COMPANIES = ["google", "microsoft", "amazon", "samsung", "intel", "hp", "apple",
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
+def clean_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEUROSEARCH_STATE", str(tmp_path / "state"))  # kept member lists: this test's own
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
                  "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -143,3 +144,25 @@ def test_label_query_labels_the_hits_find_lists():
                            (["--query", "xyzzy qqqz", "--dry-run"], "no hit above the relevance floor")):
         bad = runner.invoke(app, ["label", *args, "--index", str(SHIPPED)])
         assert bad.exit_code == 1 and fragment in bad.stderr and "Traceback" not in bad.output, bad.output
+
+
+def test_a_member_list_is_kept_until_refreshed(llm, tmp_path):
+    shipped()
+    llm.respond = lambda seen, n: listing(COMPANIES)
+    runner = CliRunner()
+    args = ["find", "tech companies", "--llm", "--base-url", llm.base_url, "--json", "--index", str(SHIPPED)]
+    first = json.loads(runner.invoke(app, args).stdout)
+    llm.respond = lambda seen, n: listing(["iphone", "ipad", "itunes"])  # another answer, were it asked
+    kept = json.loads(runner.invoke(app, args).stdout)
+    assert len(llm.seen) == 1 and kept["results"] == first["results"]
+    assert "on an earlier run (--llm-refresh asks again)" in kept["notes"][0]
+    fresh = json.loads(runner.invoke(app, [*args, "--llm-refresh"]).stdout)
+    assert len(llm.seen) == 2 and [t["token"] for t in fresh["expanded_tokens"]] == ["iphone", "ipad", "itunes"]
+    again = json.loads(runner.invoke(app, args).stdout)  # the refreshed list is the one kept now
+    assert len(llm.seen) == 2 and again["expanded_tokens"] == fresh["expanded_tokens"]
+    (cache,) = (tmp_path / "state" / "cache").glob("llm-members.json")
+    cache.write_text("{broken")
+    runner.invoke(app, args)
+    assert len(llm.seen) == 3  # a damaged cache is not trusted: asked again
+    bad = runner.invoke(app, ["find", "tech companies", "--llm-refresh", "--index", str(SHIPPED)])
+    assert bad.exit_code == 1 and "--llm-refresh goes with --llm" in bad.stderr

@@ -23,6 +23,8 @@ def find(
     llm_model: Annotated[str, typer.Option(help="Chat model for --llm.")] = LabelConfig.llm_model,
     base_url: Annotated[Optional[str], typer.Option(
         help="OpenAI-compatible server for --llm (OPENAI_API_KEY, when set, is sent to it).")] = None,
+    llm_refresh: Annotated[bool, typer.Option("--llm-refresh", help="Ask the LLM again instead of using the "
+                                              "member list kept from an earlier --llm run.")] = False,
     index: IndexOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -34,16 +36,22 @@ def find(
         fail("give a query or --tokens, not both")
     if llm and text is None:
         fail("--llm lists the members of a query's concept: give a query, not --tokens")
+    if llm_refresh and not llm:
+        fail("--llm-refresh goes with --llm")
     options = dict(top=top, kind=kind, k=k, exact=exact, method=method, all_hits=all_hits)
     if llm:
         from neurosearch.labeling.client import check_credentials
         from neurosearch.labeling.members import find_members
 
+        from neurosearch.cli.common import state_dir_option
+        from neurosearch.format.state import state_root
+
         config = LabelConfig(llm_model=llm_model, base_url=base_url)
         check_credentials(config)  # before the index opens
         opened = open_index(index)
         with _waiting(f"asking {llm_model} for the members of the concept", quiet=as_json):
-            result = find_members(opened, text, config, **options)
+            result = find_members(opened, text, config, cache_dir=state_root(state_dir_option()) / "cache",
+                                  refresh=llm_refresh, **options)
     else:
         token_list = tokens.split(",") if tokens is not None else None
         result = open_index(index).find(text, tokens=token_list, **options)

@@ -6,18 +6,23 @@ finds the category's topic (industry, services) instead, and ``benchmarks/expans
 measures that no model fitted on those features does much better. An LLM knows the members. This
 asks the labelling server (``LabelConfig``: any OpenAI-compatible endpoint) for them once, and
 ``find`` searches for the ones the index keeps, each at weight 1 as ``--tokens`` does, and says
-which model listed them. Nothing is stored: the list is in ``find --json``'s expansion, and
-``--tokens`` repeats the search without the server.
+which model listed them. With a ``cache_dir`` (the CLI gives ``<state root>/cache``) a list is
+kept by its prompt, model and server, so the same query gives the same members (and costs no
+request) until ``refresh`` asks again, as labels are kept; the list is also in ``find --json``'s
+expansion, and ``--tokens`` repeats the search without the server.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neurosearch.labeling.client import Failure, open_session, request_reply, scrub
-from neurosearch.labeling.prompt import Junk, one_line, reply_object
+from neurosearch.labeling.client import DEFAULT_BASE_URL, Failure, open_session, request_reply, scrub
+from neurosearch.labeling.prompt import Junk, one_line, prompt_hash, reply_object
 from neurosearch.labeling.store import LabelError
 from neurosearch.text import for_terminal
 
@@ -34,6 +39,11 @@ MEMBERS_REASK = 'Reply with only the JSON object {"members": ["<word>", "<word>"
 SYSTEM_PROMPT = "You list the members of a category as single words. Reply with a single JSON object and nothing else."
 
 
+MEMBERS_CACHE = "llm-members.json"
+"""The kept member lists in a cache folder: prompt hash + server -> the list."""
+CACHED_LISTS = 5000
+
+
 @dataclass(frozen=True)
 class MemberList:
     """What the LLM listed for a concept: single lowercase words, and what was left out."""
@@ -43,6 +53,8 @@ class MemberList:
     members: list[str]
     not_words: list[str] = field(default_factory=list)
     """Entries that are not one word (phrases, other scripts): left out, shown sanitised."""
+    kept: bool = False
+    """Read from the cache (an earlier run's answer), not asked now."""
 
 
 def member_messages(concept: str, count: int = MAX_MEMBERS) -> list[dict[str, str]]:
@@ -80,35 +92,77 @@ def parse_members(text: str | None, count: int = MAX_MEMBERS) -> tuple[list[str]
     return words[:count], others[:count]
 
 
-def llm_members(concept: str, config: "LabelConfig", api_key: str | None = None,
-                count: int = MAX_MEMBERS) -> MemberList:
-    """Ask ``config``'s server for the concept's members; ``LabelError`` (one line) when it fails."""
+def llm_members(concept: str, config: "LabelConfig", api_key: str | None = None, count: int = MAX_MEMBERS,
+                cache_dir: str | os.PathLike[str] | None = None, refresh: bool = False) -> MemberList:
+    """Ask ``config``'s server for the concept's members; ``LabelError`` (one line) when it fails.
+    With ``cache_dir``, a list kept from an earlier run for the same prompt, model and server is
+    returned instead (``refresh``: ask again and keep the new one)."""
     if not concept.strip():
         raise LabelError("give a concept to list members of")
+    messages = member_messages(concept, count)
+    cache = Path(cache_dir) / MEMBERS_CACHE if cache_dir is not None else None
+    entry = f"{prompt_hash(messages, config.llm_model)}@{config.base_url or DEFAULT_BASE_URL}"
+    if cache is not None and not refresh:
+        kept = _kept_list(cache, entry, count)
+        if kept is not None:
+            return MemberList(concept=concept, model=config.llm_model, members=kept[0], not_words=kept[1], kept=True)
     session = open_session(config, api_key)
-    reply: Any = request_reply(session, member_messages(concept, count), lambda text: parse_members(text, count),
-                               MEMBERS_REASK)
+    reply: Any = request_reply(session, messages, lambda text: parse_members(text, count), MEMBERS_REASK)
     if isinstance(reply, Failure):
         raise LabelError(scrub(f"{config.llm_model} at {session.base_url} gave no member list ({reply.kind}: "
                                f"{reply.detail})", session.api_key))
     words, others = reply
+    if cache is not None:
+        _keep_list(cache, entry, words, others)
     return MemberList(concept=concept, model=config.llm_model, members=words, not_words=others)
 
 
-def find_members(index: Any, concept: str, config: "LabelConfig", api_key: str | None = None,
+def _kept_list(cache: Path, entry: str, count: int) -> tuple[list[str], list[str]] | None:
+    try:
+        found = json.loads(cache.read_text(encoding="utf-8")).get(entry)
+        words, others = found["members"], found["not_words"]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+    if not (isinstance(words, list) and isinstance(others, list) and words
+            and all(isinstance(w, str) and _WORD.fullmatch(w) for w in words)
+            and all(isinstance(o, str) for o in others)):
+        return None  # not what this code writes: ask again
+    return words[:count], [for_terminal(o, 40) for o in others[:count]]
+
+
+def _keep_list(cache: Path, entry: str, words: list[str], others: list[str]) -> None:
+    from neurosearch.format.store import StoreError, exclusive, write_json
+
+    try:
+        with exclusive(cache, timeout=2.0):
+            try:
+                data = json.loads(cache.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}
+            data = data if isinstance(data, dict) else {}
+            if entry in data or len(data) < CACHED_LISTS:
+                data[entry] = {"members": words, "not_words": others}
+                write_json(cache, data)
+    except (StoreError, OSError):
+        pass  # a cache that cannot be written is not an error: the next run asks again
+
+
+def find_members(index: Any, concept: str, config: "LabelConfig", api_key: str | None = None, *,
+                 cache_dir: str | os.PathLike[str] | None = None, refresh: bool = False,
                  **find_options: Any) -> "FindResult":
-    """``index.find`` for the members the LLM lists for ``concept`` (``Index.find``'s options), with
-    a note naming the model and what was left out."""
+    """``index.find`` for the members the LLM lists for ``concept`` (``Index.find``'s options; the
+    cache as for :func:`llm_members`), with a note naming the model and what was left out."""
     from neurosearch.index.query import expandable
 
-    listed = llm_members(concept, config, api_key)
+    listed = llm_members(concept, config, api_key, cache_dir=cache_dir, refresh=refresh)
     words = [word for word in listed.members if expandable(word)]  # "the", "of": never searched
     if not any(index.vocabulary.is_kept(word) for word in words):
         raise LabelError(f"none of the {len(listed.members)} members {config.llm_model} listed for "
                          f"'{for_terminal(one_line(concept, 60))}' is in this index's kept vocabulary: "
                          f"{', '.join(listed.members[:10])}")
     result = index.find(tokens=words, **find_options)
-    note = f"searched for the members {config.llm_model} listed for '{for_terminal(one_line(concept, 60))}' (--llm)"
+    note = (f"searched for the members {config.llm_model} listed for '{for_terminal(one_line(concept, 60))}' "
+            + ("on an earlier run (--llm-refresh asks again)" if listed.kept else "(--llm)"))
     left_out = listed.not_words + [word for word in listed.members if not expandable(word)]
     if left_out:
         note += f"; not single content words, left out: {', '.join(left_out[:10])}"
