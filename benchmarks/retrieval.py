@@ -170,7 +170,7 @@ def llm_expander(index: Index, base_url: str, model: str | None, console: Consol
     """query -> ExpandedQuery: the kept members the LLM lists (``find --llm``; a concept it lists none
     of the kept tokens for scores 0)."""
     from neurosearch.config import LabelConfig
-    from neurosearch.labeling.members import llm_members
+    from neurosearch.labeling.members import llm_members, search_words
 
     config = LabelConfig(base_url=base_url, **({"llm_model": model} if model else {}))
     console.print(f"expansion: the members {config.llm_model} at {base_url} lists (find --llm)")
@@ -180,7 +180,7 @@ def llm_expander(index: Index, base_url: str, model: str | None, console: Consol
             listed = llm_members(text, config)
         except NeurosearchError as exc:  # the server failed: not a concept that scores 0
             raise SystemExit(f"retrieval.py: {exc}") from None
-        return index.expand(tokens=[word for word in listed.members if index.vocabulary.is_kept(word)] or listed.members)
+        return index.expand(tokens=search_words(listed)[0] or listed.members)  # as find --llm searches
 
     return expand
 

@@ -146,8 +146,11 @@ def open_index(index: Optional[Path]) -> Any:
                                f"pass --index DIR or set ${INDEX_ENV}")
     from neurosearch.model.phrases import PhraseEmbedder  # neither torch nor numpy until a phrase needs it
 
+    return Index.load(index or default_index(), state_root=state_dir_option(), embedder=PhraseEmbedder(cache_dir=cache_dir()))
+
+
+def cache_dir() -> Path:
+    """Where commands keep what they can compute again (phrase expansions, LLM member lists)."""
     from neurosearch.format.state import state_root
 
-    state = state_dir_option()
-    return Index.load(index or default_index(), state_root=state,
-                      embedder=PhraseEmbedder(cache_dir=state_root(state) / "cache"))
+    return state_root(state_dir_option()) / "cache"

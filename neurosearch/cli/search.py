@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from neurosearch.cli.common import IndexOption, JsonOption, fail, open_index, print_json
+from neurosearch.cli.common import IndexOption, JsonOption, cache_dir, fail, open_index, print_json
 from neurosearch.config import LabelConfig
 
 
@@ -43,14 +43,11 @@ def find(
         from neurosearch.labeling.client import check_credentials
         from neurosearch.labeling.members import find_members
 
-        from neurosearch.cli.common import state_dir_option
-        from neurosearch.format.state import state_root
-
         config = LabelConfig(llm_model=llm_model, base_url=base_url)
         check_credentials(config)  # before the index opens
         opened = open_index(index)
         with _waiting(f"asking {llm_model} for the members of the concept", quiet=as_json):
-            result = find_members(opened, text, config, cache_dir=state_root(state_dir_option()) / "cache",
+            result = find_members(opened, text, config, cache_dir=cache_dir(),
                                   refresh=llm_refresh, **options)
     else:
         token_list = tokens.split(",") if tokens is not None else None

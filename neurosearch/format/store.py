@@ -128,6 +128,30 @@ def update_json(path: Path, change: Callable[[Any], Any], *, default: Any,
     return data
 
 
+def read_cache(path: Path) -> dict[str, Any]:
+    """A cache file's entries: {} when it is absent, unreadable or not a JSON object (a cache is
+    never needed, so a damaged one is passed over, and replaced by the next :func:`put_in_cache`)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def put_in_cache(path: Path, key: str, value: Any, limit: int) -> bool:
+    """Add one entry to a cache file, under its lock; at ``limit`` entries only existing keys are
+    updated. False when it could not be written, which is not an error: the entry is computed again."""
+    try:
+        with exclusive(path, timeout=2.0):
+            data = read_cache(path)
+            if key in data or len(data) < limit:
+                data[key] = value
+                write_json(path, data)
+    except (StoreError, OSError):
+        return False
+    return True
+
+
 def append_jsonl(path: Path, record: Any) -> None:
     """Append one record as a line, durably; a torn last line left by a killed writer stays its own line."""
     path = Path(path)

@@ -176,13 +176,14 @@ class Lookup:
         """(theme, source, explanation) of tree node ``number`` (``flat``: its neurons; ``row``: its
         scored row): its own stored label (``label --ids tree/N``), else the stored label of the cut
         cluster with exactly its neurons (the same cluster: tree/8855 is k200/84), else the offline one."""
-        stored = self.labels.stored_label("cluster", str(ClusterId(method, 0, number)))
+        key = str(ClusterId(method, 0, number))
+        stored = self.labels.stored_label("cluster", key)
         if stored is None and self.labels.has_cluster_labels:  # only then are the cuts read
             same = self.cut_of_neurons(method, flat)
             stored = self.labels.stored_label("cluster", f"{method}/{same}") if same else None
         if stored is not None:
             return stored.theme, stored.source, stored.explanation
-        theme, source = self.labels.label_for("cluster", str(ClusterId(method, 0, number)), method, row)
+        theme, source = self.labels.label_for("cluster", key, method, row)
         return theme, source, None
 
     def same_cut_cluster(self, info: ClusterInfo) -> str | None:

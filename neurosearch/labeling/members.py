@@ -14,7 +14,6 @@ expansion, and ``--tokens`` repeats the search without the server.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -113,15 +112,19 @@ def llm_members(concept: str, config: "LabelConfig", api_key: str | None = None,
                                f"{reply.detail})", session.api_key))
     words, others = reply
     if cache is not None:
-        _keep_list(cache, entry, words, others)
+        from neurosearch.format.store import put_in_cache
+
+        put_in_cache(cache, entry, {"members": words, "not_words": others}, CACHED_LISTS)
     return MemberList(concept=concept, model=config.llm_model, members=words, not_words=others)
 
 
 def _kept_list(cache: Path, entry: str, count: int) -> tuple[list[str], list[str]] | None:
+    from neurosearch.format.store import read_cache
+
     try:
-        found = json.loads(cache.read_text(encoding="utf-8")).get(entry)
+        found = read_cache(cache).get(entry)
         words, others = found["members"], found["not_words"]
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
     if not (isinstance(words, list) and isinstance(others, list) and words
             and all(isinstance(w, str) and _WORD.fullmatch(w) for w in words)
@@ -130,21 +133,13 @@ def _kept_list(cache: Path, entry: str, count: int) -> tuple[list[str], list[str
     return words[:count], [for_terminal(o, 40) for o in others[:count]]
 
 
-def _keep_list(cache: Path, entry: str, words: list[str], others: list[str]) -> None:
-    from neurosearch.format.store import StoreError, exclusive, write_json
+def search_words(listed: MemberList) -> tuple[list[str], list[str]]:
+    """(the listed words to search for, what is left out): function words ("the", "of") are never
+    searched, nor entries that are not one word."""
+    from neurosearch.index.query import expandable
 
-    try:
-        with exclusive(cache, timeout=2.0):
-            try:
-                data = json.loads(cache.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
-            data = data if isinstance(data, dict) else {}
-            if entry in data or len(data) < CACHED_LISTS:
-                data[entry] = {"members": words, "not_words": others}
-                write_json(cache, data)
-    except (StoreError, OSError):
-        pass  # a cache that cannot be written is not an error: the next run asks again
+    return ([word for word in listed.members if expandable(word)],
+            listed.not_words + [word for word in listed.members if not expandable(word)])
 
 
 def find_members(index: Any, concept: str, config: "LabelConfig", api_key: str | None = None, *,
@@ -152,10 +147,8 @@ def find_members(index: Any, concept: str, config: "LabelConfig", api_key: str |
                  **find_options: Any) -> "FindResult":
     """``index.find`` for the members the LLM lists for ``concept`` (``Index.find``'s options; the
     cache as for :func:`llm_members`), with a note naming the model and what was left out."""
-    from neurosearch.index.query import expandable
-
     listed = llm_members(concept, config, api_key, cache_dir=cache_dir, refresh=refresh)
-    words = [word for word in listed.members if expandable(word)]  # "the", "of": never searched
+    words, left_out = search_words(listed)
     if not any(index.vocabulary.is_kept(word) for word in words):
         raise LabelError(f"none of the {len(listed.members)} members {config.llm_model} listed for "
                          f"'{for_terminal(one_line(concept, 60))}' is in this index's kept vocabulary: "
@@ -163,7 +156,6 @@ def find_members(index: Any, concept: str, config: "LabelConfig", api_key: str |
     result = index.find(tokens=words, **find_options)
     note = (f"searched for the members {config.llm_model} listed for '{for_terminal(one_line(concept, 60))}' "
             + ("on an earlier run (--llm-refresh asks again)" if listed.kept else "(--llm)"))
-    left_out = listed.not_words + [word for word in listed.members if not expandable(word)]
     if left_out:
         note += f"; not single content words, left out: {', '.join(left_out[:10])}"
     return replace(result, query=replace(result.query, text=concept), notes=[note, *result.notes])

@@ -15,7 +15,6 @@ The cache is never needed: a cache that cannot be read or written is left alone.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ class PhraseEmbedder:
 
     def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._code: str | None = None  # digest of the expansion code's source (cache_file)
         self._models: dict[Any, Any] = {}
         self._families: dict[Any, Any] = {}
 
@@ -55,32 +55,29 @@ class PhraseEmbedder:
             return None
         from neurosearch.format.state import index_identity
 
-        package = Path(__file__).resolve().parents[1]
-        code = hashlib.sha256()
-        for name in _EXPANSION_CODE:
-            try:
-                code.update((package / name).read_bytes())
-            except OSError:
-                code.update(name.encode())
-        return self.cache_dir / f"phrases-{index_identity(vocabulary.files.manifest.files)}-{code.hexdigest()[:16]}.json"
+        if self._code is None:  # read once per embedder, not per query
+            package = Path(__file__).resolve().parents[1]
+            code = hashlib.sha256()
+            for name in _EXPANSION_CODE:
+                try:
+                    code.update((package / name).read_bytes())
+                except OSError:
+                    code.update(name.encode())
+            self._code = code.hexdigest()[:16]
+        return self.cache_dir / f"phrases-{index_identity(vocabulary.files.manifest.files)}-{self._code}.json"
 
     @staticmethod
     def _entry(text: str, head: str | None) -> str:
         return f"{head or ''}\t{' '.join(text.lower().split())}"
 
-    def _read(self, path: Path) -> dict[str, Any]:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
     def cached(self, vocabulary: Any, text: str, head: str | None) -> list[tuple[int, float]] | None:
         """The expansion this embedder (or an earlier run) computed for the phrase, if kept."""
+        from neurosearch.format.store import read_cache
+
         path = self.cache_file(vocabulary)
         if path is None:
             return None
-        found = self._read(path).get(self._entry(text, head))
+        found = read_cache(path).get(self._entry(text, head))
         n = len(vocabulary.kept_tokens)
         try:
             pairs = [(int(t), float(w)) for t, w in found] if isinstance(found, list) else None
@@ -91,24 +88,20 @@ class PhraseEmbedder:
         return pairs
 
     def _keep(self, vocabulary: Any, text: str, head: str | None, found: list[tuple[int, float]]) -> None:
-        path = self.cache_file(vocabulary)
-        if path is None:
-            return
-        from neurosearch.format.store import StoreError, exclusive, lock_path, write_json
+        from neurosearch.format.store import lock_path, put_in_cache
 
-        try:
-            with exclusive(path, timeout=2.0):
-                data = self._read(path)  # an unreadable file is replaced
-                if len(data) < CACHED_PHRASES:
-                    data[self._entry(text, head)] = [[int(t), round(float(w), 6)] for t, w in found]
-                    write_json(path, data)
-            identity = path.name.rsplit("-", 1)[0]  # phrases-<index files>: the same index, other code
-            for stale in path.parent.glob(f"{identity}-*.json"):
-                if stale != path:
+        path = self.cache_file(vocabulary)
+        if path is None or not put_in_cache(path, self._entry(text, head),
+                                            [[int(t), round(float(w), 6)] for t, w in found], CACHED_PHRASES):
+            return
+        identity = path.name.rsplit("-", 1)[0]  # phrases-<index files>: the same index, other code
+        for stale in path.parent.glob(f"{identity}-*.json"):
+            if stale != path:
+                try:
                     stale.unlink(missing_ok=True)
                     lock_path(stale).unlink(missing_ok=True)
-        except (StoreError, OSError):
-            pass  # a cache that cannot be written is not an error: the next run computes it again
+                except OSError:
+                    pass  # another run's file it cannot remove: left as it is
 
     def model(self, vocabulary: Any) -> Any:
         """The index's model, loaded once (checked against the manifest's weights hash)."""
