@@ -27,12 +27,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from retrieval import ROOT, Evaluator, load_concept_sets, mean_row  # noqa: E402
 
-from neurosearch.model.phrases import PhraseEmbedder  # noqa: E402
+from neurosearch.model.phrases import PhraseEmbedder, phrase_features  # noqa: E402
 from neurosearch import Index  # noqa: E402
 from neurosearch.config import ExpansionConfig  # noqa: E402
 from neurosearch.index.concepts import FamilyIndex  # noqa: E402
 from neurosearch.index.query import ExpandedQuery, _head_word  # noqa: E402
-from neurosearch.index.semantic import FEATURES, candidate_features, concept_of, expansion_of  # noqa: E402
+from neurosearch.index.semantic import FEATURES, expansion_of  # noqa: E402
 
 
 class Concepts:
@@ -59,11 +59,7 @@ class Concepts:
                 phrase = " ".join(text.lower().split())
                 word = _head_word(text)
                 head = index.vocabulary.concepts.key_of(word) if index.vocabulary.concepts is not None and word else None
-            concept = concept_of(phrase, self.embed(phrase), lambda w: index.vocabulary.word_vector(index.vocabulary.pieces(w)),
-                                 self.families, index.vocabulary.concepts, head=head)
-            (candidates, features), = candidate_features([concept], self.kept_sentences, index.vocabulary.kept_space,
-                                                         index.vocabulary.ancestors)
-            self.cache[text] = (concept, candidates, features)
+            self.cache[text] = phrase_features(index.vocabulary, phrase, self.embed(phrase), self.families, head)
         return self.cache[text]
 
     def expanded(self, text: str, config: ExpansionConfig, model=None, extra=None) -> ExpandedQuery:

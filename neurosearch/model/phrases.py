@@ -128,15 +128,24 @@ class PhraseEmbedder:
         return expand_phrase(vocabulary, phrase, vector, self._families[key], head)
 
 
-def expand_phrase(vocabulary: Any, phrase: str, vector: Any, families: Any, head: str | None) -> list[tuple[int, float]]:
-    """The expansion of a phrase with sentence vector ``vector``, scored like the build's keys."""
-    from neurosearch.config import ExpansionConfig, from_dict
-    from neurosearch.format import layout
-    from neurosearch.index.semantic import candidate_features, concept_of, expansion_of
+def phrase_features(vocabulary: Any, phrase: str, vector: Any, families: Any, head: str | None) -> tuple[Any, Any, Any]:
+    """(the concept, its candidate tokens, their features) of a phrase with sentence vector ``vector``
+    (``semantic.candidate_features``); its WordNet members are ``head``'s."""
+    from neurosearch.index.semantic import candidate_features, concept_of
 
     concept = concept_of(phrase, vector, lambda word: vocabulary.word_vector(vocabulary.pieces(word)), families,
                          vocabulary.concepts, head=head)
     (candidates, features), = candidate_features([concept], vocabulary.kept_sentences, vocabulary.kept_space,
                                                  vocabulary.ancestors)
+    return concept, candidates, features
+
+
+def expand_phrase(vocabulary: Any, phrase: str, vector: Any, families: Any, head: str | None) -> list[tuple[int, float]]:
+    """The expansion of a phrase with sentence vector ``vector``, scored like the build's keys."""
+    from neurosearch.config import ExpansionConfig, from_dict
+    from neurosearch.format import layout
+    from neurosearch.index.semantic import expansion_of
+
+    concept, candidates, features = phrase_features(vocabulary, phrase, vector, families, head)
     config = from_dict(ExpansionConfig, vocabulary.files.json(layout.EXPANSION_KEYS)["config"])
     return expansion_of(concept, candidates, features, config, vocabulary.expandable_mask)
