@@ -97,7 +97,7 @@ class Evaluator:
         """The oracle neuron's P@10 for random word sets of the same size and popularity (how often a
         token is among neurons' first 10 top tokens): what the oracle reaches by luck alone."""
         kept = self.index.vocabulary._kept_position
-        ids = [kept[m] for m in members if m in kept]
+        ids = sorted(kept[m] for m in members if m in kept)  # a set's order changes from run to run
         if not ids:
             return 0.0
         rng = np.random.default_rng(0)
