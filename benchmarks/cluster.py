@@ -70,8 +70,8 @@ def _reset_hwm() -> bool:
 
 def run_size(n: int, dim: int, seed: int, k: int, queue: mp.Queue, mode: str = "exact") -> None:
     """Child process: build profiles, then time unit_rows + the mode's tree + cut_tree."""
-    from neurosearch.build.linkage import cut_tree, linkage_tree, unit_rows
-    from neurosearch.build.scalable_clusters import scalable_tree
+    from neurosearch.pipeline.linkage import cut_tree, linkage_tree, unit_rows
+    from neurosearch.pipeline.scalable_clusters import scalable_tree
 
     t0 = time.perf_counter()
     profiles = synthetic_profiles(n, dim, seed)

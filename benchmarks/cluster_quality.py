@@ -32,8 +32,8 @@ def _concepts() -> dict[str, list[str]]:
 
 
 def _retrieval(unit: np.ndarray, labels: np.ndarray, k: int, index_dir: Path) -> dict[str, float]:
-    from neurosearch.build.profiles import top_tokens
-    from neurosearch.build.search import peak_weights
+    from neurosearch.pipeline.profiles import top_tokens
+    from neurosearch.pipeline.search import peak_weights
     from neurosearch.index.index import Index
 
     index = Index.load(index_dir)
@@ -57,7 +57,7 @@ def _retrieval(unit: np.ndarray, labels: np.ndarray, k: int, index_dir: Path) ->
 
 
 def _compactness(unit: np.ndarray, labels: np.ndarray, k: int) -> dict[str, float]:
-    from neurosearch.build.clusters import _pair_stats
+    from neurosearch.pipeline.clusters import _pair_stats
 
     means, diameters, sizes = [], [], []
     for c in range(k):
@@ -77,8 +77,8 @@ def _compactness(unit: np.ndarray, labels: np.ndarray, k: int) -> dict[str, floa
 def compare_modes(profiles_path: Path, index_dir: Path, k: int) -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    from neurosearch.build.linkage import cut_tree, linkage_tree, unit_rows
-    from neurosearch.build.scalable_clusters import scalable_tree
+    from neurosearch.pipeline.linkage import cut_tree, linkage_tree, unit_rows
+    from neurosearch.pipeline.scalable_clusters import scalable_tree
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from common import cpu_line

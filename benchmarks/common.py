@@ -84,7 +84,7 @@ def hooked_vs_plain(loaded: Any, site: Any, windows: Any, batches: list[Any], ac
 
     import torch
 
-    from neurosearch.build.stats import pad_batch, special_mask
+    from neurosearch.pipeline.stats import pad_batch, special_mask
     from neurosearch.model.loading import NeuronHooks
 
     tokenizer = loaded.tokenizer

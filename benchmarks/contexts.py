@@ -2,7 +2,7 @@
 
     python benchmarks/contexts.py [--index index/default] [--corpus ../shared/data/c4-sample.jsonl.gz] [--max-docs N]
 
-The contexts stage (``neurosearch/build/contexts.py``) reads, per batch and layer, the activations
+The contexts stage (``neurosearch/pipeline/contexts.py``) reads, per batch and layer, the activations
 of every (neuron, kept token) pair it tracks -- a neuron's top tokens and its clusters' -- and folds
 them into sums and maxima. For every batch (the build's batching) the plain forward pass and the
 forward pass with the contexts hooks run back to back, in alternating order, so load from other
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from common import ROOT, hooked_vs_plain, print_hooked_vs_plain
-from neurosearch.build.contexts import ContextAccumulator, plan_slots
-from neurosearch.build.contexts_stage import stage_clusters
-from neurosearch.build.stats import batches_by_length, vocab_size
+from neurosearch.pipeline.contexts import ContextAccumulator, plan_slots
+from neurosearch.pipeline.contexts_stage import stage_clusters
+from neurosearch.pipeline.stats import batches_by_length, vocab_size
 from neurosearch.config import ContextConfig, CorpusConfig, ModelConfig, StatsConfig
 from neurosearch.corpus import make_windows, read_documents
 from neurosearch.model.loading import load_model, neuron_site

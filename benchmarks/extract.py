@@ -27,7 +27,7 @@ import torch
 
 from common import cpu_line, hooked_vs_plain, print_hooked_vs_plain  # noqa: E402 (benchmarks/ is on the path)
 
-from neurosearch.build.stats import StatsAccumulator, batches_by_length, pad_batch, special_mask, vocab_size
+from neurosearch.pipeline.stats import StatsAccumulator, batches_by_length, pad_batch, special_mask, vocab_size
 from neurosearch.config import ModelConfig, StatsConfig
 from neurosearch.corpus import make_windows
 from neurosearch.model.loading import LoadedModel, NeuronHooks, load_model, neuron_site

@@ -94,7 +94,7 @@ def cold_child(folder: str, rows: int, query_json: str) -> None:
 
 def hnsw_end_to_end(folder: Path, rows: int, queries: list[dict[int, float]], index_dir: Path) -> dict:
     """Build a graph over ``rows`` synthetic rows; cold = load + query + rerank, warm = query + rerank."""
-    from neurosearch.build.search import build_hnsw, dense_vectors
+    from neurosearch.pipeline.search import build_hnsw, dense_vectors
     from neurosearch.index.scoring import load_hnsw
     from neurosearch.index.index import Index
     from neurosearch.index.postings import ranked

@@ -253,7 +253,7 @@ class ClusterConfig:
     """``exact``: complete linkage over all pairs (the paper's; up to 40,000 neurons, above that a
     prototype tree); ``scalable``: a kNN graph on PCA-reduced profiles, Leiden communities, exact
     complete linkage inside each and between them by sampled diameters
-    (``build/scalable_clusters.py``): 36,864 neurons and more in a few GB (README, benchmarks/cluster.py)."""
+    (``pipeline/scalable_clusters.py``): 36,864 neurons and more in a few GB (README, benchmarks/cluster.py)."""
 
     def __post_init__(self) -> None:
         check_choices(self)

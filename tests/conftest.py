@@ -105,7 +105,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _tiny_build(out: Path, tiny_model: Path, tiny_corpus: Path, methods: tuple[str, ...] | None = None) -> Path:
     """An index of the tiny model over the tiny corpus at K = 3 and 6 (every method, or ``methods``)."""
-    from neurosearch.build import build_index
+    from neurosearch.pipeline import build_index
     from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
 
     config = BuildConfig(

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from neurosearch.build.stats import StatsAccumulator, TokenStats, compute_stats
+from neurosearch.pipeline.stats import StatsAccumulator, TokenStats, compute_stats
 from neurosearch.config import ModelConfig, StatsConfig
 from neurosearch.model.loading import NeuronSite, load_model, neuron_site
 
@@ -64,7 +64,7 @@ def _documents(path: Path) -> list[str]:
 
 def test_two_shards_merged_equal_one_pass(tiny_model: Path, tiny_corpus: Path):
     """Statistics of two shards computed apart and merged == one accumulator fed both shards."""
-    from neurosearch.build.stats import accumulate, vocab_size
+    from neurosearch.pipeline.stats import accumulate, vocab_size
 
     loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
     site = neuron_site(loaded.encoder, "ffn")
@@ -96,7 +96,7 @@ def test_two_shards_merged_equal_one_pass(tiny_model: Path, tiny_corpus: Path):
 def test_fused_kernel_matches_the_torch_path(tiny_model: Path, tiny_corpus: Path):
     """The numba pass gives the torch path's statistics: sums bit for bit, squares to rounding."""
     pytest.importorskip("numba")
-    from neurosearch.build.stats import accumulate, vocab_size
+    from neurosearch.pipeline.stats import accumulate, vocab_size
 
     loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
     site = neuron_site(loaded.encoder, "ffn")

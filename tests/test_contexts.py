@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurosearch.build.contexts import ContextAccumulator, plan_slots, summarise
+from neurosearch.pipeline.contexts import ContextAccumulator, plan_slots, summarise
 CLS, SEP, PAD = 2, 3, 0
 
 
@@ -60,8 +60,8 @@ def test_accumulator_by_hand(path: str):
 
 
 def test_stage_matches_eq1_and_a_brute_force_maximum(tiny_model: Path, tiny_corpus: Path, tmp_path: Path):
-    from neurosearch.build import build_index
-    from neurosearch.build.stats import TokenStats, pad_batch, special_mask
+    from neurosearch.pipeline import build_index
+    from neurosearch.pipeline.stats import TokenStats, pad_batch, special_mask
     from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
     from neurosearch.corpus import make_windows, read_documents
     from neurosearch.model.loading import NeuronHooks, load_model, neuron_site

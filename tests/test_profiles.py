@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from neurosearch.build.embeddings import dequantize_rows, nearest_neighbours, quantize_rows
-from neurosearch.build.profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, smooth, tfidf, top_tokens
+from neurosearch.pipeline.embeddings import dequantize_rows, nearest_neighbours, quantize_rows
+from neurosearch.pipeline.profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, smooth, tfidf, top_tokens
 from neurosearch.index.postings import PARTS, Postings, build_postings
-from neurosearch.build.search import peak_weights
+from neurosearch.pipeline.search import peak_weights
 
 
 def test_frequency_filter_drops_rare_and_special_tokens():
@@ -89,7 +89,7 @@ def test_neighbours_and_quantised_space():
 
 def test_fasttext_vectors_from_word_pieces(tmp_path):
     pytest.importorskip("fasttext")
-    from neurosearch.build.embeddings import fasttext_embeddings
+    from neurosearch.pipeline.embeddings import fasttext_embeddings
 
     rng = np.random.default_rng(0)
     days = ["monday", "tuesday", "friday"]

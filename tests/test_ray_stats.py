@@ -8,8 +8,8 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from neurosearch.build import build_index
-from neurosearch.build.stats import TokenStats
+from neurosearch.pipeline import build_index
+from neurosearch.pipeline.stats import TokenStats
 from neurosearch.config import BuildConfig, CorpusConfig, ModelConfig, StatsConfig
 
 from conftest import make_corpus
@@ -47,7 +47,7 @@ def test_build_ray_options_name_the_address(tmp_path: Path, args: list[str], add
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'neurosearch[ray]'")
     from typer.testing import CliRunner
 
-    import neurosearch.build
+    import neurosearch.pipeline
     from neurosearch.cli.app import app
 
     seen = {}
@@ -56,7 +56,7 @@ def test_build_ray_options_name_the_address(tmp_path: Path, args: list[str], add
         seen.update(options)
         raise SystemExit(0)
 
-    with mock.patch.object(neurosearch.build, "build_index", fake_build, create=True):
+    with mock.patch.object(neurosearch.pipeline, "build_index", fake_build, create=True):
         result = CliRunner().invoke(app, ["build", "--corpus", str(tmp_path / "docs.txt"), "--out",
                                           str(tmp_path / "out"), *args])
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from neurosearch.build import build_index
+from neurosearch.pipeline import build_index
 from neurosearch.cli.app import app
 from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
 from neurosearch.errors import Interrupted
@@ -221,7 +221,7 @@ def test_interrupt_before_the_first_checkpoint_says_nothing_was_kept(tmp_path: P
 
 def test_interrupt_during_clusters_names_the_kept_stages_on_one_line(tmp_path: Path, tiny_model: Path,
                                                                      tiny_corpus: Path, monkeypatch):
-    from neurosearch.build import clusters_stage
+    from neurosearch.pipeline import clusters_stage
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt

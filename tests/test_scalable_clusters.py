@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurosearch.build.clusters import build_clusters, distance_curve
-from neurosearch.build.linkage import cut_tree, unit_rows
+from neurosearch.pipeline.clusters import build_clusters, distance_curve
+from neurosearch.pipeline.linkage import cut_tree, unit_rows
 from neurosearch.config import ClusterConfig
 from neurosearch.errors import ConfigError
 
@@ -28,7 +28,7 @@ def _groups(n_groups: int = 12, per_group: int = 40, dim: int = 300, seed: int =
 
 def test_scalable_tree_is_a_valid_tree_that_finds_separated_families():
     pytest.importorskip("hnswlib")
-    from neurosearch.build.scalable_clusters import ScalableSettings, scalable_tree
+    from neurosearch.pipeline.scalable_clusters import ScalableSettings, scalable_tree
 
     profiles, truth = _groups()
     unit = unit_rows(profiles)
@@ -63,7 +63,7 @@ def test_cluster_mode_is_validated():
 
 def test_build_records_the_clustering_mode(tmp_path: Path, tiny_model: Path, tiny_corpus: Path):
     pytest.importorskip("hnswlib")
-    from neurosearch.build import build_index
+    from neurosearch.pipeline import build_index
     from neurosearch.config import BuildConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
 
     config = BuildConfig(

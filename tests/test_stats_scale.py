@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from neurosearch.build.stats import StatsAccumulator, TokenStats, accumulate, compute_stats, shard_statistics, vocab_size
-from neurosearch.build.stats_total import StatsTotal
+from neurosearch.pipeline.stats import StatsAccumulator, TokenStats, accumulate, compute_stats, shard_statistics, vocab_size
+from neurosearch.pipeline.stats_total import StatsTotal
 from neurosearch.config import ModelConfig, StatsConfig
 from neurosearch.model.loading import NeuronHooks, NeuronSite, load_model, neuron_site
 
@@ -126,7 +126,7 @@ def test_compact_shard_tables_and_the_running_total(tiny_model: Path, tiny_corpu
 
 def test_compressed_rows_read_only_their_blocks(tmp_path: Path):
     pytest.importorskip("zstandard")
-    from neurosearch.build import stats_store
+    from neurosearch.pipeline import stats_store
 
     rng = np.random.default_rng(0)
     sums = rng.standard_normal((600, 7))
@@ -147,7 +147,7 @@ def test_compressed_rows_read_only_their_blocks(tmp_path: Path):
 def test_fused_kernel_on_minilm_over_c4_equals_the_torch_path():
     """The real model on a slice of the C4 sample: sums bit for bit, top values, refs up to ties."""
     from neurosearch.corpus import make_windows
-    from neurosearch.build.stats import batches_by_length, pad_batch, special_mask
+    from neurosearch.pipeline.stats import batches_by_length, pad_batch, special_mask
 
     pytest.importorskip("numba")
     corpus = requires_shared("data", "c4-sample.jsonl.gz")
@@ -189,7 +189,7 @@ def test_a_compressed_build_has_the_plain_builds_statistics_and_profiles(tiny_mo
     """stats/ written from the last checkpoint (share 0: only the first shard is checkpointed, so the
     total is saved at the end) or from the total, plain or zstd: the profiles stage reads the kept
     rows of either (memory map / compressed blocks) and gets the same profiles."""
-    from neurosearch.build import build_index
+    from neurosearch.pipeline import build_index
     from neurosearch.config import BuildConfig, CorpusConfig, ProfileConfig
     from neurosearch.format import layout
 

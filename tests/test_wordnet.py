@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurosearch.build.wordnet import (
+from neurosearch.pipeline.wordnet import (
     Membership, WordNet, WordNetConfig, concept_table, find_wordnet, lemma_candidates, plural,
 )
 
@@ -179,7 +179,7 @@ def test_wordnet_is_found_from_the_environment_and_in_nltk_zips(tmp_path: Path, 
 
 def test_build_bakes_concepts_and_find_uses_them(tmp_path: Path, tiny_model: Path, tiny_corpus: Path, monkeypatch):
     from neurosearch import Index
-    from neurosearch.build import SEARCH_FORMAT, build_index
+    from neurosearch.pipeline import SEARCH_FORMAT, build_index
     from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
     from neurosearch.index.query import NO_WORDNET_NOTE
 

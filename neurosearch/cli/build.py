@@ -38,7 +38,7 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Build an index: statistics, profiles, clusters and search vectors, resumably."""
-    from neurosearch.build import build_index
+    from neurosearch.pipeline import build_index
     from neurosearch.config import (
         CLUSTER_MODES,
         METHODS,

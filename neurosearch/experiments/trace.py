@@ -9,7 +9,7 @@ against that neuron's corpus statistics::
 
 where ``mean_n`` and ``std_n`` (``neurons/mean.npy``, ``neurons/std.npy``) are the neuron's mean
 and standard deviation over every counted token occurrence of the index's corpus (all word
-pieces, ``[CLS]``/``[SEP]``/``[PAD]`` excluded; float64 sums, ``build/stats.py``). A z of 3 means
+pieces, ``[CLS]``/``[SEP]``/``[PAD]`` excluded; float64 sums, ``pipeline/stats.py``). A z of 3 means
 "three standard deviations above what this neuron usually does on a corpus token". Neurons whose
 corpus std is below ``TraceConfig.min_std`` (nearly constant: a tiny wobble would read as a huge
 z) are left out of the rankings; they still have a value in ``trace_unit``.
@@ -272,7 +272,7 @@ class Tracer:
         """Run the model over ``text`` in the build's windows and read every neuron at every piece."""
         import torch
 
-        from neurosearch.build.stats import pad_batch
+        from neurosearch.pipeline.stats import pad_batch
         from neurosearch.corpus import Windows
         from neurosearch.model.loading import NeuronHooks
 

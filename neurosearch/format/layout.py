@@ -144,7 +144,7 @@ def postings_file(method: str, kind: str, part: str, deep: bool = False) -> str:
 
 
 TREE_ARRAYS = ("children", "top_weights", "distances")
-"""The search method's cluster tree (``build/tree.py``): each node's two children, its mean
+"""The search method's cluster tree (``pipeline/tree.py``): each node's two children, its mean
 profile's top values, and the mean and max cosine distance of its neurons."""
 
 
@@ -190,7 +190,7 @@ CONTEXT_ARRAYS = (
     "neuron_token_means", "neuron_token_values", "neuron_token_refs",
     "cluster_token_means", "cluster_token_z", "cluster_token_values", "cluster_token_neurons", "cluster_token_refs",
 )
-"""The contexts stage's arrays (``build/contexts.py``); cluster rows are :data:`CONTEXT_CLUSTERS`' keys."""
+"""The contexts stage's arrays (``pipeline/contexts.py``); cluster rows are :data:`CONTEXT_CLUSTERS`' keys."""
 CONTEXT_CLUSTERS = f"{CONTEXTS_DIR}/clusters.json"
 
 

@@ -1,6 +1,6 @@
 """The WordNet concept table baked into an index: a concept word's member tokens, read at query time.
 
-Built by :func:`neurosearch.build.wordnet.concept_table`; standard library only (``find`` imports it).
+Built by :func:`neurosearch.pipeline.wordnet.concept_table`; standard library only (``find`` imports it).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A concept's weights are the probabilities that each kept token belongs to it (``semantic.py``).
 The build stores them for every *key*: every WordNet noun lemma with members among the kept
-tokens, and every whole word of the model's vocabulary (``build/semantic.py``). A query is
+tokens, and every whole word of the model's vocabulary (``pipeline/semantic.py``). A query is
 matched to a key by lemmatising its words ("units of time" -> "unit of time", "currencies" ->
 "currency"): a word of several word pieces is looked up as one word, never as its first piece,
 and a phrase WordNet knows as one concept is one key. No torch and no numpy on that path.

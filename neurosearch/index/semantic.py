@@ -12,7 +12,7 @@ tuning half of ``benchmarks/concepts/general.json`` (``benchmarks/fit_expansion.
 neuron's score is then the expected number of members among its first 10 top tokens, over 10.
 
 numpy only, imported lazily: the build runs it for every concept key at once
-(``build/semantic.py``) and ``find`` only for a phrase it has no stored expansion of.
+(``pipeline/semantic.py``) and ``find`` only for a phrase it has no stored expansion of.
 """
 
 from __future__ import annotations

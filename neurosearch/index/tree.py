@@ -1,4 +1,4 @@
-"""Tree nodes at query time (``build/tree.py`` stores them): which neurons a node holds."""
+"""Tree nodes at query time (``pipeline/tree.py`` stores them): which neurons a node holds."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 all-MiniLM-L6-v2 is a sentence encoder: trained so that the mean of its last hidden states over
 a text's tokens (``[CLS]`` and ``[SEP]`` included) is close, in cosine, for texts that mean the
-same. The build embeds every kept token and every concept key once (``build/semantic.py``);
+same. The build embeds every kept token and every concept key once (``pipeline/semantic.py``);
 ``find`` embeds a phrase it has no stored expansion of (the slow path, which says so).
 """
 

@@ -33,7 +33,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="session")
 def battery_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny_corpus: Path) -> Path:
     """The tiny index every battery case starts from (never changed: cases work on copies)."""
-    from neurosearch.build import build_index
+    from neurosearch.pipeline import build_index
 
     out = tmp_path_factory.mktemp("battery") / "index"
     build_index(battery_config(tiny_model, tiny_corpus), out)

@@ -66,9 +66,9 @@ def test_two_ablate_runs_at_once_keep_every_result(index_copy: Path):
 KILL_DURING_SEARCH = """
 import os, signal, sys
 sys.path.insert(0, {kit!r})
-import neurosearch.build.search as search
+import neurosearch.pipeline.search as search
 from battery.battery_kit import battery_config
-from neurosearch.build import build_index
+from neurosearch.pipeline import build_index
 
 def killed(*args, **kwargs):  # the HNSW graphs come last in a method's search files: half of them exist
     os.kill(os.getpid(), signal.SIGKILL)
@@ -93,7 +93,7 @@ def test_a_kill_while_the_search_stage_is_redone_is_repaired_by_the_next_build(b
     """``build --method`` changed, killed mid-search; a rerun with the original settings (which used to
     find nothing to do and leave the index broken) redoes the stage and gives the original files."""
     from neurosearch import Index
-    from neurosearch.build import build_index
+    from neurosearch.pipeline import build_index
 
     out = tmp_path / "index"
     shutil.copytree(battery_index, out)

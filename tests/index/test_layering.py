@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "neurosearch"
-ABOVE = ("neurosearch.build", "neurosearch.model", "neurosearch.experiments", "neurosearch.cli", "neurosearch.plots")
+ABOVE = ("neurosearch.pipeline", "neurosearch.model", "neurosearch.experiments", "neurosearch.cli", "neurosearch.plots")
 READS_THE_LABEL_STORE = {"stored.py", "verify.py"}
 """The query-time modules that import labeling/ (its reader of labels.json)."""
 

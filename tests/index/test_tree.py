@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from neurosearch.build.tree import tree_nodes
+from neurosearch.pipeline.tree import tree_nodes
 from neurosearch.cli.app import app
 from neurosearch.index import Index
 from neurosearch.index.tree import node_neurons

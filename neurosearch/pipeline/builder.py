@@ -129,7 +129,7 @@ class Builder:
             dropped = [name for name in later if manifest.stages.pop(name, None) is not None]
             for name in dropped:
                 self.reporter.log(f"{name}: configuration changed, rebuilding")
-        from neurosearch.build.contexts_stage import outdated
+        from neurosearch.pipeline.contexts_stage import outdated
 
         reason = outdated(manifest, self.config.contexts)
         if reason is not None:
@@ -151,7 +151,7 @@ class Builder:
         check_writable(out, "the index")
 
     def _wants_concepts(self) -> bool:
-        from neurosearch.build.wordnet import find_wordnet
+        from neurosearch.pipeline.wordnet import find_wordnet
 
         return self.config.concepts and find_wordnet() is not None
 
@@ -177,7 +177,7 @@ class Builder:
     # -- the build -------------------------------------------------------------------------------
     def stages(self, corpus: CorpusSummary) -> tuple[Stage, ...]:
         """The stages in order (their names are :data:`STAGES`); each returns its facts."""
-        from neurosearch.build import clusters_stage, contexts_stage, profiles_stage, search_stage, stats_stage
+        from neurosearch.pipeline import clusters_stage, contexts_stage, profiles_stage, search_stage, stats_stage
 
         out, config, reporter = self.out, self.config, self.reporter
         return (
@@ -213,7 +213,7 @@ class Builder:
         config = self.config
         self._check_out()
         if config.profiles.embeddings == "file":
-            from neurosearch.build.embeddings import check_embeddings_file
+            from neurosearch.pipeline.embeddings import check_embeddings_file
 
             check_embeddings_file(str(config.profiles.embeddings_path))
         corpus = scan_corpus(config.corpus)  # validates the corpus before anything is written
@@ -257,7 +257,7 @@ class Builder:
         manifest.stages.setdefault("stats", {})["identity"] = identity
         self._invalidate_changed(manifest)
         if config.profiles.embeddings == "file" and not self._stage_done(manifest, "profiles"):
-            from neurosearch.build.embeddings import check_embeddings_cover
+            from neurosearch.pipeline.embeddings import check_embeddings_cover
 
             check_embeddings_cover(str(config.profiles.embeddings_path), list(self._model()[0].tokenizer.get_vocab()))
         stages = STAGES[: STAGES.index(until) + 1]
@@ -297,5 +297,5 @@ def build_index(
     """Build (or finish building) the index at ``out`` up to stage ``until`` (default: every stage).
 
     ``ray``: run the statistics shards on a Ray cluster at this address (``local`` starts one
-    here; see :mod:`~neurosearch.build.ray_stats`); the statistics are the same bits either way."""
+    here; see :mod:`~neurosearch.pipeline.ray_stats`); the statistics are the same bits either way."""
     return Builder(config, Path(out), reporter or SilentReporter(), ray=ray).run(until, force)

@@ -62,7 +62,7 @@ def build_expansions(
     kept_sentences = embed(kept_tokens)
     concepts, aliases, table = {}, {}, None
     if wordnet is not None:
-        from neurosearch.build.wordnet import concept_table, kept_concepts
+        from neurosearch.pipeline.wordnet import concept_table, kept_concepts
 
         concepts = kept_concepts(wordnet, kept_tokens)
     lemma_keys = sorted(concepts)

@@ -1,13 +1,13 @@
 """A build's running statistics: one dense host table over the vocabulary, shards added in order.
 
-Each shard is accumulated from zero (:func:`~neurosearch.build.stats.shard_statistics`) and then
+Each shard is accumulated from zero (:func:`~neurosearch.pipeline.stats.shard_statistics`) and then
 added here, element by element, in shard order. The same additions happen whether the shards ran
 in this process, were resumed from a checkpoint, or came back from Ray workers, so all three give
 the same bits. Top-k lists merge stably (the total's entries first), which equals inserting the
 shard's occurrences one by one after the total's, older first on ties.
 
 Checkpoints are written straight from the table: rows of tokens seen so far, block by block, no
-[T, N] export copy (:mod:`~neurosearch.build.stats_store`); loading streams them back the same way.
+[T, N] export copy (:mod:`~neurosearch.pipeline.stats_store`); loading streams them back the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from neurosearch.build.stats_store import BLOCK_ROWS, directory_bytes, iter_row_blocks, read_arrays, write_stats
+from neurosearch.pipeline.stats_store import BLOCK_ROWS, directory_bytes, iter_row_blocks, read_arrays, write_stats
 from neurosearch.format import layout
 from neurosearch.format.atomic import write_json_atomic
 
@@ -50,7 +50,7 @@ class StatsTotal:
             neuron_sumsq: np.ndarray, top_values: np.ndarray, top_refs: np.ndarray, documents: int,
             windows: int) -> None:
         """Add one shard: ``column_blocks`` yields (first column, [len(token_ids), width]) sums."""
-        from neurosearch.build.stats import merge_top
+        from neurosearch.pipeline.stats import merge_top
 
         ids = np.asarray(token_ids, dtype=np.int64)
         if len(np.unique(ids)) != len(ids):
@@ -68,7 +68,7 @@ class StatsTotal:
         self.windows += windows
 
     def add_accumulator(self, accumulator: Any) -> None:
-        """Add a :class:`~neurosearch.build.stats.StatsAccumulator` (any device), layer by layer."""
+        """Add a :class:`~neurosearch.pipeline.stats.StatsAccumulator` (any device), layer by layer."""
         rows = accumulator.seen_rows()
         n = self.n_neurons
         self.add(accumulator.seen_ids(rows), accumulator.counts[rows].cpu().numpy(), accumulator.layer_blocks(rows),
@@ -76,7 +76,7 @@ class StatsTotal:
                  accumulator.top_refs.reshape(n, -1, 3).cpu().numpy(), accumulator.documents, accumulator.windows)
 
     def add_stats(self, stats: Any) -> None:
-        """Add a :class:`~neurosearch.build.stats.TokenStats` (a shard computed elsewhere)."""
+        """Add a :class:`~neurosearch.pipeline.stats.TokenStats` (a shard computed elsewhere)."""
         self.add(stats.token_ids, stats.token_counts, [(0, np.asarray(stats.token_sums))], stats.neuron_sumsq,
                  stats.top_values, stats.top_refs, stats.documents, stats.windows)
 

@@ -9,15 +9,15 @@ activating occurrences as references (document, position, token id, value) -- ne
 Everything is additive, so a corpus can be cut into shards that are processed anywhere and merged
 (:meth:`TokenStats.merge`). The build accumulates every shard from zero in tables holding only the
 shard's tokens (:func:`shard_statistics`) and adds it to a dense running total in shard order
-(:mod:`~neurosearch.build.stats_total`), which it checkpoints by time: one process, a resumed run
-and Ray workers (:mod:`~neurosearch.build.ray_stats`) give the same bits.
+(:mod:`~neurosearch.pipeline.stats_total`), which it checkpoints by time: one process, a resumed run
+and Ray workers (:mod:`~neurosearch.pipeline.ray_stats`) give the same bits.
 
 Speed: activations are consumed inside the forward hooks, layer by layer, while they are hot in
-cache. On a CPU one fused numba kernel (:mod:`neurosearch.build.kernels`) reads them in place
+cache. On a CPU one fused numba kernel (:mod:`neurosearch.pipeline.kernels`) reads them in place
 (bf16 as its bit pattern, or fp32), adds each value to its token's float64 sum and its square to
 the neuron's, and keeps the top-k inline. Without numba, and on a GPU, torch does the same with
 ``index_put_`` on the tables' device (no per-layer copy to the host) and the top-k updates of
-:mod:`~neurosearch.build.torch_top`.
+:mod:`~neurosearch.pipeline.torch_top`.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ class TokenStats:
         )
 
     def save(self, directory: Path, compress: str = "none") -> None:
-        """Write the statistics directory (:mod:`~neurosearch.build.stats_store`); ``totals`` last."""
-        from neurosearch.build.stats_store import iter_row_blocks, write_stats
+        """Write the statistics directory (:mod:`~neurosearch.pipeline.stats_store`); ``totals`` last."""
+        from neurosearch.pipeline.stats_store import iter_row_blocks, write_stats
 
         write_stats(directory, token_ids=self.token_ids, token_counts=self.token_counts,
                     row_blocks=lambda: iter_row_blocks(self.token_sums), n_neurons=self.n_neurons,
@@ -111,7 +111,7 @@ class TokenStats:
     def load(cls, directory: Path, mmap: bool = False) -> "TokenStats":
         """Read a statistics directory; with ``mmap`` the sums stay on disk and indexing them with
         rows reads only those rows (a memory map, or the compressed blocks that hold them)."""
-        from neurosearch.build.stats_store import read_arrays
+        from neurosearch.pipeline.stats_store import read_arrays
 
         arrays = read_arrays(directory, mmap)
         documents, windows = (int(v) for v in arrays.pop("totals"))
@@ -139,7 +139,7 @@ class StatsAccumulator:
     GPU; the sums are float64 there too and reach the host once, when the build adds the shard to
     its total). With ``token_ids`` (the sorted ids a shard can contain) the per-token tables hold
     only those rows; otherwise one row per vocabulary id. ``backend``: ``numba`` (the fused CPU
-    kernel, :mod:`neurosearch.build.kernels`), ``torch`` (``index_put_`` and torch top-k updates,
+    kernel, :mod:`neurosearch.pipeline.kernels`), ``torch`` (``index_put_`` and torch top-k updates,
     any device), or ``auto`` (numba on a CPU when it is installed). ``dense_top`` picks the
     synchronisation-free top-k update of the torch path (default: off the CPU).
     """
@@ -171,7 +171,7 @@ class StatsAccumulator:
         self._buffer = torch.empty(0, dtype=torch.float64, device=dev)
         self._ones = torch.ones(1, 0, dtype=torch.float64, device=dev)
         self._batch: dict[str, Any] = {}
-        from neurosearch.build.kernels import fused_accumulate
+        from neurosearch.pipeline.kernels import fused_accumulate
 
         self._kernel = fused_accumulate() if backend != "torch" and dev.type == "cpu" else None
         if backend == "numba" and self._kernel is None:
@@ -194,7 +194,7 @@ class StatsAccumulator:
             yield layer * width, table[rows].cpu().numpy()
 
     def add_to(self, total: Any) -> None:
-        """Add these statistics to a build's :class:`~neurosearch.build.stats_total.StatsTotal`."""
+        """Add these statistics to a build's :class:`~neurosearch.pipeline.stats_total.StatsTotal`."""
         total.add_accumulator(self)
 
     def export(self) -> TokenStats:
@@ -249,7 +249,7 @@ class StatsAccumulator:
             self._kernel(data, batch["rows"], batch["docs"], batch["pos"], batch["ids"], self.sums[layer].numpy(),
                          self.sumsq[layer].numpy(), self.top_values[layer].numpy(), self.top_refs[layer].numpy())
             return
-        from neurosearch.build.torch_top import update_top_dense, update_top_screened
+        from neurosearch.pipeline.torch_top import update_top_dense, update_top_screened
 
         x = x.to(self.device)
         n = x.shape[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neurosearch.build.pipeline import STAGES, Builder
+from neurosearch.pipeline.builder import STAGES, Builder
 from neurosearch.config import BuildConfig, CorpusConfig
 from neurosearch.progress import SilentReporter
 

@@ -3,10 +3,10 @@
 Ray is the engine (an optional extra: ``pip install 'neurosearch[ray]'``); this module only hands
 it work. Each worker is a Ray actor that loads the model once (one GPU per actor where the cluster
 has GPUs, else one CPU per actor) and turns a shard of documents into that shard's statistics
-with the same code as a local build (:func:`~neurosearch.build.stats.shard_statistics`). The
+with the same code as a local build (:func:`~neurosearch.pipeline.stats.shard_statistics`). The
 driver keeps a bounded number of shards in flight, and adds the results to the build's total in
 shard order, so the merged statistics are the same bits as a single-process build's (shards are
-always accumulated from zero and added in order, see :mod:`~neurosearch.build.stats_total`), and
+always accumulated from zero and added in order, see :mod:`~neurosearch.pipeline.stats_total`), and
 checkpoints and resume work as they do locally.
 
 Every node needs neurosearch, the model and the same library versions as the driver; each worker
@@ -49,7 +49,7 @@ class ShardWorker:
         return self.loaded.weights_hash()
 
     def run(self, documents: list[str], first_document: int) -> dict[str, Any]:
-        from neurosearch.build.stats import shard_statistics
+        from neurosearch.pipeline.stats import shard_statistics
 
         accumulator = shard_statistics(self.loaded, self.site, documents, first_document, self.config.stats,
                                        self.config.corpus.window)
@@ -87,7 +87,7 @@ def _workers(ray: Any, config: Any, expected_hash: str) -> list[Any]:
 def ray_shard_results(address: str, config: Any, shards: Iterator[list[str]], first: int,
                       reporter: Any, expected_hash: str) -> Iterator[tuple[int, Any]]:
     """(documents, add-to-total) of every shard in corpus order, computed by Ray workers."""
-    from neurosearch.build.stats import TokenStats
+    from neurosearch.pipeline.stats import TokenStats
 
     ray = _ray()
     started = _connect(ray, address)

@@ -186,7 +186,7 @@ def _community_distances(unit: np.ndarray, groups: list[np.ndarray], samples: in
 
 def scalable_tree(unit: np.ndarray, settings: ScalableSettings | None = None, *, progress: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Scipy-format linkage matrix [N-1, 4] as described in the module docstring, and facts about it."""
-    from neurosearch.build.linkage import _complete_linkage, linkage_tree
+    from neurosearch.pipeline.linkage import _complete_linkage, linkage_tree
 
     settings = settings or ScalableSettings()
     unit = np.ascontiguousarray(unit, dtype=np.float32)

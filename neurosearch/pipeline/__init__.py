@@ -10,7 +10,7 @@ __all__ = ["build_index", "SEARCH_FORMAT"]
 
 def __getattr__(name: str):  # lazy: importing a build module does not import the whole pipeline
     if name in __all__:
-        from neurosearch.build import pipeline
+        from neurosearch.pipeline import builder
 
-        return getattr(pipeline, name)
+        return getattr(builder, name)
     raise AttributeError(name)

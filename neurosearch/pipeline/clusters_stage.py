@@ -23,8 +23,8 @@ from neurosearch.progress import Reporter
 
 def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter) -> dict[str, Any]:
     """Write the stage's files into ``out`` and list them; the stage's facts."""
-    from neurosearch.build.clusters import build_clusters, distance_curve
-    from neurosearch.build.linkage import unit_rows
+    from neurosearch.pipeline.clusters import build_clusters, distance_curve
+    from neurosearch.pipeline.linkage import unit_rows
 
     too_big = [k for k in config.ks if k > manifest.n_neurons]
     if too_big:
@@ -56,10 +56,10 @@ def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter
 
 def _tree(unit: np.ndarray, config: ClusterConfig) -> tuple[np.ndarray, dict[str, Any]]:
     """The linkage tree of ``ClusterConfig.mode`` and what the manifest records about it."""
-    from neurosearch.build.linkage import linkage_tree
+    from neurosearch.pipeline.linkage import linkage_tree
 
     if config.mode == "scalable":
-        from neurosearch.build.scalable_clusters import scalable_tree
+        from neurosearch.pipeline.scalable_clusters import scalable_tree
 
         tree, facts = scalable_tree(unit)
         return tree, {"mode": "scalable", "communities": facts["communities"],

@@ -58,9 +58,9 @@ def run(out: Path, manifest: Manifest, build: BuildConfig, model: Callable[[], t
     ``model`` returns the loaded model and its neuron site; ``position`` is updated with the
     documents done and checkpointed; ``ray``: the Ray cluster address the shards run on (None: in
     this process)."""
-    from neurosearch.build.stats import TokenStats, vocab_size
-    from neurosearch.build.stats_store import directory_bytes
-    from neurosearch.build.stats_total import CheckpointClock, StatsTotal, write_checkpoint
+    from neurosearch.pipeline.stats import TokenStats, vocab_size
+    from neurosearch.pipeline.stats_store import directory_bytes
+    from neurosearch.pipeline.stats_total import CheckpointClock, StatsTotal, write_checkpoint
 
     started = time.time()
     loaded, site = model()
@@ -137,11 +137,11 @@ def _shard_results(build: BuildConfig, loaded: Any, site: Any, documents: Iterat
     """(documents, add-to-total) of every shard, in corpus order: here (``on_batch`` gets the
     documents each batch stands for, in proportion to its windows), or on Ray workers."""
     if ray is not None:
-        from neurosearch.build.ray_stats import ray_shard_results
+        from neurosearch.pipeline.ray_stats import ray_shard_results
 
         yield from ray_shard_results(ray, build, documents, first, reporter, loaded.weights_hash())
         return
-    from neurosearch.build.stats import shard_statistics
+    from neurosearch.pipeline.stats import shard_statistics
 
     for shard in documents:
         def on_windows(done: int, windows: int, size: int = len(shard)) -> None:

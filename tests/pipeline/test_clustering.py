@@ -9,8 +9,8 @@ import pytest
 from scipy.cluster.hierarchy import is_valid_linkage
 from scipy.spatial.distance import squareform
 
-from neurosearch.build.clusters import Cluster, build_clusters, distance_curve, refine
-from neurosearch.build.linkage import condensed_cosine, cut_tree, linkage_tree, unit_rows
+from neurosearch.pipeline.clusters import Cluster, build_clusters, distance_curve, refine
+from neurosearch.pipeline.linkage import condensed_cosine, cut_tree, linkage_tree, unit_rows
 from neurosearch.config import ClusterConfig
 
 
@@ -53,7 +53,7 @@ def test_condensed_cosine_matches_direct_computation():
 
 
 def test_condensed_cosine_small_blocks(monkeypatch):
-    import neurosearch.build.linkage as clustering
+    import neurosearch.pipeline.linkage as clustering
 
     monkeypatch.setattr(clustering, "_BLOCK_BYTES", 4 * 13 * 3)  # 3 rows per block
     x = np.random.default_rng(2).standard_normal((13, 5)).astype(np.float32)

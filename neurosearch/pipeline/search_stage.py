@@ -98,8 +98,8 @@ class SearchStage:
     def _write_method(self, method: str, space: TokenSpace) -> None:
         """The scoring postings, find's arrays, the cluster keys and offline labels of one method;
         for the search method also its tree's nodes and the HNSW graphs."""
-        from neurosearch.build.linkage import unit_rows
-        from neurosearch.build.search import peak_weights
+        from neurosearch.pipeline.linkage import unit_rows
+        from neurosearch.pipeline.search import peak_weights
 
         profiles = np.load(self.out / layout.profiles_file(method))
         top = np.load(self.out / layout.neuron_top_tokens(method))
@@ -136,8 +136,8 @@ class SearchStage:
 
     def _tree_nodes(self, unit: np.ndarray) -> Any:
         """The nodes of the tree the clusters stage cut (the same tree: its mode, its linkage)."""
-        from neurosearch.build.clusters_stage import _tree
-        from neurosearch.build.tree import tree_nodes
+        from neurosearch.pipeline.clusters_stage import _tree
+        from neurosearch.pipeline.tree import tree_nodes
 
         config = from_dict(ClusterConfig, self.manifest.configs.get("clusters"))
         tree, _ = _tree(unit, config)
@@ -166,7 +166,7 @@ class SearchStage:
                 self._save(layout.postings_file(method, kind, part, deep), array)
 
     def _write_hnsw(self, method: str, kind: str, top: np.ndarray, space: np.ndarray) -> None:
-        from neurosearch.build.search import build_hnsw, dense_vectors
+        from neurosearch.pipeline.search import build_hnsw, dense_vectors
 
         rows = top[:, : self.score_tokens]
         equal = np.full(rows.shape, 1 / np.sqrt(rows.shape[1]), dtype=np.float32)
@@ -185,8 +185,8 @@ class SearchStage:
 
     def _write_expansions(self, space: TokenSpace) -> str | None:
         """The concept expansions and the WordNet concept table; WordNet's version or None."""
-        from neurosearch.build.semantic import build_expansions
-        from neurosearch.build.wordnet import WordNet, WordNetConfig
+        from neurosearch.pipeline.semantic import build_expansions
+        from neurosearch.pipeline.wordnet import WordNet, WordNetConfig
         from neurosearch.model.sentences import sentence_vectors
 
         wordnet = WordNet.find() if self.concepts else None

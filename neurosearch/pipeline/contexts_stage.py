@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from neurosearch.build.contexts import ContextAccumulator, plan_slots, summarise
+from neurosearch.pipeline.contexts import ContextAccumulator, plan_slots, summarise
 from neurosearch.config import BuildConfig, ContextConfig, to_dict
 from neurosearch.format import layout
 from neurosearch.format.atomic import save_npy_atomic, write_json_atomic
@@ -52,8 +52,8 @@ def run(out: Path, manifest: Manifest, build: BuildConfig, model: Callable[[], t
 
     ``model()`` loads the model when it is not loaded yet and returns it with its neuron site.
     """
-    from neurosearch.build.stats_stage import shards
-    from neurosearch.build.stats import accumulate, vocab_size
+    from neurosearch.pipeline.stats_stage import shards
+    from neurosearch.pipeline.stats import accumulate, vocab_size
     from neurosearch.corpus import read_documents
 
     loaded, site = model()

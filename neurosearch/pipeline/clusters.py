@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from neurosearch.build.linkage import _block_rows, _cut_roots, _number_by_first_member, cut_tree
+from neurosearch.pipeline.linkage import _block_rows, _cut_roots, _number_by_first_member, cut_tree
 from neurosearch.config import ClusterConfig
 
 

@@ -26,9 +26,9 @@ FEW_KEPT_TOKENS = 2000
 
 def run(out: Path, manifest: Manifest, build: BuildConfig, loaded: Any, reporter: Reporter) -> dict[str, Any]:
     """Write the stage's files into ``out`` and list them; the stage's facts."""
-    from neurosearch.build.embeddings import nearest_neighbours, quantize_rows, unit
-    from neurosearch.build.profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, top_tokens
-    from neurosearch.build.stats import TokenStats
+    from neurosearch.pipeline.embeddings import nearest_neighbours, quantize_rows, unit
+    from neurosearch.pipeline.profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, top_tokens
+    from neurosearch.pipeline.stats import TokenStats
     from neurosearch.corpus import plain_backend
 
     config = build.profiles
@@ -80,7 +80,7 @@ def run(out: Path, manifest: Manifest, build: BuildConfig, loaded: Any, reporter
 
 def token_space(build: BuildConfig, loaded: Any, out: Path) -> np.ndarray:
     """Unit token vectors for the whole vocabulary from the configured source."""
-    from neurosearch.build.embeddings import fasttext_embeddings, file_embeddings, unit
+    from neurosearch.pipeline.embeddings import fasttext_embeddings, file_embeddings, unit
 
     config = build.profiles
     table = loaded.encoder.get_input_embeddings().weight.detach().float().cpu().numpy()

@@ -71,7 +71,7 @@ class ContextAccumulator:
     One numba pass per layer (``kernels.fused_pairs``); without numba the same in torch, through
     index_add_ and scatter_reduce_ on the expanded (position, pair) entries.
 
-    Has the interface :func:`neurosearch.build.stats.accumulate` drives (``begin_batch``,
+    Has the interface :func:`neurosearch.pipeline.stats.accumulate` drives (``begin_batch``,
     ``observe``, ``documents``, ``windows``).
     """
 
@@ -98,7 +98,7 @@ class ContextAccumulator:
             self.tables.append((torch.from_numpy(offsets), torch.from_numpy(slots.neuron[pairs] % width),
                                 torch.from_numpy(pairs.astype(np.int64))))
         self._batch: dict[str, torch.Tensor] = {}
-        from neurosearch.build.kernels import fused_pairs
+        from neurosearch.pipeline.kernels import fused_pairs
 
         self._kernel = fused_pairs()
 
