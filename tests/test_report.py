@@ -83,7 +83,7 @@ def site(prepared, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_site_has_every_page_and_nothing_remote(site: Path, prepared):
     copy, _ = prepared
     index = Index.load(copy)
-    for info in (index.cluster(f"{index.search_method}/k{k}/{c['id']}") for k in index.ks
+    for info in (index.cluster(f"{index.search_method}/k{k}/{c.id}") for k in index.ks
                  for c in index.clusters(index.search_method, k)):
         assert (site / cluster_href(info.key)).is_file()
     for flat in range(index.manifest.n_neurons):
@@ -132,8 +132,8 @@ def test_cluster_contexts_are_the_indexs_strongest_occurrences(prepared):
     for limit in (1, 3, 8):
         per_neuron = {name: _neuron_refs(data, limit) for name, data in neurons.items()}
         for c in index.clusters(index.search_method, 6):
-            info = index.cluster(f"{index.search_method}/k6/{c['id']}")
-            expected = index.cluster_refs(info, limit)
+            info = index.cluster(f"{index.search_method}/k6/{c.id}")
+            expected = [occurrence.to_json() for occurrence in index.cluster_refs(info, limit)]
             found = strongest(info.neurons, per_neuron, limit)
             assert [(r["document"], r["position"]) for r in found] == [(r["document"], r["position"]) for r in expected]
             assert [r["z"] for r in found] == pytest.approx([r["z"] for r in expected], rel=1e-4)
@@ -146,8 +146,9 @@ def test_neuron_records_are_index_neuron_in_bulk(prepared):
     index = Index.load(copy)
     names = [index.neuron_name(f) for f in range(0, index.manifest.n_neurons, 5)]
     bulk = neuron_records(index, names)
+    assert index.neurons(names) == [index.neuron(name) for name in names]
     for name in names:
-        assert bulk[name] == index.neuron(name)
+        assert bulk[name] == index.neuron(name).to_json()
 
 
 def test_verdicts_from_stored_results():

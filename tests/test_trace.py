@@ -74,11 +74,11 @@ def test_tokens_list_their_strongest_neurons_and_clusters_by_mean_z(tracer: Trac
         for unit in token.neurons:
             flat = tracer.index.neuron_index(unit.id)
             assert unit.value == pytest.approx(float(acts.values[row, flat]))
-            assert unit.label == tracer.index.neuron(unit.id, tracer.method)["label"]
-        means = sorted((float(acts.z[row, c["neurons"]].mean()) for c in clusters), reverse=True)[:3]
+            assert unit.label == tracer.index.neuron(unit.id, tracer.method).label
+        means = sorted((float(acts.z[row, c.neurons].mean()) for c in clusters), reverse=True)[:3]
         np.testing.assert_allclose([u.z for u in token.clusters], means, rtol=1e-5)
         top = token.clusters[0]
-        members = clusters[int(top.id.rsplit("/", 1)[1])]["neurons"]
+        members = clusters[int(top.id.rsplit("/", 1)[1])].neurons
         assert top.size == len(members)
         assert tracer.index.neuron_index(top.top_neuron) == members[int(np.argmax(acts.z[row, members]))]
 
@@ -101,7 +101,7 @@ def test_one_unit_along_the_text(tracer: Tracer):
     np.testing.assert_allclose(neuron.z, acts.z[:, flat], rtol=1e-5)
     np.testing.assert_allclose(neuron.values, acts.values[:, flat], rtol=1e-5)
     cluster = tracer.trace_unit(TEXT, "k3/1")
-    members = tracer.index.clusters(tracer.method, 3)[1]["neurons"]
+    members = tracer.index.clusters(tracer.method, 3)[1].neurons
     assert cluster.id == f"{tracer.method}/k3/1" and cluster.values == [None] * len(acts.pieces)
     np.testing.assert_allclose(cluster.z, acts.z[:, members].mean(axis=1), rtol=1e-5)
     data = cluster.to_json()

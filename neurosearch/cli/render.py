@@ -7,7 +7,7 @@ neither an escape sequence nor rich markup in it reaches the terminal.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -15,6 +15,9 @@ from rich.text import Text
 
 from neurosearch.ids import ClusterId, NeuronId
 from neurosearch.text import MAX_QUERY, MAX_THEME, for_terminal
+
+if TYPE_CHECKING:
+    from neurosearch.index.results import IndexInfo
 
 
 def safe(value: Any, limit: int | None = None, style: str = "") -> Text:
@@ -173,28 +176,28 @@ _HEAD_TEXT = {
 """``info``'s MLM head line for each value of its JSON field ``mlm_head``."""
 
 
-def info_table(data: dict) -> Table:
-    table = Table(show_header=False, title=safe(f"index {data['path']}"))
+def info_table(data: IndexInfo) -> Table:
+    table = Table(show_header=False, title=safe(f"index {data.path}"))
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    corpus = data["corpus"]
+    corpus = data.corpus
     rows = [
-        ("model", f"{data['model'].get('id')} (weights {str(data['model'].get('weights_sha256', ''))[:12]})"),
-        ("site", f"{data['site']}: {data['layers']} layers x {data['neurons_per_layer']} = {data['neurons']} neurons"),
+        ("model", f"{data.model.get('id')} (weights {str(data.model.get('weights_sha256', ''))[:12]})"),
+        ("site", f"{data.site}: {data.layers} layers x {data.neurons_per_layer} = {data.neurons} neurons"),
         ("corpus", f"{corpus.get('source')} ({corpus.get('documents')} documents, {corpus.get('windows')} windows, "
                    f"{corpus.get('tokens')} tokens)"),
-        ("kept tokens", f"{data['tokens_kept']} (count >= {data['min_count']})"),
-        ("methods", ", ".join(data["methods"]) + f"  (find uses {data['search_method']})"),
-        ("K", ", ".join(map(str, data["ks"])) + ("  (refined clusters)" if data.get("refined") else "  (unrefined clusters)")),
-        ("WordNet", f"{data['concepts']['count']} concepts ({data['concepts']['source']})" if data.get("concepts")
+        ("kept tokens", f"{data.tokens_kept} (count >= {data.min_count})"),
+        ("methods", ", ".join(data.methods) + f"  (find uses {data.search_method})"),
+        ("K", ", ".join(map(str, data.ks)) + ("  (refined clusters)" if data.refined else "  (unrefined clusters)")),
+        ("WordNet", f"{data.concepts['count']} concepts ({data.concepts['source']})" if data.concepts
                     else "no concept table (embeddings-only query expansion)"),
-        ("labels", str(data["labels"])),
-        ("MLM head", _HEAD_TEXT[data["mlm_head"]].format(path=data.get("head_path"))),
-        ("results", data["results"]["results"] + ("" if data["results"]["writes_into_index"]
+        ("labels", str(data.labels)),
+        ("MLM head", _HEAD_TEXT[data.mlm_head].format(path=data.head_path)),
+        ("results", data.results["results"] + ("" if data.results["writes_into_index"]
                                                   else "  (the index is read-only: results are kept here)")),
-        ("format", f"v{data['format_version']} (neurosearch {data['neurosearch_version']})"),
+        ("format", f"v{data.format_version} (neurosearch {data.neurosearch_version})"),
     ]
-    for name, stage in data["stages"].items():
+    for name, stage in data.stages.items():
         rows.append((f"stage {name}", f"{stage.get('seconds', '?')} s, peak {stage.get('peak_rss_gb', '?')} GB"))
     for field, value in rows:
         table.add_row(safe(field, 60), safe(value))

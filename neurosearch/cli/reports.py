@@ -10,7 +10,7 @@ where the corpus was looked for.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rich import box
 from rich.console import Group
@@ -19,6 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from neurosearch.text import MAX_EXPLANATION, MAX_THEME, for_terminal
+
+if TYPE_CHECKING:
+    from neurosearch.index.results import NeuronInfo
 
 TOKEN_ROWS = 20
 """Top tokens listed in a report (``--json`` has them all)."""
@@ -123,19 +126,19 @@ def _auto(source: str | None) -> str:
     return " (auto)" if source == "fallback" else ""
 
 
-def neuron_report(data: dict, evidence: Any, on_top: list[dict], strongest: list[dict], lookup: Any,
+def neuron_report(data: NeuronInfo, evidence: Any, on_top: list[dict], strongest: list[dict], lookup: Any,
                   ablation: Any = None, note: str | None = None, width: int = 80) -> Group:
-    title = Text.assemble((f"neuron {data['id']}", "bold cyan"), "  ", (for_terminal(data["label"] or "", MAX_THEME), "bold"),
-                          (_auto(data["label_source"]), "dim"))
+    title = Text.assemble((f"neuron {data.id}", "bold cyan"), "  ", (for_terminal(data.label or "", MAX_THEME), "bold"),
+                          (_auto(data.label_source), "dim"))
     clusters = " · ".join(f"{c['short_id']} {for_terminal(c['theme'], MAX_THEME)}{_auto(c['label_source'])} ({plural(c['size'], 'neuron')})"
                           for c in evidence.clusters) or "none"
     lines: list[Any] = [
         title,
-        Text(f"corpus mean {data['mean']:.4f}, sd {data['std']:.4f}; z = (activation - mean) / sd"),
+        Text(f"corpus mean {data.mean:.4f}, sd {data.std:.4f}; z = (activation - mean) / sd"),
         Text.assemble(("in clusters  ", "bold"), clusters),
         Text.assemble(("verify       ", "bold"), evidence.verify),
-        token_table(f"top tokens ({data['method']}) — weight, Eq. 1 mean activation, its z",
-                    data["top_tokens"], data["top_weights"], evidence.token_means, evidence.token_z, width),
+        token_table(f"top tokens ({data.method}) — weight, Eq. 1 mean activation, its z",
+                    data.top_tokens, data.top_weights, evidence.token_means, evidence.token_z, width),
     ]
     return _evidence_tail(lines, evidence, on_top, strongest, lookup, ablation, note, width, cluster=False)
 

@@ -86,9 +86,9 @@ def show(
         evidence = cluster_evidence(opened, info, contexts)
         stored = opened.ablation_for("cluster", info.key, info.neurons)
     else:
-        data = opened.neuron(ident)
-        evidence = neuron_evidence(opened, data["id"], data["method"], contexts)
-        stored = opened.ablation_for("neuron", data["id"], [data["id"]])
+        neuron = opened.neuron(ident)
+        evidence = neuron_evidence(opened, neuron.id, neuron.method, contexts)
+        stored = opened.ablation_for("neuron", neuron.id, [neuron.id])
     evidence.verify += suffix
     ablation, note = stored.current, stored.note(evidence.verify)
     (on_top, strongest), lookup = read_contexts(opened, [evidence.on_top_tokens, evidence.strongest], corpus=corpus)
@@ -111,14 +111,15 @@ def show(
         out.print(cluster_report(info, layer_text, evidence, on_top, strongest, lookup, ablation, note, out.width))
     else:
         if as_json:
-            data.pop("top_activations", None)  # the "strongest" list, with text
+            data = neuron.to_json()
+            data.pop("top_activations")  # the "strongest" list, with text
             print_json({**data, **common, "clusters": evidence.clusters})
             return
         from neurosearch.cli.render import console
         from neurosearch.cli.reports import neuron_report
 
         out = console()
-        out.print(neuron_report(data, evidence, on_top, strongest, lookup, ablation, note, out.width))
+        out.print(neuron_report(neuron, evidence, on_top, strongest, lookup, ablation, note, out.width))
 
 
 def info(index: IndexOption = None, as_json: JsonOption = False) -> None:
@@ -126,7 +127,7 @@ def info(index: IndexOption = None, as_json: JsonOption = False) -> None:
     opened = open_index(index)
     data = opened.info()
     if as_json:
-        print_json(data)
+        print_json(data.to_json())
         return
     from neurosearch.cli.render import console, info_table
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neurosearch.format.results import AblationResult
 from neurosearch.format import layout
 from neurosearch.ids import cluster_id
 from neurosearch.experiments.table3 import Table3Row, table3, write_table3
 from neurosearch.index.stored import EVALUATION, EVALUATION_RESULTS
+
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
 
 RESULTS_FILE = EVALUATION_RESULTS.rsplit("/", 1)[-1]
 
@@ -58,7 +61,7 @@ def default_out_dir(state: Any, max_clusters: int | None) -> Path:
     return state.write_path(EVALUATION if max_clusters is None else f"{EVALUATION}-sample{max_clusters}")
 
 
-def current_results(index: Any, results: Sequence[AblationResult]) -> list[AblationResult]:
+def current_results(index: Index, results: Sequence[AblationResult]) -> list[AblationResult]:
     """The results about a cluster's current neurons (a later line for the same cluster wins)."""
     from neurosearch.errors import NeurosearchError
     from neurosearch.format.results import neuron_hash
@@ -74,7 +77,7 @@ def current_results(index: Any, results: Sequence[AblationResult]) -> list[Ablat
     return list(kept.values())
 
 
-def evaluation_targets(index: Any, methods: Sequence[str], ks: Sequence[int], max_clusters: int | None,
+def evaluation_targets(index: Index, methods: Sequence[str], ks: Sequence[int], max_clusters: int | None,
                        seed: int = 0) -> list[tuple[str, int, str]]:
     """(method, k, cluster key) of every cluster to evaluate; a seeded sample when capped."""
     import numpy as np
@@ -82,7 +85,7 @@ def evaluation_targets(index: Any, methods: Sequence[str], ks: Sequence[int], ma
     targets = []
     for method in methods:
         for k in ks:
-            ids = [c["id"] for c in index.clusters(method, k)]
+            ids = [c.id for c in index.clusters(method, k)]
             if max_clusters is not None and len(ids) > max_clusters:
                 rng = np.random.default_rng([seed, k])
                 ids = sorted(rng.choice(ids, size=max_clusters, replace=False).tolist())
@@ -106,7 +109,7 @@ def _round_robin(targets: Sequence[tuple[str, int, str]]) -> list[tuple[str, int
 
 
 def run_evaluate(
-    index: Any,
+    index: Index,
     out_dir: Path | None,
     *,
     methods: Sequence[str],
@@ -170,7 +173,7 @@ def run_evaluate(
     return rows, out_dir
 
 
-def write_figures(index: Any, results: Sequence[AblationResult], out_dir: Path, *, methods: Sequence[str],
+def write_figures(index: Index, results: Sequence[AblationResult], out_dir: Path, *, methods: Sequence[str],
                   ks: Sequence[int]) -> list[Path]:
     """Figures 2-5 of the paper for this index (PNG); Fig. 4 once per readout, method and K."""
     from neurosearch import plots
@@ -200,7 +203,7 @@ def _slug(method: str) -> str:
     return method.replace("+", "-")
 
 
-def distance_curves(index: Any, methods: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+def distance_curves(index: Index, methods: Sequence[str]) -> dict[str, dict[str, list[float]]]:
     curves = {}
     for method in methods:
         data = index.json(layout.distance_curve_file(method))
@@ -216,20 +219,20 @@ def is_content_word(token: str) -> bool:
     return len(token) >= 3 and token.isalpha() and is_content_token(token)
 
 
-def word_clusters(index: Any, method: str, k: int, count: int, *, min_size: int = 3, tokens: int = 10,
+def word_clusters(index: Index, method: str, k: int, count: int, *, min_size: int = 3, tokens: int = 10,
                   min_words: int = 8) -> list[Any]:
     """The tightest clusters whose first ``tokens`` top tokens hold at least ``min_words`` content
     words: the clusters a figure can show a concept with (the tightest overall are punctuation,
     word pieces such as ##ters, and not/no). Falls back to the tightest when too few qualify."""
-    found = [c for c in index.clusters(method, k) if len(c["neurons"]) >= min_size]
-    found.sort(key=lambda c: c["avg_distance"])
+    found = [c for c in index.clusters(method, k) if len(c.neurons) >= min_size]
+    found.sort(key=lambda c: c.avg_distance)
     kept = index.kept_tokens
-    words = [c for c in found if sum(is_content_word(kept[t]) for t in c["top_tokens"][:tokens]) >= min_words]
+    words = [c for c in found if sum(is_content_word(kept[t]) for t in c.top_tokens[:tokens]) >= min_words]
     chosen = (words + [c for c in found if c not in words])[:count]
-    return [index.cluster(cluster_id(method, k, c["id"])) for c in chosen]
+    return [index.cluster(cluster_id(method, k, c.id)) for c in chosen]
 
 
-def pca_inputs(index: Any, clusters: Sequence[Any], tokens: int = 30) -> list[tuple[str, list[str], Any]]:
+def pca_inputs(index: Index, clusters: Sequence[Any], tokens: int = 30) -> list[tuple[str, list[str], Any]]:
     chosen = []
     for info in clusters:
         top = info.top_tokens[:tokens]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from neurosearch.experiments.ablation import AblationConfig, run_ablation
 from neurosearch.format.results import AblationResult
@@ -11,11 +11,14 @@ from neurosearch.experiments.targets import (AblationTarget, SentencePool, Targe
                                              tokenizer_vocabulary)
 from neurosearch.format import layout
 
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
+
 
 class AblationSession:
     """Loads the index's model, the readouts' heads/pooling and the evaluation sentences once."""
 
-    def __init__(self, index: Any, config: AblationConfig, *, corpus: str | None = None,
+    def __init__(self, index: Index, config: AblationConfig, *, corpus: str | None = None,
                  max_docs: int | None = None, pool: SentencePool | None = None):
         from neurosearch.model.loading import load_index_model, neuron_site
         from neurosearch.model.pooling import SentencePooling, model_directory, read_pooling
@@ -83,7 +86,7 @@ class AblationSession:
                             means=self.means, encoder=self.loaded.encoder, on_progress=on_progress)
 
 
-def check_result_store(index: Any) -> None:
+def check_result_store(index: Index) -> None:
     """Before an ablation's work: every copy of its store can be read (never replaced when it cannot),
     and the folder the result goes to can be written."""
     from neurosearch.format.store import check_writable
@@ -93,7 +96,7 @@ def check_result_store(index: Any) -> None:
     check_writable(index.state.write_path(ABLATIONS).parent, "ablation results")
 
 
-def store_result(index: Any, result: AblationResult | dict[str, Any]) -> Any:
+def store_result(index: Index, result: AblationResult | dict[str, Any]) -> Any:
     """Keep an ablation result where ``show`` finds it (``index.stored.store_ablation``); a dict is
     read as its JSON (a record without ``"format": 2`` as a legacy result). Returns the store's path."""
     from neurosearch.index.stored import store_ablation

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.results import neuron_hash
+
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
 
 QUERY_FLOOR = 0.5
 """A query's target tokens: expansion members weighing at least this share of the top weight."""
@@ -138,13 +141,13 @@ def tokenizer_vocabulary(tokenizer: Any) -> tuple[dict[str, int], set[str]]:
 class TargetResolver:
     """Builds :class:`AblationTarget` s over one index and vocabulary."""
 
-    index: Any
+    index: Index
     vocab: dict[str, int]
     special: set[str]
     top_tokens: int
 
     @classmethod
-    def of_index(cls, index: Any, top_tokens: int) -> "TargetResolver":
+    def of_index(cls, index: Index, top_tokens: int) -> "TargetResolver":
         vocab, special = tokenizer_vocabulary(index.tokenizer)
         return cls(index, vocab, special, top_tokens)
 
@@ -224,7 +227,7 @@ def needs_fitted_head(manifest: Any) -> bool:
     return not manifest.model.get("has_mlm_head")
 
 
-def check_session(index: Any, readouts: Sequence[str], corpus: str | None, max_docs: int | None) -> Any:
+def check_session(index: Index, readouts: Sequence[str], corpus: str | None, max_docs: int | None) -> Any:
     """What an ablation session needs that can be checked without the model: the corpus file
     (returned as a CorpusConfig) and, for an ``mlm`` readout, an MLM head (the model's own, per the
     manifest, or a fitted one). Raises a one-line error naming what is missing."""

@@ -30,12 +30,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
+
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
 
 KINDS = ("both", "neurons", "clusters")
 JSON_VERSION = 1
@@ -211,7 +214,7 @@ class Activations:
     """float32 [pieces, neurons], against the corpus mean and std."""
 
 
-def resolve_unit(index: Any, unit: str) -> tuple[str, str, list[int]]:
+def resolve_unit(index: Index, unit: str) -> tuple[str, str, list[int]]:
     """(kind, canonical id, flat neuron indices) of ``L:I`` or a cluster id (``17``, ``k200/17``,
     ``METHOD/kK/ID``); raises a one-line error for a bad or unknown one (no model needed)."""
     text = unit.strip()
@@ -225,7 +228,7 @@ def resolve_unit(index: Any, unit: str) -> tuple[str, str, list[int]]:
 class Tracer:
     """Runs an index's model over texts and reads them against the index's neurons."""
 
-    def __init__(self, index: Any, loaded: Any, config: TraceConfig | None = None):
+    def __init__(self, index: Index, loaded: Any, config: TraceConfig | None = None):
         from neurosearch.model.loading import neuron_site
 
         self.index = index
@@ -334,7 +337,7 @@ class Tracer:
     def _cluster_z(self, z: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """Each cluster's member indices and its mean z at every token [pieces, clusters]."""
         clusters = self.index.clusters(self.method, self.k)
-        members = [np.asarray(c["neurons"], dtype=np.int64) for c in clusters]
+        members = [np.asarray(c.neurons, dtype=np.int64) for c in clusters]
         out = np.full((z.shape[0], len(members)), -np.inf, dtype=np.float32)
         for number, neurons in enumerate(members):
             if len(neurons):
@@ -345,7 +348,7 @@ class Tracer:
         if (kind, key) not in self._labels:
             if kind == "neuron":
                 data = self.index.neuron(key, self.method)
-                self._labels[(kind, key)] = (data["label"], data["label_source"])
+                self._labels[(kind, key)] = (data.label, data.label_source)
             else:
                 label = self.index.cluster(key).label or {}
                 self._labels[(kind, key)] = (label.get("theme"), label.get("source"))

@@ -14,9 +14,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from neurosearch.config import CorpusConfig
+
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
 
 
 @dataclass
@@ -37,7 +40,7 @@ class CorpusLookup:
                 "problem": self.problem}
 
 
-def locate_corpus(index: Any, corpus: str | None = None) -> CorpusLookup:
+def locate_corpus(index: Index, corpus: str | None = None) -> CorpusLookup:
     """The index's corpus file (or ``corpus`` when given), with the places looked."""
     source = corpus or index.manifest.corpus.get("source") or ""
     if not source:
@@ -57,12 +60,12 @@ def locate_corpus(index: Any, corpus: str | None = None) -> CorpusLookup:
     return CorpusLookup(source, None, looked, f"corpus {source} not found (looked at {', '.join(looked)})")
 
 
-def corpus_path(index: Any) -> Path | None:
+def corpus_path(index: Index) -> Path | None:
     """The index's corpus file if it can be found: as recorded, or relative to the index."""
     return locate_corpus(index).path
 
 
-def index_corpus(index: Any, corpus: str | None = None, max_docs: int | None = None) -> CorpusConfig:
+def index_corpus(index: Index, corpus: str | None = None, max_docs: int | None = None) -> CorpusConfig:
     """The corpus to read for an index: ``corpus`` when given, else the index's own file."""
     from neurosearch.errors import NeurosearchError
 
@@ -73,7 +76,7 @@ def index_corpus(index: Any, corpus: str | None = None, max_docs: int | None = N
     return CorpusConfig(source=source, text_field=index.manifest.corpus.get("text_field", "text"), max_docs=max_docs)
 
 
-def read_contexts(index: Any, groups: Sequence[Sequence[dict]], width: int = 12, corpus: str | None = None,
+def read_contexts(index: Index, groups: Sequence[Sequence[dict]], width: int = 12, corpus: str | None = None,
                   ) -> tuple[list[list[dict]], CorpusLookup]:
     """Each reference of each group with its text: one pass over the corpus for all of them.
 
@@ -133,7 +136,7 @@ def read_contexts(index: Any, groups: Sequence[Sequence[dict]], width: int = 12,
     return out, lookup
 
 
-def context_records(index: Any, refs: list[dict], limit: int, width: int = 12, corpus: str | None = None) -> list[dict]:
+def context_records(index: Index, refs: list[dict], limit: int, width: int = 12, corpus: str | None = None) -> list[dict]:
     """The first ``limit`` references with their text (see :func:`read_contexts`)."""
     if limit <= 0 or not refs:
         return []

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from neurosearch.config import ProfileConfig
 from neurosearch.format import layout
 from neurosearch.ids import ClusterId
+
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
 
 CONTEXT_FILES_NEEDED = (layout.context_array("neuron_token_means"), layout.CONTEXT_CLUSTERS)
 
@@ -46,13 +49,13 @@ class Evidence:
     """The command that tests the unit causally."""
 
 
-def has_contexts(index: Any, method: str) -> bool:
+def has_contexts(index: Index, method: str) -> bool:
     stage = index.manifest.stages.get("contexts", {})
     return bool(stage.get("done")) and stage.get("method") == method and all(
         name in index.manifest.files for name in CONTEXT_FILES_NEEDED)
 
 
-def build_command(index: Any, out: Any = None) -> str:
+def build_command(index: Index, out: Any = None) -> str:
     """The ``neurosearch build`` command that finishes this index (or its copy ``out``) with its own
     settings; finished stages are skipped."""
     configs, corpus = index.manifest.configs, index.manifest.corpus
@@ -86,7 +89,7 @@ def build_command(index: Any, out: Any = None) -> str:
     return shlex.join(words)
 
 
-def missing_contexts_note(index: Any, method: str) -> str:
+def missing_contexts_note(index: Index, method: str) -> str:
     if index.manifest.stages.get("contexts", {}).get("done"):
         return (f"top-token contexts and means are stored for method {index.manifest.stages['contexts'].get('method')} "
                 f"only, not {method}")
@@ -107,7 +110,7 @@ def _floats(values: Any) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values]
 
 
-def _strongest(index: Any, flat: int) -> list[dict[str, Any]]:
+def _strongest(index: Index, flat: int) -> list[dict[str, Any]]:
     refs = index.npy(layout.NEURON_TOP_REFS)[flat]
     values = index.npy(layout.NEURON_TOP_VALUES)[flat]
     mu, sd = float(index.npy(layout.NEURON_MEAN)[flat]), float(index.npy(layout.NEURON_STD)[flat])
@@ -116,7 +119,7 @@ def _strongest(index: Any, flat: int) -> list[dict[str, Any]]:
              "neuron": name} for (d, p, t), v in zip(refs, values) if np.isfinite(v)]
 
 
-def clusters_of(index: Any, flat: int, method: str) -> list[dict[str, Any]]:
+def clusters_of(index: Index, flat: int, method: str) -> list[dict[str, Any]]:
     """Every cluster of ``method`` (each K) that contains neuron ``flat``, with its theme and size."""
     offsets = index.npy(layout.cluster_neurons_offsets_file(method))
     members = index.npy(layout.cluster_neurons_file(method))
@@ -130,7 +133,7 @@ def clusters_of(index: Any, flat: int, method: str) -> list[dict[str, Any]]:
     return found
 
 
-def neuron_evidence(index: Any, name: str, method: str, limit: int = 5) -> Evidence:
+def neuron_evidence(index: Index, name: str, method: str, limit: int = 5) -> Evidence:
     """A neuron's evidence: at most ``limit`` occurrences in each list."""
     flat = index.neuron_index(name)
     mu, sd = float(index.npy(layout.NEURON_MEAN)[flat]), float(index.npy(layout.NEURON_STD)[flat])
@@ -155,9 +158,9 @@ def neuron_evidence(index: Any, name: str, method: str, limit: int = 5) -> Evide
     return evidence
 
 
-def cluster_evidence(index: Any, info: Any, limit: int = 5) -> Evidence:
+def cluster_evidence(index: Index, info: Any, limit: int = 5) -> Evidence:
     """A cluster's evidence: at most ``limit`` occurrences in each list, each with its neuron."""
-    strongest = index.cluster_refs(info, limit)
+    strongest = [occurrence.to_json() for occurrence in index.cluster_refs(info, limit)]
     verify = f"neurosearch ablate {info.key}"
     if not has_contexts(index, info.method):
         return Evidence([None] * len(info.top_tokens), [None] * len(info.top_tokens), [], strongest,

@@ -25,7 +25,8 @@ from neurosearch.ids import ClusterId
 from neurosearch.index.lookup import IndexLabels, Lookup
 from neurosearch.index.postings import Postings
 from neurosearch.index.query import ExpandedQuery
-from neurosearch.index.results import ClusterInfo, FindResult, Result
+from neurosearch.format.clusters import Cluster
+from neurosearch.index.results import ClusterInfo, FindResult, IndexInfo, NeuronInfo, Occurrence, Result
 from neurosearch.index.scoring import Scoring
 from neurosearch.index.vocabulary import Embedder, Vocabulary
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 FIND_KINDS = ("both", "clusters", "neurons")
 
-__all__ = ["ClusterInfo", "FindResult", "Index", "Result"]
+__all__ = ["Cluster", "ClusterInfo", "FindResult", "Index", "IndexInfo", "NeuronInfo", "Occurrence", "Result"]
 
 
 class Index:
@@ -230,20 +231,27 @@ class Index:
         """``17`` (search method, default K), ``k50/17``, ``filter+tfidf/k200/17`` or ``tree/412``."""
         return self.lookup.parse_cluster_id(text)
 
-    def clusters(self, method: str, k: int) -> list[dict[str, Any]]:
+    def clusters(self, method: str, k: int) -> list[Cluster]:
+        """The clusters of ``method`` at K, in id order."""
         return self.lookup.clusters(method, k)
 
     def cluster(self, cluster_id: str) -> ClusterInfo:
         return self.lookup.cluster(cluster_id)
 
-    def cluster_refs(self, info: ClusterInfo, limit: int) -> list[dict[str, Any]]:
+    def cluster_refs(self, info: ClusterInfo, limit: int) -> list[Occurrence]:
+        """The cluster's ``limit`` strongest occurrences: its neurons' top activations, by z-score."""
         return self.lookup.cluster_refs(info, limit)
 
     def method_top(self, method: str) -> tuple[np.ndarray, np.ndarray]:
         return self.lookup.method_top(method)
 
-    def neuron(self, name: str, method: str | None = None) -> dict[str, Any]:
+    def neuron(self, name: str, method: str | None = None) -> NeuronInfo:
+        """One neuron (``L:I``) with its label, top tokens under ``method`` and strongest activations."""
         return self.lookup.neuron(name, method)
+
+    def neurons(self, names: list[str], method: str | None = None) -> list[NeuronInfo]:
+        """:meth:`neuron` of many neurons at once (each array read once)."""
+        return self.lookup.neurons(names, method)
 
     def ablation_for(self, kind: str, key: str, neurons: list[str]) -> Any:
         """The stored ``ablate`` results for a target (``index.stored.StoredLookup``): the one about
@@ -256,30 +264,31 @@ class Index:
             self._ablations = (stamp, ablation_results(self.state))
         return lookup(self._ablations[1], kind, key, neurons)
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> IndexInfo:
+        """What the index holds: model, site, corpus, tokens, methods, K, stages, where results go."""
         m = self.manifest
-        return {
-            "path": str(self.path),
-            "format_version": m.format_version,
-            "neurosearch_version": m.neurosearch_version,
-            "model": m.model,
-            "site": m.site,
-            "layers": m.n_layers,
-            "neurons_per_layer": m.neurons_per_layer,
-            "neurons": m.n_neurons,
-            "corpus": m.corpus,
-            "tokens_kept": len(self.kept_tokens),
-            "min_count": self.vocabulary.kept.get("min_count"),
-            "methods": self.methods,
-            "search_method": self.search_method,
-            "ks": self.ks,
-            "stages": {name: {k: v for k, v in stage.items() if k != "identity"} for name, stage in m.stages.items()},
-            "labels": len(self.labels),
-            "mlm_head": "model" if m.model.get("has_mlm_head") else "fitted" if self.head_dir is not None else "none",
-            "head_path": str(self.head_dir) if self.head_dir is not None and not m.model.get("has_mlm_head") else None,
-            "results": self.state.describe(),
-            "refined": bool(m.configs.get("clusters", {}).get("refine")),
-            "concepts": None if not self.files.has(layout.CONCEPTS) else {
+        return IndexInfo(
+            path=str(self.path),
+            format_version=m.format_version,
+            neurosearch_version=m.neurosearch_version,
+            model=m.model,
+            site=m.site,
+            layers=m.n_layers,
+            neurons_per_layer=m.neurons_per_layer,
+            neurons=m.n_neurons,
+            corpus=m.corpus,
+            tokens_kept=len(self.kept_tokens),
+            min_count=self.vocabulary.kept.get("min_count"),
+            methods=self.methods,
+            search_method=self.search_method,
+            ks=self.ks,
+            stages={name: {k: v for k, v in stage.items() if k != "identity"} for name, stage in m.stages.items()},
+            labels=len(self.labels),
+            mlm_head="model" if m.model.get("has_mlm_head") else "fitted" if self.head_dir is not None else "none",
+            head_path=str(self.head_dir) if self.head_dir is not None and not m.model.get("has_mlm_head") else None,
+            results=self.state.describe(),
+            refined=bool(m.configs.get("clusters", {}).get("refine")),
+            concepts=None if not self.files.has(layout.CONCEPTS) else {
                 "source": m.stages.get("search", {}).get("concepts"),
                 "count": len(self.json(layout.CONCEPTS)["keys"])},
-        }
+        )

@@ -9,15 +9,16 @@ neuron and cluster (``search/<method>/fallback_labels.txt``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
 from neurosearch.format.files import IndexFiles
 from neurosearch.ids import ClusterId, store_key
-from neurosearch.index.results import ClusterInfo, Result
+from neurosearch.format.clusters import Cluster
+from neurosearch.index.results import Activation, ClusterInfo, NeuronInfo, Occurrence, Result
 from neurosearch.index.scoring import Scoring
 from neurosearch.index.vocabulary import Vocabulary
 
@@ -108,11 +109,11 @@ class Lookup:
         """``17`` (search method, default K), ``k50/17``, ``filter+tfidf/k200/17`` or ``tree/412``, completed."""
         return ClusterId.parse(text).complete(self.manifest.search_method, self.manifest.default_k)
 
-    def clusters(self, method: str, k: int) -> list[dict[str, Any]]:
-        """The clusters JSON of ``method`` at K (``build.clusters.Cluster.to_json`` records)."""
+    def clusters(self, method: str, k: int) -> list[Cluster]:
+        """The clusters of ``method`` at K, in id order (the records of its clusters file)."""
         self.manifest.check_method(method)
         self.manifest.check_k(k)
-        return self.files.json(layout.clusters_file(method, k))["clusters"]
+        return [Cluster.from_json(data) for data in self.files.json(layout.clusters_file(method, k))["clusters"]]
 
     def cluster(self, cluster_id: str) -> ClusterInfo:
         method, k, number = ident = self.parse_cluster_id(cluster_id)
@@ -121,7 +122,7 @@ class Lookup:
         found = self.clusters(method, k)
         if not 0 <= number < len(found):
             raise NeurosearchError(f"cluster {cluster_id} does not exist: {method} K={k} has clusters 0..{len(found) - 1}")
-        data = found[number]
+        record = found[number]
         key = str(ident)
         theme, source = self.labels.label_for("cluster", key, method, self.scoring.cluster_row(method, ident.row_key))
         name = self.manifest.neuron_name
@@ -129,13 +130,13 @@ class Lookup:
             method=method,
             k=k,
             id=number,
-            neurons=[name(n) for n in data["neurons"]],
-            dropped=[name(n) for n in data.get("dropped", [])],
-            top_tokens=self.vocabulary.tokens_of(data["top_tokens"]),
-            top_weights=[float(w) for w in data["top_weights"]],
-            layer_sizes={int(a): int(b) for a, b in data["layer_sizes"].items()},
-            avg_distance=float(data["avg_distance"]),
-            max_distance=float(data["max_distance"]),
+            neurons=[name(n) for n in record.neurons],
+            dropped=[name(n) for n in record.dropped],
+            top_tokens=self.vocabulary.tokens_of(record.top_tokens),
+            top_weights=record.top_weights,
+            layer_sizes=record.layer_sizes,
+            avg_distance=record.avg_distance,
+            max_distance=record.max_distance,
             label={"theme": theme, "source": source, "explanation": self.labels.explanation("cluster", key)},
         )
 
@@ -198,11 +199,11 @@ class Lookup:
             cuts: dict[tuple[int, ...], str] = {}
             for k in self.manifest.ks:
                 for cluster in self.clusters(method, k):
-                    cuts.setdefault(tuple(sorted(cluster["neurons"])), ClusterId(None, k, cluster["id"]).row_key)
+                    cuts.setdefault(tuple(sorted(cluster.neurons)), ClusterId(None, k, cluster.id).row_key)
             self._cuts[method] = cuts
         return self._cuts[method].get(tuple(sorted(int(n) for n in flat)))
 
-    def cluster_refs(self, info: ClusterInfo, limit: int) -> list[dict[str, Any]]:
+    def cluster_refs(self, info: ClusterInfo, limit: int) -> list[Occurrence]:
         """The cluster's strongest occurrences: its neurons' top activations, ranked by z-score."""
         import numpy as np
 
@@ -210,7 +211,7 @@ class Lookup:
         values = self.files.npy(layout.NEURON_TOP_VALUES)
         mean = self.files.npy(layout.NEURON_MEAN)
         std = np.maximum(self.files.npy(layout.NEURON_STD), 1e-6)
-        candidates: dict[tuple[int, int], dict[str, Any]] = {}
+        candidates: dict[tuple[int, int], Occurrence] = {}
         for name in info.neurons:
             flat = self.manifest.neuron_index(name)
             for (document, position, token_id), value in zip(refs[flat], values[flat]):
@@ -218,10 +219,9 @@ class Lookup:
                     continue
                 z = float((value - mean[flat]) / std[flat])
                 key = (int(document), int(position))
-                if key not in candidates or candidates[key]["z"] < z:
-                    candidates[key] = {"document": key[0], "position": key[1], "token_id": int(token_id),
-                                       "value": float(value), "z": z, "neuron": name}
-        return sorted(candidates.values(), key=lambda r: -r["z"])[:limit]
+                if key not in candidates or candidates[key].z < z:
+                    candidates[key] = Occurrence(key[0], key[1], int(token_id), float(value), z, name)
+        return sorted(candidates.values(), key=lambda r: -r.z)[:limit]
 
     # -- neurons -----------------------------------------------------------------------------------
     def method_top(self, method: str) -> tuple[np.ndarray, np.ndarray]:
@@ -229,28 +229,32 @@ class Lookup:
         self.manifest.check_method(method)
         return self.files.npy(layout.neuron_top_tokens(method)), self.files.npy(layout.neuron_top_values(method))
 
-    def neuron(self, name: str, method: str | None = None) -> dict[str, Any]:
+    def neuron(self, name: str, method: str | None = None) -> NeuronInfo:
         """Everything ``show neuron`` prints of one neuron."""
-        import numpy as np
+        return self.neurons([name], method)[0]
 
-        flat = self.manifest.neuron_index(name)
+    def neurons(self, names: Iterable[str], method: str | None = None) -> list[NeuronInfo]:
+        """:meth:`neuron` of many neurons at once (each array is read once)."""
+        import math
+
         method = method or self.manifest.search_method
         top_index, top_values = self.method_top(method)
-        refs = self.files.npy(layout.NEURON_TOP_REFS)[flat]
-        values = self.files.npy(layout.NEURON_TOP_VALUES)[flat]
-        theme, source = self.labels.label_for("neuron", name, method, flat)
-        return {
-            "id": self.manifest.neuron_name(flat),
-            "method": method,
-            "label": theme,
-            "label_source": source,
-            "top_tokens": self.vocabulary.tokens_of(top_index[flat]),
-            "top_weights": [float(v) for v in top_values[flat]],
-            "mean": float(self.files.npy(layout.NEURON_MEAN)[flat]),
-            "std": float(self.files.npy(layout.NEURON_STD)[flat]),
-            "top_activations": [
-                {"document": int(d), "position": int(p), "token_id": int(t), "value": float(v)}
-                for (d, p, t), v in zip(refs, values)
-                if np.isfinite(v)
-            ],
-        }
+        refs, values = self.files.npy(layout.NEURON_TOP_REFS), self.files.npy(layout.NEURON_TOP_VALUES)
+        mean, std = self.files.npy(layout.NEURON_MEAN), self.files.npy(layout.NEURON_STD)
+        found = []
+        for name in names:
+            flat = self.manifest.neuron_index(name)
+            theme, source = self.labels.label_for("neuron", name, method, flat)
+            found.append(NeuronInfo(
+                id=self.manifest.neuron_name(flat),
+                method=method,
+                label=theme,
+                label_source=source,
+                top_tokens=self.vocabulary.tokens_of(top_index[flat].tolist()),
+                top_weights=top_values[flat].tolist(),
+                mean=float(mean[flat]),
+                std=float(std[flat]),
+                top_activations=[Activation(d, p, t, v) for (d, p, t), v in zip(refs[flat].tolist(), values[flat].tolist())
+                                 if math.isfinite(v)],
+            ))
+        return found

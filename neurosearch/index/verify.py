@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
@@ -31,6 +31,9 @@ from neurosearch.format.manifest import MANIFEST, IndexError_, Manifest
 from neurosearch.format.layout import SEARCH_FORMAT, STAGES
 from neurosearch.format.store import read_json, read_jsonl
 from neurosearch.index import stored
+
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def _check_files(directory: Path, manifest: Manifest, report: VerifyReport) -> N
     report.checked["files"] = count
 
 
-def _check_heads(index: Any, report: VerifyReport) -> None:
+def _check_heads(index: Index, report: VerifyReport) -> None:
     folders = {p.parent for p in index.state.read_paths(stored.HEAD_FILES[0])}
     folders |= {p.parent for p in index.state.read_paths(stored.HEAD_FILES[1])}
     for folder in sorted(folders):
@@ -142,7 +145,7 @@ def _check_heads(index: Any, report: VerifyReport) -> None:
     report.checked["heads"] = len(folders)
 
 
-def _check_head(index: Any, folder: Path, report: VerifyReport) -> None:
+def _check_head(index: Index, folder: Path, report: VerifyReport) -> None:
     shown = _shown(index, folder)
     meta_path, weights = folder / stored.HEAD_META, folder / stored.HEAD_WEIGHTS
     for path in (meta_path, weights):
@@ -193,7 +196,7 @@ def safetensors_problem(path: Path) -> str | None:
     return None
 
 
-def _vocabulary_size(index: Any) -> int | None:
+def _vocabulary_size(index: Index) -> int | None:
     try:
         data = json.loads((index.path / layout.TOKENIZER).read_text(encoding="utf-8"))
         vocabulary = data["model"]["vocab"]
@@ -204,7 +207,7 @@ def _vocabulary_size(index: Any) -> int | None:
         return None
 
 
-def _shown(index: Any, path: Path) -> str:
+def _shown(index: Index, path: Path) -> str:
     """A path as a problem line names it: relative inside the index, absolute in the state folder."""
     try:
         return path.relative_to(index.path).as_posix()
@@ -212,7 +215,7 @@ def _shown(index: Any, path: Path) -> str:
         return str(path)
 
 
-def _cluster_neurons(index: Any, cluster_id: str) -> list[str] | None:
+def _cluster_neurons(index: Index, cluster_id: str) -> list[str] | None:
     """The neurons of cluster ``method/kK/ID`` (or tree node ``method/tree/ID``) now (None when the
     index has no such cluster)."""
     try:
@@ -224,10 +227,10 @@ def _cluster_neurons(index: Any, cluster_id: str) -> list[str] | None:
         return None
     if not 0 <= number < len(found):
         return None
-    return [index.neuron_name(n) for n in found[number]["neurons"]]
+    return [index.neuron_name(n) for n in found[number].neurons]
 
 
-def _current(index: Any, kind: Any, ident: str) -> tuple[list[str] | None, str | None]:
+def _current(index: Index, kind: Any, ident: str) -> tuple[list[str] | None, str | None]:
     """(the neurons of a cluster or neuron list now, None) or (None, why the index has no such target)."""
     if kind == "cluster":
         current = _cluster_neurons(index, ident)
@@ -240,7 +243,7 @@ def _current(index: Any, kind: Any, ident: str) -> tuple[list[str] | None, str |
     return None, f"about a target of unknown kind {kind!r}"
 
 
-def target_problem(index: Any, target: Any) -> str | None:
+def target_problem(index: Index, target: Any) -> str | None:
     """Why a stored result is not about what the index holds now (None: it is)."""
     if not isinstance(target, dict) or not isinstance(target.get("id"), str):
         return "about no named target: an unknown neuron set (stale)"
@@ -259,7 +262,7 @@ def target_problem(index: Any, target: Any) -> str | None:
     return None
 
 
-def _check_ablations(index: Any, report: VerifyReport) -> None:
+def _check_ablations(index: Index, report: VerifyReport) -> None:
     count = 0
     for path in index.state.read_paths(stored.ABLATIONS):
         shown = _shown(index, path)
@@ -285,7 +288,7 @@ def _check_ablations(index: Any, report: VerifyReport) -> None:
     report.checked["ablation_results"] = count
 
 
-def _check_evaluation(index: Any, report: VerifyReport) -> None:
+def _check_evaluation(index: Index, report: VerifyReport) -> None:
     stale: dict[str, str] = {}  # target id -> problem, for targets with no result about them now
     good: set[str] = set()
     count = 0
@@ -313,7 +316,7 @@ def _check_evaluation(index: Any, report: VerifyReport) -> None:
     report.checked["evaluation_results"] = count
 
 
-def _check_labels(index: Any, report: VerifyReport) -> None:
+def _check_labels(index: Index, report: VerifyReport) -> None:
     from neurosearch.labeling.llm import load_labels
 
     count = 0

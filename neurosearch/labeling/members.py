@@ -26,6 +26,7 @@ from neurosearch.labeling.store import LabelError
 from neurosearch.text import for_terminal
 
 if TYPE_CHECKING:
+    from neurosearch.index.index import Index
     from neurosearch.config import LabelConfig
     from neurosearch.index.results import FindResult
 
@@ -142,7 +143,7 @@ def search_words(listed: MemberList) -> tuple[list[str], list[str]]:
             listed.not_words + [word for word in listed.members if not expandable(word)])
 
 
-def find_members(index: Any, concept: str, config: "LabelConfig", api_key: str | None = None, *,
+def find_members(index: Index, concept: str, config: "LabelConfig", api_key: str | None = None, *,
                  cache_dir: str | os.PathLike[str] | None = None, refresh: bool = False,
                  **find_options: Any) -> "FindResult":
     """``index.find`` for the members the LLM lists for ``concept`` (``Index.find``'s options; the

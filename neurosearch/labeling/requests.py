@@ -7,7 +7,7 @@ Every request's contexts come from one pass over the corpus.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,12 +16,15 @@ from neurosearch.ids import cluster_id
 from neurosearch.index.contexts import read_contexts
 from neurosearch.labeling.llm import LabelRequest
 
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
+
 
 def _refs(evidence: Any, count: int) -> list[dict]:
     return (evidence.on_top_tokens or evidence.strongest)[:count]
 
 
-def label_requests(index: Any, *, ks: list[int] | None = None, neurons: int = 0, contexts: int = 3,
+def label_requests(index: Index, *, ks: list[int] | None = None, neurons: int = 0, contexts: int = 3,
                    ids: list[str] | None = None) -> list[LabelRequest]:
     """Requests for every cluster of the search method at ``ks`` (default all) and the top neurons;
     or, given ``ids``, for exactly those clusters (``k200/84``, ``tree/8855``: a node of the cluster
@@ -37,8 +40,8 @@ def label_requests(index: Any, *, ks: list[int] | None = None, neurons: int = 0,
 
     def add_neuron(name: str) -> None:
         data = index.neuron(name)
-        refs = _refs(neuron_evidence(index, data["id"], method, contexts), contexts) if contexts > 0 else []
-        units.append(("neuron", data["id"], data["top_tokens"][:30], refs))
+        refs = _refs(neuron_evidence(index, data.id, method, contexts), contexts) if contexts > 0 else []
+        units.append(("neuron", data.id, data.top_tokens[:30], refs))
 
     if ids is not None:
         for kind, value in parse_units(index, ids):
@@ -49,7 +52,7 @@ def label_requests(index: Any, *, ks: list[int] | None = None, neurons: int = 0,
     else:
         for k in ks or index.ks:
             for cluster in index.clusters(method, k):
-                add_cluster(index.cluster(cluster_id(method, k, cluster["id"])))
+                add_cluster(index.cluster(cluster_id(method, k, cluster.id)))
         if neurons > 0:
             focus = index.npy(layout.neuron_focus_file(method))  # each neuron's strongest peak weight
             for flat in np.argsort(-focus, kind="stable")[:neurons]:
@@ -60,7 +63,7 @@ def label_requests(index: Any, *, ks: list[int] | None = None, neurons: int = 0,
             for (kind, ident, tokens, _), records in zip(units, texts)]
 
 
-def parse_units(index: Any, ids: list[str]) -> list[tuple[str, Any]]:
+def parse_units(index: Index, ids: list[str]) -> list[tuple[str, Any]]:
     """``("neuron", name)`` or ``("cluster", ClusterInfo)`` of each id, each once; a bad id raises
     ``NeurosearchError`` (before any request is prepared)."""
     from neurosearch.errors import NeurosearchError
@@ -71,7 +74,7 @@ def parse_units(index: Any, ids: list[str]) -> list[tuple[str, Any]]:
         if not text:
             continue
         if ":" in text and "/" not in text:
-            name = index.neuron(text)["id"]  # raises for a neuron that does not exist
+            name = index.neuron(text).id  # raises for a neuron that does not exist
             if name not in seen:
                 seen.add(name)
                 units.append(("neuron", name))
@@ -88,7 +91,7 @@ def parse_units(index: Any, ids: list[str]) -> list[tuple[str, Any]]:
     return units
 
 
-def hit_ids(index: Any, query: str, top: int = 10) -> list[str]:
+def hit_ids(index: Index, query: str, top: int = 10) -> list[str]:
     """The ids of the hits ``find`` lists for ``query`` (``top`` of each kind, above the relevance
     floor): what ``label --query`` labels."""
     from neurosearch.errors import NeurosearchError

@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from neurosearch.config import to_dict
 from neurosearch.model.head import HeadConfig, HeadedMaskedLM, HeadError, MLMHead
+
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
 
 HELDOUT_SEED = 1_000_003
 """Seeds the held-out masking independently of ``HeadConfig.seed``, so every run (and a run
@@ -306,7 +309,7 @@ def fit_head(
 
 
 def fit_head_for_index(
-    index: Any,
+    index: Index,
     *,
     corpus: str | None = None,
     epochs: float = 2.0,

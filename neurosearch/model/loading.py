@@ -17,13 +17,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from neurosearch.config import ModelConfig
 from neurosearch.errors import NeurosearchError
+
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
 
 ALIASES = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
@@ -202,7 +205,7 @@ def load_model(config: ModelConfig, *, mlm: bool = False) -> LoadedModel:
     )
 
 
-def load_index_model(index: Any, *, mlm: bool = False) -> LoadedModel:
+def load_index_model(index: Index, *, mlm: bool = False) -> LoadedModel:
     """The model an index was built with, checked against the weights hash in its manifest."""
     from neurosearch.config import from_dict
 

@@ -9,14 +9,13 @@ Why complete linkage: a cluster's merge height is then the largest pairwise dist
 so every cluster of the cut has a known diameter, and the within-cluster distance curve (paper
 Fig. 2) needs no further pairwise products for its max term.
 
-The clusters file ``methods/<method>/clusters_k<K>.json`` holds ``Cluster.to_json()`` dicts, one
+The clusters file ``methods/<method>/clusters_k<K>.json`` holds ``format.clusters.Cluster.to_json()`` dicts, one
 per cluster, in cluster-id order; ``distance_curve.json`` holds ``distance_curve``'s dict.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ import scipy.sparse
 
 from neurosearch.pipeline.linkage import _block_rows, _cut_roots, _number_by_first_member, cut_tree
 from neurosearch.config import ClusterConfig
+from neurosearch.format.clusters import Cluster
 
 
 def refine(unit_members: np.ndarray, max_distance: float = 0.6) -> np.ndarray:
@@ -82,57 +82,6 @@ def _pair_stats(u: np.ndarray) -> tuple[float, float]:
         min_cos = min(min_cos, float(gram.min()))
     mean = float(np.clip(1.0 - mean_cos, 0.0, 2.0))
     return mean, float(np.clip(1.0 - min_cos, 0.0, 2.0))
-
-
-@dataclass
-class Cluster:
-    """One neuron cluster at one K, as stored in ``clusters_k<K>.json``."""
-
-    id: int
-    neurons: list[int]
-    """Flat neuron indices kept after refinement, ascending."""
-    dropped: list[int] = field(default_factory=list)
-    """Members removed by refinement (still in the tree's cluster, not in the concept)."""
-    top_tokens: list[int] = field(default_factory=list)
-    """Kept-token (profile column) indices, best first, from the kept members' mean profile."""
-    top_weights: list[float] = field(default_factory=list)
-    layer_sizes: dict[int, int] = field(default_factory=dict)
-    """Kept neurons per layer."""
-    avg_distance: float = 0.0
-    """Mean pairwise cosine distance between kept members (0 for singletons)."""
-    max_distance: float = 0.0
-    """Max pairwise cosine distance between kept members (0 for singletons)."""
-
-    @property
-    def size(self) -> int:
-        return len(self.neurons)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (layer keys become strings, as JSON requires)."""
-        return {
-            "id": int(self.id),
-            "neurons": [int(i) for i in self.neurons],
-            "dropped": [int(i) for i in self.dropped],
-            "top_tokens": [int(i) for i in self.top_tokens],
-            "top_weights": [float(w) for w in self.top_weights],
-            "layer_sizes": {str(int(k)): int(v) for k, v in sorted(self.layer_sizes.items())},
-            "avg_distance": float(self.avg_distance),
-            "max_distance": float(self.max_distance),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Cluster:
-        """Inverse of ``to_json``."""
-        return cls(
-            id=int(data["id"]),
-            neurons=[int(i) for i in data["neurons"]],
-            dropped=[int(i) for i in data.get("dropped", [])],
-            top_tokens=[int(i) for i in data.get("top_tokens", [])],
-            top_weights=[float(w) for w in data.get("top_weights", [])],
-            layer_sizes={int(k): int(v) for k, v in data.get("layer_sizes", {}).items()},
-            avg_distance=float(data.get("avg_distance", 0.0)),
-            max_distance=float(data.get("max_distance", 0.0)),
-        )
 
 
 def _members_by_label(labels: np.ndarray, k: int) -> list[np.ndarray]:

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from neurosearch.format import layout
-
 if TYPE_CHECKING:
+    from neurosearch.index.index import Index
     from neurosearch.format.results import AblationResult
 
 
@@ -80,31 +79,13 @@ def verdict_of(result: Any) -> Verdict | None:
                    f"with p < {SIGNIFICANCE}, applied here")
 
 
-def neuron_records(index: Any, names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``Index.neuron(name)`` for many neurons at once (same keys; arrays read once, ~5x faster)."""
-    import math
-
-    method = index.search_method
-    top_index, top_values = index.method_top(method)
-    refs, values = index.npy("neurons/top_refs.npy"), index.npy("neurons/top_values.npy")
-    mean, std = index.npy(layout.NEURON_MEAN), index.npy(layout.NEURON_STD)
-    kept = index.kept_tokens
-    labels = index.lookup.labels  # the facade's label lookup (Index.neuron reads the same, one at a time)
-    records = {}
-    for name in names:
-        flat = index.neuron_index(name)
-        label, source = labels.label_for("neuron", name, method, flat)
-        records[name] = {
-            "id": name, "method": method, "label": label, "label_source": source,
-            "top_tokens": [kept[i] for i in top_index[flat].tolist()], "top_weights": top_values[flat].tolist(),
-            "mean": float(mean[flat]), "std": float(std[flat]),
-            "top_activations": [{"document": d, "position": p, "token_id": t, "value": v}
-                                for (d, p, t), v in zip(refs[flat].tolist(), values[flat].tolist()) if math.isfinite(v)],
-        }
-    return records
+def neuron_records(index: Index, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``Index.neurons`` as JSON records by name (the report's pages and data read these)."""
+    names = list(names)
+    return {name: info.to_json() for name, info in zip(names, index.neurons(names))}
 
 
-def evaluation_results(index: Any) -> dict[str, AblationResult]:
+def evaluation_results(index: Index) -> dict[str, AblationResult]:
     """``evaluate``'s stored results by target id (later lines, the user's copy last, win)."""
     from neurosearch.experiments.evaluation import load_results
     from neurosearch.index.stored import EVALUATION_RESULTS
@@ -112,7 +93,7 @@ def evaluation_results(index: Any) -> dict[str, AblationResult]:
     return {r.target.id: r for r in load_results(*index.state.read_paths(EVALUATION_RESULTS))}
 
 
-def table3(index: Any) -> list[dict[str, str]]:
+def table3(index: Index) -> list[dict[str, str]]:
     """Rows of the stored Table 3 (``evaluation/table3.csv``), [] when the index was not evaluated."""
     for path in reversed(index.state.read_paths("evaluation/table3.csv")):  # the user's first
         try:
@@ -122,7 +103,7 @@ def table3(index: Any) -> list[dict[str, str]]:
     return []
 
 
-def evaluation_figures(index: Any) -> list[Path]:
+def evaluation_figures(index: Index) -> list[Path]:
     """Fig. 3 and Fig. 4 PNGs that ``evaluate`` drew (Fig. 2 is redrawn, Fig. 5 is per cluster)."""
     figures: dict[str, Path] = {}
     for folder in index.state.read_paths("evaluation"):  # shipped, then the user's (wins)
@@ -134,7 +115,7 @@ def evaluation_figures(index: Any) -> list[Path]:
 class ContextReader:
     """Activating contexts for many references, reading the corpus once."""
 
-    def __init__(self, index: Any, corpus: str | None = None, width: int = 12):
+    def __init__(self, index: Index, corpus: str | None = None, width: int = 12):
         from neurosearch.index.contexts import corpus_path
 
         self.index = index

@@ -25,7 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from neurosearch.errors import NeurosearchError
 from neurosearch.report import pages
@@ -40,6 +40,9 @@ from neurosearch.report.data import (
 )
 from neurosearch.report.figures import cluster_neurons_svg
 from neurosearch.report.html import NEURON_BLOCK, cluster_href, e, neuron_block, neuron_href, neuron_page_href
+
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
 
 MARKER = ".neurosearch-report"
 SEARCH_TOKENS = 10
@@ -65,7 +68,7 @@ class ReportConfig:
     corpus: str | None = None
     """Corpus file to read contexts from (default: the index's own, when it can be found)."""
 
-    def resolve(self, index: Any) -> tuple[list[str], list[int]]:
+    def resolve(self, index: Index) -> tuple[list[str], list[int]]:
         """(methods, ks), checked against the index."""
         if self.contexts < 0:
             raise NeurosearchError(f"--contexts must be >= 0, got {self.contexts}")
@@ -98,7 +101,7 @@ class ReportSummary:
                 "notes": self.notes}
 
 
-def check_destination(index: Any, out: Path) -> Path:
+def check_destination(index: Index, out: Path) -> Path:
     """``out`` resolved; refuses the index itself, anything inside it or around it, and foreign folders."""
     target = Path(out).expanduser().resolve()
     home = Path(index.path).resolve()
@@ -115,7 +118,7 @@ def check_destination(index: Any, out: Path) -> Path:
     return target
 
 
-def write_report(index: Any, out: str | os.PathLike[str], config: ReportConfig | None = None,
+def write_report(index: Index, out: str | os.PathLike[str], config: ReportConfig | None = None,
                  log: Callable[[str], None] | None = None) -> ReportSummary:
     """Write the report of ``index`` to ``out`` (see the module docstring); returns what was written."""
     config = config or ReportConfig()
@@ -155,7 +158,7 @@ def _swap(work: Path, target: Path) -> None:
 class _Builder:
     """Gathers the index's units, their contexts and verifications, and writes the pages."""
 
-    def __init__(self, index: Any, config: ReportConfig, work: Path, methods: list[str], ks: list[int],
+    def __init__(self, index: Index, config: ReportConfig, work: Path, methods: list[str], ks: list[int],
                  say: Callable[[str], None]):
         self.index, self.config, self.work, self.methods, self.ks, self.say = index, config, work, methods, ks, say
         self.reader = ContextReader(index, config.corpus)
@@ -168,7 +171,7 @@ class _Builder:
         for folder in ("assets", "cluster", "neuron", "fig"):
             (self.work / folder).mkdir(parents=True, exist_ok=True)
         self.say("reading clusters and neurons ...")
-        infos = [index.cluster(f"{m}/k{k}/{c['id']}") for m in self.methods for k in self.ks for c in index.clusters(m, k)]
+        infos = [index.cluster(f"{m}/k{k}/{c.id}") for m in self.methods for k in self.ks for c in index.clusters(m, k)]
         every = [index.neuron_name(flat) for flat in range(index.manifest.n_neurons)]
         neurons = neuron_records(index, every if self.config.neurons else sorted({n for i in infos for n in i.neurons}))
         limit = self.config.contexts
@@ -292,7 +295,7 @@ class _Builder:
             figures.append((_figure_title(path.name), f"fig/{path.name}"))
         listed = (f"{self.cluster_count} clusters ({', '.join(self.methods)}; K = {', '.join(map(str, self.ks))}) "
                   f"and {self.neuron_count} neurons")
-        self._write("index.html", pages.overview_page(self.index.info(), table3_rows=table3(self.index),
+        self._write("index.html", pages.overview_page(self.index.info().to_json(), table3_rows=table3(self.index),
                                                       figures=figures, listed=e(listed), index_name=self.name))
 
     def _write(self, relative: str, text: str) -> None:

@@ -63,7 +63,7 @@ def test_the_tree_is_the_one_the_clusters_stage_cut(tiny_index):
     nodes = {tuple(node_neurons(children.row, n, j)) for j in range(children.shape[0])}
     for k in index.ks:
         for cluster in index.clusters(index.search_method, k):
-            members = tuple(sorted(cluster["neurons"] + cluster.get("dropped", [])))
+            members = tuple(sorted(cluster.neurons + cluster.dropped))
             assert len(members) == 1 or members in nodes
 
 
@@ -71,7 +71,7 @@ def test_a_tree_node_that_is_a_cut_cluster_shows_that_clusters_contexts(tiny_ind
     from neurosearch.index.evidence import cluster_evidence
 
     index = Index.load(tiny_index)
-    cut = index.cluster(f"k3/{next(c['id'] for c in index.clusters(index.search_method, 3) if len(c['neurons']) > 1)}")
+    cut = index.cluster(f"k3/{next(c.id for c in index.clusters(index.search_method, 3) if len(c.neurons) > 1)}")
     children = index.files.table(f"search/{index.search_method}/tree_children.npy")
     wanted = sorted(index.manifest.neuron_index(n) for n in cut.neurons)
     node = next(j for j in range(children.shape[0])
@@ -90,11 +90,11 @@ def test_bad_tree_ids_are_one_line_errors(tiny_index, text):
 
 def _node_of_cut_cluster(index: Index) -> tuple[str, int]:
     """(``k3/ID``, tree node number) of a cut cluster of several neurons and the node that is it."""
-    cut = next(c for c in index.clusters(index.search_method, 3) if len(c["neurons"]) > 1)
+    cut = next(c for c in index.clusters(index.search_method, 3) if len(c.neurons) > 1)
     children = index.files.table(f"search/{index.search_method}/tree_children.npy")
     node = next(j for j in range(children.shape[0])
-                if node_neurons(children.row, index.manifest.n_neurons, j) == sorted(cut["neurons"]))
-    return f"k3/{cut['id']}", node
+                if node_neurons(children.row, index.manifest.n_neurons, j) == sorted(cut.neurons))
+    return f"k3/{cut.id}", node
 
 
 def test_label_ids_labels_tree_nodes_and_a_node_takes_its_cut_clusters_label(tiny_index, tmp_path, llm, monkeypatch):

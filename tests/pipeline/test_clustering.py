@@ -9,7 +9,8 @@ import pytest
 from scipy.cluster.hierarchy import is_valid_linkage
 from scipy.spatial.distance import squareform
 
-from neurosearch.pipeline.clusters import Cluster, build_clusters, distance_curve, refine
+from neurosearch.format.clusters import Cluster
+from neurosearch.pipeline.clusters import build_clusters, distance_curve, refine
 from neurosearch.pipeline.linkage import condensed_cosine, cut_tree, linkage_tree, unit_rows
 from neurosearch.config import ClusterConfig
 
