@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
@@ -212,3 +213,12 @@ def plain_backend(tokenizer: object) -> object:
     backend.no_truncation()
     backend.no_padding()
     return backend
+
+
+def shards(documents: Iterator[str], size: int) -> Iterator[list[str]]:
+    """Consecutive lists of ``size`` documents (the last one shorter) until ``documents`` ends."""
+    while True:
+        shard = list(islice(documents, size))
+        if not shard:
+            return
+        yield shard

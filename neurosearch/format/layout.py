@@ -96,6 +96,11 @@ def neuron_top_values(method: str) -> str:
     return f"{method_dir(method)}/neuron_top_values.npy"
 
 
+def linkage_file(method: str) -> str:
+    """The linkage tree [N-1, 4] the clusters stage cut, for the search stage (a build intermediate, not shipped)."""
+    return f"{PROFILES_DIR}/{method}_linkage.npy"
+
+
 # -- clusters --------------------------------------------------------------------------------------
 def clusters_file(method: str, k: int | str) -> str:
     return f"{method_dir(method)}/clusters_k{k}.json"
@@ -247,6 +252,7 @@ def files() -> list[tuple[str, str]]:
                                          NEIGHBOUR_SIMILARITY, profiles_file(method),
                                          neuron_top_tokens(method), neuron_top_values(method))),
         (clusters_file(method, k), "clusters"),
+        (linkage_file(method), "clusters"),
         (distance_curve_file(method), "clusters"),
         *search,
         *((context_array(name), "contexts") for name in CONTEXT_ARRAYS),

@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from neurosearch.config import ADDED_LATER, BuildConfig, to_dict
 from neurosearch.corpus import CorpusSummary, scan_corpus
@@ -27,17 +26,9 @@ from neurosearch.errors import Interrupted, NeurosearchError
 from neurosearch.format import layout
 from neurosearch.format.layout import MANIFEST, SEARCH_FORMAT, STAGES
 from neurosearch.format.manifest import Manifest
+from neurosearch.pipeline.stage import Stage, StageContext
 from neurosearch.progress import Reporter, SilentReporter, peak_rss_gb, reset_peak_rss
 
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of the build: its name and what runs it (each is recorded in the manifest when done)."""
-
-    name: str
-    run: Callable[[Manifest], dict[str, Any]]
-    """Writes the stage's files into the index and lists them in the manifest; returns the stage's facts."""
 
 
 def _check_same_index(manifest: Manifest, wanted: dict[str, Any], out: Path) -> None:
@@ -175,28 +166,24 @@ class Builder:
         return "; ".join(parts) + "; " + resume
 
     # -- the build -------------------------------------------------------------------------------
-    def stages(self, corpus: CorpusSummary) -> tuple[Stage, ...]:
-        """The stages in order (their names are :data:`STAGES`); each returns its facts."""
+    def stages(self) -> tuple[Stage, ...]:
+        """The stages in order (their names are :data:`STAGES`)."""
         from neurosearch.pipeline import clusters_stage, contexts_stage, profiles_stage, search_stage, stats_stage
 
-        out, config, reporter = self.out, self.config, self.reporter
-        return (
-            Stage("stats", lambda manifest: stats_stage.run(out, manifest, config, self._model, corpus, reporter,
-                                                             self.position, self.ray)),
-            Stage("profiles", lambda manifest: profiles_stage.run(out, manifest, config, self._model()[0], reporter)),
-            Stage("clusters", lambda manifest: clusters_stage.run(out, manifest, config.clusters, reporter)),
-            Stage("search", lambda manifest: search_stage.SearchStage(out, manifest, reporter, config.concepts,
-                                                                              lambda: self._model()[0], config.expansion).run()),
-            Stage("contexts", lambda manifest: contexts_stage.run(out, manifest, config, self._model, reporter)),
-        )
+        return (stats_stage.STAGE, profiles_stage.STAGE, clusters_stage.STAGE, search_stage.STAGE, contexts_stage.STAGE)
 
-    def _run_stage(self, manifest: Manifest, stage: Stage) -> None:
+    def _run_stage(self, manifest: Manifest, stage: Stage, corpus: CorpusSummary) -> None:
+        missing = [name for name in stage.reads if not self._stage_done(manifest, name)]
+        if missing:
+            raise NeurosearchError(f"stage {stage.name} needs {', '.join(missing)} built first; "
+                                   f"rerun the build without --until to finish them")
         started = time.time()
         reset_peak_rss()
         if (self.out / MANIFEST).exists():  # not done on disk while its files change: a kill is redone
             manifest.stages.setdefault(stage.name, {})["done"] = False
             manifest.save(self.out)
-        facts = stage.run(manifest)
+        facts = stage.run(StageContext(self.out, manifest, self.config, self.reporter, self._model, corpus,
+                                       self.position, self.ray))
         manifest.stages[stage.name] = {
             **manifest.stages.get(stage.name, {}),
             **facts,
@@ -270,10 +257,10 @@ class Builder:
         current: str | None = None
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            for stage in self.stages(corpus)[: len(stages)]:
+            for stage in self.stages()[: len(stages)]:
                 if not self._stage_done(manifest, stage.name):
                     current = stage.name
-                    self._run_stage(manifest, stage)
+                    self._run_stage(manifest, stage, corpus)
         except KeyboardInterrupt:
             if created and not (self.out / layout.CHECKPOINT_DIR).exists() and not (self.out / MANIFEST).exists():
                 shutil.rmtree(self.out, ignore_errors=True)

@@ -8,7 +8,6 @@ Paths come from ``format/layout.py``.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,16 +15,16 @@ import numpy as np
 from neurosearch.config import ClusterConfig, to_dict
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
-from neurosearch.format.atomic import write_json_atomic
-from neurosearch.format.manifest import Manifest
-from neurosearch.progress import Reporter
+from neurosearch.format.atomic import save_npy_atomic, write_json_atomic
+from neurosearch.pipeline.stage import Stage, StageContext
 
 
-def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter) -> dict[str, Any]:
-    """Write the stage's files into ``out`` and list them; the stage's facts."""
+def run(context: StageContext) -> dict[str, Any]:
+    """Write the stage's files into the index and list them; the stage's facts."""
     from neurosearch.pipeline.clusters import build_clusters, distance_curve
     from neurosearch.pipeline.linkage import unit_rows
 
+    out, manifest, config, reporter = context.out, context.manifest, context.config.clusters, context.reporter
     too_big = [k for k in config.ks if k > manifest.n_neurons]
     if too_big:
         raise NeurosearchError(f"K={too_big[0]} is larger than the number of neurons ({manifest.n_neurons})")
@@ -35,7 +34,8 @@ def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter
     for method in methods:
         t0 = time.time()
         unit = unit_rows(np.load(out / layout.profiles_file(method)))
-        tree, mode_facts = _tree(unit, config)
+        tree, mode_facts = cluster_tree(unit, config)
+        save_npy_atomic(out / layout.linkage_file(method), tree)  # the search stage's tree nodes: the same tree
         sizes = {}
         for k in config.ks:
             found = build_clusters(unit, tree, k, neurons_per_layer=manifest.neurons_per_layer, config=config)
@@ -54,9 +54,9 @@ def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter
     return {"mode": config.mode, "methods": facts}
 
 
-def _tree(unit: np.ndarray, config: ClusterConfig) -> tuple[np.ndarray, dict[str, Any]]:
+def cluster_tree(unit: np.ndarray, config: ClusterConfig) -> tuple[np.ndarray, dict[str, Any]]:
     """The linkage tree of ``ClusterConfig.mode`` and what the manifest records about it."""
-    from neurosearch.pipeline.linkage import linkage_tree
+    from neurosearch.pipeline.linkage import MAX_EXACT, linkage_tree
 
     if config.mode == "scalable":
         from neurosearch.pipeline.scalable_clusters import scalable_tree
@@ -64,4 +64,7 @@ def _tree(unit: np.ndarray, config: ClusterConfig) -> tuple[np.ndarray, dict[str
         tree, facts = scalable_tree(unit)
         return tree, {"mode": "scalable", "communities": facts["communities"],
                       "largest_community": facts["largest_community"], "steps_seconds": facts["seconds"]}
-    return linkage_tree(unit), {"mode": "exact" if unit.shape[0] <= 40_000 else "exact (prototype tree above 40,000)"}
+    return linkage_tree(unit), {"mode": "exact" if unit.shape[0] <= MAX_EXACT else f"exact (prototype tree above {MAX_EXACT:,})"}
+
+
+STAGE = Stage("clusters", reads=("profiles",), run=run)

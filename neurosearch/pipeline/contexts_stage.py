@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from neurosearch.pipeline.contexts import ContextAccumulator, plan_slots, summarise
-from neurosearch.config import BuildConfig, ContextConfig, to_dict
+from neurosearch.config import ContextConfig, to_dict
 from neurosearch.format import layout
 from neurosearch.format.atomic import save_npy_atomic, write_json_atomic
 from neurosearch.format.manifest import Manifest
-from neurosearch.progress import Reporter
+from neurosearch.pipeline.stage import Stage, StageContext
 
 TASK = "contexts (documents)"
 
@@ -46,17 +46,13 @@ def outdated(manifest: Manifest, config: ContextConfig) -> str | None:
     return None
 
 
-def run(out: Path, manifest: Manifest, build: BuildConfig, model: Callable[[], tuple[Any, Any]],
-        reporter: Reporter) -> dict[str, Any]:
-    """The forward pass and the stage's files (listed in the manifest); the stage's facts.
-
-    ``model()`` loads the model when it is not loaded yet and returns it with its neuron site.
-    """
-    from neurosearch.pipeline.stats_stage import shards
+def run(context: StageContext) -> dict[str, Any]:
+    """The forward pass and the stage's files (listed in the manifest); the stage's facts."""
+    from neurosearch.corpus import read_documents, shards
     from neurosearch.pipeline.stats import accumulate, vocab_size
-    from neurosearch.corpus import read_documents
 
-    loaded, site = model()
+    out, manifest, build, reporter = context.out, context.manifest, context.config, context.reporter
+    loaded, site = context.model()
     method = manifest.configs["profiles"]["search_method"]
     m = build.contexts.mean_tokens
     neuron_top = np.load(out / layout.neuron_top_tokens(method))[:, :m].astype(np.int64)
@@ -83,3 +79,6 @@ def run(out: Path, manifest: Manifest, build: BuildConfig, model: Callable[[], t
     manifest.record(out, layout.CONTEXT_CLUSTERS)
     manifest.configs["contexts"] = to_dict(build.contexts)
     return {"method": method, "documents": acc.documents, "pairs": int(slots.neuron.size)}
+
+
+STAGE = Stage("contexts", reads=("profiles", "clusters"), run=run)

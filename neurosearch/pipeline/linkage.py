@@ -40,6 +40,10 @@ _BLOCK_BYTES = 256 * 2**20
 """Bound on each float32 block product, so temporary memory stays small next to the N^2 vector."""
 
 
+MAX_EXACT = 40_000
+"""Above this many neurons ``linkage_tree`` builds the prototype tree instead of the exact one."""
+
+
 def unit_rows(profiles: np.ndarray) -> np.ndarray:
     """Float32 copy of ``profiles`` with unit L2 rows; all-zero rows stay zero.
 
@@ -118,7 +122,7 @@ def linkage_tree(
     unit: np.ndarray,
     *,
     progress: Progress | None = None,
-    max_exact: int = 40_000,
+    max_exact: int = MAX_EXACT,
     prototypes: int = 20_000,
     seed: int = 0,
 ) -> np.ndarray:

@@ -16,21 +16,22 @@ from neurosearch.corpus import read_documents
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
 from neurosearch.format.atomic import save_npy_atomic, write_json_atomic
-from neurosearch.format.manifest import Manifest
-from neurosearch.progress import Reporter
+from neurosearch.pipeline.stage import Stage, StageContext
 
 FEW_KEPT_TOKENS = 2000
 """Below this many kept tokens the build suggests a lower ``--min-count`` (1,500 Yelp reviews keep
 ~600 tokens at the automatic 20, without weekday or colour names)."""
 
 
-def run(out: Path, manifest: Manifest, build: BuildConfig, loaded: Any, reporter: Reporter) -> dict[str, Any]:
-    """Write the stage's files into ``out`` and list them; the stage's facts."""
+def run(context: StageContext) -> dict[str, Any]:
+    """Write the stage's files into the index and list them; the stage's facts."""
     from neurosearch.pipeline.embeddings import nearest_neighbours, quantize_rows, unit
     from neurosearch.pipeline.profiles import choose_min_count, filter_tokens, method_profiles, raw_profiles, top_tokens
     from neurosearch.pipeline.stats import TokenStats
     from neurosearch.corpus import plain_backend
 
+    out, manifest, build, reporter = context.out, context.manifest, context.config, context.reporter
+    loaded = context.model()[0]
     config = build.profiles
     reporter.log("profiles: reading the statistics ...")
     stats = TokenStats.load(out / layout.STATS_DIR, mmap=True)  # only the kept rows are read
@@ -97,3 +98,6 @@ def token_space(build: BuildConfig, loaded: Any, out: Path) -> np.ndarray:
     if not config.embeddings_path:
         raise NeurosearchError("embeddings 'file' needs embeddings_path (a .vec or .bin file)")
     return unit(file_embeddings(config.embeddings_path, tokens))
+
+
+STAGE = Stage("profiles", reads=("stats",), run=run)

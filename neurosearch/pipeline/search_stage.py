@@ -25,6 +25,7 @@ from neurosearch.config import ClusterConfig, ExpansionConfig, from_dict, to_dic
 from neurosearch.format import layout
 from neurosearch.format.atomic import save_npy_atomic, write_bytes_atomic, write_json_atomic
 from neurosearch.format.manifest import Manifest
+from neurosearch.pipeline.stage import Stage, StageContext
 from neurosearch.progress import Reporter
 
 
@@ -111,7 +112,7 @@ class SearchStage:
         shown = np.asarray(clusters.shown, dtype=np.int32).reshape(len(clusters.shown), -1)
         members = clusters.members
         if method == self.profiles["search_method"]:  # every node of the tree: the clusters of every cut at once
-            nodes = self._tree_nodes(unit)
+            nodes = self._tree_nodes(method, unit)
             if nodes is not None:
                 clusters.keys += [f"{layout.TREE}/{j}" for j in range(len(nodes.sizes))]
                 shown = np.concatenate([shown, nodes.top_tokens])
@@ -134,13 +135,19 @@ class SearchStage:
             self._write_hnsw(method, "neurons", top, space.kept)
             self._write_hnsw(method, "clusters", shown, space.kept)
 
-    def _tree_nodes(self, unit: np.ndarray) -> Any:
-        """The nodes of the tree the clusters stage cut (the same tree: its mode, its linkage)."""
-        from neurosearch.pipeline.clusters_stage import _tree
+    def _tree_nodes(self, method: str, unit: np.ndarray) -> Any:
+        """The nodes of the tree the clusters stage cut and kept (an index whose clusters stage kept
+        none, built before it did, has it rebuilt: the same mode, the same linkage)."""
         from neurosearch.pipeline.tree import tree_nodes
 
-        config = from_dict(ClusterConfig, self.manifest.configs.get("clusters"))
-        tree, _ = _tree(unit, config)
+        path = self.out / layout.linkage_file(method)
+        if path.is_file():
+            tree = np.load(path)
+        else:
+            from neurosearch.pipeline.clusters_stage import cluster_tree
+
+            self.reporter.log(f"search: the clusters stage kept no tree of {method}; building it again")
+            tree, _ = cluster_tree(unit, from_dict(ClusterConfig, self.manifest.configs.get("clusters")))
         return tree_nodes(unit, tree, layout.FIND_TOP_TOKENS)
 
     def _cluster_rows(self, method: str) -> ClusterRows:
@@ -246,3 +253,13 @@ def _offline_labels(top: Any, space: TokenSpace) -> list[str]:
 
     tokens = space.kept_tokens
     return [fallback_label([tokens[i] for i in row[:20]], space.kept[list(row[:20])]).theme for row in top]
+
+
+def run(context: StageContext) -> dict[str, Any]:
+    """Write every file of the stage into the index; the stage's facts for the manifest."""
+    config = context.config
+    return SearchStage(context.out, context.manifest, context.reporter, config.concepts,
+                       lambda: context.model()[0], config.expansion).run()
+
+
+STAGE = Stage("search", reads=("profiles", "clusters"), run=run)

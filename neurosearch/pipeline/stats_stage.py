@@ -22,22 +22,15 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from neurosearch.config import BuildConfig
-from neurosearch.corpus import CorpusSummary, read_documents
+from neurosearch.corpus import read_documents, shards
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
 from neurosearch.format.atomic import save_npy_atomic
 from neurosearch.format.manifest import Manifest
+from neurosearch.pipeline.stage import Stage, StageContext
 from neurosearch.progress import Reporter
 
 TASK = "statistics (documents)"
-
-
-def shards(documents: Iterator[str], size: int) -> Iterator[list[str]]:
-    while True:
-        shard = list(islice(documents, size))
-        if not shard:
-            return
-        yield shard
 
 
 def latest_checkpoint(root: Path) -> tuple[int, Path | None]:
@@ -51,19 +44,19 @@ def latest_checkpoint(root: Path) -> tuple[int, Path | None]:
     return best
 
 
-def run(out: Path, manifest: Manifest, build: BuildConfig, model: Callable[[], tuple[Any, Any]],
-        corpus: CorpusSummary, reporter: Reporter, position: dict[str, int], ray: str | None = None) -> dict[str, Any]:
+def run(context: StageContext) -> dict[str, Any]:
     """Eq. 1 statistics in one streaming pass of shards, checkpointed by time; the stage's facts.
 
-    ``model`` returns the loaded model and its neuron site; ``position`` is updated with the
-    documents done and checkpointed; ``ray``: the Ray cluster address the shards run on (None: in
-    this process)."""
+    ``context.position`` is updated with the documents done and checkpointed; ``context.ray``: the
+    Ray cluster address the shards run on (None: in this process)."""
     from neurosearch.pipeline.stats import TokenStats, vocab_size
     from neurosearch.pipeline.stats_store import directory_bytes
     from neurosearch.pipeline.stats_total import CheckpointClock, StatsTotal, write_checkpoint
 
+    out, manifest, build, reporter = context.out, context.manifest, context.config, context.reporter
+    corpus, position, ray = context.corpus, context.position, context.ray
     started = time.time()
-    loaded, site = model()
+    loaded, site = context.model()
     root = out / layout.CHECKPOINT_DIR
     shards_done, checkpoint = latest_checkpoint(root)
     identity = manifest.stages["stats"]["identity"]
@@ -165,3 +158,6 @@ def _write_neuron_files(out: Path, manifest: Manifest, stats: Any) -> None:
     ):
         save_npy_atomic(out / name, array)
         manifest.record(out, name)
+
+
+STAGE = Stage("stats", reads=(), run=run)

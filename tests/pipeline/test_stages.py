@@ -12,6 +12,59 @@ from neurosearch.progress import SilentReporter
 def test_the_stages_are_the_named_ones_in_order(tmp_path: Path):
     builder = Builder(BuildConfig(corpus=CorpusConfig(source=str(tmp_path / "docs.txt"))), tmp_path / "index",
                       SilentReporter())
-    stages = builder.stages(corpus=None)
+    stages = builder.stages()
     assert tuple(stage.name for stage in stages) == STAGES
     assert all(callable(stage.run) for stage in stages)
+
+
+def test_a_stage_reads_only_earlier_stages_and_writes_what_the_layout_says():
+    from neurosearch.format import layout
+
+    stages = Builder(BuildConfig(), Path("unused"), SilentReporter()).stages()
+    for number, stage in enumerate(stages):
+        assert set(stage.reads) <= {s.name for s in stages[:number]}
+        assert stage.writes and set(stage.writes) <= {path for path, _ in layout.files()}
+    assert layout.linkage_file("<method>") in next(s for s in stages if s.name == "clusters").writes
+
+
+def test_a_stage_whose_inputs_are_not_built_is_refused(tmp_path: Path):
+    import pytest
+
+    from neurosearch.errors import NeurosearchError
+    from neurosearch.format.manifest import Manifest
+
+    builder = Builder(BuildConfig(corpus=CorpusConfig(source=str(tmp_path / "docs.txt"))), tmp_path / "index",
+                      SilentReporter())
+    manifest = Manifest(model={}, site="ffn", n_layers=1, neurons_per_layer=2)
+    clusters = builder.stages()[2]
+    with pytest.raises(NeurosearchError, match="needs profiles built first"):
+        builder._run_stage(manifest, clusters, corpus=None)
+
+
+def test_the_search_stage_takes_the_tree_the_clusters_stage_built(tiny_index: Path, tmp_path: Path, monkeypatch):
+    import shutil
+
+    import numpy as np
+
+    from neurosearch.format import layout
+    from neurosearch.format.manifest import Manifest
+    from neurosearch.pipeline import clusters_stage, search_stage
+
+    copy = tmp_path / "index"
+    shutil.copytree(tiny_index, copy)
+    manifest = Manifest.load(copy)
+    method = manifest.search_method
+    children = np.load(copy / layout.tree_file(method, "children"))
+    assert (copy / layout.linkage_file(method)).is_file()
+
+    def never(*args, **kwargs):
+        raise AssertionError("the tree was built again")
+
+    monkeypatch.setattr(clusters_stage, "cluster_tree", never)
+    stage = search_stage.SearchStage(copy, manifest, SilentReporter(), False, lambda: None)
+    stage._write_method(method, stage._token_space())
+    np.testing.assert_array_equal(np.load(copy / layout.tree_file(method, "children")), children)
+    monkeypatch.undo()
+    (copy / layout.linkage_file(method)).unlink()  # an index built before the tree was kept: built again, the same
+    stage._write_method(method, stage._token_space())
+    np.testing.assert_array_equal(np.load(copy / layout.tree_file(method, "children")), children)
