@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from neurosearch.pipeline.linkage import _block_rows, _cut_roots, _number_by_first_member, cut_tree
+from neurosearch.pipeline.linkage import block_rows, cut_roots, number_by_first_member, cut_tree
 from neurosearch.config import ClusterConfig
 from neurosearch.format.clusters import Cluster
 
@@ -74,7 +74,7 @@ def _pair_stats(u: np.ndarray) -> tuple[float, float]:
     sq = float(np.einsum("ij,ij->", u, u, dtype=np.float64))
     mean_cos = (float(s @ s) - sq) / (m * (m - 1))
     min_cos = np.inf
-    rows = min(1024, _block_rows(m))
+    rows = min(1024, block_rows(m))
     for i0 in range(0, m, rows):
         i1 = min(m, i0 + rows)
         gram = u[i0:i1] @ u[i0:].T
@@ -152,7 +152,7 @@ def distance_curve(unit: np.ndarray, z: np.ndarray, ks: Sequence[int]) -> dict[s
     result: dict[str, Any] = {"ks": [], "avg_max_distance": [], "avg_mean_distance": [],
                               "singletons": []}
     for k in sorted({int(k) for k in ks if 1 <= int(k) <= n}):
-        labels, roots = _number_by_first_member(_cut_roots(z, k))
+        labels, roots = number_by_first_member(cut_roots(z, k))
         heights = np.zeros(k)
         merged = roots >= n
         heights[merged] = z[roots[merged] - n, 2]

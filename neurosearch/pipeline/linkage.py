@@ -59,7 +59,7 @@ def unit_rows(profiles: np.ndarray) -> np.ndarray:
     return unit
 
 
-def _block_rows(n_cols: int) -> int:
+def block_rows(n_cols: int) -> int:
     return max(1, min(8192, _BLOCK_BYTES // (4 * max(1, n_cols))))
 
 
@@ -76,7 +76,7 @@ def condensed_cosine(unit: np.ndarray, *, progress: Progress | None = None) -> n
     out = np.empty(n * (n - 1) // 2, dtype=np.float64)
     # Each block also computes its own lower triangle (b^2/2 wasted pairs, ~b/n of the work), so
     # blocks stay a few hundred rows: still large enough for BLAS to run at full speed.
-    rows = min(512, _block_rows(n))
+    rows = min(512, block_rows(n))
     for i0 in range(0, n, rows):
         i1 = min(n, i0 + rows)
         gram = unit[i0:i1] @ unit[i0:].T  # [i1-i0, n-i0]
@@ -95,7 +95,7 @@ def condensed_cosine(unit: np.ndarray, *, progress: Progress | None = None) -> n
     return out
 
 
-def _complete_linkage(condensed: np.ndarray) -> np.ndarray:
+def complete_linkage(condensed: np.ndarray) -> np.ndarray:
     """Complete-linkage tree of a condensed vector; the vector is used as scratch space.
 
     ``fastcluster.linkage`` 1.3 starts with ``array(X)``, which copies X even with
@@ -141,7 +141,7 @@ def linkage_tree(
     condensed = condensed_cosine(unit, progress=progress)
     if progress is not None:
         progress("linkage", 0, 1)
-    z = _complete_linkage(condensed)
+    z = complete_linkage(condensed)
     del condensed
     if progress is not None:
         progress("linkage", 1, 1)
@@ -153,7 +153,7 @@ def _nearest_rows(
 ) -> np.ndarray:
     """Index of the most cosine-similar row of ``targets`` for each of ``unit[rows]``, blockwise."""
     out = np.empty(rows.size, dtype=np.int64)
-    step = _block_rows(targets.shape[0])
+    step = block_rows(targets.shape[0])
     for i0 in range(0, rows.size, step):
         i1 = min(rows.size, i0 + step)
         out[i0:i1] = np.argmax(unit[rows[i0:i1]] @ targets.T, axis=1)
@@ -199,7 +199,7 @@ def _prototype_tree(
     return z
 
 
-def _cut_roots(z: np.ndarray, k: int) -> np.ndarray:
+def cut_roots(z: np.ndarray, k: int) -> np.ndarray:
     """Tree node (leaf id or n + merge row) heading each leaf's cluster when ``k`` remain."""
     z = np.asarray(z)
     n = z.shape[0] + 1
@@ -217,7 +217,7 @@ def _cut_roots(z: np.ndarray, k: int) -> np.ndarray:
     return root[:n]
 
 
-def _number_by_first_member(roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def number_by_first_member(roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Labels 0..k-1 ordered by each cluster's smallest member, and the root of each label."""
     uniq, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
@@ -232,7 +232,7 @@ def cut_tree(z: np.ndarray, k: int) -> np.ndarray:
     Undoes the last k-1 merges of Z (``fcluster(..., 'maxclust')`` can return fewer clusters when
     merge heights tie). Raises ``ValueError`` unless 1 <= k <= N.
     """
-    labels, _ = _number_by_first_member(_cut_roots(z, k))
+    labels, _ = number_by_first_member(cut_roots(z, k))
     return labels
 
 

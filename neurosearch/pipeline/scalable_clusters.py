@@ -186,7 +186,7 @@ def _community_distances(unit: np.ndarray, groups: list[np.ndarray], samples: in
 
 def scalable_tree(unit: np.ndarray, settings: ScalableSettings | None = None, *, progress: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Scipy-format linkage matrix [N-1, 4] as described in the module docstring, and facts about it."""
-    from neurosearch.pipeline.linkage import _complete_linkage, linkage_tree
+    from neurosearch.pipeline.linkage import complete_linkage, linkage_tree
 
     settings = settings or ScalableSettings()
     unit = np.ascontiguousarray(unit, dtype=np.float32)
@@ -219,7 +219,7 @@ def scalable_tree(unit: np.ndarray, settings: ScalableSettings | None = None, *,
     lap("linkage inside")
     if len(groups) > 1:
         distances = _community_distances(unit, groups, settings.community_samples, settings.seed)
-        top = _complete_linkage(distances)
+        top = complete_linkage(distances)
         _add_tree(records, top, roots, monotone=True)
     lap("linkage between")
     z = _ordered(records, n)
