@@ -97,7 +97,7 @@ def check_float(name: str, value: Any, minimum: float = 0.0, *, inclusive: bool 
         raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}", option=name)
 
 
-ADDED_LATER = {"clusters": {"mode": "exact"}}
+ADDED_LATER = {"clusters": {"mode": "exact"}, "corpus": {"heldout_share": 0.0}}
 """Config fields added after indexes were built, with the value that older indexes were built with
 (a manifest without them means exactly that; the build reads them so, and does not rebuild)."""
 
@@ -153,10 +153,14 @@ class CorpusConfig:
     window: int = 128
     """Tokens per model window including [CLS]/[SEP]; longer documents are split into consecutive
     windows so no token is dropped. 128 is the sequence length MiniLM was trained with."""
+    heldout_share: float = 0.05
+    """Share of documents the build leaves out of every statistic (chosen by a hash of their text,
+    ``corpus.is_heldout``), so that explanations can be scored on text they were not built from."""
 
     def __post_init__(self) -> None:
         check_int("max_docs", self.max_docs, 1, optional=True)
         check_int("window", self.window, 3)
+        check_float("heldout_share", self.heldout_share, 0.0, inclusive=True, maximum=0.5)
 
 
 @dataclass(frozen=True)

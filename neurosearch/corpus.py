@@ -144,6 +144,29 @@ def read_documents(config: CorpusConfig) -> Iterator[str]:
         yield document
 
 
+def is_heldout(text: str, share: float) -> bool:
+    """Whether a document is held out of the build at ``share``: the first 8 bytes of the sha256 of
+    its text, as a fraction of 2**64, fall below ``share`` (the same text is always on the same side)."""
+    if share <= 0.0:
+        return False
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") < share * 2.0**64
+
+
+def training_documents(config: CorpusConfig) -> Iterator[str]:
+    """:func:`read_documents` with every held-out document empty (so every index stays its own)."""
+    share = config.heldout_share
+    for document in read_documents(config):
+        yield "" if is_heldout(document, share) else document
+
+
+def heldout_documents(config: CorpusConfig, share: float | None = None) -> Iterator[tuple[int, str]]:
+    """(index, text) of the documents held out at ``share`` (default: the config's)."""
+    share = config.heldout_share if share is None else share
+    for number, document in enumerate(read_documents(config)):
+        if is_heldout(document, share):
+            yield number, document
+
+
 @dataclass(frozen=True)
 class CorpusSummary:
     """What a corpus is, for the manifest: a description and a content fingerprint."""
@@ -152,24 +175,29 @@ class CorpusSummary:
     documents: int
     fingerprint: str
     """sha256 over the documents' text; for hf: corpora, over the spec (streams are not hashed)."""
+    heldout: int = 0
+    """Documents held out of the build (``CorpusConfig.heldout_share``; -1 for an hf: stream)."""
 
 
 def scan_corpus(config: CorpusConfig) -> CorpusSummary:
     """Read the whole corpus once: validates it before any index file is written, and fingerprints it."""
     if config.source.startswith("hf:"):
         spec = f"{config.source}|{config.text_field}|{config.max_docs}"
-        return CorpusSummary(config.source, -1, hashlib.sha256(spec.encode()).hexdigest())
+        return CorpusSummary(config.source, -1, hashlib.sha256(spec.encode()).hexdigest(), -1)
     digest = hashlib.sha256()
     count = 0
     nonempty = 0
+    heldout = 0
     for document in read_documents(config):
         digest.update(document.encode("utf-8"))
         digest.update(b"\n")
         count += 1
-        nonempty += bool(document.strip())
+        out = is_heldout(document, config.heldout_share)
+        heldout += out
+        nonempty += bool(document.strip()) and not out
     if nonempty == 0:
-        raise CorpusError(f"corpus {config.source} has no documents")
-    return CorpusSummary(config.source, count, digest.hexdigest())
+        raise CorpusError(f"corpus {config.source} has no documents" + (" outside the held-out share" if heldout else ""))
+    return CorpusSummary(config.source, count, digest.hexdigest(), heldout)
 
 
 @dataclass

@@ -63,7 +63,7 @@ def test_stage_matches_eq1_and_a_brute_force_maximum(tiny_model: Path, tiny_corp
     from neurosearch.pipeline import build_index
     from neurosearch.pipeline.stats import TokenStats, pad_batch, special_mask
     from neurosearch.config import BuildConfig, ClusterConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
-    from neurosearch.corpus import make_windows, read_documents
+    from neurosearch.corpus import make_windows, training_documents
     from neurosearch.model.loading import NeuronHooks, load_model, neuron_site
 
     config = BuildConfig(
@@ -84,10 +84,11 @@ def test_stage_matches_eq1_and_a_brute_force_maximum(tiny_model: Path, tiny_corp
     eq1 = stats.token_means()
     expected = [[eq1[row_of[kept["ids"][t]], n] for t in top[n]] for n in range(top.shape[0])]
     np.testing.assert_allclose(means, expected, rtol=1e-5, atol=1e-6)
-    # brute force: every activation of every counted token, the maximum per (neuron, top token)
+    # brute force: every activation of every counted token of the documents the index is built from
+    # (held-out documents count, empty), the maximum per (neuron, top token)
     loaded = load_model(config.model)
     site = neuron_site(loaded.encoder, "ffn")
-    windows = make_windows(loaded.tokenizer, list(read_documents(config.corpus)), 0, 16)
+    windows = make_windows(loaded.tokenizer, list(training_documents(config.corpus)), 0, 16)
     seen = []
     with NeuronHooks(site, lambda layer, x: seen.append((layer, x.detach().reshape(-1, x.shape[-1])))), torch.inference_mode():
         batch = pad_batch(windows, list(range(len(windows.input_ids))), loaded.tokenizer.pad_token_id)

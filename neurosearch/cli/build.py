@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from neurosearch.cli.common import IndexOption, RichReporter, fail, open_index, parse_ints
-from neurosearch.config import ClusterConfig, ProfileConfig, StatsConfig
+from neurosearch.config import ClusterConfig, CorpusConfig, ProfileConfig, StatsConfig
 
 
 def build(
@@ -17,6 +17,7 @@ def build(
     site: Annotated[Optional[str], typer.Option(help="Neuron site: ffn (feed-forward activations, default) or hidden (layer outputs, the paper's).", show_default=False)] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the text in jsonl/csv/hf records.")] = "text",
     max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
+    heldout_share: Annotated[float, typer.Option(help="Share of documents left out of the index (by a hash of their text), for `neurosearch score` to test explanations on.")] = CorpusConfig.heldout_share,
     until: Annotated[str, typer.Option(help="Stop after this stage: stats, profiles, clusters, search, contexts (the last: what `show` prints on a unit's top tokens).")] = "contexts",
     methods: Annotated[str, typer.Option(help="Profile methods to build, comma-separated (filter, filter+tfidf, filter+smooth, filter+smooth+tfidf) or 'all'.")] = "all",
     search_method: Annotated[Optional[str], typer.Option("--method", help=f"The method that backs `find` (default: {ProfileConfig.search_method} when it is built, else the last built of --methods in the order listed there).", show_default=False)] = None,
@@ -77,7 +78,7 @@ def build(
     source = embeddings if embeddings in ("model", "fasttext") else "file"
     config = BuildConfig(
         model=ModelConfig(model=model, site=site, dtype=dtype),
-        corpus=CorpusConfig(source=corpus, text_field=text_field, max_docs=max_docs),
+        corpus=CorpusConfig(source=corpus, text_field=text_field, max_docs=max_docs, heldout_share=heldout_share),
         stats=StatsConfig(batch_tokens=batch_tokens, shard_docs=shard_docs, checkpoint_share=checkpoint_share,
                           compress="zstd" if compress_stats else "none"),
         profiles=ProfileConfig(

@@ -34,6 +34,8 @@ from neurosearch.progress import Reporter, SilentReporter, peak_rss_gb, reset_pe
 def _check_same_index(manifest: Manifest, wanted: dict[str, Any], out: Path) -> None:
     for key in ("model_id", "site", "corpus_fingerprint", "stats_config"):
         have = manifest.stages.get("stats", {}).get("identity", {}).get(key)
+        if key == "stats_config" and have is not None:  # an index built before held-out documents kept none
+            have = {"heldout_share": 0.0, **have}
         if have is not None and have != wanted[key]:
             raise NeurosearchError(
                 f"{out} already holds an index with a different {key.replace('_', ' ')}; "
@@ -211,7 +213,8 @@ class Builder:
             "model_id": model_id,
             "site": config.model.site,
             "corpus_fingerprint": corpus.fingerprint,
-            "stats_config": {"top_k": config.stats.top_k, "window": config.corpus.window},
+            "stats_config": {"top_k": config.stats.top_k, "window": config.corpus.window,
+                             "heldout_share": config.corpus.heldout_share},
         }
         created = not self.out.exists()
         if force and (self.out / MANIFEST).exists():
@@ -239,6 +242,9 @@ class Builder:
             text_field=config.corpus.text_field,
             max_docs=config.corpus.max_docs,
             fingerprint=corpus.fingerprint,
+            heldout_share=config.corpus.heldout_share,
+            heldout_documents=corpus.heldout,
+            heldout_rule="sha256 of the document's text: its first 8 bytes / 2**64 < heldout_share",
         )
         manifest.configs.update(model=to_dict(config.model), corpus=to_dict(config.corpus), stats=to_dict(config.stats))
         manifest.stages.setdefault("stats", {})["identity"] = identity

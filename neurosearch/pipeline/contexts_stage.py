@@ -48,7 +48,7 @@ def outdated(manifest: Manifest, config: ContextConfig) -> str | None:
 
 def run(context: StageContext) -> dict[str, Any]:
     """The forward pass and the stage's files (listed in the manifest); the stage's facts."""
-    from neurosearch.corpus import read_documents, shards
+    from neurosearch.corpus import shards, training_documents
     from neurosearch.pipeline.stats import accumulate, vocab_size
 
     out, manifest, build, reporter = context.out, context.manifest, context.config, context.reporter
@@ -63,7 +63,7 @@ def run(context: StageContext) -> dict[str, Any]:
     total = manifest.corpus.get("documents")
     advance = reporter.task(TASK, total if isinstance(total, int) and total >= 0 else None)
     first = 0
-    for shard in shards(read_documents(build.corpus), build.stats.shard_docs):
+    for shard in shards(training_documents(build.corpus), build.stats.shard_docs):
         def on_batch(done: int, windows: int, size: int = len(shard)) -> None:
             advance(size * done / max(windows, 1))  # per batch: documents, in proportion to their windows
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from neurosearch.config import BuildConfig, to_dict
-from neurosearch.corpus import read_documents
+from neurosearch.corpus import training_documents
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
 from neurosearch.format.atomic import save_npy_atomic, write_json_atomic
@@ -93,7 +93,7 @@ def token_space(build: BuildConfig, loaded: Any, out: Path) -> np.ndarray:
         from neurosearch.corpus import plain_backend
 
         backend = plain_backend(loaded.tokenizer)
-        pieces = (backend.encode(doc, add_special_tokens=False).tokens for doc in read_documents(build.corpus))
+        pieces = (backend.encode(doc, add_special_tokens=False).tokens for doc in training_documents(build.corpus))
         return unit(fasttext_embeddings(pieces, tokens, work_dir=out))
     if not config.embeddings_path:
         raise NeurosearchError("embeddings 'file' needs embeddings_path (a .vec or .bin file)")

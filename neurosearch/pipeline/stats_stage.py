@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from neurosearch.config import BuildConfig
-from neurosearch.corpus import read_documents, shards
+from neurosearch.corpus import shards, training_documents
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
 from neurosearch.format.atomic import save_npy_atomic
@@ -71,7 +71,7 @@ def run(context: StageContext) -> dict[str, Any]:
             reporter.log(f"stats: resuming after {shards_done} shard(s) ({total.documents} documents)")
     advance = reporter.task(TASK, corpus.documents if corpus.documents >= 0 else None)
     advance(total.documents)
-    documents = read_documents(build.corpus)
+    documents = training_documents(build.corpus)  # held-out documents count, empty
     first = total.documents  # resume: skip what the checkpoint already holds
     position.update(checkpointed=first, total=corpus.documents, done=first)
     for _ in islice(documents, first):

@@ -68,3 +68,36 @@ def test_the_search_stage_takes_the_tree_the_clusters_stage_built(tiny_index: Pa
     (copy / layout.linkage_file(method)).unlink()  # an index built before the tree was kept: built again, the same
     stage._write_method(method, stage._token_space())
     np.testing.assert_array_equal(np.load(copy / layout.tree_file(method, "children")), children)
+
+
+def test_heldout_documents_never_enter_the_statistics(tiny_model: Path, tiny_corpus: Path, tmp_path: Path):
+    import json
+
+    import numpy as np
+
+    from neurosearch.config import ClusterConfig, ModelConfig, ProfileConfig, StatsConfig
+    from neurosearch.corpus import heldout_documents, is_heldout, read_documents, training_documents
+    from neurosearch.model.loading import load_model, neuron_site
+    from neurosearch.pipeline import build_index
+    from neurosearch.pipeline.stats import TokenStats, compute_stats
+
+    corpus = CorpusConfig(source=str(tiny_corpus), window=16, max_docs=80, heldout_share=0.3)
+    config = BuildConfig(model=ModelConfig(model=str(tiny_model), dtype="float32"), corpus=corpus,
+                         stats=StatsConfig(batch_tokens=256, shard_docs=25),
+                         profiles=ProfileConfig(min_count=2, methods=("filter",), search_method="filter"),
+                         clusters=ClusterConfig(ks=(3,)), concepts=False)
+    out = tmp_path / "index"
+    build_index(config, out, until="profiles")
+    held = dict(heldout_documents(corpus))
+    assert 0 < len(held) < 80 and all(is_heldout(text, 0.3) for text in held.values())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["corpus"]["heldout_documents"] == len(held) and manifest["corpus"]["heldout_share"] == 0.3
+    stats = TokenStats.load(out / "stats")
+    loaded = load_model(config.model)
+    site = neuron_site(loaded.encoder, "ffn")
+    expected = compute_stats(loaded, site, list(training_documents(corpus)), config.stats, 16)
+    everything = compute_stats(loaded, site, list(read_documents(corpus)), config.stats, 16)
+    np.testing.assert_array_equal(stats.token_counts, expected.token_counts)
+    assert stats.tokens < everything.tokens
+    documents = np.asarray(stats.top_refs)[..., 0]
+    assert not set(documents[np.asarray(stats.top_values) > -np.inf].ravel().tolist()) & set(held)
