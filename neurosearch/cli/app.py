@@ -20,6 +20,7 @@ from neurosearch.cli import build as build_commands
 from neurosearch.cli import experiments as experiment_commands
 from neurosearch.cli import labels as label_commands
 from neurosearch.cli import report as report_commands
+from neurosearch.cli import scores as score_commands
 from neurosearch.cli import search as search_commands
 from neurosearch.cli import trace as trace_commands
 from neurosearch.cli import verify as verify_commands
@@ -99,6 +100,7 @@ app.command()(search_commands.show)
 app.command()(search_commands.info)
 app.command()(experiment_commands.ablate)
 app.command()(label_commands.label)
+app.command()(score_commands.score)
 app.command()(experiment_commands.evaluate)
 app.command()(experiment_commands.plot)
 app.command("fit-head")(build_commands.fit_head_command)

@@ -94,27 +94,35 @@ def find_table(result: Any, width: int = 80) -> Group:
     fixed = dict(FIND_FIXED, **{"#": max(2, len(str(len(result.results))))})
     fixed["hit"] = max([3, *(len(i) for i in ids)])
     fixed["layers"] = min(11, max([6, *(len(_layers(hit.neurons)) for hit in result.results)]))
-    gaps = 2 * 6  # seven columns, one cell of padding either side of each gap
+    scored = any(hit.simulation_score is not None for hit in result.results)
+    if scored:
+        fixed["sim"] = 4
+    gaps = 2 * (len(fixed) + 1)  # a column per fixed width, theme and top tokens; padding either side of each gap
     room = width - sum(fixed.values()) - gaps - 1
     theme_width = max(12, min(36 if lines == 1 else 24, (room + 1) // 2 - 2))
     tokens_width = max(12, room - theme_width)
     table = Table(box=None, pad_edge=False, header_style="bold underline", expand=False)
-    for name, style in (("#", "dim"), ("hit", "bold"), ("score", ""), ("theme", "green"), ("size", ""),
-                        ("layers", "dim"), ("top tokens", "")):
+    columns = [("#", "dim"), ("hit", "bold"), ("score", ""), *([("sim", "")] if scored else []), ("theme", "green"),
+               ("size", ""), ("layers", "dim"), ("top tokens", "")]
+    for name, style in columns:
         limit = theme_width if name == "theme" else tokens_width if name == "top tokens" else fixed[name]
-        table.add_column(name, style=style, justify="right" if name in ("#", "score", "size") else "left",
+        table.add_column(name, style=style, justify="right" if name in ("#", "score", "sim", "size") else "left",
                          width=limit, no_wrap=True, overflow="ellipsis")
     for rank, (hit, shown) in enumerate(zip(result.results, ids), 1):
         theme = wrap_words(for_terminal(hit.label or "", MAX_THEME).split(), theme_width, lines,
                            "(auto)" if hit.label_source == "fallback" else "")
         theme.highlight_words(["(auto)"], style="dim")
-        table.add_row(Text(str(rank)), safe(shown), Text(f"{hit.score:.3f}"), theme, Text(f"{hit.size:,}"),
+        sim = [Text("-" if hit.simulation_score is None else f"{hit.simulation_score:.2f}")] if scored else []
+        table.add_row(Text(str(rank)), safe(shown), Text(f"{hit.score:.3f}"), *sim, theme, Text(f"{hit.size:,}"),
                       Text(_layers(hit.neurons)), wrap_words([for_terminal(t, 40) for t in hit.top_tokens[:30]],
                                                              tokens_width, lines))
     parts: list[Any] = [header]
     if len(methods) == 1:
         parts.append(safe(f"hits: L:I neurons, tree/ID and kK/ID clusters (method {methods.pop()}), ranked by the "
                           "expected share of concept members among their first 10 top tokens", style="dim"))
+    if scored:
+        parts.append(safe("sim: how well a hit's top tokens predict its activations on held-out text (correlation, "
+                          "`neurosearch score`; random explanations score about 0)", style="dim"))
     parts.extend(safe(note, style="yellow") for note in result.notes)
     parts.append(table)
     return Group(*parts)
@@ -206,3 +214,22 @@ def info_table(data: IndexInfo) -> Table:
 
 def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, emoji=False)
+
+
+def score_table(data: dict[str, Any]) -> Table:
+    """``neurosearch score``'s summary: per group of units, each score's median, quartiles and share >= 0.5."""
+    table = Table(title="explanation scores on held-out text (correlation of simulated and real activations)",
+                  header_style="bold")
+    for name in ("units", "score", "scored", "median", "quartiles", ">= 0.5"):
+        table.add_column(name, justify="left" if name in ("units", "score") else "right")
+    names = {"simulation_score": "simulation (all tokens)", "simulation_top_random": "simulation (top + random)",
+             "calibration_shuffled": "calibration: another unit's"}
+    for group, scores in data["summary"].items():
+        shown = {"neurons": "neurons", "tree": "tree nodes"}.get(group, f"K={group[1:]} clusters")
+        for column, name in names.items():
+            s = scores[column]
+            table.add_row(shown, name, f"{s.get('defined', 0):,}/{s['units']:,}", number(s.get("median"), ".3f"),
+                          f"{number(s.get('q1'), '.2f')}-{number(s.get('q3'), '.2f')}",
+                          number(s.get("share_at_least_0.5"), ".1%"))
+            shown = ""
+    return table

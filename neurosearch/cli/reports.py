@@ -126,8 +126,22 @@ def _auto(source: str | None) -> str:
     return " (auto)" if source == "fallback" else ""
 
 
+def score_line(scores: dict[str, Any] | None) -> Text:
+    """What ``neurosearch score`` measured of a unit, in one line."""
+    if not scores:
+        return Text.assemble(("explained  ", "bold"), ("not scored (neurosearch score)", "dim"))
+    def shown(value: Any) -> str:
+        return "undefined" if value is None else f"{value:.2f}"
+    return Text.assemble(("explained  ", "bold"),
+                         f"simulation {shown(scores.get('simulation_score'))} "
+                         f"(top and random windows {shown(scores.get('simulation_top_random'))}; "
+                         f"another unit's explanation {shown(scores.get('calibration_shuffled'))})",
+                         (" — correlation of its top tokens' weights with its activations on held-out text", "dim"))
+
+
 def neuron_report(data: NeuronInfo, evidence: Any, on_top: list[dict], strongest: list[dict], lookup: Any,
-                  ablation: Any = None, note: str | None = None, width: int = 80) -> Group:
+                  ablation: Any = None, note: str | None = None, width: int = 80,
+                  scores: dict[str, Any] | None = None) -> Group:
     title = Text.assemble((f"neuron {data.id}", "bold cyan"), "  ", (for_terminal(data.label or "", MAX_THEME), "bold"),
                           (_auto(data.label_source), "dim"))
     clusters = " · ".join(f"{c['short_id']} {for_terminal(c['theme'], MAX_THEME)}{_auto(c['label_source'])} ({plural(c['size'], 'neuron')})"
@@ -136,6 +150,7 @@ def neuron_report(data: NeuronInfo, evidence: Any, on_top: list[dict], strongest
         title,
         Text(f"corpus mean {data.mean:.4f}, sd {data.std:.4f}; z = (activation - mean) / sd"),
         Text.assemble(("in clusters  ", "bold"), clusters),
+        score_line(scores),
         Text.assemble(("verify       ", "bold"), evidence.verify),
         token_table(f"top tokens ({data.method}) — weight, Eq. 1 mean activation, its z",
                     data.top_tokens, data.top_weights, evidence.token_means, evidence.token_z, width),
@@ -144,7 +159,8 @@ def neuron_report(data: NeuronInfo, evidence: Any, on_top: list[dict], strongest
 
 
 def cluster_report(info: Any, layer_text: str, evidence: Any, on_top: list[dict], strongest: list[dict], lookup: Any,
-                   ablation: Any = None, note: str | None = None, width: int = 80) -> Group:
+                   ablation: Any = None, note: str | None = None, width: int = 80,
+                   scores: dict[str, Any] | None = None) -> Group:
     label = info.label or {}
     title = Text.assemble((f"cluster {info.key}", "bold cyan"), "  ", (for_terminal(label.get("theme") or "", MAX_THEME), "bold"),
                           (_auto(label.get("source")), "dim"))
@@ -155,6 +171,7 @@ def cluster_report(info: Any, layer_text: str, evidence: Any, on_top: list[dict]
         Text(f"{plural(len(info.neurons), 'neuron')} (refinement dropped {len(info.dropped)}); "
              f"avg pairwise distance {info.avg_distance:.3f}, max {info.max_distance:.3f}"),
         Text.assemble(("verify  ", "bold"), evidence.verify),
+        score_line(scores),
         token_table("top tokens — weight, Eq. 1 mean activation and z, averaged over its neurons",
                     info.top_tokens, info.top_weights, evidence.token_means, evidence.token_z, width),
         Panel(layer_text, title="neurons by layer", expand=False),

@@ -17,6 +17,7 @@ def find(
     exact: Annotated[Optional[bool], typer.Option("--exact/--ann", help="Score every row exactly, or rerank HNSW candidates (default: exact below 50,000 rows, where it is faster than loading the HNSW graph).", show_default=False)] = None,
     method: Annotated[Optional[str], typer.Option(help="Profile method to search (default: the index's).")] = None,
     all_hits: Annotated[bool, typer.Option("--all", help="Also list hits below the relevance floor.")] = False,
+    min_simulation: Annotated[Optional[float], typer.Option(help="Only hits whose explanation scored at least this on held-out text (simulation score, `neurosearch score`; not the relevance floor of --all).", show_default=False)] = None,
     llm: Annotated[bool, typer.Option("--llm", help="Ask an LLM for the concept's members and search for those (a "
                                       "category the offline expansion misses, e.g. tech companies; key from "
                                       "OPENAI_API_KEY, sent to --base-url).")] = False,
@@ -38,7 +39,7 @@ def find(
         fail("--llm lists the members of a query's concept: give a query, not --tokens")
     if llm_refresh and not llm:
         fail("--llm-refresh goes with --llm")
-    options = dict(top=top, kind=kind, k=k, exact=exact, method=method, all_hits=all_hits)
+    options = dict(top=top, kind=kind, k=k, exact=exact, method=method, all_hits=all_hits, min_simulation=min_simulation)
     if llm:
         from neurosearch.labeling.client import check_credentials
         from neurosearch.labeling.members import find_members
@@ -85,17 +86,20 @@ def show(
         info = opened.cluster(ident)
         evidence = cluster_evidence(opened, info, contexts)
         stored = opened.ablation_for("cluster", info.key, info.neurons)
+        scores = opened.unit_scores.of("cluster", info.key)
     else:
         neuron = opened.neuron(ident)
         evidence = neuron_evidence(opened, neuron.id, neuron.method, contexts)
         stored = opened.ablation_for("neuron", neuron.id, [neuron.id])
+        scores = opened.unit_scores.of("neuron", neuron.id)
     evidence.verify += suffix
     ablation, note = stored.current, stored.note(evidence.verify)
     (on_top, strongest), lookup = read_contexts(opened, [evidence.on_top_tokens, evidence.strongest], corpus=corpus)
     common = {"top_token_means": evidence.token_means, "top_token_z": evidence.token_z,
               "contexts": {"on_top_tokens": on_top, "strongest": strongest}, "corpus": lookup.to_json(),
               "note": evidence.note, "verify": evidence.verify,
-              "ablation": ablation.to_json() if ablation else None, "ablation_note": note}
+              "ablation": ablation.to_json() if ablation else None, "ablation_note": note,
+              "scores": scores or None}
     if what == "cluster":
         if as_json:
             from dataclasses import asdict
@@ -108,7 +112,8 @@ def show(
 
         out = console()
         layer_text = neuron_layer_text(info.neurons, opened.manifest.n_layers)
-        out.print(cluster_report(info, layer_text, evidence, on_top, strongest, lookup, ablation, note, out.width))
+        out.print(cluster_report(info, layer_text, evidence, on_top, strongest, lookup, ablation, note, out.width,
+                                 scores))
     else:
         if as_json:
             data = neuron.to_json()
@@ -119,7 +124,7 @@ def show(
         from neurosearch.cli.reports import neuron_report
 
         out = console()
-        out.print(neuron_report(neuron, evidence, on_top, strongest, lookup, ablation, note, out.width))
+        out.print(neuron_report(neuron, evidence, on_top, strongest, lookup, ablation, note, out.width, scores))
 
 
 def info(index: IndexOption = None, as_json: JsonOption = False) -> None:

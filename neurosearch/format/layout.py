@@ -206,6 +206,9 @@ def context_array(name: str) -> str:
 
 # -- results about the index, written by other commands (into the index, or a state folder) ------------
 LABELS = "labels.json"
+SIMULATION_SCORES = "scores/simulation.json"
+"""``neurosearch score``: every unit's simulation score and what it is about (``scores/run.py``)."""
+SIMULATION_FORMAT = 1
 ABLATIONS = "ablations.json"
 HEAD_DIR = "head"
 HEAD_WEIGHTS_NAME = "head.safetensors"
@@ -258,6 +261,7 @@ def files() -> list[tuple[str, str]]:
         *((context_array(name), "contexts") for name in CONTEXT_ARRAYS),
         (CONTEXT_CLUSTERS, "contexts"),
         (LABELS, "label"),
+        (SIMULATION_SCORES, "score"),
         (ABLATIONS, "ablate"),
         (HEAD_WEIGHTS, "fit-head"),
         (HEAD_META, "fit-head"),

@@ -22,7 +22,7 @@ from neurosearch.format.files import IndexFiles
 from neurosearch.format.manifest import IndexError_, Manifest
 from neurosearch.format.state import IndexState
 from neurosearch.ids import ClusterId
-from neurosearch.index.lookup import IndexLabels, Lookup
+from neurosearch.index.lookup import IndexLabels, Lookup, UnitScores
 from neurosearch.index.postings import Postings
 from neurosearch.index.query import ExpandedQuery
 from neurosearch.format.clusters import Cluster
@@ -62,7 +62,8 @@ class Index:
         self.vocabulary = Vocabulary(self.files, self.config, self.embedder)
         self.scoring = Scoring(self.files, self.vocabulary, self.config)
         self.label_store = IndexLabels(self.files, lambda: self.state)
-        self.lookup = Lookup(self.files, self.vocabulary, self.scoring, self.label_store)
+        self.unit_scores = UnitScores(lambda: self.state)
+        self.lookup = Lookup(self.files, self.vocabulary, self.scoring, self.label_store, self.unit_scores)
 
     @classmethod
     def load(cls, path: str | Path, config: SearchConfig | None = None, *,
@@ -180,12 +181,14 @@ class Index:
         exact: bool | None = None,
         method: str | None = None,
         all_hits: bool = False,
+        min_simulation: float | None = None,
     ) -> FindResult:
         """Neurons and clusters ranked by the expected precision of their top tokens for the query.
 
         Clusters are the nodes of the method's cluster tree (``k=None``, the search method) or the
         clusters of one cut (``k``; default for other methods: the largest K). Hits scoring below
-        ``SearchConfig.min_score`` are left out unless ``all_hits``.
+        ``SearchConfig.min_score`` are left out unless ``all_hits``; with ``min_simulation``, so are
+        hits whose explanation scored below it on held-out text, or was not scored (``neurosearch score``).
         """
         if top < 1:
             raise ConfigError(f"top must be at least 1, got {top}", option="top")
@@ -205,7 +208,20 @@ class Index:
                 ranked = self.scoring.rank("neurons", expanded, method=method, exact=exact, limit=top)
                 results += [self.lookup.neuron_hit(method, row, score) for row, score in ranked]
         results.sort(key=lambda r: -r.score)  # stable: each kind is already in its tie-broken order
-        return self._judged(expanded, results[: top if kind != "both" else 2 * top], all_hits, tokens is not None)
+        found = self._judged(expanded, results[: top if kind != "both" else 2 * top], all_hits, tokens is not None)
+        return found if min_simulation is None else self._explained(found, min_simulation)
+
+    def _explained(self, found: FindResult, floor: float) -> FindResult:
+        """The hits whose simulation score is at least ``floor``, with a note on how many were left out."""
+        if self.unit_scores.stored is None:
+            raise ConfigError("this index has no explanation scores yet: run `neurosearch score` first "
+                              "(min_simulation filters by them)", option="min_simulation")
+        kept = [r for r in found.results if r.simulation_score is not None and r.simulation_score >= floor]
+        if len(kept) < len(found.results):
+            found.notes.append(f"{len(found.results) - len(kept)} hit(s) whose explanation scored below {floor} "
+                               f"on held-out text (or was not scored) left out")
+        found.results = kept
+        return found
 
     def _judged(self, expanded: ExpandedQuery, results: list[Result], all_hits: bool, listed: bool) -> FindResult:
         """The hits above the relevance floor (all with ``all_hits``), with notes on how good they are."""

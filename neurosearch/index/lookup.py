@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from neurosearch.format.state import IndexState
+    from neurosearch.index.stored import StoredScores
     from neurosearch.index.labels import Label
 
 
@@ -68,10 +69,33 @@ class IndexLabels:
         return stored.explanation if stored else None
 
 
+class UnitScores:
+    """The stored explanation scores of one index's units (``neurosearch score``), read when first asked."""
+
+    def __init__(self, state: Callable[[], IndexState]):
+        self._state = state
+
+    @cached_property
+    def stored(self) -> StoredScores | None:
+        from neurosearch.index.stored import stored_scores
+
+        return stored_scores(self._state())
+
+    def simulation(self, kind: str, key: str) -> float | None:
+        """The unit's simulation score (None: not scored, or undefined)."""
+        return None if self.stored is None else self.stored.of(store_key(kind, key)).get("simulation_score")
+
+    def of(self, kind: str, key: str) -> dict[str, float | None]:
+        """Every stored score of the unit by name (empty when none)."""
+        return {} if self.stored is None else self.stored.of(store_key(kind, key))
+
+
 class Lookup:
     """The clusters and neurons of one index, as reports."""
 
-    def __init__(self, files: IndexFiles, vocabulary: Vocabulary, scoring: Scoring, labels: IndexLabels):
+    def __init__(self, files: IndexFiles, vocabulary: Vocabulary, scoring: Scoring, labels: IndexLabels,
+                 scores: UnitScores | None = None):
+        self.scores = scores
         self.files = files
         self.manifest = files.manifest
         self.vocabulary = vocabulary
@@ -95,14 +119,16 @@ class Lookup:
             theme, source, _ = self.tree_label(method, ident.number, members, row)
         else:
             theme, source = self.labels.label_for("cluster", key, method, row)
-        return Result("cluster", key, score, theme, source, self.vocabulary.tokens_of(top), len(neurons), neurons)
+        return Result("cluster", key, score, theme, source, self.vocabulary.tokens_of(top), len(neurons), neurons,
+                      self.scores.simulation("cluster", key) if self.scores else None)
 
     def neuron_hit(self, method: str, flat: int, score: float) -> Result:
         """Neuron ``flat`` as ``find`` reports it."""
         name = self.manifest.neuron_name(flat)
         top = self.files.table(layout.neuron_top_tokens(method)).row(flat)[: layout.FIND_TOP_TOKENS]
         theme, source = self.labels.label_for("neuron", name, method, flat)
-        return Result("neuron", name, score, theme, source, self.vocabulary.tokens_of(top), 1, [name])
+        return Result("neuron", name, score, theme, source, self.vocabulary.tokens_of(top), 1, [name],
+                      self.scores.simulation("neuron", name) if self.scores else None)
 
     # -- clusters ----------------------------------------------------------------------------------
     def parse_cluster_id(self, text: str) -> ClusterId:

@@ -28,6 +28,8 @@ class Result:
     size: int
     """Neurons in the hit (1 for a neuron)."""
     neurons: list[str]
+    simulation_score: float | None = None
+    """How well its top tokens predict its activations on held-out text (``neurosearch score``; None: not scored)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class Result:
             "top_tokens": self.top_tokens,
             "size": self.size,
             "neurons": self.neurons,
+            "simulation_score": self.simulation_score,
         }
 
 

@@ -144,7 +144,7 @@ def scores_from_sums(sums: SimulationSums, top_windows: int, random_windows: int
     drawn = rng.integers(0, w, size=(random_windows, peaks.shape[1]))
     picked = np.concatenate([chosen, drawn])  # [top + random, U]
     columns = np.arange(peaks.shape[1])[None, :]
-    sample = moments[picked, :, columns].sum(axis=1)  # [U, 5] (advanced indexing puts U first)
+    sample = moments[picked, :, columns].sum(axis=0)  # [P, U, 5] (the indexed axes come first) -> [U, 5]
     top_and_random = correlation(counts[picked].sum(axis=0), *sample.T)
     return SimulationScores(all_at_once, top_and_random, shuffled)
 

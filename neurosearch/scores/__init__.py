@@ -1,0 +1,11 @@
+"""Explanation scores: how well each unit's explanation predicts what it does, on held-out text.
+
+``score_index(index)`` runs the offline simulation score of every neuron, K-cut cluster and tree
+node (``simulation.py``: a token-lookup simulator, Pearson correlation, a shuffled-explanation
+calibration); ``index.stored.store_scores`` keeps the run beside the index's other results, and
+``find``, ``show`` and the report read it back.
+"""
+
+from neurosearch.scores.run import ScoreConfig, ScoreRun, score_index
+
+__all__ = ["ScoreConfig", "ScoreRun", "score_index"]

@@ -1,0 +1,181 @@
+"""``neurosearch score``: every unit's simulation score on held-out text, stored with what it measured.
+
+The text is the index's held-out documents (``CorpusConfig.heldout_share``), or the documents of a
+corpus the caller names (for an index that kept none, e.g. the Yelp sample for a C4 index; the
+index's own corpus is refused there, since its documents built the profiles). Windows are read in
+corpus order until ``ScoreConfig.max_tokens`` counted tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from neurosearch.errors import NeurosearchError
+from neurosearch.format.layout import SIMULATION_FORMAT
+from neurosearch.scores.simulation import (SimulationAccumulator, SimulationScores, group_permutation,
+                                           rounded, scores_from_sums, summary)
+from neurosearch.scores.units import UnitSet, index_units
+
+if TYPE_CHECKING:
+    from neurosearch.index.index import Index
+    from neurosearch.progress import Reporter
+
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How units are scored (every field is part of what a stored score is about)."""
+
+    top_tokens: int = 20
+    """Tokens of a unit's explanation (its top tokens, with their profile weights)."""
+    max_tokens: int = 100_000
+    """Counted tokens of held-out text read (windows in corpus order until this many)."""
+    top_windows: int = 10
+    """Top-and-random score: each unit's strongest windows ..."""
+    random_windows: int = 10
+    """... and this many windows drawn at random."""
+    seed: int = 0
+    """Seeds the random windows and the calibration's permutation."""
+    batch_tokens: int = 4096
+
+    def __post_init__(self) -> None:
+        from neurosearch.config import check_int
+
+        check_int("top_tokens", self.top_tokens, 1)
+        check_int("max_tokens", self.max_tokens, 1)
+        check_int("top_windows", self.top_windows, 1)
+        check_int("random_windows", self.random_windows, 0)
+        check_int("seed", self.seed, 0)
+        check_int("batch_tokens", self.batch_tokens, 16)
+
+
+@dataclass
+class ScoreRun:
+    """The simulation scores of every unit of one index, and what they are about."""
+
+    about: dict[str, Any]
+    units: UnitSet
+    scores: SimulationScores
+    seconds: float
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        values = np.stack([self.scores.all_at_once, self.scores.top_and_random, self.scores.shuffled], axis=1)
+        return {
+            "format": SIMULATION_FORMAT,
+            "about": self.about,
+            "seconds": round(self.seconds, 1),
+            "columns": ["simulation_score", "simulation_top_random", "calibration_shuffled"],
+            "summary": self.summaries,
+            "units": {key: [rounded(v) for v in row] for key, row in zip(self.units.keys, values.tolist())},
+        }
+
+
+def _documents(index: Index, corpus: str | None, text_field: str) -> tuple[Iterator[tuple[int, str]], dict[str, Any]]:
+    """The held-out documents to score on, and how they were chosen."""
+    from neurosearch.config import CorpusConfig
+    from neurosearch.corpus import heldout_documents, read_documents, scan_corpus
+
+    built = index.manifest.corpus
+    share = float(built.get("heldout_share") or 0.0)
+    if corpus is None:
+        if share <= 0.0:
+            raise NeurosearchError("this index holds no held-out documents (it was built before neurosearch kept "
+                                   "them, or with --heldout-share 0): name a corpus it was not built from with "
+                                   "--corpus", option="corpus")
+        source = str(built.get("source") or "")
+        config = CorpusConfig(source=source, text_field=str(built.get("text_field") or "text"),
+                              max_docs=built.get("max_docs"), heldout_share=share)
+        if not source.startswith("hf:") and not Path(source).expanduser().is_file():
+            raise NeurosearchError(f"the index's corpus {source} is not here (paths are as the build was given "
+                                   "them): name it with --corpus", option="corpus")
+        return heldout_documents(config), {"corpus": source, "documents": "held out", "heldout_share": share}
+    config = CorpusConfig(source=corpus, text_field=text_field, heldout_share=share)
+    summary_of = scan_corpus(config)
+    if summary_of.fingerprint == built.get("fingerprint"):
+        if share <= 0.0:
+            raise NeurosearchError(f"{corpus}: this index was built from these documents (they made its "
+                                   "profiles); name another `corpus`", option="corpus")
+        return heldout_documents(config), {"corpus": corpus, "documents": "held out", "heldout_share": share}
+    return enumerate(read_documents(config)), {"corpus": corpus, "documents": "all (not the index's corpus)",
+                                               "fingerprint": summary_of.fingerprint}
+
+
+def score_index(index: Index, config: ScoreConfig | None = None, *, corpus: str | None = None,
+                text_field: str = "text", reporter: Reporter | None = None) -> ScoreRun:
+    """Simulation scores of every neuron, K-cut cluster and tree node of ``index`` (its search method)."""
+    from neurosearch.config import StatsConfig
+    from neurosearch.corpus import make_windows
+    from neurosearch.model.loading import load_index_model, neuron_site
+    from neurosearch.pipeline.stats import accumulate
+    from neurosearch.progress import SilentReporter
+
+    config = config or ScoreConfig()
+    reporter = reporter or SilentReporter()
+    documents, chosen = _documents(index, corpus, text_field)  # checked before the model loads
+    started = time.time()
+    units = index_units(index, config.top_tokens)
+    loaded = load_index_model(index)
+    site = neuron_site(loaded.encoder, index.manifest.site)
+    vocab = loaded.tokenizer.get_vocab()
+    kept_ids = index.vocabulary.kept.get("ids") or [vocab[token] for token in index.kept_tokens]
+    kept_of_id = np.full(max(max(vocab.values()) + 1, max(kept_ids) + 1), len(kept_ids), dtype=np.int64)
+    kept_of_id[np.asarray(kept_ids)] = np.arange(len(kept_ids))
+    accumulator = SimulationAccumulator(units, site.n_layers, site.neurons_per_layer, kept_of_id,
+                                        group_permutation(units.groups, config.seed))
+    window = int(index.manifest.configs.get("corpus", {}).get("window") or 128)
+    stats = StatsConfig(batch_tokens=config.batch_tokens)
+    advance = reporter.task("score (held-out tokens)", config.max_tokens)
+    read = 0
+    while read < config.max_tokens:
+        chunk = [pair for _, pair in zip(range(32), documents)]
+        if not chunk:
+            break
+        windows = make_windows(loaded.tokenizer, [text for _, text in chunk], 0, window)
+        keep = []
+        for number, ids in enumerate(windows.input_ids):
+            if read >= config.max_tokens:
+                break
+            keep.append(number)
+            read += len(ids) - 2
+        windows.input_ids = [windows.input_ids[i] for i in keep]
+        windows.document = [chunk[windows.document[i]][0] for i in keep]
+        windows.start = [windows.start[i] for i in keep]
+        if windows.input_ids:
+            accumulate(loaded, site, accumulator, [text for _, text in chunk], 0, stats, window, windows=windows,
+                       on_tokens=advance)
+    reporter.finish("score (held-out tokens)")
+    if accumulator.tokens == 0:
+        raise NeurosearchError("no held-out text to score on (no document, or only empty ones)")
+    scores = scores_from_sums(accumulator.sums, config.top_windows, config.random_windows, config.seed)
+    about = {
+        "model": index.manifest.model.get("id"),
+        "weights_sha256": index.manifest.model.get("weights_sha256"),
+        "method": units.method,
+        **chosen,
+        "tokens": accumulator.tokens,
+        "windows": len(accumulator.sums.counts),
+        "config": asdict(config),
+        "explanation": f"first {config.top_tokens} top tokens with their profile weights (token lookup)",
+        "cluster_activation": "mean of the members' z-scored activations",
+        "calibration": "each unit scored with the explanation of another unit of its group",
+    }
+    run = ScoreRun(about, units, scores, time.time() - started)
+    run.summaries = summaries(units, scores)
+    return run
+
+
+def summaries(units: UnitSet, scores: SimulationScores) -> dict[str, dict[str, Any]]:
+    """Per group (``neurons``, ``k50``, ``k200``, ``tree``): the distribution of each score."""
+    out = {}
+    for group in dict.fromkeys(units.groups):
+        rows = units.group_indices(group)
+        out[group] = {"simulation_score": summary(scores.all_at_once[rows]),
+                      "simulation_top_random": summary(scores.top_and_random[rows]),
+                      "calibration_shuffled": summary(scores.shuffled[rows])}
+    return out
