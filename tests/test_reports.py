@@ -226,7 +226,9 @@ def test_interrupt_during_clusters_names_the_kept_stages_on_one_line(tmp_path: P
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(clusters_stage, "run", stop)
+    import dataclasses
+
+    monkeypatch.setattr(clusters_stage, "STAGE", dataclasses.replace(clusters_stage.STAGE, run=stop))
     out = tmp_path / "index"
     result = run("build", "--model", str(tiny_model), "--corpus", str(tiny_corpus), "--out", str(out),
                  "--min-count", "2", "--k", "3", "--methods", "filter", "--no-wordnet", "--dtype", "float32", "--quiet")

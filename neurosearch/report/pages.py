@@ -96,8 +96,72 @@ def contexts_html(records: list[dict[str, Any]], *, reader_note: str | None, wit
 
 
 # -- pages ----------------------------------------------------------------------------------------
+def score_text(scores: dict[str, Any] | None) -> str:
+    """A unit's explanation scores in words (HTML-escaped)."""
+    if not scores:
+        return e("not scored (neurosearch score)")
+    def shown(value: Any) -> str:
+        return "undefined" if value is None else f"{value:.2f}"
+    return e(f"simulation {shown(scores.get('simulation_score'))} (top and random windows "
+             f"{shown(scores.get('simulation_top_random'))}; another unit's explanation "
+             f"{shown(scores.get('calibration_shuffled'))})")
+
+
+def scores_html(stored: Any) -> str:
+    """The distribution of the stored explanation scores per group of units, with the calibration row and
+    a histogram of each group's simulation scores."""
+    if stored is None:
+        return ('<p class="note">No explanation scores: <code>neurosearch score</code> measures how well each '
+                "unit's top tokens predict its activations on held-out text.</p>")
+    about = stored.about
+    rows = []
+    names = {"simulation_score": "simulation (all tokens)", "simulation_top_random": "simulation (top + random windows)",
+             "calibration_shuffled": "calibration: another unit's explanation"}
+    for group, scores in stored.summary.items():
+        shown = {"neurons": "neurons", "tree": "tree nodes"}.get(group, f"K={group[1:]} clusters")
+        for column, name in names.items():
+            s = scores.get(column, {})
+            rows.append([e(shown), e(name), e(f"{s.get('defined', 0):,}/{s.get('units', 0):,}"),
+                         e(number(s.get("median"))), e(f"{number(s.get('q1'))} to {number(s.get('q3'))}"),
+                         e(number(s.get("share_at_least_0.5")))])
+            shown = ""
+    column = stored.columns.index("simulation_score")
+    bars = []
+    for group in stored.summary:
+        prefix = "neuron:" if group == "neurons" else None
+        values = [v[column] for key, v in stored.units.items() if v[column] is not None and (
+            key.startswith(prefix) if prefix else f"/{group}/" in key)]
+        bars.append(_histogram(group, values))
+    return "".join([
+        f'<p class="note">Correlation between each unit\'s simulated activations (its first '
+        f'{e(about.get("config", {}).get("top_tokens"))} top tokens\' weights) and its real ones on '
+        f'{e(about.get("tokens"))} held-out tokens of {e(about.get("corpus"))} ({e(about.get("documents"))}). '
+        "The calibration rows score each unit with another unit's explanation: they sit near 0.</p>",
+        table(["units", "score", "scored", "median", "quartiles", "share >= 0.5"], rows),
+        '<div class="grid2">', *bars, "</div>"])
+
+
+def _histogram(group: str, values: list[float]) -> str:
+    """An inline SVG histogram of scores from -0.2 to 1 in bins of 0.05."""
+    edges = [-0.2 + 0.05 * i for i in range(25)]
+    counts = [0] * 24
+    for value in values:
+        counts[min(23, max(0, int((value + 0.2) / 0.05)))] += 1
+    top = max(counts) or 1
+    bars = "".join(f'<rect x="{10 + 12 * i}" y="{90 - 80 * c / top:.1f}" width="10" height="{80 * c / top:.1f}" '
+                   f'fill="#4a7ab5"><title>{edges[i]:.2f} to {edges[i] + 0.05:.2f}: {c}</title></rect>'
+                   for i, c in enumerate(counts))
+    name = {"neurons": "neurons", "tree": "tree nodes"}.get(group, f"K={group[1:]} clusters")
+    axis = ('<line x1="10" y1="90" x2="298" y2="90" stroke="#888"/>'
+            '<text x="10" y="104" font-size="10">-0.2</text><text x="58" y="104" font-size="10">0</text>'
+            '<text x="178" y="104" font-size="10">0.5</text><text x="286" y="104" font-size="10">1</text>')
+    return (f'<figure><svg viewBox="0 0 310 110" width="310" height="110" role="img" '
+            f'aria-label="simulation scores of {e(name)}">{bars}{axis}</svg>'
+            f"<figcaption>{e(name)}: {len(values):,} scored</figcaption></figure>")
+
+
 def cluster_page(info: Any, *, figure: str, members: list[dict[str, Any]], contexts: str, verification: str,
-                 index_name: str, linked: bool = True) -> str:
+                 index_name: str, linked: bool = True, scores: dict[str, Any] | None = None) -> str:
     label = info.label or {}
     short = info.key.split("/", 1)[1]
     explanation = f'<p><em>{e(label.get("explanation"))}</em></p>' if label.get("explanation") else ""
@@ -111,6 +175,7 @@ def cluster_page(info: Any, *, figure: str, members: list[dict[str, Any]], conte
             ("neurons", e(f"{len(info.neurons)}" + (f" (refinement dropped {len(info.dropped)})" if info.dropped else ""))),
             ("neurons per layer", e(layers)),
             ("pairwise distance", e(f"average {number(info.avg_distance)}, max {number(info.max_distance)}")),
+            ("explanation score", score_text(scores)),
             ("trace it", f'<code>neurosearch trace "YOUR TEXT" --unit {e(info.key)}</code>'),
         ]),
         '<h2 id="verification">Verification</h2>',
@@ -135,7 +200,7 @@ def cluster_page(info: Any, *, figure: str, members: list[dict[str, Any]], conte
 
 
 def neuron_section(data: dict[str, Any], *, clusters: list[tuple[str, dict[str, Any]]], contexts: str,
-                   verification: str) -> str:
+                   verification: str, scores: dict[str, Any] | None = None) -> str:
     """One neuron: its theme, facts, verification, top tokens and strongest activations."""
     name = data["id"]
     layer, position = name.split(":")
@@ -149,6 +214,7 @@ def neuron_section(data: dict[str, Any], *, clusters: list[tuple[str, dict[str, 
             ("layer, index", e(f"layer {layer}, index {position}")),
             ("corpus mean, std", e(f"{number(data.get('mean'), 4)}, {number(data.get('std'), 4)}")),
             ("in clusters", in_clusters),
+            ("explanation score", score_text(scores)),
             ("trace it", f'<code>neurosearch trace "YOUR TEXT" --unit {e(name)}</code>'),
         ]),
         "<h2>Verification</h2>",
@@ -205,7 +271,7 @@ def neurons_listing(rows: list[dict[str, Any]], index_name: str) -> str:
 
 
 def overview_page(info: dict[str, Any], *, table3_rows: list[dict[str, str]], figures: list[tuple[str, str]],
-                  listed: str, index_name: str) -> str:
+                  listed: str, index_name: str, scores: Any = None) -> str:
     corpus = info.get("corpus") or {}
     model = info.get("model") or {}
     concepts = info.get("concepts")
@@ -239,6 +305,8 @@ def overview_page(info: dict[str, Any], *, table3_rows: list[dict[str, str]], fi
         '<a href="neurons.html">neuron</a> listings do not.</p></noscript></div>',
         '<h2 id="table3">Table 3: the effect of ablating each cluster, per readout</h2>',
         _table3_html(table3_rows),
+        '<h2 id="scores">Explanation scores</h2>',
+        scores_html(scores),
     ]
     if figures:
         first = figures[0]

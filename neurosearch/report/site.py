@@ -232,7 +232,8 @@ class _Builder:
                 sections.append(pages.neuron_section(
                     data, clusters=[(i.key, i.label or {}) for i in membership.get(name, [])],
                     verification=pages.verification_html(results, f"neurosearch ablate --neurons {name}"),
-                    contexts=pages.contexts_html(records, reader_note=note, with_neuron=False)))
+                    contexts=pages.contexts_html(records, reader_note=note, with_neuron=False),
+                    scores=self.index.unit_scores.of("neuron", name)))
                 units.append(_unit("neuron", name, data.get("label"), data.get("label_source"),
                                    data.get("top_tokens", []), 1, neuron_href(name)))
             self._write(neuron_page_href(layer, block), pages.neuron_block_page(
@@ -273,7 +274,7 @@ class _Builder:
         self._write(cluster_href(info.key), pages.cluster_page(
             info, figure=figure, members=members, verification=pages.verification_html(results, command),
             contexts=pages.contexts_html(records, reader_note=note, with_neuron=True, linked=linked),
-            index_name=self.name, linked=linked))
+            index_name=self.name, linked=linked, scores=self.index.unit_scores.of("cluster", info.key)))
 
     def _write_overview(self, units: list[dict[str, Any]]) -> None:
         from neurosearch import plots
@@ -296,7 +297,8 @@ class _Builder:
         listed = (f"{self.cluster_count} clusters ({', '.join(self.methods)}; K = {', '.join(map(str, self.ks))}) "
                   f"and {self.neuron_count} neurons")
         self._write("index.html", pages.overview_page(self.index.info().to_json(), table3_rows=table3(self.index),
-                                                      figures=figures, listed=e(listed), index_name=self.name))
+                                                      figures=figures, listed=e(listed), index_name=self.name,
+                                                      scores=self.index.unit_scores.stored))
 
     def _write(self, relative: str, text: str) -> None:
         (self.work / relative).write_text(text, encoding="utf-8")
