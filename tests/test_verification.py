@@ -18,8 +18,9 @@ from neurosearch.experiments.baselines import baseline_sets, compare
 from neurosearch.experiments.readouts import EmbeddingReadout, MaskedLMReadout, OwnHeadMaskedLM, mask_sentences, windows
 from neurosearch.format.results import AblationResult, BaselineResult, neuron_hash, rank_p, verdict
 from neurosearch.index.stored import lookup
-from neurosearch.experiments.targets import resolve_readouts
-from neurosearch.experiments.targets import AblationTarget, SentencePool, content_tokens, is_content_token, query_members
+from neurosearch.experiments.checks import resolve_readouts
+from neurosearch.experiments.sentences import SentencePool
+from neurosearch.experiments.targets import AblationTarget, content_tokens, is_content_token, query_members
 from neurosearch.model.loading import load_model, neuron_site
 from neurosearch.model.pooling import SentencePooling, read_pooling
 

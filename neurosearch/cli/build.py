@@ -104,7 +104,7 @@ def build(
 
 def next_steps(manifest: Any, out: Path) -> list[str]:
     """What the user can run next on a finished build, with the step a command needs first."""
-    from neurosearch.experiments.targets import needs_fitted_head
+    from neurosearch.experiments.checks import needs_fitted_head
 
     if not manifest.stages.get("search", {}).get("done"):
         return []

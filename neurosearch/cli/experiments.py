@@ -43,7 +43,8 @@ def ablate(
     as_json: JsonOption = False,
 ) -> None:
     """Is a hit causal? Its neurons ablated, read out by the model's objective, against random baselines; a verdict."""
-    from neurosearch.experiments.targets import TargetResolver, check_session
+    from neurosearch.experiments.checks import check_session
+    from neurosearch.experiments.targets import TargetResolver
 
     given = [x is not None for x in (target, neurons, query)]
     if sum(given) != 1:

@@ -7,8 +7,9 @@ from typing import Any, Callable, Sequence
 
 from neurosearch.experiments.ablation import AblationConfig, run_ablation
 from neurosearch.format.results import AblationResult
-from neurosearch.experiments.targets import (AblationTarget, SentencePool, TargetResolver, check_session, resolve_readouts,
-                                             tokenizer_vocabulary)
+from neurosearch.experiments.checks import check_session, resolve_readouts
+from neurosearch.experiments.sentences import SentencePool
+from neurosearch.experiments.targets import AblationTarget, TargetResolver, tokenizer_vocabulary
 from neurosearch.format import layout
 
 
