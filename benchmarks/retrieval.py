@@ -169,7 +169,7 @@ def hnsw_recall(index: Index, queries: list[str]) -> tuple[float, float, float]:
 def llm_expander(index: Index, base_url: str, model: str | None, console: Console):
     """query -> ExpandedQuery: the kept members the LLM lists (``find --llm``; a concept it lists none
     of the kept tokens for scores 0)."""
-    from neurosearch.config import LabelConfig
+    from neurosearch.labeling.config import LabelConfig
     from neurosearch.labeling.members import llm_members, search_words
 
     config = LabelConfig(base_url=base_url, **({"llm_model": model} if model else {}))

@@ -8,6 +8,7 @@ import typer
 
 from neurosearch.cli.common import IndexOption, RichReporter, fail, open_index, parse_ints
 from neurosearch.config import ClusterConfig, ProfileConfig, StatsConfig
+from neurosearch.format import layout
 
 
 def build(
@@ -109,7 +110,7 @@ def next_steps(manifest: Any, out: Path) -> list[str]:
     if not manifest.stages.get("search", {}).get("done"):
         return []
     lines = [f"next: neurosearch find \"weekdays\" --index {out}"]
-    if needs_fitted_head(manifest) and not (out / "head" / "head.safetensors").is_file():
+    if needs_fitted_head(manifest) and not (out / layout.HEAD_WEIGHTS).is_file():
         lines.append("      the model has no MLM head: `ablate` and `evaluate` read out sentence embeddings;")
         lines.append(f"      `neurosearch fit-head --index {out}` adds the mlm readouts")
     return lines

@@ -88,10 +88,10 @@ def check_result_store(index: Any) -> None:
     """Before an ablation's work: every copy of its store can be read (never replaced when it cannot),
     and the folder the result goes to can be written."""
     from neurosearch.format.store import check_writable
-    from neurosearch.index.stored import ABLATIONS, ablation_results
+    from neurosearch.index.stored import ablation_results
 
     ablation_results(index.state)
-    check_writable(index.state.write_path(ABLATIONS).parent, "ablation results")
+    check_writable(index.state.write_path(layout.ABLATIONS).parent, "ablation results")
 
 
 def store_result(index: Any, result: AblationResult | dict[str, Any]) -> Any:

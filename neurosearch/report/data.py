@@ -86,7 +86,7 @@ def neuron_records(index: Any, names: Iterable[str]) -> dict[str, dict[str, Any]
 
     method = index.search_method
     top_index, top_values = index.method_top(method)
-    refs, values = index.npy("neurons/top_refs.npy"), index.npy("neurons/top_values.npy")
+    refs, values = index.npy(layout.NEURON_TOP_REFS), index.npy(layout.NEURON_TOP_VALUES)
     mean, std = index.npy(layout.NEURON_MEAN), index.npy(layout.NEURON_STD)
     kept = index.kept_tokens
     labels = index.lookup.labels  # the facade's label lookup (Index.neuron reads the same, one at a time)
@@ -107,14 +107,13 @@ def neuron_records(index: Any, names: Iterable[str]) -> dict[str, dict[str, Any]
 def evaluation_results(index: Any) -> dict[str, AblationResult]:
     """``evaluate``'s stored results by target id (later lines, the user's copy last, win)."""
     from neurosearch.experiments.evaluation import load_results
-    from neurosearch.index.stored import EVALUATION_RESULTS
 
-    return {r.target.id: r for r in load_results(*index.state.read_paths(EVALUATION_RESULTS))}
+    return {r.target.id: r for r in load_results(*index.state.read_paths(layout.EVALUATION_RESULTS))}
 
 
 def table3(index: Any) -> list[dict[str, str]]:
     """Rows of the stored Table 3 (``evaluation/table3.csv``), [] when the index was not evaluated."""
-    for path in reversed(index.state.read_paths("evaluation/table3.csv")):  # the user's first
+    for path in reversed(index.state.read_paths(layout.EVALUATION_TABLE)):  # the user's first
         try:
             return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
         except (OSError, UnicodeDecodeError, csv.Error):
