@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Sequence, TypeVar, get_args, get_origin, get_type_hints
 
 from neurosearch.errors import ConfigError
 
@@ -224,7 +224,11 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         if self.min_count != "auto":
-            check_int("min_count", self.min_count, 1)
+            try:
+                check_int("min_count", self.min_count, 1)
+            except ConfigError:
+                raise ConfigError(f"min_count must be 'auto' or a whole number >= 1, got {self.min_count!r}",
+                                  option="min_count") from None
         if not self.methods:
             raise ConfigError("methods must name at least one profile method", option="methods")
         if self.search_method not in self.methods:
@@ -347,6 +351,15 @@ class SearchConfig:
         check_int("hnsw_min_rows", self.hnsw_min_rows, 0, optional=True)
         for name in ("min_score", "weak_score"):
             check_float(name, getattr(self, name), 0.0, inclusive=True, maximum=1.0)
+
+
+def default_search_method(methods: Sequence[str]) -> str:
+    """The method that backs ``find`` when none is chosen: the shipped recipe's when it is among
+    ``methods``, else the most processed of them (``ProfileConfig`` checks the choice)."""
+    known = [m for m in methods if m in METHODS]
+    if ProfileConfig.search_method in methods or not known:
+        return ProfileConfig.search_method
+    return max(known, key=METHODS.index)
 
 
 PAPER = {"site": "hidden", "embeddings": "fasttext", "refine": True}
