@@ -56,7 +56,7 @@ def run(out: Path, manifest: Manifest, config: ClusterConfig, reporter: Reporter
 
 def _tree(unit: np.ndarray, config: ClusterConfig) -> tuple[np.ndarray, dict[str, Any]]:
     """The linkage tree of ``ClusterConfig.mode`` and what the manifest records about it."""
-    from neurosearch.pipeline.linkage import linkage_tree
+    from neurosearch.pipeline.linkage import MAX_EXACT, linkage_tree
 
     if config.mode == "scalable":
         from neurosearch.pipeline.scalable_clusters import scalable_tree
@@ -64,4 +64,4 @@ def _tree(unit: np.ndarray, config: ClusterConfig) -> tuple[np.ndarray, dict[str
         tree, facts = scalable_tree(unit)
         return tree, {"mode": "scalable", "communities": facts["communities"],
                       "largest_community": facts["largest_community"], "steps_seconds": facts["seconds"]}
-    return linkage_tree(unit), {"mode": "exact" if unit.shape[0] <= 40_000 else "exact (prototype tree above 40,000)"}
+    return linkage_tree(unit), {"mode": "exact" if unit.shape[0] <= MAX_EXACT else f"exact (prototype tree above {MAX_EXACT:,})"}

@@ -36,6 +36,8 @@ except ImportError:  # pragma: no cover - exercised only without fastcluster
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages are ``distances``, ``assign`` and ``linkage``."""
 
+MAX_EXACT = 40_000
+"""Most neurons linked exactly (all pairs); above it, the prototype tree."""
 _BLOCK_BYTES = 256 * 2**20
 """Bound on each float32 block product, so temporary memory stays small next to the N^2 vector."""
 
@@ -118,7 +120,7 @@ def linkage_tree(
     unit: np.ndarray,
     *,
     progress: Progress | None = None,
-    max_exact: int = 40_000,
+    max_exact: int = MAX_EXACT,
     prototypes: int = 20_000,
     seed: int = 0,
 ) -> np.ndarray:
