@@ -239,7 +239,6 @@ def test_stored_results_are_read_once_and_again_when_their_file_changes(tiny_ind
     result stored while the index is open is found."""
     import shutil
 
-    from neurosearch.experiments.session import store_result
     from neurosearch.index import Index
     from neurosearch.index import stored
 
@@ -253,7 +252,7 @@ def test_stored_results_are_read_once_and_again_when_their_file_changes(tiny_ind
     monkeypatch.setattr(stored, "ablation_results", lambda state: parsed.append(1) or real(state))
     assert index.ablation_for("cluster", "filter/k3/0", neurons).current is None
     result = AblationResult.from_json(_v1(neurons))
-    store_result(index, result)
+    stored.store_ablation(index.state, result)
     for _ in range(3):
         assert index.ablation_for("cluster", "filter/k3/0", neurons).current is not None
     assert len(parsed) == 2

@@ -92,11 +92,3 @@ def check_result_store(index: Any) -> None:
 
     ablation_results(index.state)
     check_writable(index.state.write_path(layout.ABLATIONS).parent, "ablation results")
-
-
-def store_result(index: Any, result: AblationResult | dict[str, Any]) -> Any:
-    """Keep an ablation result where ``show`` finds it (``index.stored.store_ablation``); a dict is
-    read as its JSON (a record without ``"format": 2`` as a legacy result). Returns the store's path."""
-    from neurosearch.index.stored import store_ablation
-
-    return store_ablation(index.state, result if isinstance(result, AblationResult) else AblationResult.from_json(result))
