@@ -30,6 +30,7 @@ from rich.table import Table
 from neurosearch.model.phrases import PhraseEmbedder  # noqa: E402
 from neurosearch import Index
 from neurosearch.errors import NeurosearchError
+from neurosearch.format import layout
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FILES = (ROOT / "benchmarks" / "concepts" / "general.json", ROOT.parent / "shared" / "concepts" / "dev.json",
@@ -86,7 +87,7 @@ class Evaluator:
         self.top10_index = top_index[:, :10]
         self.neuron_top10 = kept[self.top10_index]
         self.keys = index.cluster_keys(self.method)
-        shown = index.npy(f"search/{self.method}/cluster_tokens.npy")
+        shown = index.npy(layout.cluster_tokens_file(self.method))
         self.cluster_top10 = kept[shown[:, :10]]
         self.cluster_k = np.asarray([0 if key.startswith("tree/") else int(key.split("/")[0][1:]) for key in self.keys])
         self.ks = cluster_sets(index, self.method)
@@ -169,7 +170,7 @@ def hnsw_recall(index: Index, queries: list[str]) -> tuple[float, float, float]:
 def llm_expander(index: Index, base_url: str, model: str | None, console: Console):
     """query -> ExpandedQuery: the kept members the LLM lists (``find --llm``; a concept it lists none
     of the kept tokens for scores 0)."""
-    from neurosearch.config import LabelConfig
+    from neurosearch.labeling.config import LabelConfig
     from neurosearch.labeling.members import llm_members, search_words
 
     config = LabelConfig(base_url=base_url, **({"llm_model": model} if model else {}))

@@ -23,7 +23,8 @@ from neurosearch.model.phrases import PhraseEmbedder  # noqa: E402
 from neurosearch import Index
 from neurosearch.experiments.ablation import AblationConfig
 from neurosearch.format.results import AblationResult
-from neurosearch.index.stored import ABLATIONS, ABLATIONS_FORMAT, lookup
+from neurosearch.format import layout
+from neurosearch.index.stored import lookup
 from neurosearch.experiments.session import AblationSession
 from neurosearch.format.store import write_json
 
@@ -55,8 +56,8 @@ def main() -> None:
         result = session.run(target)
         results[result.store_key()] = result.to_json()
         print(f"{target.kind} {target.id}: {result.verdict.line()} ({result.seconds} s)")
-    path = index.path / ABLATIONS
-    write_json(path, {"format": ABLATIONS_FORMAT, "results": results})  # atomic; no lock file left in the index
+    path = index.path / layout.ABLATIONS
+    write_json(path, {"format": layout.ABLATIONS_FORMAT, "results": results})  # atomic; no lock file left in the index
     print(f"wrote {len(results)} results to {path}")
 
 

@@ -1,4 +1,4 @@
-"""Configuration dataclasses for every pipeline stage.
+"""Configuration dataclasses of the build's stages and of queries, and the checks every config uses.
 
 Defaults follow Zhang, Gu & Yao, "Semantically Interpretable Neuron Clusters in BERT", unless a
 field's comment says why we deviate; where they deviate, the defaults are the recipe the shipped
@@ -7,8 +7,13 @@ settings (``neurosearch build --paper``). Every config is plain data: it seriali
 index manifest (``asdict``) and is read back with ``from_dict``, so an index records exactly how it
 was built. Every config validates itself on construction (choices are ``Literal`` types, numbers
 have ranges; NaN is refused) and raises :class:`~neurosearch.errors.ConfigError`, so bad values
-fail before any work. Configs of other stages (``HeadConfig``, ``LabelConfig``, ``AblationConfig``)
-live beside their code and use the checks below.
+fail before any work.
+
+Where configs live: this module holds :class:`BuildConfig` and its parts (what ``build`` is given,
+recorded in the manifest's ``configs``) and :class:`SearchConfig` (how an ``Index`` answers
+queries). Every other config lives beside the code it configures: a command's (``LabelConfig`` in
+``labeling/config.py``, ``AblationConfig``, ``HeadConfig``, ``TraceConfig``, ``ReportConfig``) and
+an algorithm's fixed settings, which are not options (``WordNetConfig``, ``ScalableSettings``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Sequence, TypeVar, get_args, get_origin, get_type_hints
 
 from neurosearch.errors import ConfigError
 
@@ -223,7 +228,11 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         if self.min_count != "auto":
-            check_int("min_count", self.min_count, 1)
+            try:
+                check_int("min_count", self.min_count, 1)
+            except ConfigError:
+                raise ConfigError(f"min_count must be 'auto' or a whole number >= 1, got {self.min_count!r}",
+                                  option="min_count") from None
         if not self.methods:
             raise ConfigError("methods must name at least one profile method", option="methods")
         if self.search_method not in self.methods:
@@ -348,39 +357,13 @@ class SearchConfig:
             check_float(name, getattr(self, name), 0.0, inclusive=True, maximum=1.0)
 
 
-@dataclass(frozen=True)
-class LabelConfig:
-    """How labels are requested."""
-
-    llm_model: str = "gpt-4o-mini"
-    """Chat model name as the server knows it."""
-    base_url: str | None = None
-    """OpenAI-compatible endpoint, e.g. ``http://127.0.0.1:8080/v1`` for llama.cpp; None: OpenAI.
-    Passed explicitly, so ``OPENAI_BASE_URL`` in the environment is not consulted. The API key is
-    sent to this server."""
-    timeout: float = 30.0
-    """Seconds per HTTP request."""
-    max_retries: int = 3
-    """Retries after a 429, a 5xx, a timeout or a dropped connection, with exponential backoff."""
-    backoff_seconds: float = 1.0
-    """First retry delay; doubles each retry (a server's Retry-After wins when longer)."""
-    junk_retries: int = 1
-    """Re-asks after a reply that is not the required JSON, before recording a ``junk`` failure."""
-    contexts: int = 3
-    """Activating contexts quoted in the prompt (more: better themes, longer prompts)."""
-    top_tokens: int = 30
-    """Top tokens quoted in the prompt; the tail of a 50-token list adds cost, not meaning."""
-    max_consecutive_failures: int = 5
-    """Stop the run after this many items in a row failed (0: never). A server that answers every
-    request with a 500 costs ~7 s per item in retries; 250 items would take half an hour."""
-
-    def __post_init__(self) -> None:
-        check_float("timeout", self.timeout, 0.0)
-        for name in ("max_retries", "junk_retries", "contexts", "max_consecutive_failures"):
-            check_int(name, getattr(self, name), 0)
-        check_float("backoff_seconds", self.backoff_seconds, 0.0, inclusive=True)
-        check_int("top_tokens", self.top_tokens, 1)
-
+def default_search_method(methods: Sequence[str]) -> str:
+    """The method that backs ``find`` when none is chosen: the shipped recipe's when it is among
+    ``methods``, else the most processed of them (``ProfileConfig`` checks the choice)."""
+    known = [m for m in methods if m in METHODS]
+    if ProfileConfig.search_method in methods or not known:
+        return ProfileConfig.search_method
+    return max(known, key=METHODS.index)
 
 
 PAPER = {"site": "hidden", "embeddings": "fasttext", "refine": True}

@@ -46,8 +46,3 @@ def for_terminal(text: object, limit: int | None = MAX_FIELD) -> str:
     if limit is not None and len(text) > limit:
         text = text[: max(limit - 1, 0)] + "…"
     return text
-
-
-def is_clean(text: str) -> bool:
-    """True when ``text`` holds no character that :func:`for_terminal` would remove."""
-    return _UNSAFE.search(text) is None and _SPACE.search(text) is None

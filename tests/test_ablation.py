@@ -12,7 +12,8 @@ from neurosearch.config import ModelConfig
 from neurosearch.experiments.ablation import AblationConfig, ConditionAblator, run_ablation
 from neurosearch.experiments.baselines import draw_baseline
 from neurosearch.experiments.readouts import MaskedLMReadout, OwnHeadMaskedLM, mask_sentences
-from neurosearch.experiments.targets import AblationTarget, SentencePool
+from neurosearch.experiments.sentences import SentencePool
+from neurosearch.experiments.targets import AblationTarget
 from neurosearch.model.loading import NeuronHooks, load_model, neuron_site
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from neurosearch.pipeline.stats import StatsAccumulator, TokenStats, compute_stats
+from neurosearch.pipeline.stats import StatsAccumulator, TokenStats, shard_statistics
 from neurosearch.config import ModelConfig, StatsConfig
 from neurosearch.model.loading import NeuronSite, load_model, neuron_site
 
@@ -74,8 +74,8 @@ def test_two_shards_merged_equal_one_pass(tiny_model: Path, tiny_corpus: Path):
     accumulate(loaded, site, one_pass, docs[:100], 0, config, 16)
     accumulate(loaded, site, one_pass, docs[100:], 100, config, 16)
     whole = one_pass.export()
-    first = compute_stats(loaded, site, docs[:100], config, window=16)
-    second = compute_stats(loaded, site, docs[100:], config, window=16, first_document=100)
+    first = shard_statistics(loaded, site, docs[:100], 0, config, 16).export()
+    second = shard_statistics(loaded, site, docs[100:], 100, config, 16).export()
     merged = first.merge(second)
     np.testing.assert_array_equal(merged.token_ids, whole.token_ids)
     np.testing.assert_array_equal(merged.token_counts, whole.token_counts)
@@ -88,7 +88,7 @@ def test_two_shards_merged_equal_one_pass(tiny_model: Path, tiny_corpus: Path):
     assert whole.tokens == sum(len(d.split()) for d in docs)  # no token dropped by windowing
     # Batching all documents together pads windows differently, which moves float32 activations
     # in their last bits (a property of the model's GEMMs, not of the statistics).
-    together = compute_stats(loaded, site, docs, config, window=16)
+    together = shard_statistics(loaded, site, docs, 0, config, 16).export()
     np.testing.assert_array_equal(together.token_counts, whole.token_counts)
     np.testing.assert_allclose(together.token_sums, whole.token_sums, rtol=1e-5, atol=1e-5)
 

@@ -1,5 +1,5 @@
 """No import circles: no module of the package can reach itself through
-imports, counting lazy (in-function) imports too. The root package (everyone's parent) and a
+imports, counting lazy (in-function) imports and type-checking-only (``if TYPE_CHECKING:``) imports too. The root package (everyone's parent) and a
 package's lazy ``__getattr__`` accessor are left out; importing ``a.b.c`` counts as importing ``a.b``."""
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                continue
             if isinstance(child, ast.FunctionDef) and child.name == "__getattr__" and path.name == "__init__.py":
                 continue
             names: list[str] = []

@@ -11,10 +11,10 @@ from fake_llm import FakeLLM, Reply
 from typer.testing import CliRunner
 
 from neurosearch.cli.app import app
-from neurosearch.config import LabelConfig
+from neurosearch.labeling.config import LabelConfig
 from neurosearch.labeling.members import find_members, llm_members, member_messages, parse_members
 from neurosearch.labeling.prompt import Junk
-from neurosearch.labeling.store import LabelError
+from neurosearch.index.labels import LabelError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "index" / "default"

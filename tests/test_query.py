@@ -11,7 +11,8 @@ import pytest
 
 from neurosearch.errors import NeurosearchError
 from neurosearch.index.concepts import FamilyIndex
-from neurosearch.index.query import STOPWORDS, ExpansionTable, QueryExpander, _head_word, content_words, expandable
+from neurosearch.index.query import ExpansionTable, QueryExpander, _head_word, content_words, expandable
+from neurosearch.words import QUERY_STOPWORDS
 
 DEFAULT = Path(__file__).resolve().parents[1] / "index" / "default"
 
@@ -144,7 +145,7 @@ def test_shipped_nonsense_gets_notes_not_confident_answers(shipped):
     result = shipped.find("a thing that does not exist xyzzy")
     assert any("unknown word(s): xyzzy" in note for note in result.notes)
     assert any("matches this query well" in note and "(--llm)" in note for note in result.notes)  # and what to try
-    assert not any(token in STOPWORDS for token in result.query.tokens)
+    assert not any(token in QUERY_STOPWORDS for token in result.query.tokens)
     assert all(hit.score >= shipped.config.min_score for hit in result.results)
 
 

@@ -54,7 +54,8 @@ def _result(neurons: list[str], key: str, passed: bool | None = None) -> dict:
 def prepared(tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """A copy of the tiny index with a hostile LLM label and two stored results: one about cluster 0's
     neurons (shown), one about other neurons than cluster 1 has (not shown)."""
-    from neurosearch.experiments.session import store_result
+    from neurosearch.format.results import AblationResult
+    from neurosearch.index.stored import store_ablation
     from neurosearch.labeling.llm import Label, save_labels
 
     copy = tmp_path_factory.mktemp("report-index") / "tiny"
@@ -62,9 +63,9 @@ def prepared(tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     index = Index.load(copy)
     method = index.search_method
     first, second = index.cluster(f"{method}/k6/0"), index.cluster(f"{method}/k6/1")
-    store_result(index, _result(first.neurons, first.key, passed=True))
-    store_result(index, _result(second.neurons[:-1] + ["1:23" if "1:23" not in second.neurons else "0:23"], second.key,
-                               passed=True))
+    store_ablation(index.state, AblationResult.from_json(_result(first.neurons, first.key, passed=True)))
+    store_ablation(index.state, AblationResult.from_json(_result(
+        second.neurons[:-1] + ["1:23" if "1:23" not in second.neurons else "0:23"], second.key, passed=True)))
     save_labels(copy / "labels.json", {f"cluster:{first.key}": Label(EVIL, "an <i>explanation</i>", "test-llm", "0", "llm")})
     return copy, {"first": first, "second": second}
 

@@ -29,17 +29,18 @@ def browser():
 
 @pytest.fixture(scope="module")
 def site(tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    from neurosearch.experiments.session import store_result
+    from neurosearch.format.results import AblationResult
+    from neurosearch.index.stored import store_ablation
 
     copy = tmp_path_factory.mktemp("browser-index") / "tiny"
     shutil.copytree(tiny_index, copy)
     index = Index.load(copy)
     info = index.cluster(f"{index.search_method}/k6/2")
-    store_result(index, {"target": {"kind": "cluster", "id": info.key, "neurons": info.neurons},
-                        "ablation": "mean", "head": "fitted", "sentences": 8, "masked_tokens": 9, "change_pct": 8.0,
-                        "control_change_pct": 0.2, "verdict": {"passed": True, "readout": "mlm", "beats": ["random"],
-                                                               "p": 0.004},
-                        "baselines": {"random": {"mean_pct": 0.1, "std_pct": 0.3, "z": 26.0, "p": 0.004}}})
+    store_ablation(index.state, AblationResult.from_json({
+        "target": {"kind": "cluster", "id": info.key, "neurons": info.neurons},
+        "ablation": "mean", "head": "fitted", "sentences": 8, "masked_tokens": 9, "change_pct": 8.0,
+        "control_change_pct": 0.2, "verdict": {"passed": True, "readout": "mlm", "beats": ["random"], "p": 0.004},
+        "baselines": {"random": {"mean_pct": 0.1, "std_pct": 0.3, "z": 26.0, "p": 0.004}}}))
     out = tmp_path_factory.mktemp("browser-site") / "report"
     write_report(index, out, ReportConfig(contexts=3))
     return out, info

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from neurosearch.pipeline.stats import StatsAccumulator, TokenStats, accumulate, compute_stats, shard_statistics, vocab_size
+from neurosearch.pipeline.stats import StatsAccumulator, TokenStats, accumulate, shard_statistics, vocab_size
 from neurosearch.pipeline.stats_total import StatsTotal
 from neurosearch.config import ModelConfig, StatsConfig
 from neurosearch.model.loading import NeuronHooks, NeuronSite, load_model, neuron_site
@@ -100,7 +100,9 @@ def test_compact_shard_tables_and_the_running_total(tiny_model: Path, tiny_corpu
         parts.append(shard.export())
         shard.add_to(total)
     merged = parts[0].merge(parts[1]).merge(parts[2])
-    dense = compute_stats(loaded, site, docs[:80], config, window=16)
+    dense_tables = StatsAccumulator(site, vocab_size(loaded), config.top_k)  # one row per vocabulary id
+    accumulate(loaded, site, dense_tables, docs[:80], 0, config, 16)
+    dense = dense_tables.export()
     np.testing.assert_array_equal(parts[0].token_sums, dense.token_sums)  # compact == dense tables
     for compress in ("none", "zstd"):
         if compress == "zstd":

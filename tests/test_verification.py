@@ -18,8 +18,9 @@ from neurosearch.experiments.baselines import baseline_sets, compare
 from neurosearch.experiments.readouts import EmbeddingReadout, MaskedLMReadout, OwnHeadMaskedLM, mask_sentences, windows
 from neurosearch.format.results import AblationResult, BaselineResult, neuron_hash, rank_p, verdict
 from neurosearch.index.stored import lookup
-from neurosearch.experiments.targets import resolve_readouts
-from neurosearch.experiments.targets import AblationTarget, SentencePool, content_tokens, is_content_token, query_members
+from neurosearch.experiments.checks import resolve_readouts
+from neurosearch.experiments.sentences import SentencePool
+from neurosearch.experiments.targets import AblationTarget, content_tokens, is_content_token, query_members
 from neurosearch.model.loading import load_model, neuron_site
 from neurosearch.model.pooling import SentencePooling, read_pooling
 
@@ -238,7 +239,6 @@ def test_stored_results_are_read_once_and_again_when_their_file_changes(tiny_ind
     result stored while the index is open is found."""
     import shutil
 
-    from neurosearch.experiments.session import store_result
     from neurosearch.index import Index
     from neurosearch.index import stored
 
@@ -252,7 +252,7 @@ def test_stored_results_are_read_once_and_again_when_their_file_changes(tiny_ind
     monkeypatch.setattr(stored, "ablation_results", lambda state: parsed.append(1) or real(state))
     assert index.ablation_for("cluster", "filter/k3/0", neurons).current is None
     result = AblationResult.from_json(_v1(neurons))
-    store_result(index, result)
+    stored.store_ablation(index.state, result)
     for _ in range(3):
         assert index.ablation_for("cluster", "filter/k3/0", neurons).current is not None
     assert len(parsed) == 2

@@ -1,6 +1,7 @@
 """``build`` and ``fit-head``: writing an index."""
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -8,6 +9,7 @@ import typer
 
 from neurosearch.cli.common import IndexOption, RichReporter, fail, open_index, parse_ints
 from neurosearch.config import ClusterConfig, CorpusConfig, ProfileConfig, StatsConfig
+from neurosearch.format import layout
 
 
 def build(
@@ -26,7 +28,7 @@ def build(
     embeddings: Annotated[Optional[str], typer.Option(help="Token neighbours for smoothing: model (default), fasttext (the paper's), or a .vec/.bin path.", show_default=False)] = None,
     refine: Annotated[Optional[bool], typer.Option("--refine/--no-refine", help="Refine clusters (the paper's step; default: no, as shipped).", show_default=False)] = None,
     paper: Annotated[bool, typer.Option("--paper", help="The paper's settings where the defaults differ: --site hidden --embeddings fasttext --refine (explicit flags still win).")] = False,
-    cluster_mode: Annotated[str, typer.Option(help="exact (complete linkage over all pairs, the paper's) or scalable (kNN graph + communities + exact linkage inside; past 40k neurons).")] = ClusterConfig.mode,
+    mode: Annotated[str, typer.Option("--cluster-mode", help="exact (complete linkage over all pairs, the paper's) or scalable (kNN graph + communities + exact linkage inside; past 40k neurons).")] = ClusterConfig.mode,
     wordnet: Annotated[bool, typer.Option("--wordnet/--no-wordnet", help="Bake WordNet's concept members into the index when WordNet data is installed (see README).")] = True,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (auto uses bf16 only where it is fast).")] = "auto",
     batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = StatsConfig.batch_tokens,
@@ -40,39 +42,14 @@ def build(
 ) -> None:
     """Build an index: statistics, profiles, clusters and search vectors, resumably."""
     from neurosearch.pipeline import build_index
-    from neurosearch.config import (
-        CLUSTER_MODES,
-        METHODS,
-        BuildConfig,
-        CorpusConfig,
-        ModelConfig,
-        ProfileConfig,
-        build_recipe,
-    )
-
-    def parse_methods() -> tuple[tuple[str, ...], str]:
-        chosen = METHODS if methods == "all" else tuple(m.strip() for m in methods.split(",") if m.strip())
-        unknown = [m for m in chosen if m not in METHODS]
-        if unknown or not chosen:
-            fail(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}")
-        searched = search_method
-        if searched is None:  # the shipped recipe's, or the most processed of those built
-            searched = ProfileConfig.search_method if ProfileConfig.search_method in chosen else \
-                max(chosen, key=METHODS.index)
-        if searched not in chosen:
-            fail(f"--method {searched} must be one of the built methods ({', '.join(chosen)})")
-        return chosen, searched
+    from neurosearch.config import METHODS, BuildConfig, CorpusConfig, ModelConfig, build_recipe, default_search_method
 
     ks = tuple(parse_ints(k, "--k"))
-    if min_count != "auto" and not (min_count.isdigit() and int(min_count) >= 1):
-        fail(f"--min-count must be 'auto' or a whole number >= 1, got '{min_count}'")
     if ray_address is not None and (not ray_address.strip() or ray_address.startswith("-")):
         fail(f"--ray-address takes a Ray address (host:port, ray://host:port, auto or local), got '{ray_address}'")
     if (ray or ray_address is not None) and importlib.util.find_spec("ray") is None:
         fail("--ray needs Ray: pip install 'neurosearch[ray]'")
-    if cluster_mode not in CLUSTER_MODES:
-        fail(f"--cluster-mode must be one of {', '.join(CLUSTER_MODES)}, got '{cluster_mode}'")
-    built_methods, searched = parse_methods()
+    built_methods = METHODS if methods == "all" else tuple(m.strip() for m in methods.split(",") if m.strip())
     recipe = build_recipe(paper, site=site, embeddings=embeddings, refine=refine)
     site, embeddings, refine = recipe["site"], recipe["embeddings"], recipe["refine"]
     source = embeddings if embeddings in ("model", "fasttext") else "file"
@@ -82,13 +59,13 @@ def build(
         stats=StatsConfig(batch_tokens=batch_tokens, shard_docs=shard_docs, checkpoint_share=checkpoint_share,
                           compress="zstd" if compress_stats else "none"),
         profiles=ProfileConfig(
-            min_count=min_count if min_count == "auto" else int(min_count),
+            min_count=int(min_count) if re.fullmatch(r"-?\d+", min_count.strip()) else min_count,
             methods=built_methods,
-            search_method=searched,
+            search_method=search_method or default_search_method(built_methods),
             embeddings=source,
             embeddings_path=embeddings if source == "file" else None,
         ),
-        clusters=ClusterConfig(ks=ks, refine=refine, mode=cluster_mode),
+        clusters=ClusterConfig(ks=ks, refine=refine, mode=mode),
         concepts=wordnet,
     )
     with RichReporter(quiet) as reporter:
@@ -105,12 +82,12 @@ def build(
 
 def next_steps(manifest: Any, out: Path) -> list[str]:
     """What the user can run next on a finished build, with the step a command needs first."""
-    from neurosearch.experiments.targets import needs_fitted_head
+    from neurosearch.experiments.checks import needs_fitted_head
 
     if not manifest.stages.get("search", {}).get("done"):
         return []
     lines = [f"next: neurosearch find \"weekdays\" --index {out}"]
-    if needs_fitted_head(manifest) and not (out / "head" / "head.safetensors").is_file():
+    if needs_fitted_head(manifest) and not (out / layout.HEAD_WEIGHTS).is_file():
         lines.append("      the model has no MLM head: `ablate` and `evaluate` read out sentence embeddings;")
         lines.append(f"      `neurosearch fit-head --index {out}` adds the mlm readouts")
     return lines

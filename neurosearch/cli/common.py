@@ -11,6 +11,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from neurosearch.format import layout
 from neurosearch.format.shipped import shipped_index
 
 DEFAULT_INDEX = shipped_index()
@@ -139,7 +140,7 @@ def state_dir_option() -> Optional[Path]:
 def open_index(index: Optional[Path]) -> Any:
     from neurosearch.index import Index
 
-    if index is None and not (default_index() / "manifest.json").is_file() and default_index() == DEFAULT_INDEX:
+    if index is None and not (default_index() / layout.MANIFEST).is_file() and default_index() == DEFAULT_INDEX:
         from neurosearch.errors import NeurosearchError
 
         raise NeurosearchError(f"no default index at {DEFAULT_INDEX} (this neurosearch was installed without it): "

@@ -43,7 +43,8 @@ def ablate(
     as_json: JsonOption = False,
 ) -> None:
     """Is a hit causal? Its neurons ablated, read out by the model's objective, against random baselines; a verdict."""
-    from neurosearch.experiments.targets import TargetResolver, check_session
+    from neurosearch.experiments.checks import check_session
+    from neurosearch.experiments.targets import TargetResolver
 
     given = [x is not None for x in (target, neurons, query)]
     if sum(given) != 1:
@@ -142,7 +143,6 @@ def plot(
     from neurosearch.experiments import evaluation; from neurosearch import plots
 
     from neurosearch.format import layout
-    from neurosearch.index import stored
 
     opened = open_index(index)
     target = out or opened.state.write_path(layout.figure_file(name))
@@ -151,7 +151,7 @@ def plot(
         if name == "distance-curve":
             return plots.plot_distance_curve(evaluation.distance_curves(opened, opened.methods), target)
         if name == "losses":
-            found = evaluation.load_results(*opened.state.read_paths(stored.EVALUATION_RESULTS))
+            found = evaluation.load_results(*opened.state.read_paths(layout.EVALUATION_RESULTS))
             results = evaluation.current_results(opened, found)
             if not results:
                 raise NeurosearchError("no evaluation results about the current clusters: run `neurosearch evaluate` first"

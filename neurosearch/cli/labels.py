@@ -6,7 +6,7 @@ import typer
 
 from neurosearch.cli.common import IndexOption, JsonOption, RichReporter, fail, open_index, parse_ints, print_json
 from neurosearch.text import for_terminal
-from neurosearch.config import LabelConfig
+from neurosearch.labeling.config import LabelConfig
 
 
 def label(
@@ -32,7 +32,7 @@ def label(
     as_json: JsonOption = False,
 ) -> None:
     """Ask an LLM for a short theme of every cluster, or of those --ids or --query name (key from OPENAI_API_KEY only, sent to --base-url)."""
-    from neurosearch.index.stored import LABELS
+    from neurosearch.format.layout import LABELS
     from neurosearch.labeling.llm import label_items, load_labels
     from neurosearch.labeling.client import check_credentials
     from neurosearch.labeling.llm import pending_requests

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from neurosearch.cli.common import IndexOption, JsonOption, cache_dir, fail, open_index, print_json
-from neurosearch.config import LabelConfig
+from neurosearch.labeling.config import LabelConfig
 
 
 def find(

@@ -1,7 +1,7 @@
 """Causal verification: a target's neurons ablated, measured by a readout, against random baselines.
 
 For a target (a cluster, a neuron list, or a query's top cluster) take corpus sentences that
-contain its target tokens (``targets.py``), run them clean and with each condition's neurons
+contain its target tokens (``targets.py``, ``sentences.py``), run them clean and with each condition's neurons
 ablated -- the target and ``draws`` random sets of each baseline kind (``baselines.py``) -- and
 read the effect out (``readouts.py``). The result (``results.py``) carries one verdict per readout.
 
@@ -32,7 +32,8 @@ from neurosearch.errors import ConfigError, NeurosearchError
 from neurosearch.experiments.baselines import baseline_sets, compare
 from neurosearch.experiments.readouts import READOUTS
 from neurosearch.format.results import AblationResult, ReadoutResult, TargetRecord, verdict
-from neurosearch.experiments.targets import AblationTarget, SentencePool
+from neurosearch.experiments.sentences import SentencePool
+from neurosearch.experiments.targets import AblationTarget
 from neurosearch.model.loading import LayerInputs, NeuronHooks, NeuronSite, StartAtBlock
 
 

@@ -20,12 +20,9 @@ from neurosearch.format.results import AblationResult
 from neurosearch.format import layout
 from neurosearch.ids import cluster_id
 from neurosearch.experiments.table3 import Table3Row, table3, write_table3
-from neurosearch.index.stored import EVALUATION, EVALUATION_RESULTS
 
 if TYPE_CHECKING:
     from neurosearch.index.index import Index
-
-RESULTS_FILE = EVALUATION_RESULTS.rsplit("/", 1)[-1]
 
 
 def load_results(*paths: Path) -> list[AblationResult]:
@@ -58,7 +55,7 @@ def default_out_dir(state: Any, max_clusters: int | None) -> Path:
     """Where ``evaluate`` writes (``state``: the index's :class:`~neurosearch.format.state.IndexState`):
     ``evaluation/`` for the full run, its own folder for a sample, so that a quick sample never
     replaces the full run's Table 3 and figures."""
-    return state.write_path(EVALUATION if max_clusters is None else f"{EVALUATION}-sample{max_clusters}")
+    return state.write_path(layout.EVALUATION_DIR if max_clusters is None else f"{layout.EVALUATION_DIR}-sample{max_clusters}")
 
 
 def current_results(index: Index, results: Sequence[AblationResult]) -> list[AblationResult]:
@@ -130,13 +127,13 @@ def run_evaluate(
 
     reporter = reporter or SilentReporter()
     check_int("max_clusters", max_clusters, 1, optional=True)
-    sources = index.state.read_paths(EVALUATION_RESULTS)  # shipped with the index, then the user's
+    sources = index.state.read_paths(layout.EVALUATION_RESULTS)  # shipped with the index, then the user's
     out_dir = out_dir or default_out_dir(index.state, max_clusters)
-    if (out_dir / RESULTS_FILE).exists() and (out_dir / RESULTS_FILE).resolve() not in [p.resolve() for p in sources]:
-        sources.append(out_dir / RESULTS_FILE)
+    if (out_dir / layout.EVALUATION_RESULTS_NAME).exists() and (out_dir / layout.EVALUATION_RESULTS_NAME).resolve() not in [p.resolve() for p in sources]:
+        sources.append(out_dir / layout.EVALUATION_RESULTS_NAME)
     check_writable(out_dir, "evaluation results")
     out_dir.mkdir(parents=True, exist_ok=True)
-    results_path = out_dir / RESULTS_FILE
+    results_path = out_dir / layout.EVALUATION_RESULTS_NAME
     targets = evaluation_targets(index, methods, ks, max_clusters)
     wanted = {t[2] for t in targets}
     session = None

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from neurosearch.experiments.ablation import AblationConfig, run_ablation
 from neurosearch.format.results import AblationResult
-from neurosearch.experiments.targets import (AblationTarget, SentencePool, TargetResolver, check_session, resolve_readouts,
-                                             tokenizer_vocabulary)
+from neurosearch.experiments.checks import check_session, resolve_readouts
+from neurosearch.experiments.sentences import SentencePool
+from neurosearch.experiments.targets import AblationTarget, TargetResolver, tokenizer_vocabulary
 from neurosearch.format import layout
 
 if TYPE_CHECKING:
@@ -90,15 +91,7 @@ def check_result_store(index: Index) -> None:
     """Before an ablation's work: every copy of its store can be read (never replaced when it cannot),
     and the folder the result goes to can be written."""
     from neurosearch.format.store import check_writable
-    from neurosearch.index.stored import ABLATIONS, ablation_results
+    from neurosearch.index.stored import ablation_results
 
     ablation_results(index.state)
-    check_writable(index.state.write_path(ABLATIONS).parent, "ablation results")
-
-
-def store_result(index: Index, result: AblationResult | dict[str, Any]) -> Any:
-    """Keep an ablation result where ``show`` finds it (``index.stored.store_ablation``); a dict is
-    read as its JSON (a record without ``"format": 2`` as a legacy result). Returns the store's path."""
-    from neurosearch.index.stored import store_ablation
-
-    return store_ablation(index.state, result if isinstance(result, AblationResult) else AblationResult.from_json(result))
+    check_writable(index.state.write_path(layout.ABLATIONS).parent, "ablation results")

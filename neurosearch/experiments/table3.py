@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neurosearch.config import BASELINES, METHODS
+from neurosearch.format import layout
 from neurosearch.format.results import AblationResult, ReadoutResult
 
 if TYPE_CHECKING:  # rich is only needed when a table is rendered
@@ -197,7 +198,7 @@ def write_table3(rows: Sequence[Table3Row], out_dir: str | os.PathLike[str]) -> 
     """Write ``table3.md`` and ``table3.csv`` into ``out_dir`` (created if needed), atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md_path, csv_path = out / "table3.md", out / "table3.csv"
+    md_path, csv_path = out / "table3.md", out / layout.EVALUATION_TABLE_NAME
     _atomic_write(md_path, table3_markdown(rows))
     _atomic_write(csv_path, table3_csv(rows))
     return md_path, csv_path

@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     from neurosearch.index.index import Index
 
 KINDS = ("both", "neurons", "clusters")
-JSON_VERSION = 1
-"""Version of the ``trace --json`` contract."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ class TraceResult:
 
         Units are best first (highest z), ``top`` of each kind; a kind not asked for is ``[]``.
         """
-        return {"version": JSON_VERSION, "text": self.text, "model": self.model, "site": self.site,
+        return {"version": layout.TRACE_JSON_VERSION, "text": self.text, "model": self.model, "site": self.site,
                 "method": self.method, "k": self.k,
                 "z": "(activation - corpus mean) / corpus std, per neuron",
                 "cluster_z": "mean z of the cluster's neurons",
@@ -197,7 +195,7 @@ class UnitTrace:
         for piece, z, value, top in zip(self.pieces, self.z, self.values, self.top_neurons):
             tokens.append({**piece.to_json(), "z": round(z, 3),
                            "value": None if value is None else round(value, 5), "top_neuron": top})
-        return {"version": JSON_VERSION, "text": self.text,
+        return {"version": layout.TRACE_JSON_VERSION, "text": self.text,
                 "unit": {"kind": self.kind, "id": self.id, "label": self.label, "label_source": self.label_source,
                          "neurons": self.neurons, "low_std": self.low_std},
                 "tokens": tokens}
@@ -246,7 +244,7 @@ class Tracer:
             raise NeurosearchError(f"the model has {self.site.n_neurons} {self.site.name} neurons, the index "
                                    f"{index.manifest.n_neurons}")
         self.mean = np.asarray(index.npy(layout.NEURON_MEAN), dtype=np.float32)
-        self.std = np.asarray(index.npy("neurons/std.npy"), dtype=np.float32)
+        self.std = np.asarray(index.npy(layout.NEURON_STD), dtype=np.float32)
         self.window = int(index.manifest.configs.get("corpus", {}).get("window", 128))
         self._labels: dict[tuple[str, str], tuple[str, str]] = {}
 

@@ -1,4 +1,5 @@
-"""Every path of an index directory, written once: the build writes them, ``Index`` reads them.
+"""Every path of an index directory and every format version, written once: the build writes them,
+``Index`` reads them.
 
 Paths are relative to the index directory with ``/`` separators, as the manifest lists them.
 ``docs/index-format.md`` says what each file holds; ``tests/format/test_layout.py`` checks that its
@@ -9,8 +10,22 @@ Standard library only (``find`` imports it).
 
 from __future__ import annotations
 
+MANIFEST_FORMAT = 1
+"""Version of ``manifest.json`` (its ``format_version``): an index of another is refused."""
 SEARCH_FORMAT = 6
 """Version of the search stage's files (their history: docs/decisions.md)."""
+HEAD_FORMAT = 1
+"""Version of a fitted head's files (``head.json`` records it; ``model/head.py`` writes them)."""
+ABLATIONS_FORMAT = 2
+"""``ablations.json`` format: results keyed by ``AblationResult.store_key`` (``format/results.py``)."""
+LEGACY_ABLATIONS_VERSION = 1
+"""Stores written before format 2 (``{"version": 1}``, keyed ``kind:id``): read as legacy results."""
+RESULT_FORMAT = 2
+"""Version of one ablation result's JSON (``format/results.py``); older records load as legacy results."""
+LABELS_FORMAT = 1
+"""Version of ``labels.json`` (its ``version``; ``index/labels.py``)."""
+TRACE_JSON_VERSION = 1
+"""Version of the ``trace --json`` contract (``experiments/trace.py``)."""
 FIND_TOP_TOKENS = 30
 """Top tokens stored and reported per hit of ``find`` (the JSON contract asks for at least 20)."""
 DEEP_TOKENS = 30
@@ -215,8 +230,14 @@ HEAD_WEIGHTS_NAME = "head.safetensors"
 HEAD_META_NAME = "head.json"
 HEAD_WEIGHTS = f"{HEAD_DIR}/{HEAD_WEIGHTS_NAME}"
 HEAD_META = f"{HEAD_DIR}/{HEAD_META_NAME}"
+HEAD_FILES = (HEAD_META, HEAD_WEIGHTS)
+"""A fitted head's files in the index (``HEAD_META_NAME`` and ``HEAD_WEIGHTS_NAME`` inside any head folder)."""
 EVALUATION_DIR = "evaluation"
-EVALUATION_RESULTS = f"{EVALUATION_DIR}/results.jsonl"
+EVALUATION_RESULTS_NAME = "results.jsonl"
+EVALUATION_TABLE_NAME = "table3.csv"
+"""File names inside an evaluation folder (the index's ``evaluation/``, the state folder's, or ``--out``)."""
+EVALUATION_RESULTS = f"{EVALUATION_DIR}/{EVALUATION_RESULTS_NAME}"
+EVALUATION_TABLE = f"{EVALUATION_DIR}/{EVALUATION_TABLE_NAME}"
 FIGURES_DIR = "figures"
 
 

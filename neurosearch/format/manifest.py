@@ -14,10 +14,8 @@ from typing import Any
 from neurosearch import __version__
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.atomic import sha256_file, write_json_atomic
-from neurosearch.format.layout import MANIFEST
+from neurosearch.format.layout import MANIFEST, MANIFEST_FORMAT
 from neurosearch.ids import NeuronId, neuron_name
-
-FORMAT_VERSION = 1
 
 
 class IndexError_(NeurosearchError):
@@ -40,7 +38,7 @@ class Manifest:
     """Files the index needs at query time: relative path -> sha256 (verified on load)."""
     work_files: dict[str, str] = field(default_factory=dict)
     """Large build intermediates (stats, full profiles): relative path -> sha256, not shipped."""
-    format_version: int = FORMAT_VERSION
+    format_version: int = MANIFEST_FORMAT
     neurosearch_version: str = __version__
     read_only: bool = False
     """Read-only product (the shipped default index): commands store results about it elsewhere
@@ -125,10 +123,10 @@ class Manifest:
         if not isinstance(data, dict):
             raise IndexError_(f"corrupt index file {path}: not a JSON object")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version != MANIFEST_FORMAT:
             raise IndexError_(
                 f"index {directory} has format version {version}; this neurosearch reads version "
-                f"{FORMAT_VERSION} -- rebuild it with `neurosearch build`"
+                f"{MANIFEST_FORMAT} -- rebuild it with `neurosearch build`"
             )
         problem = _shape_problem(data)
         if problem:

@@ -33,7 +33,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence, Union
 
-RESULT_FORMAT = 2
+from neurosearch.format.layout import RESULT_FORMAT
+
 STATISTICS = {"mlm": "% change of the masked-LM loss on masked target tokens",
               "mlm-context": "% change of the masked-LM loss on masked tokens next to visible targets",
               "embedding": "sentence-embedding displacement, target sentences / control sentences"}

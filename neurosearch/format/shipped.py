@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from neurosearch.format.layout import MANIFEST
+
 PACKAGE_DIR = "_shipped"
 """Folder of the installed package that holds the shipped indexes (``_shipped/default``)."""
 PACKAGED = Path(__file__).resolve().parents[1] / PACKAGE_DIR / "default"
@@ -20,6 +22,6 @@ CHECKOUT = Path(__file__).resolve().parents[2] / "index" / "default"
 def shipped_index() -> Path:
     """The default index that came with this neurosearch: the installed copy, else the checkout's."""
     for candidate in (PACKAGED, CHECKOUT):
-        if (candidate / "manifest.json").is_file():
+        if (candidate / MANIFEST).is_file():
             return candidate
     return PACKAGED  # neither: loading it names the installed location as missing

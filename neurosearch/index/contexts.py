@@ -134,10 +134,3 @@ def read_contexts(index: Index, groups: Sequence[Sequence[dict]], width: int = 1
         lookup.problem = (f"the corpus {lookup.path} is not the one indexed: {mismatched} of {total} references "
                           "point at other tokens (contexts not shown)")
     return out, lookup
-
-
-def context_records(index: Index, refs: list[dict], limit: int, width: int = 12, corpus: str | None = None) -> list[dict]:
-    """The first ``limit`` references with their text (see :func:`read_contexts`)."""
-    if limit <= 0 or not refs:
-        return []
-    return read_contexts(index, [refs[:limit]], width, corpus)[0][0]

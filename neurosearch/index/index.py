@@ -103,11 +103,11 @@ class Index:
     @cached_property
     def head_dir(self) -> Path | None:
         """The fitted MLM head to use (the user's, else the shipped one), its listed files verified."""
-        from neurosearch.index.stored import HEAD_FILES, head_dir
+        from neurosearch.index.stored import head_dir
 
         found = head_dir(self.state)
         if found is not None and found == self.path / layout.HEAD_DIR:
-            self.manifest.verify(self.path, [name for name in HEAD_FILES if name in self.manifest.files])
+            self.manifest.verify(self.path, [name for name in layout.HEAD_FILES if name in self.manifest.files])
         return found
 
     @property
@@ -272,9 +272,9 @@ class Index:
     def ablation_for(self, kind: str, key: str, neurons: list[str]) -> Any:
         """The stored ``ablate`` results for a target (``index.stored.StoredLookup``): the one about
         exactly ``neurons`` (its current neurons), and apart any about other neurons."""
-        from neurosearch.index.stored import ABLATIONS, ablation_results, lookup
+        from neurosearch.index.stored import ablation_results, lookup
 
-        paths = self.state.read_paths(ABLATIONS)
+        paths = self.state.read_paths(layout.ABLATIONS)
         stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
         if self._ablations is None or self._ablations[0] != stamp:  # parsed again only when a file changed
             self._ablations = (stamp, ablation_results(self.state))

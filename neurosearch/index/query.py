@@ -23,18 +23,7 @@ from typing import Callable, Sequence
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.manifest import IndexError_
 from neurosearch.index.concepts import word_forms
-
-STOPWORDS = frozenset("""
-a an the this that these those of and or but nor if then else so as than to in on at by for with from into
-onto upon about above below over under between through during before after against among around without
-within along across behind beyond off out up down is are was were be been being am do does did doing done
-have has had having will would shall should can could may might must not no yes i me my mine myself you
-your yours yourself we us our ours ourselves he him his himself she her hers herself it its itself they
-them their theirs themselves what which who whom whose when where why how all any both each few more most
-other some such only own same too very s t just now also there here
-""".split())
-"""Function words: dropped from a query's words and never added to an expansion (with tokens that
-are not words: punctuation, ``##`` pieces)."""
+from neurosearch.words import QUERY_STOPWORDS, is_content
 
 
 def all_words(text: str) -> list[str]:
@@ -44,12 +33,12 @@ def all_words(text: str) -> list[str]:
 
 def content_words(text: str) -> list[str]:
     """The words of a text that are not function words."""
-    return [w for w in all_words(text) if w not in STOPWORDS]
+    return [w for w in all_words(text) if w not in QUERY_STOPWORDS]
 
 
 def expandable(token: str) -> bool:
     """Whether a kept token may be added to an expansion: a word (or number), not a function word."""
-    return not token.startswith("##") and any(c.isalnum() for c in token) and token not in STOPWORDS
+    return is_content(token, QUERY_STOPWORDS)
 
 MAX_QUERY_CHARS = 1000
 """Longest query accepted (a concept is a few words; a 100 kB query took 8.6 s to expand)."""

@@ -21,29 +21,13 @@ if TYPE_CHECKING:
     from neurosearch.format.results import AblationResult
     from neurosearch.index.labels import Label
 
-LABELS = layout.LABELS
-ABLATIONS = layout.ABLATIONS
-EVALUATION = layout.EVALUATION_DIR
-EVALUATION_RESULTS = layout.EVALUATION_RESULTS
-HEAD = layout.HEAD_DIR
-HEAD_META = layout.HEAD_META_NAME
-"""File names inside a head folder (the index's ``head/`` or the state folder's)."""
-HEAD_WEIGHTS = layout.HEAD_WEIGHTS_NAME
-HEAD_FILES = (layout.HEAD_META, layout.HEAD_WEIGHTS)
-HEAD_FORMAT = 1
-"""Version of a fitted head's files (``head.json`` records it; ``model/head.py`` writes them)."""
-ABLATIONS_FORMAT = 2
-"""``ablations.json`` format: results keyed by ``AblationResult.store_key`` (``format/results.py``)."""
-LEGACY_ABLATIONS_VERSION = 1
-"""Stores written before format 2 (``{"version": 1}``, keyed ``kind:id``): read as legacy results."""
-
 
 def stored_labels(state: IndexState) -> dict[str, Label]:
     """Every stored label (``kind:id`` -> Label), the user's over the shipped ones."""
-    paths = state.read_paths(LABELS)
+    paths = state.read_paths(layout.LABELS)
     if not paths:
         return {}
-    from neurosearch.labeling.store import load_labels
+    from neurosearch.index.labels import load_labels
 
     merged: dict[str, Label] = {}
     for path in paths:
@@ -55,7 +39,7 @@ def check_ablations(data: Any) -> None:
     """The shape of ``ablations.json``: format 2, or version 1 (legacy); raises ValueError with the reason."""
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise ValueError("expected an object with 'format' and 'results'")
-    if data.get("format") != ABLATIONS_FORMAT and data.get("version") != LEGACY_ABLATIONS_VERSION:
+    if data.get("format") != layout.ABLATIONS_FORMAT and data.get("version") != layout.LEGACY_ABLATIONS_VERSION:
         raise ValueError(f"unsupported format {data.get('format', data.get('version'))!r}")
     if not all(isinstance(result, dict) for result in data["results"].values()):
         raise ValueError("a result is not an object")
@@ -67,7 +51,7 @@ def ablation_results(state: IndexState) -> list[AblationResult]:
     from neurosearch.format.results import AblationResult
 
     merged: dict[str, AblationResult] = {}
-    for path in state.read_paths(ABLATIONS):
+    for path in state.read_paths(layout.ABLATIONS):
         for value in read_json(path, default={}, check=check_ablations)["results"].values():
             try:
                 result = AblationResult.from_json(value)
@@ -92,14 +76,14 @@ def store_ablation(state: IndexState, result: AblationResult) -> Path:
     """Add one ablation result to the user's store (locked re-read and merge, atomic write).
 
     A version-1 store is carried over: its results keep their keys and load as legacy results."""
-    path = state.write_path(ABLATIONS)
+    path = state.write_path(layout.ABLATIONS)
 
     def add(data: dict[str, Any]) -> dict[str, Any]:
-        data = {"format": ABLATIONS_FORMAT, "results": dict(data["results"])}
+        data = {"format": layout.ABLATIONS_FORMAT, "results": dict(data["results"])}
         data["results"][_key(result)] = result.to_json()
         return data
 
-    update_json(path, add, default={"format": ABLATIONS_FORMAT, "results": {}}, check=check_ablations)
+    update_json(path, add, default={"format": layout.ABLATIONS_FORMAT, "results": {}}, check=check_ablations)
     return path
 
 
@@ -133,7 +117,7 @@ def lookup(results: Iterable[AblationResult], kind: str, ident: str, neurons: It
 
 def evaluation_results(state: IndexState, also: Path | None = None) -> list[dict[str, Any]]:
     """Stored evaluation results in merge order (shipped, the user's, then ``also``): later win."""
-    paths = state.read_paths(EVALUATION_RESULTS)
+    paths = state.read_paths(layout.EVALUATION_RESULTS)
     if also is not None and also.exists() and all(also.resolve() != p.resolve() for p in paths):
         paths.append(also)
     records: list[dict[str, Any]] = []
@@ -144,16 +128,16 @@ def evaluation_results(state: IndexState, also: Path | None = None) -> list[dict
 
 def head_dir(state: IndexState) -> Path | None:
     """The folder of the fitted MLM head to use: the user's when there is one, else the index's."""
-    found = [path.parent for path in state.read_paths(HEAD_FILES[1]) if (path.parent / HEAD_META).is_file()]
+    found = [path.parent for path in state.read_paths(layout.HEAD_WEIGHTS) if (path.parent / layout.HEAD_META_NAME).is_file()]
     return found[-1] if found else None
 
 
 def record_in_manifest(index_dir: Path, relatives: list[str]) -> None:
     """List files just written into an index (e.g. its fitted head) in its manifest, with their sha256."""
-    from neurosearch.format.manifest import MANIFEST, Manifest
+    from neurosearch.format.manifest import Manifest
     from neurosearch.format.store import exclusive
 
-    with exclusive(index_dir / MANIFEST):
+    with exclusive(index_dir / layout.MANIFEST):
         manifest = Manifest.load(index_dir)
         for relative in relatives:
             manifest.record(index_dir, relative)

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
 from neurosearch.format.atomic import sha256_file
-from neurosearch.format.manifest import MANIFEST, IndexError_, Manifest
-from neurosearch.format.layout import SEARCH_FORMAT, STAGES
+from neurosearch.format.layout import MANIFEST, SEARCH_FORMAT, STAGES
+from neurosearch.format.manifest import IndexError_, Manifest
 from neurosearch.format.store import read_json, read_jsonl
 from neurosearch.index import stored
 
@@ -138,8 +138,8 @@ def _check_files(directory: Path, manifest: Manifest, report: VerifyReport) -> N
 
 
 def _check_heads(index: Index, report: VerifyReport) -> None:
-    folders = {p.parent for p in index.state.read_paths(stored.HEAD_FILES[0])}
-    folders |= {p.parent for p in index.state.read_paths(stored.HEAD_FILES[1])}
+    folders = {p.parent for p in index.state.read_paths(layout.HEAD_META)}
+    folders |= {p.parent for p in index.state.read_paths(layout.HEAD_WEIGHTS)}
     for folder in sorted(folders):
         _check_head(index, folder, report)
     report.checked["heads"] = len(folders)
@@ -147,7 +147,7 @@ def _check_heads(index: Index, report: VerifyReport) -> None:
 
 def _check_head(index: Index, folder: Path, report: VerifyReport) -> None:
     shown = _shown(index, folder)
-    meta_path, weights = folder / stored.HEAD_META, folder / stored.HEAD_WEIGHTS
+    meta_path, weights = folder / layout.HEAD_META_NAME, folder / layout.HEAD_WEIGHTS_NAME
     for path in (meta_path, weights):
         if not path.is_file():
             report.add(f"{shown}/{path.name}", "missing (a fitted head needs head.json and head.safetensors)")
@@ -156,26 +156,26 @@ def _check_head(index: Index, folder: Path, report: VerifyReport) -> None:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         arch = meta["head"]
     except (ValueError, UnicodeDecodeError, KeyError, TypeError):
-        report.add(f"{shown}/{stored.HEAD_META}", "not a head record (invalid JSON or no 'head' section)")
+        report.add(f"{shown}/{layout.HEAD_META_NAME}", "not a head record (invalid JSON or no 'head' section)")
         return
-    if not isinstance(arch, dict) or arch.get("format") != stored.HEAD_FORMAT:
-        report.add(f"{shown}/{stored.HEAD_META}", f"head format {arch.get('format') if isinstance(arch, dict) else '?'}"
-                                                  f", this neurosearch reads {stored.HEAD_FORMAT}: fit it again")
+    if not isinstance(arch, dict) or arch.get("format") != layout.HEAD_FORMAT:
+        report.add(f"{shown}/{layout.HEAD_META_NAME}", f"head format {arch.get('format') if isinstance(arch, dict) else '?'}"
+                                                  f", this neurosearch reads {layout.HEAD_FORMAT}: fit it again")
         return
-    relative = f"{stored.HEAD}/{stored.HEAD_WEIGHTS}"
-    in_manifest = folder == index.path / stored.HEAD and relative in index.manifest.files
+    relative = layout.HEAD_WEIGHTS
+    in_manifest = folder == index.path / layout.HEAD_DIR and relative in index.manifest.files
     if not in_manifest:  # listed files were hashed with the others
         expected = meta.get("weights_sha256")
         if expected is not None and sha256_file(weights) != expected:
-            report.add(f"{shown}/{stored.HEAD_WEIGHTS}", "sha256 does not match head.json (corrupt or changed)")
+            report.add(f"{shown}/{layout.HEAD_WEIGHTS_NAME}", "sha256 does not match head.json (corrupt or changed)")
         elif expected is None and (problem := safetensors_problem(weights)) is not None:
-            report.add(f"{shown}/{stored.HEAD_WEIGHTS}", problem)
+            report.add(f"{shown}/{layout.HEAD_WEIGHTS_NAME}", problem)
     model = index.manifest.model.get("id")
     if meta.get("model") and model and meta["model"] != model:
-        report.add(f"{shown}/{stored.HEAD_META}", f"fitted for model {meta['model']}, the index is of {model}")
+        report.add(f"{shown}/{layout.HEAD_META_NAME}", f"fitted for model {meta['model']}, the index is of {model}")
     vocabulary = _vocabulary_size(index)
     if vocabulary is not None and arch.get("vocab_size") != vocabulary:
-        report.add(f"{shown}/{stored.HEAD_META}", f"head for a vocabulary of {arch.get('vocab_size')} tokens, "
+        report.add(f"{shown}/{layout.HEAD_META_NAME}", f"head for a vocabulary of {arch.get('vocab_size')} tokens, "
                                                   f"the index's tokenizer has {vocabulary}")
 
 
@@ -264,7 +264,7 @@ def target_problem(index: Index, target: Any) -> str | None:
 
 def _check_ablations(index: Index, report: VerifyReport) -> None:
     count = 0
-    for path in index.state.read_paths(stored.ABLATIONS):
+    for path in index.state.read_paths(layout.ABLATIONS):
         shown = _shown(index, path)
         try:
             data = read_json(path, default={}, check=stored.check_ablations)
@@ -292,7 +292,7 @@ def _check_evaluation(index: Index, report: VerifyReport) -> None:
     stale: dict[str, str] = {}  # target id -> problem, for targets with no result about them now
     good: set[str] = set()
     count = 0
-    for path in index.state.read_paths(stored.EVALUATION_RESULTS):
+    for path in index.state.read_paths(layout.EVALUATION_RESULTS):
         try:
             records, skipped = read_jsonl(path)
         except NeurosearchError as exc:
@@ -317,10 +317,10 @@ def _check_evaluation(index: Index, report: VerifyReport) -> None:
 
 
 def _check_labels(index: Index, report: VerifyReport) -> None:
-    from neurosearch.labeling.llm import load_labels
+    from neurosearch.index.labels import load_labels
 
     count = 0
-    for path in index.state.read_paths(stored.LABELS):
+    for path in index.state.read_paths(layout.LABELS):
         shown = _shown(index, path)
         try:
             labels = load_labels(path)

@@ -11,14 +11,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
-from neurosearch.index.labels import Label
+from neurosearch.index.labels import Label, LabelError
+from neurosearch.labeling.config import LabelConfig
 from neurosearch.labeling.prompt import LABEL_REASK, Junk, one_line, parse_reply
-from neurosearch.labeling.store import LabelError
-
-if TYPE_CHECKING:
-    from neurosearch.labeling.llm import LabelConfig
 
 T = TypeVar("T")
 

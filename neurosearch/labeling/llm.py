@@ -2,7 +2,7 @@
 
 Any OpenAI-compatible chat-completions server works (OpenAI, or a local llama.cpp / vLLM via
 ``base_url``). Every received label is merged into the store at once, under the store's lock
-(``store.py``), so an interrupted, failing or concurrent run never loses a label. Failures are
+(``index/labels.py``), so an interrupted, failing or concurrent run never loses a label. Failures are
 classified (``client.py``) so the CLI can say in one line what went wrong; a server that cannot be
 reached, that rejects the credentials, or that fails ``max_consecutive_failures`` items in a row
 stops the run instead of being asked once per item. ``fallback_label`` gives a deterministic
@@ -12,7 +12,8 @@ The API key is only ever read from the ``api_key`` argument or ``OPENAI_API_KEY`
 ``base_url``; it is never written to the store and is scrubbed from every message.
 
 Modules: ``prompt.py`` (what is asked, how replies are parsed), ``client.py`` (one item's
-conversation with the server), ``store.py`` (the label store), ``requests.py`` (what an index asks).
+conversation with the server), ``config.py`` (``LabelConfig``), ``requests.py`` (what an index asks);
+the label store is ``index/labels.py``.
 """
 
 from __future__ import annotations
@@ -22,41 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from neurosearch.config import LabelConfig, check_float, check_int  # noqa: F401 (LabelConfig: part of this API)
-from neurosearch.index.labels import Label, fallback_label  # noqa: F401 (part of this module's API)
-from neurosearch.labeling.client import LOCAL_PLACEHOLDER_KEY, Session, open_session, request_label, scrub  # noqa: F401
-from neurosearch.labeling.prompt import build_messages, parse_reply, prompt_hash  # noqa: F401
-from neurosearch.labeling.store import (  # noqa: F401 (part of this module's API)
+from neurosearch.ids import store_key  # noqa: F401 (part of this module's API)
+from neurosearch.index.labels import (  # noqa: F401 (part of this module's API)
     KINDS,
-    STORE_VERSION,
+    Label,
     LabelError,
+    fallback_label,
     load_labels,
     merge_label,
     save_labels,
-    store_key,
 )
-
-
-@dataclass(frozen=True)
-class LabelRequest:
-    """One thing to name: a cluster or a neuron, with its evidence."""
-
-    kind: str
-    """``cluster`` or ``neuron``."""
-    id: str
-    """Cluster id such as ``filter/k200/17`` or neuron name ``L:I``."""
-    top_tokens: list[str]
-    """Top tokens, best first."""
-    contexts: list[str] = field(default_factory=list)
-    """Short activating contexts (may be empty)."""
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-
-    @property
-    def key(self) -> str:
-        return store_key(self.kind, self.id)
+from neurosearch.labeling.client import LOCAL_PLACEHOLDER_KEY, Session, open_session, request_label, scrub  # noqa: F401
+from neurosearch.labeling.config import LabelConfig  # noqa: F401 (part of this module's API)
+from neurosearch.labeling.prompt import LabelRequest, build_messages, parse_reply, prompt_hash  # noqa: F401
 
 
 @dataclass

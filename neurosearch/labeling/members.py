@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from neurosearch.labeling.client import DEFAULT_BASE_URL, Failure, open_session, request_reply, scrub
 from neurosearch.labeling.prompt import Junk, one_line, prompt_hash, reply_object
-from neurosearch.labeling.store import LabelError
+from neurosearch.index.labels import LabelError
 from neurosearch.text import for_terminal
 
 if TYPE_CHECKING:
     from neurosearch.index.index import Index
-    from neurosearch.config import LabelConfig
     from neurosearch.index.results import FindResult
+    from neurosearch.labeling.config import LabelConfig
 
 MAX_MEMBERS = 40
 """Members asked for (and at most kept from a reply)."""

@@ -10,12 +10,35 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
+from neurosearch.ids import store_key
+from neurosearch.index.labels import KINDS
+from neurosearch.labeling.config import LabelConfig
 from neurosearch.text import MAX_EXPLANATION, MAX_THEME, for_terminal
 
-if TYPE_CHECKING:
-    from neurosearch.labeling.llm import LabelConfig, LabelRequest
+
+@dataclass(frozen=True)
+class LabelRequest:
+    """One thing to name: a cluster or a neuron, with its evidence."""
+
+    kind: str
+    """``cluster`` or ``neuron``."""
+    id: str
+    """Cluster id such as ``filter/k200/17`` or neuron name ``L:I``."""
+    top_tokens: list[str]
+    """Top tokens, best first."""
+    contexts: list[str] = field(default_factory=list)
+    """Short activating contexts (may be empty)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+
+    @property
+    def key(self) -> str:
+        return store_key(self.kind, self.id)
+
 
 SYSTEM_PROMPT = (
     "You name the concept encoded by neurons of a BERT language model. "

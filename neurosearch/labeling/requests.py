@@ -14,7 +14,7 @@ import numpy as np
 from neurosearch.format import layout
 from neurosearch.ids import cluster_id
 from neurosearch.index.contexts import read_contexts
-from neurosearch.labeling.llm import LabelRequest
+from neurosearch.labeling.prompt import LabelRequest
 
 if TYPE_CHECKING:
     from neurosearch.index.index import Index

@@ -33,9 +33,7 @@ from torch import nn
 
 from neurosearch.config import check_choices, check_float, check_int
 from neurosearch.errors import NeurosearchError
-from neurosearch.index.stored import HEAD_FORMAT
-from neurosearch.index.stored import HEAD_META as META_FILE
-from neurosearch.index.stored import HEAD_WEIGHTS as WEIGHTS_FILE
+from neurosearch.format import layout
 
 Schedule = Literal["constant", "cosine"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
@@ -223,13 +221,13 @@ def save_head(head: MLMHead, directory: str | os.PathLike[str], meta: dict[str, 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().contiguous().cpu() for k, v in head.state_dict().items()}
-    _atomic_write(out / WEIGHTS_FILE, lambda p: save_file(state, p))
+    _atomic_write(out / layout.HEAD_WEIGHTS_NAME, lambda p: save_file(state, p))
     from neurosearch.format.atomic import sha256_file
 
     record = dict(meta)
-    record["weights_sha256"] = sha256_file(out / WEIGHTS_FILE)  # checked by `neurosearch verify`
+    record["weights_sha256"] = sha256_file(out / layout.HEAD_WEIGHTS_NAME)  # checked by `neurosearch verify`
     record["head"] = {
-        "format": HEAD_FORMAT,
+        "format": layout.HEAD_FORMAT,
         "hidden_size": head.hidden_size,
         "vocab_size": head.vocab_size,
         "mask_token_id": head.mask_token_id,
@@ -242,13 +240,13 @@ def save_head(head: MLMHead, directory: str | os.PathLike[str], meta: dict[str, 
         with open(path, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1)
 
-    _atomic_write(out / META_FILE, write_json)
+    _atomic_write(out / layout.HEAD_META_NAME, write_json)
     return out
 
 
 def read_head_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """The training record ``head.json`` of a stored head; unreadable -> HeadError naming it."""
-    path = Path(directory) / META_FILE
+    path = Path(directory) / layout.HEAD_META_NAME
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -261,7 +259,7 @@ def read_head_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def has_head(directory: str | os.PathLike[str]) -> bool:
-    return (Path(directory) / WEIGHTS_FILE).is_file() or (Path(directory) / META_FILE).is_file()
+    return (Path(directory) / layout.HEAD_WEIGHTS_NAME).is_file() or (Path(directory) / layout.HEAD_META_NAME).is_file()
 
 
 def load_head(
@@ -271,7 +269,7 @@ def load_head(
     root = Path(directory)
     meta = read_head_meta(root)
     arch = meta.get("head")
-    if not isinstance(arch, dict) or arch.get("format") != HEAD_FORMAT:
+    if not isinstance(arch, dict) or arch.get("format") != layout.HEAD_FORMAT:
         raise HeadError(f"unsupported head format {arch.get('format') if isinstance(arch, dict) else None!r} in {root}")
     embeddings = encoder.get_input_embeddings()
     vocab, hidden = embeddings.weight.shape
@@ -287,7 +285,7 @@ def load_head(
             layer_norm_eps=float(arch["layer_norm_eps"]),
             learn_mask_vector=bool(arch["mask_vector"]),
         )
-        state = load_file(str(root / WEIGHTS_FILE))
+        state = load_file(str(root / layout.HEAD_WEIGHTS_NAME))
         dtype = embeddings.weight.dtype
         head.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
     except HeadError:

@@ -332,13 +332,14 @@ def fit_head_for_index(
     from neurosearch.corpus import read_documents
     from neurosearch.format.store import check_writable
     from neurosearch.index.contexts import index_corpus
-    from neurosearch.index.stored import HEAD, HEAD_FILES, record_in_manifest
+    from neurosearch.format import layout
+    from neurosearch.index.stored import record_in_manifest
     from neurosearch.model.head import has_head, load_head, read_head_meta, save_head
     from neurosearch.model.loading import load_index_model
 
     config = HeadConfig(epochs=epochs, lr=lr, schedule="cosine", warmup_steps=10)
     source = index_corpus(index, corpus, max_docs)
-    target = Path(out) if out is not None else index.state.write_path(HEAD)
+    target = Path(out) if out is not None else index.state.write_path(layout.HEAD_DIR)
     check_writable(target, "the fitted head")
     previous_dir = None
     if not force:
@@ -372,6 +373,6 @@ def fit_head_for_index(
                 "(pass force to replace it)", option="force")
         meta["replaced_heldout_loss"] = old_loss
     save_head(result.head, target, meta)
-    if target.resolve() == (index.path / HEAD).resolve():
-        record_in_manifest(index.path, list(HEAD_FILES))
+    if target.resolve() == (index.path / layout.HEAD_DIR).resolve():
+        record_in_manifest(index.path, list(layout.HEAD_FILES))
     return {**meta, "path": str(target)}

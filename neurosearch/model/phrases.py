@@ -23,7 +23,7 @@ from neurosearch.errors import NeurosearchError
 
 CACHED_PHRASES = 2000
 """Most phrases kept per index (later ones are computed every time)."""
-_EXPANSION_CODE = ("index/semantic.py", "index/semantic_names.py", "index/concepts.py", "index/query.py",
+_EXPANSION_CODE = ("index/semantic.py", "index/semantic_names.py", "index/concepts.py", "index/query.py", "words.py",
                    "model/phrases.py", "model/sentences.py")
 """The modules whose source decides a phrase's expansion (with the index's files)."""
 

@@ -111,10 +111,6 @@ class Builder:
         elif first_changed is None and search.get("done") and search.get("format") != SEARCH_FORMAT:
             self.reporter.log("search: the search files' format changed, rebuilding them")
             first_changed = "search"
-        elif first_changed is None and search.get("done") and manifest.configs.get("expansion") != json.loads(
-                json.dumps(to_dict(self.config.expansion))):
-            self.reporter.log("search: the expansion model changed, rebuilding the search files")
-            first_changed = "search"
         dropped: list[str] = []
         if first_changed is not None:
             # the contexts depend on profiles and clusters only (the search method: outdated below)

@@ -41,11 +41,6 @@ def nearest_neighbours(vectors: np.ndarray, n: int = 5, block: int = 2048) -> tu
     return indices, sims
 
 
-def model_embeddings(input_embeddings: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
-    """Rows of the model's input-embedding table for the given vocabulary ids."""
-    return np.asarray(input_embeddings[token_ids], dtype=np.float32)
-
-
 def fasttext_embeddings(
     word_piece_documents: Iterable[list[str]],
     tokens: list[str],

@@ -36,12 +36,10 @@ except ImportError:  # pragma: no cover - exercised only without fastcluster
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages are ``distances``, ``assign`` and ``linkage``."""
 
+MAX_EXACT = 40_000
+"""Most neurons linked exactly (all pairs); above it, the prototype tree."""
 _BLOCK_BYTES = 256 * 2**20
 """Bound on each float32 block product, so temporary memory stays small next to the N^2 vector."""
-
-
-MAX_EXACT = 40_000
-"""Above this many neurons ``linkage_tree`` builds the prototype tree instead of the exact one."""
 
 
 def unit_rows(profiles: np.ndarray) -> np.ndarray:

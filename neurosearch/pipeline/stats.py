@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -391,18 +391,3 @@ def shard_statistics(
     accumulate(loaded, site, accumulator, documents, first_document, config, window, on_tokens, on_windows,
                windows=windows)
     return accumulator
-
-
-def compute_stats(
-    loaded: LoadedModel,
-    site: NeuronSite,
-    documents: Iterable[str],
-    config: StatsConfig,
-    window: int,
-    first_document: int = 0,
-    on_tokens: ProgressFn | None = None,
-) -> TokenStats:
-    """Statistics of a run of documents in memory (no checkpoints): the library's simplest entry."""
-    accumulator = StatsAccumulator(site, vocab_size(loaded), config.top_k)
-    accumulate(loaded, site, accumulator, list(documents), first_document, config, window, on_tokens)
-    return accumulator.export()

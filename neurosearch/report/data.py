@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from neurosearch.format import layout
+
 if TYPE_CHECKING:
     from neurosearch.index.index import Index
     from neurosearch.format.results import AblationResult
@@ -88,14 +90,13 @@ def neuron_records(index: Index, names: Iterable[str]) -> dict[str, dict[str, An
 def evaluation_results(index: Index) -> dict[str, AblationResult]:
     """``evaluate``'s stored results by target id (later lines, the user's copy last, win)."""
     from neurosearch.experiments.evaluation import load_results
-    from neurosearch.index.stored import EVALUATION_RESULTS
 
-    return {r.target.id: r for r in load_results(*index.state.read_paths(EVALUATION_RESULTS))}
+    return {r.target.id: r for r in load_results(*index.state.read_paths(layout.EVALUATION_RESULTS))}
 
 
 def table3(index: Index) -> list[dict[str, str]]:
     """Rows of the stored Table 3 (``evaluation/table3.csv``), [] when the index was not evaluated."""
-    for path in reversed(index.state.read_paths("evaluation/table3.csv")):  # the user's first
+    for path in reversed(index.state.read_paths(layout.EVALUATION_TABLE)):  # the user's first
         try:
             return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
         except (OSError, UnicodeDecodeError, csv.Error):

@@ -6,6 +6,12 @@ calibration); ``index.stored.store_scores`` keeps the run beside the index's oth
 ``find``, ``show`` and the report read it back.
 """
 
-from neurosearch.scores.run import ScoreConfig, ScoreRun, score_index
-
 __all__ = ["ScoreConfig", "ScoreRun", "score_index"]
+
+
+def __getattr__(name: str):  # lazy: importing one module of the package does not import them all
+    if name in __all__:
+        from neurosearch.scores import run
+
+        return getattr(run, name)
+    raise AttributeError(name)

@@ -43,12 +43,14 @@ def test_two_label_runs_at_once_keep_every_label(llm, index_copy: Path):
 
 
 def _store_many(index: str, prefix: str, count: int) -> None:
-    from neurosearch.experiments.session import store_result
+    from neurosearch.format.results import AblationResult
     from neurosearch.index import Index
+    from neurosearch.index.stored import store_ablation
 
     opened = Index.load(index)
     for i in range(count):
-        store_result(opened, {"target": {"kind": "cluster", "id": f"{prefix}/{i}", "neurons": []}, "loss": i})
+        record = {"target": {"kind": "cluster", "id": f"{prefix}/{i}", "neurons": []}, "loss": i}
+        store_ablation(opened.state, AblationResult.from_json(record))
 
 
 def test_two_ablate_runs_at_once_keep_every_result(index_copy: Path):

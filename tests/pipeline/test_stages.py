@@ -79,7 +79,7 @@ def test_heldout_documents_never_enter_the_statistics(tiny_model: Path, tiny_cor
     from neurosearch.corpus import heldout_documents, is_heldout, read_documents, training_documents
     from neurosearch.model.loading import load_model, neuron_site
     from neurosearch.pipeline import build_index
-    from neurosearch.pipeline.stats import TokenStats, compute_stats
+    from neurosearch.pipeline.stats import TokenStats, shard_statistics
 
     corpus = CorpusConfig(source=str(tiny_corpus), window=16, max_docs=80, heldout_share=0.3)
     config = BuildConfig(model=ModelConfig(model=str(tiny_model), dtype="float32"), corpus=corpus,
@@ -95,8 +95,8 @@ def test_heldout_documents_never_enter_the_statistics(tiny_model: Path, tiny_cor
     stats = TokenStats.load(out / "stats")
     loaded = load_model(config.model)
     site = neuron_site(loaded.encoder, "ffn")
-    expected = compute_stats(loaded, site, list(training_documents(corpus)), config.stats, 16)
-    everything = compute_stats(loaded, site, list(read_documents(corpus)), config.stats, 16)
+    expected = shard_statistics(loaded, site, list(training_documents(corpus)), 0, config.stats, 16).export()
+    everything = shard_statistics(loaded, site, list(read_documents(corpus)), 0, config.stats, 16).export()
     np.testing.assert_array_equal(stats.token_counts, expected.token_counts)
     assert stats.tokens < everything.tokens
     documents = np.asarray(stats.top_refs)[..., 0]

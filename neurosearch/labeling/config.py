@@ -1,0 +1,41 @@
+"""How labels (and ``find --llm``'s member lists) are requested from an LLM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neurosearch.config import check_float, check_int
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """How labels are requested."""
+
+    llm_model: str = "gpt-4o-mini"
+    """Chat model name as the server knows it."""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint, e.g. ``http://127.0.0.1:8080/v1`` for llama.cpp; None: OpenAI.
+    Passed explicitly, so ``OPENAI_BASE_URL`` in the environment is not consulted. The API key is
+    sent to this server."""
+    timeout: float = 30.0
+    """Seconds per HTTP request."""
+    max_retries: int = 3
+    """Retries after a 429, a 5xx, a timeout or a dropped connection, with exponential backoff."""
+    backoff_seconds: float = 1.0
+    """First retry delay; doubles each retry (a server's Retry-After wins when longer)."""
+    junk_retries: int = 1
+    """Re-asks after a reply that is not the required JSON, before recording a ``junk`` failure."""
+    contexts: int = 3
+    """Activating contexts quoted in the prompt (more: better themes, longer prompts)."""
+    top_tokens: int = 30
+    """Top tokens quoted in the prompt; the tail of a 50-token list adds cost, not meaning."""
+    max_consecutive_failures: int = 5
+    """Stop the run after this many items in a row failed (0: never). A server that answers every
+    request with a 500 costs ~7 s per item in retries; 250 items would take half an hour."""
+
+    def __post_init__(self) -> None:
+        check_float("timeout", self.timeout, 0.0)
+        for name in ("max_retries", "junk_retries", "contexts", "max_consecutive_failures"):
+            check_int(name, getattr(self, name), 0)
+        check_float("backoff_seconds", self.backoff_seconds, 0.0, inclusive=True)
+        check_int("top_tokens", self.top_tokens, 1)
