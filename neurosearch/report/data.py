@@ -81,7 +81,7 @@ def verdict_of(result: Any) -> Verdict | None:
 
 
 def neuron_records(index: Any, names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``Index.neuron(name)`` for many neurons at once (same keys; arrays read once, ~5x faster)."""
+    """``Index.neuron(name)`` for many neurons at once (same keys; each array read once, not per neuron)."""
     import math
 
     method = index.search_method
