@@ -7,7 +7,7 @@ weighted by members; and retrieval: for every concept of the dev and extra files
 name's query expansion on ``--index`` (same kept tokens as the profiles) scores each cluster as
 ``find`` does (cosine with the cluster's z-score peaks over its top 50 tokens), and P@10 of the
 top-1 cluster is the share of its 10 top tokens that are concept members. The concept files were
-tuned on earlier (README); here they only compare two clusterings, no setting was tuned on them.
+tuned on earlier (docs/results/retrieval.md); here they only compare two clusterings, no setting was tuned on them.
 """
 
 from __future__ import annotations

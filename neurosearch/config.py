@@ -131,7 +131,8 @@ class ModelConfig:
     """Alias (``minilm``, ``bert-base``), Hugging Face id, or local directory."""
     site: Site = "ffn"
     """``ffn``: intermediate activations after the nonlinearity (L x I neurons), chosen as default
-    because FFN neurons are far more concept-selective (DESIGN.md); ``hidden``: the paper's
+    because FFN neurons are far more concept-selective (docs/results/retrieval.md, "Choosing the site
+    and method"); ``hidden``: the paper's
     definition, embedding output plus every block's output ((L+1) x H neurons)."""
     dtype: Dtype = "auto"
     """``auto`` uses bf16 autocast only where the hardware runs it fast (AMX / AVX512-BF16 CPUs,
@@ -206,7 +207,8 @@ class ProfileConfig:
     """Profile methods to build (Table 3 of the paper); clusters are built for each."""
     search_method: Method = "filter+smooth+tfidf"
     """The method whose profiles back ``find``: filter+smooth+tfidf had the best top-1 neuron and
-    the best clusters at K=200 on both concept files (README), and backs the shipped index."""
+    the best clusters at K=200 on both concept files (docs/results/retrieval.md), and backs the shipped
+    index."""
     smoothing_lambda: float = 0.5
     """lambda of Eq. 2."""
     neighbours: int = 5
@@ -222,8 +224,7 @@ class ProfileConfig:
     """``find`` scores a neuron by the query weights of its first this-many top tokens, equally
     weighted: the expected precision of the tokens it shows when the weights are read as membership
     probabilities. None: the cosine with its z-score peaks over all ``top_tokens`` (how clusters are
-    scored). 10 beat 8 and 12, and z-weighted peaks over 10-50 tokens, on both concept files
-    (README). Changing it redoes only the search stage."""
+    scored). Why 10: docs/decisions.md. Changing it redoes only the search stage."""
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -255,7 +256,7 @@ class ClusterConfig:
     refine: bool = False
     """Drop the neuron farthest from the cluster centre until max distance < refine_max_distance
     (the paper's step, ``--paper``). Off by default, as in the shipped index: refined clusters kept
-    a median of 2 neurons and named a concept less often (README)."""
+    a median of 2 neurons and named a concept less often (docs/results/retrieval.md)."""
     refine_max_distance: float = 0.6
     """Euclidean distance between unit vectors (paper: 0.6)."""
     top_tokens: int = 50
@@ -266,7 +267,8 @@ class ClusterConfig:
     """``exact``: complete linkage over all pairs (the paper's; up to 40,000 neurons, above that a
     prototype tree); ``scalable``: a kNN graph on PCA-reduced profiles, Leiden communities, exact
     complete linkage inside each and between them by sampled diameters
-    (``pipeline/scalable_clusters.py``): 36,864 neurons and more in a few GB (README, benchmarks/cluster.py)."""
+    (``pipeline/scalable_clusters.py``), for neuron counts past exact linkage's memory (its figures:
+    docs/results/benchmarks.md)."""
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -307,7 +309,7 @@ class ExpansionConfig:
     """One per feature of ``semantic.FEATURES``, in that order."""
     intercept: float = -7.74
     tokens_per_key: int = 64
-    """The heaviest tokens stored per concept key (keeping 64 or all measured the same)."""
+    """The heaviest tokens stored per concept key (why 64: docs/decisions.md)."""
     min_weight: float = 0.01
     """Tokens less likely than this to be members are not stored."""
 
@@ -340,9 +342,8 @@ class SearchConfig:
     """From this many neurons (or clusters) on, ``find`` reranks HNSW candidates instead of ranking
     the exact scores; None (default): never unless told (``--ann``). The HNSW path scores the
     query's postings exactly anyway, so it can only save the ranking, and ranking only the scored
-    rows is cheap: exact is faster end to end at every size measured, cold included (1M synthetic
-    rows: ``benchmarks/find_scale.py``, README), and loading a graph costs ~35 ms on the shipped
-    index and seconds at 1M rows."""
+    rows is cheap, while the graph must be loaded first: exact is faster end to end
+    (``benchmarks/find_scale.py``; the figures: docs/decisions.md, "Cold start of find")."""
     hnsw_ef: int = 200
     """HNSW search breadth (higher: better recall, slower)."""
     candidates: int = 1000

@@ -1,7 +1,7 @@
 """Results about a read-only index go to the user's state folder; readers see both places.
 
-The README's ablate / label / evaluate / fit-head / plot commands run against a read-only copy of
-a tiny index: afterwards not a byte of the index (or of the checkout) has changed, and ``show``,
+The manual's ablate / label / evaluate / fit-head / plot commands (docs/guide/) run against a
+read-only copy of a tiny index: afterwards not a byte of the index (or of the checkout) has changed, and ``show``,
 ``info`` and ``plot`` read what the commands stored.
 """
 

@@ -1,6 +1,6 @@
 """What an ablation is about: its neurons and its target tokens (their sentences: ``sentences.py``).
 
-Target tokens (see README, "Causal verification"):
+Target tokens (see docs/guide/ablate.md):
 
 * a query: the query expansion's strongest members (weight at least ``QUERY_FLOOR`` x the top
   weight), the concept's own words rather than a cluster's generic neighbours;

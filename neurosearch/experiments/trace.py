@@ -22,7 +22,7 @@ LLM theme when one is stored, else the build's automatic label (source ``fallbac
 text with that unit's activation and z at every word piece.
 
 The ``--json`` contract of ``neurosearch trace`` is ``TraceResult.to_json`` / ``UnitTrace.to_json``
-(documented there and in docs/trace.md). This module needs torch (it runs the model); nothing on
+(documented there and in docs/guide/trace.md). This module needs torch (it runs the model); nothing on
 ``find``'s path imports it.
 """
 

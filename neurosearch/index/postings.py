@@ -61,8 +61,8 @@ class Postings:
         first), then ties and zero-score filler in row order.
 
         Pure Python below ``VECTOR_ROWS`` rows (``find`` on the shipped index imports no numpy);
-        above it the touched lists are summed with numpy (``bincount``): at 1M rows a query touches
-        ~10^5 entries, ~20x faster than a Python loop, and numpy's import is small next to it."""
+        above it the touched lists are summed with numpy (``bincount``), where a query touches enough
+        entries that numpy's import pays for itself (the figures: docs/decisions.md)."""
         if self.n_rows >= VECTOR_ROWS and all(hasattr(p, "path") for p in (self.offsets, self.rows, self.weights)):
             return self._top_numpy(query, limit, scale, secondary)
         return ranked(self.scores(query, scale), range(self.n_rows), limit, secondary)

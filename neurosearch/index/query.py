@@ -41,7 +41,7 @@ def expandable(token: str) -> bool:
     return is_content(token, QUERY_STOPWORDS)
 
 MAX_QUERY_CHARS = 1000
-"""Longest query accepted (a concept is a few words; a 100 kB query took 8.6 s to expand)."""
+"""Longest query accepted (a concept is a few words; a long one is slow to expand: docs/decisions.md)."""
 MAX_QUERY_TOKENS = 500
 """Most tokens accepted in an explicit token list."""
 

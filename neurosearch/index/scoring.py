@@ -86,7 +86,7 @@ class Scoring:
 
         ``exact=True`` scores every row; ``False`` reranks HNSW candidates; ``None`` (default) is
         exact unless ``SearchConfig.hnsw_min_rows`` is set and reached (exact is faster end to end
-        at every size measured: README). Rows index the neurons (flat index) or ``cluster_keys(method)``.
+        at every size measured: docs/results/benchmarks.md). Rows index the neurons (flat index) or ``cluster_keys(method)``.
         Methods other than the index's search method have no HNSW files and are always exact.
         For clusters, ``k`` keeps one cut's (0: the tree's nodes). ``limit`` keeps only that many of
         the best rows.

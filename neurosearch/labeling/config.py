@@ -30,8 +30,8 @@ class LabelConfig:
     top_tokens: int = 30
     """Top tokens quoted in the prompt; the tail of a 50-token list adds cost, not meaning."""
     max_consecutive_failures: int = 5
-    """Stop the run after this many items in a row failed (0: never). A server that answers every
-    request with a 500 costs ~7 s per item in retries; 250 items would take half an hour."""
+    """Stop the run after this many items in a row failed (0: never): a server that answers every
+    request with an error costs the retries of every item (what that came to: docs/decisions.md)."""
 
     def __post_init__(self) -> None:
         check_float("timeout", self.timeout, 0.0)

@@ -1,6 +1,6 @@
 """Load a BERT-family encoder by alias, Hugging Face id or local path, and hook its neurons.
 
-Two neuron sites (see DESIGN.md):
+Two neuron sites (docs/guide/build.md, "Neuron sites"):
 
 * ``ffn`` -- every block's feed-forward activation after the nonlinearity (L x I neurons);
 * ``hidden`` -- the embedding output and every block's output ((L+1) x H neurons), the paper's.
@@ -131,11 +131,8 @@ def vocab_hash(vocab: dict[str, int]) -> str:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has AMX or AVX512-BF16; elsewhere bf16 matmuls are far slower than fp32.
-
-    Measured on this project's AVX2-only EPYC machines: a bf16 matmul ran at 1.6 GFLOP/s against
-    143 GFLOP/s in fp32, so bf16 autocast must not be switched on blindly.
-    """
+    """True when the CPU has AMX or AVX512-BF16; elsewhere bf16 matmuls are far slower than fp32,
+    so bf16 autocast must not be switched on blindly (the measurement: docs/decisions.md)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

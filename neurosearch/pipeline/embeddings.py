@@ -3,7 +3,7 @@
 Three sources:
 
 * ``model`` -- the model's own input-embedding table (semantic neighbours: ``weather`` -> rain,
-  temperature, climate; no training; the default, chosen by measurement, see README);
+  temperature, climate; no training; the default, chosen by measurement: docs/results/retrieval.md);
 * ``fasttext`` -- skip-gram trained with the ``fasttext`` package on the corpus's own word-piece
   stream, as the paper did (good for frequent words, character n-gram look-alikes for others);
 * ``file`` -- user vectors in word2vec text (.vec) or fastText binary (.bin) format.

@@ -3,7 +3,7 @@
 The paper cuts one tree at a fixed K; measured on this project's concept files, the best cluster
 of the K = 200 cut names a concept about half as precisely as the best single neuron, because a
 cut of ~46 neurons per cluster mixes topics in its mean profile, while the tree's nodes of 3-10
-neurons are as precise as the best neuron (README, "Clusters"). So the search stage keeps every
+neurons are as precise as the best neuron (docs/results/retrieval.md). So the search stage keeps every
 internal node of the tree -- the clusters of every cut at once -- with its mean-profile top
 tokens, and ``find`` picks, per query, the node whose top tokens best match it: K chosen by the
 query. Node ``j`` is the ``j``-th merge of the linkage matrix (scipy's row order); its neurons

@@ -34,8 +34,8 @@ HYPERNYM_POINTERS = frozenset({"@", "@i"})
 """Hypernym and instance hypernym: what a synset is a kind (or a named instance) of."""
 ANCESTOR_SENSES = 3
 """Noun senses of a token whose ancestors give the ``ancestor_similarity`` feature, most frequent
-first: on the tuning half, 3 senses gave top-1 neuron P@10 0.145, every sense 0.129 (a token's rare
-senses bring ancestors it is seldom a kind of)."""
+first: a token's rare senses bring ancestors it is seldom a kind of (the measurement:
+docs/decisions.md, "Figures behind settings")."""
 HYPONYM_POINTERS = frozenset({"~", "~i"})
 """Hyponym and instance hyponym: the kinds (and named instances) of a concept."""
 PART_POINTERS = frozenset({"%p", "%m"})
@@ -76,13 +76,13 @@ class WordNetConfig:
     depth: int | None = None
     """Levels of hyponyms (kinds of kinds) followed below each sense; None: all of them. Biology
     puts common members deep (animal > chordate > vertebrate > mammal > placental > carnivore >
-    feline > cat: depth 7), and the query's depth decay already weighs near kinds above far ones;
-    the whole subtree raised top-1 neuron P@10 on the dev concepts over depth 3 (README)."""
+    feline > cat: depth 7), and the query's depth decay already weighs near kinds above far ones
+    (the whole subtree against depth 3: docs/decisions.md)."""
     parts: bool = False
     """Also take part and member meronyms of each sense and of its direct hyponyms. Off: a
-    category's parts are not its members (tools -> handle, clothing -> sleeve, pocket), and with
-    them a neuron for the parts outranked one for the kinds on the held-out concepts; "body parts"
-    gets its members as hyponyms of "body part" anyway (README)."""
+    category's parts are not its members (tools -> handle, clothing -> sleeve, pocket), so a neuron
+    for the parts would outrank one for the kinds (docs/decisions.md); "body parts" gets its members
+    as hyponyms of "body part" anyway."""
 
 
 def _nltk_dirs() -> list[Path]:

@@ -2,8 +2,8 @@
 
 The same figure as :func:`neurosearch.plots.plot_cluster_neurons` (neurons per layer as bars above,
 every neuron as a dot at (layer, index) below, indices shared by several layers in orange and
-joined), built from the same helpers, but as SVG text: a cluster page costs ~1 ms instead of
-~0.2 s of matplotlib, and every dot links to its neuron's page.
+joined), built from the same helpers, but as SVG text: far cheaper per cluster page than
+matplotlib (docs/decisions.md), and every dot links to its neuron's page.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ def cluster_href(key: str) -> str:
 
 
 NEURON_BLOCK = 64
-"""Neurons per page: one section each, addressed by an anchor. A file per neuron cost ~4 ms to
-write and as much to delete on this project's disks (9,216 neurons: ~40 s each way)."""
+"""Neurons per page: one section each, addressed by an anchor (a file per neuron was slow to write
+and to delete: docs/decisions.md)."""
 
 
 def neuron_block(name: str) -> tuple[int, int]:
