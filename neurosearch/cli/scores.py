@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from neurosearch.cli.common import IndexOption, JsonOption, RichReporter, open_index, print_json
-from neurosearch.scores.run import ScoreConfig
+from neurosearch.scores.config import ScoreConfig
 
 GROUP_NAMES = {"neurons": "neurons", "tree": "tree nodes"}
 

@@ -10,6 +10,10 @@ __all__ = ["ScoreConfig", "ScoreRun", "score_index"]
 
 
 def __getattr__(name: str):  # lazy: importing one module of the package does not import them all
+    if name == "ScoreConfig":
+        from neurosearch.scores import config
+
+        return config.ScoreConfig
     if name in __all__:
         from neurosearch.scores import run
 

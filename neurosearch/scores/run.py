@@ -17,6 +17,7 @@ import numpy as np
 
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.layout import SIMULATION_FORMAT
+from neurosearch.scores.config import ScoreConfig
 from neurosearch.scores.simulation import (SimulationAccumulator, SimulationScores, group_permutation,
                                            rounded, scores_from_sums, summary)
 from neurosearch.scores.units import UnitSet, index_units
@@ -25,33 +26,6 @@ if TYPE_CHECKING:
     from neurosearch.index.index import Index
     from neurosearch.progress import Reporter
 
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    """How units are scored (every field is part of what a stored score is about)."""
-
-    top_tokens: int = 20
-    """Tokens of a unit's explanation (its top tokens, with their profile weights)."""
-    max_tokens: int = 100_000
-    """Counted tokens of held-out text read (windows in corpus order until this many)."""
-    top_windows: int = 10
-    """Top-and-random score: each unit's strongest windows ..."""
-    random_windows: int = 10
-    """... and this many windows drawn at random."""
-    seed: int = 0
-    """Seeds the random windows and the calibration's permutation."""
-    batch_tokens: int = 4096
-
-    def __post_init__(self) -> None:
-        from neurosearch.config import check_int
-
-        check_int("top_tokens", self.top_tokens, 1)
-        check_int("max_tokens", self.max_tokens, 1)
-        check_int("top_windows", self.top_windows, 1)
-        check_int("random_windows", self.random_windows, 0)
-        check_int("seed", self.seed, 0)
-        check_int("batch_tokens", self.batch_tokens, 16)
 
 
 @dataclass
