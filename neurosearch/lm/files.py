@@ -105,9 +105,10 @@ def model_files(directory: Path) -> list[Path]:
                   if p.is_file() and not p.name.startswith(".") and p.name.endswith(MODEL_FILE_SUFFIXES))
 
 
-def check_model_dir(directory: Path, cache: Path | None) -> str:
+def check_model_dir(directory: Path, cache: Path | None, advance: Callable[[float], None] | None = None) -> str:
     """The digest of a transformers model directory (names and sha256 of :func:`model_files`);
-    raises LMError when it has no config or no ``.safetensors`` weights."""
+    raises LMError when it has no config or no ``.safetensors`` weights. ``advance(bytes)`` as it
+    reads (files whose digest is remembered are not read)."""
     directory = Path(directory).expanduser()
     if not (directory / "config.json").is_file():
         raise LMError(f"{directory} is not a model directory (no config.json there)", option="path")
@@ -119,7 +120,7 @@ def check_model_dir(directory: Path, cache: Path | None) -> str:
                       option="path")
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.name}\0{file_sha256(path, cache)}\n".encode())
+        digest.update(f"{path.name}\0{file_sha256(path, cache, advance)}\n".encode())
     return digest.hexdigest()
 
 

@@ -35,7 +35,7 @@ def test_a_gguf_without_the_gguf_package_names_the_install_command(monkeypatch, 
     path = tmp_path / "model.gguf"
     fake_gguf(path)
     hide_modules(monkeypatch, "gguf")
-    with pytest.raises(LMError, match=r"needs the optional lm extra \(gguf not installed\): pip install"):
+    with pytest.raises(LMError, match=r"needs the optional lm extra \(gguf(, accelerate)? not installed\): pip install"):
         load_language_model(path, cache_dir=tmp_path / "cache")
 
 
@@ -58,7 +58,8 @@ def test_a_file_that_is_not_a_gguf_is_refused(tmp_path):
         load_language_model(path, cache_dir=tmp_path)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="needs the lm extra's gguf package")
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("gguf", "accelerate")),
+                    reason="needs the lm extra's gguf and accelerate packages")
 def test_a_gguf_with_the_right_sha256_is_read_and_an_unreadable_one_is_one_line(tmp_path):
     path = tmp_path / "model.gguf"
     actual = fake_gguf(path)
