@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiny_causal_lm import save_tiny_causal_lm
+from lm.tiny_causal_lm import save_tiny_causal_lm
 
 
 @pytest.fixture(scope="session")

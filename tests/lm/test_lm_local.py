@@ -31,7 +31,7 @@ def test_it_is_a_language_model_with_a_local_identity(tiny_lm, tiny_lm_dir):
 
 
 def test_next_token_logprobs_are_a_distribution_over_the_vocabulary(tiny_lm):
-    from tiny_causal_lm import LM_WORDS, SPECIALS
+    from lm.tiny_causal_lm import LM_WORDS, SPECIALS
 
     scores = tiny_lm.next_token_logprobs(PROMPT, [" " + w for w in LM_WORDS])
     assert all(s.exact and s.tokens == 1 and s.logprob <= 0 for s in scores)
