@@ -2,7 +2,8 @@
 
 ``respond(seen, n_for_this_prompt)`` decides each reply: a status, a content string, raw bytes,
 a delay. Used by the ``llm`` fixture (conftest.py) and by tests that run ``neurosearch label`` in
-subprocesses against it.
+subprocesses against it. ``complete(seen, n)`` answers the completions endpoint (``tests/lm``);
+by default it does not exist (404), as on a chat-only server.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class Reply:
     content: str | None = GOOD
     raw: bytes | None = None
     delay: float = 0.0
+    body: dict | None = None
+    """A 200 reply's whole JSON body, sent as it is (a completions reply)."""
+    logprobs: dict | None = None
+    """The chat choice's ``logprobs`` (``{"content": [...]}``), when given."""
 
 
 @dataclass
@@ -43,11 +48,21 @@ class FakeLLM:
     base_url: str = ""
     seen: list[Seen] = field(default_factory=list)
     respond: Callable[[Seen, int], Reply] = lambda seen, n: Reply()
+    complete: Callable[[Seen, int], Reply] = lambda seen, n: Reply(404, "no completions endpoint")
     stop: Callable[[], object] = lambda: None
 
     def count(self, needle: str) -> int:
         return sum(needle in s.body["messages"][1]["content"] for s in self.seen)
 
+
+
+def _asked(body: dict) -> object:
+    """What makes two requests the same question: a chat's second message (its first when it has
+    one), a completion's prompt."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages:
+        return messages[1] if len(messages) > 1 else messages[0]
+    return body.get("prompt")
 
 
 @contextmanager
@@ -65,17 +80,25 @@ def fake_llm() -> Iterator[FakeLLM]:
             seen = Seen({k.lower(): v for k, v in self.headers.items()}, body)
             with lock:
                 fake.seen.append(seen)
-                n = sum(s.body["messages"][1] == body["messages"][1] for s in fake.seen)
-            reply = fake.respond(seen, n) if self.path == "/v1/chat/completions" else Reply(404)
+                n = sum(_asked(s.body) == _asked(body) for s in fake.seen)
+            if self.path == "/v1/chat/completions":
+                reply = fake.respond(seen, n)
+            elif self.path == "/v1/completions":
+                reply = fake.complete(seen, n)
+            else:
+                reply = Reply(404)
             time.sleep(reply.delay)
             if reply.raw is not None:
                 payload = reply.raw
+            elif reply.status == 200 and reply.body is not None:
+                payload = json.dumps(reply.body).encode()
             elif reply.status == 200:
                 payload = json.dumps({
                     "id": "chatcmpl-1", "object": "chat.completion", "created": 0,
                     "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": reply.content}}],
+                                 "message": {"role": "assistant", "content": reply.content},
+                                 **({"logprobs": reply.logprobs} if reply.logprobs is not None else {})}],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 }).encode()
             else:
