@@ -19,7 +19,11 @@ def __getattr__(name: str):
         from neurosearch.lm import base
 
         return getattr(base, name)
-    if name in ("LMSpec", "load_language_model"):
+    if name == "LMSpec":
+        from neurosearch.lm import config
+
+        return config.LMSpec
+    if name == "load_language_model":
         from neurosearch.lm import spec
 
         return getattr(spec, name)

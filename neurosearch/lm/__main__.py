@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from neurosearch.cli.common import RichReporter, error_line
     from neurosearch.errors import NeurosearchError
-    from neurosearch.lm.spec import LMSpec, load_language_model
+    from neurosearch.lm.config import LMSpec
+    from neurosearch.lm.spec import load_language_model
 
     try:
         spec = LMSpec.parse(args.spec, **({"sha256": args.sha256} if args.sha256 else {}))

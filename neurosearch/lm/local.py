@@ -43,7 +43,7 @@ from neurosearch.lm.files import (
 from neurosearch.progress import Reporter, SilentReporter
 
 if TYPE_CHECKING:
-    from neurosearch.lm.spec import LMSpec
+    from neurosearch.lm.config import LMSpec
 
 CONVERTED_STAMP = "neurosearch-lm.json"
 """Written last into a converted copy: which GGUF (sha256) it came from, and how."""

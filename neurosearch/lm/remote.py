@@ -42,7 +42,7 @@ from neurosearch.labeling.prompt import Junk, one_line, reply_object
 from neurosearch.lm.base import LMError, ModelIdentity, Scored, check_generate_args, cut_at_stop
 
 if TYPE_CHECKING:
-    from neurosearch.lm.spec import LMSpec
+    from neurosearch.lm.config import LMSpec
 
 ECHO_BATCH = 32
 """Texts per completions request when scoring by echo."""
@@ -66,8 +66,8 @@ class RemoteLM:
     """A model on an OpenAI-compatible server behind the :class:`LanguageModel` interface."""
 
     def __init__(self, spec: LMSpec, api_key: str | None = None) -> None:
-        from neurosearch.config import LabelConfig
-        from neurosearch.labeling.store import LabelError
+        from neurosearch.labeling.config import LabelConfig
+        from neurosearch.index.labels import LabelError
 
         assert spec.base_url is not None and spec.model is not None
         config = LabelConfig(llm_model=spec.model, base_url=spec.base_url, timeout=spec.timeout,
