@@ -17,7 +17,7 @@ from neurosearch.ids import ClusterId, NeuronId
 from neurosearch.text import MAX_QUERY, MAX_THEME, for_terminal
 
 if TYPE_CHECKING:
-    from neurosearch.index.results import IndexInfo
+    from neurosearch.index.records import IndexInfo
 
 
 def safe(value: Any, limit: int | None = None, style: str = "") -> Text:

@@ -21,7 +21,7 @@ from rich.text import Text
 from neurosearch.text import MAX_EXPLANATION, MAX_THEME, for_terminal
 
 if TYPE_CHECKING:
-    from neurosearch.index.results import NeuronInfo
+    from neurosearch.index.records import NeuronInfo
 
 TOKEN_ROWS = 20
 """Top tokens listed in a report (``--json`` has them all)."""

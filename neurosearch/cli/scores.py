@@ -20,7 +20,7 @@ def score(
     as_json: JsonOption = False,
 ) -> None:
     """Score how well every unit's explanation (its top tokens) predicts its activations on held-out text (simulation: correlation; calibration: another unit's explanation)."""
-    from neurosearch.index.stored import store_scores
+    from neurosearch.index.unit_scores import store_scores
     from neurosearch.scores.run import score_index
 
     config = ScoreConfig(max_tokens=max_tokens, top_tokens=top_tokens, seed=seed)

@@ -223,6 +223,9 @@ def context_array(name: str) -> str:
 LABELS = "labels.json"
 SIMULATION_SCORES = "scores/simulation.json"
 """``neurosearch score``: every unit's simulation score and what it is about (``scores/run.py``)."""
+SIMULATION_ROWS = "scores/simulation_rows.json"
+"""The same run's ``simulation_score`` only, as one list per kind in row order (neurons by flat
+index, then the search method's cluster rows): what ``find`` reads, a tenth of the size."""
 SIMULATION_FORMAT = 1
 ABLATIONS = "ablations.json"
 HEAD_DIR = "head"
@@ -283,6 +286,7 @@ def files() -> list[tuple[str, str]]:
         (CONTEXT_CLUSTERS, "contexts"),
         (LABELS, "label"),
         (SIMULATION_SCORES, "score"),
+        (SIMULATION_ROWS, "score"),
         (ABLATIONS, "ablate"),
         (HEAD_WEIGHTS, "fit-head"),
         (HEAD_META, "fit-head"),

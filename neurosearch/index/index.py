@@ -25,19 +25,21 @@ from neurosearch.ids import ClusterId
 from neurosearch.index.lookup import IndexLabels, Lookup, UnitScores
 from neurosearch.index.postings import Postings
 from neurosearch.index.query import ExpandedQuery
-from neurosearch.format.clusters import Cluster
-from neurosearch.index.results import ClusterInfo, FindResult, IndexInfo, NeuronInfo, Occurrence, Result
+from neurosearch.index.results import ClusterInfo, FindResult, Result
 from neurosearch.index.scoring import Scoring
 from neurosearch.index.vocabulary import Embedder, Vocabulary
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from neurosearch.format.clusters import Cluster
+    from neurosearch.index.records import IndexInfo, NeuronInfo, Occurrence
+
     from neurosearch.index.labels import Label
 
 FIND_KINDS = ("both", "clusters", "neurons")
 
-__all__ = ["Cluster", "ClusterInfo", "FindResult", "Index", "IndexInfo", "NeuronInfo", "Occurrence", "Result"]
+__all__ = ["ClusterInfo", "FindResult", "Index", "Result"]
 
 
 class Index:
@@ -213,7 +215,7 @@ class Index:
 
     def _explained(self, found: FindResult, floor: float) -> FindResult:
         """The hits whose simulation score is at least ``floor``, with a note on how many were left out."""
-        if self.unit_scores.stored is None:
+        if self.unit_scores.rows is None:
             raise ConfigError("this index has no explanation scores yet: run `neurosearch score` first "
                               "(min_simulation filters by them)", option="min_simulation")
         kept = [r for r in found.results if r.simulation_score is not None and r.simulation_score >= floor]
@@ -282,6 +284,8 @@ class Index:
 
     def info(self) -> IndexInfo:
         """What the index holds: model, site, corpus, tokens, methods, K, stages, where results go."""
+        from neurosearch.index.records import IndexInfo
+
         m = self.manifest
         return IndexInfo(
             path=str(self.path),

@@ -17,16 +17,17 @@ from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
 from neurosearch.format.files import IndexFiles
 from neurosearch.ids import ClusterId, store_key
-from neurosearch.format.clusters import Cluster
-from neurosearch.index.results import Activation, ClusterInfo, NeuronInfo, Occurrence, Result
+from neurosearch.index.results import ClusterInfo, Result
+from neurosearch.index.unit_scores import UnitScores
 from neurosearch.index.scoring import Scoring
 from neurosearch.index.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from neurosearch.format.clusters import Cluster
     from neurosearch.format.state import IndexState
-    from neurosearch.index.stored import StoredScores
+    from neurosearch.index.records import NeuronInfo, Occurrence
     from neurosearch.index.labels import Label
 
 
@@ -69,27 +70,6 @@ class IndexLabels:
         return stored.explanation if stored else None
 
 
-class UnitScores:
-    """The stored explanation scores of one index's units (``neurosearch score``), read when first asked."""
-
-    def __init__(self, state: Callable[[], IndexState]):
-        self._state = state
-
-    @cached_property
-    def stored(self) -> StoredScores | None:
-        from neurosearch.index.stored import stored_scores
-
-        return stored_scores(self._state())
-
-    def simulation(self, kind: str, key: str) -> float | None:
-        """The unit's simulation score (None: not scored, or undefined)."""
-        return None if self.stored is None else self.stored.of(store_key(kind, key)).get("simulation_score")
-
-    def of(self, kind: str, key: str) -> dict[str, float | None]:
-        """Every stored score of the unit by name (empty when none)."""
-        return {} if self.stored is None else self.stored.of(store_key(kind, key))
-
-
 class Lookup:
     """The clusters and neurons of one index, as reports."""
 
@@ -120,7 +100,7 @@ class Lookup:
         else:
             theme, source = self.labels.label_for("cluster", key, method, row)
         return Result("cluster", key, score, theme, source, self.vocabulary.tokens_of(top), len(neurons), neurons,
-                      self.scores.simulation("cluster", key) if self.scores else None)
+                      self.scores.at_row("clusters", method, row) if self.scores else None)
 
     def neuron_hit(self, method: str, flat: int, score: float) -> Result:
         """Neuron ``flat`` as ``find`` reports it."""
@@ -128,7 +108,7 @@ class Lookup:
         top = self.files.table(layout.neuron_top_tokens(method)).row(flat)[: layout.FIND_TOP_TOKENS]
         theme, source = self.labels.label_for("neuron", name, method, flat)
         return Result("neuron", name, score, theme, source, self.vocabulary.tokens_of(top), 1, [name],
-                      self.scores.simulation("neuron", name) if self.scores else None)
+                      self.scores.at_row("neurons", method, flat) if self.scores else None)
 
     # -- clusters ----------------------------------------------------------------------------------
     def parse_cluster_id(self, text: str) -> ClusterId:
@@ -137,6 +117,8 @@ class Lookup:
 
     def clusters(self, method: str, k: int) -> list[Cluster]:
         """The clusters of ``method`` at K, in id order (the records of its clusters file)."""
+        from neurosearch.format.clusters import Cluster
+
         self.manifest.check_method(method)
         self.manifest.check_k(k)
         return [Cluster.from_json(data) for data in self.files.json(layout.clusters_file(method, k))["clusters"]]
@@ -233,6 +215,8 @@ class Lookup:
         """The cluster's strongest occurrences: its neurons' top activations, ranked by z-score."""
         import numpy as np
 
+        from neurosearch.index.records import Occurrence
+
         refs = self.files.npy(layout.NEURON_TOP_REFS)
         values = self.files.npy(layout.NEURON_TOP_VALUES)
         mean = self.files.npy(layout.NEURON_MEAN)
@@ -262,6 +246,8 @@ class Lookup:
     def neurons(self, names: Iterable[str], method: str | None = None) -> list[NeuronInfo]:
         """:meth:`neuron` of many neurons at once (each array is read once)."""
         import math
+
+        from neurosearch.index.records import Activation, NeuronInfo
 
         method = method or self.manifest.search_method
         top_index, top_values = self.method_top(method)

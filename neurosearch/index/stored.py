@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from neurosearch.format import layout
 from neurosearch.format.state import IndexState
-from neurosearch.format.store import exclusive, read_json, read_jsonl, update_json, write_json
+from neurosearch.format.store import read_json, read_jsonl, update_json
 
 if TYPE_CHECKING:
     from neurosearch.format.results import AblationResult
@@ -142,46 +142,3 @@ def record_in_manifest(index_dir: Path, relatives: list[str]) -> None:
         for relative in relatives:
             manifest.record(index_dir, relative)
         manifest.save(index_dir)
-
-
-@dataclass(frozen=True)
-class StoredScores:
-    """The stored simulation scores of an index (the user's run over the shipped one) and what they measured."""
-
-    about: dict[str, Any]
-    columns: list[str]
-    units: dict[str, list[float | None]]
-    """Store key (``neuron:L:I``, ``cluster:METHOD/kK/ID``) -> a value per column."""
-    summary: dict[str, Any]
-    path: Path
-
-    def of(self, key: str) -> dict[str, float | None]:
-        """The scores of one unit by column name (empty when it was not scored)."""
-        values = self.units.get(key)
-        return {} if values is None else dict(zip(self.columns, values))
-
-
-def check_scores(data: Any) -> None:
-    if not isinstance(data, dict) or data.get("format") != layout.SIMULATION_FORMAT:
-        raise ValueError(f"not a format-{layout.SIMULATION_FORMAT} scores file")
-    if not isinstance(data.get("units"), dict) or not isinstance(data.get("columns"), list):
-        raise ValueError("no units or columns")
-
-
-def stored_scores(state: IndexState) -> StoredScores | None:
-    """The newest stored simulation scores (the user's state folder's, else the shipped ones), None without any."""
-    paths = state.read_paths(layout.SIMULATION_SCORES)
-    if not paths:
-        return None
-    data = read_json(paths[-1], check=check_scores)
-    return StoredScores(data.get("about") or {}, list(data["columns"]), data["units"], data.get("summary") or {},
-                        paths[-1])
-
-
-def store_scores(state: IndexState, data: dict[str, Any]) -> Path:
-    """Write a run's scores where results about the index go (replacing an earlier run); the path."""
-    path = state.write_path(layout.SIMULATION_SCORES)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive(path):
-        write_json(path, data)
-    return path

@@ -2,7 +2,7 @@
 
 ``score_index(index)`` runs the offline simulation score of every neuron, K-cut cluster and tree
 node (``simulation.py``: a token-lookup simulator, Pearson correlation, a shuffled-explanation
-calibration); ``index.stored.store_scores`` keeps the run beside the index's other results, and
+calibration); ``index.unit_scores.store_scores`` keeps the run beside the index's other results, and
 ``find``, ``show`` and the report read it back.
 """
 
