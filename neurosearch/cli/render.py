@@ -233,3 +233,18 @@ def score_table(data: dict[str, Any]) -> Table:
                           number(s.get("share_at_least_0.5"), ".1%"))
             shown = ""
     return table
+
+
+def detection_table(data: dict[str, Any]) -> Table:
+    """``score --detection``'s summary: per group, the AUC's median, mean and quartiles, and its calibration."""
+    table = Table(title=f"detection AUC with {data['about']['lm']} (0.5: chance)", header_style="bold")
+    for name in ("units", "score", "scored", "median", "mean", "quartiles"):
+        table.add_column(name, justify="left" if name in ("units", "score") else "right")
+    for group, scores in data["summary"].items():
+        shown = {"neurons": "neurons", "tree": "tree nodes"}.get(group, f"K={group[1:]} clusters")
+        for column, name in (("detection_auc", "its theme"), ("calibration_other_theme", "another unit's theme")):
+            s = scores[column]
+            table.add_row(shown, name, f"{s.get('defined', 0):,}/{s['units']:,}", number(s.get("median"), ".3f"),
+                          number(s.get("mean"), ".3f"), f"{number(s.get('q1'), '.2f')}-{number(s.get('q3'), '.2f')}")
+            shown = ""
+    return table

@@ -17,6 +17,9 @@ def score(
     max_tokens: Annotated[int, typer.Option(help="Counted tokens of held-out text to read.")] = ScoreConfig.max_tokens,
     top_tokens: Annotated[int, typer.Option(help="Tokens of each unit's explanation (its top tokens and their weights).")] = ScoreConfig.top_tokens,
     seed: Annotated[int, typer.Option(help="Seeds the random windows and the calibration.")] = ScoreConfig.seed,
+    detection: Annotated[bool, typer.Option("--detection", help="Also the detection score of a sample of units: can a language model, told the unit's theme, tell its strongest windows from random ones (AUC)?")] = False,
+    lm: Annotated[str, typer.Option("--lm", help="Language model for --detection: local (Gemma 3 270M, the lm extra), a model directory or .gguf path, or a server URL#model.")] = "local",
+    detection_units: Annotated[int, typer.Option(help="Units per group that --detection asks about.")] = 200,
     as_json: JsonOption = False,
 ) -> None:
     """Score how well every unit's explanation (its top tokens) predicts its activations on held-out text (simulation: correlation; calibration: another unit's explanation)."""
@@ -25,15 +28,31 @@ def score(
 
     config = ScoreConfig(max_tokens=max_tokens, top_tokens=top_tokens, seed=seed)
     opened = open_index(index)
-    run = score_index(opened, config, corpus=corpus, text_field=text_field, reporter=RichReporter(quiet=as_json))
+    reporter = RichReporter(quiet=as_json)
+    if detection:
+        from neurosearch.lm.config import LMSpec
+        from neurosearch.scores.detection import DetectionConfig
+
+        spec = LMSpec.parse(lm)  # checked before the slow work
+        detect_config = DetectionConfig(units=detection_units, seed=seed)
+    run = score_index(opened, config, corpus=corpus, text_field=text_field, reporter=reporter)
     data = run.to_json()
     path = store_scores(opened.state, data)
+    detected = None
+    if detection:
+        from neurosearch.lm import load_language_model
+        from neurosearch.scores.run import detect
+
+        detected = detect(opened, run, load_language_model(spec, reporter=reporter), detect_config, reporter=reporter)
     if as_json:
-        print_json({key: value for key, value in data.items() if key != "units"} | {"stored": str(path)})
+        print_json({key: value for key, value in data.items() if key != "units"} | {"stored": str(path)}
+                   | ({"detection": {k: v for k, v in detected.items() if k not in ("units", "themes")}} if detected else {}))
         return
-    from neurosearch.cli.render import console, score_table
+    from neurosearch.cli.render import console, detection_table, score_table
 
     out = console()
     out.print(score_table(data))
+    if detected:
+        out.print(detection_table(detected))
     out.print(f"{run.about['tokens']:,} held-out tokens ({run.about['corpus']}, documents: {run.about['documents']}) "
               f"in {run.seconds:.0f} s; stored in {path}")

@@ -226,6 +226,8 @@ SIMULATION_SCORES = "scores/simulation.json"
 SIMULATION_ROWS = "scores/simulation_rows.json"
 """The same run's ``simulation_score`` only, as one list per kind in row order (neurons by flat
 index, then the search method's cluster rows): what ``find`` reads, a tenth of the size."""
+DETECTION_SCORES = "scores/detection.json"
+"""``neurosearch score --detection``: a sample of units' detection AUC with a language model (``scores/detection.py``)."""
 SIMULATION_FORMAT = 1
 ABLATIONS = "ablations.json"
 HEAD_DIR = "head"
@@ -287,6 +289,7 @@ def files() -> list[tuple[str, str]]:
         (LABELS, "label"),
         (SIMULATION_SCORES, "score"),
         (SIMULATION_ROWS, "score"),
+        (DETECTION_SCORES, "score"),
         (ABLATIONS, "ablate"),
         (HEAD_WEIGHTS, "fit-head"),
         (HEAD_META, "fit-head"),

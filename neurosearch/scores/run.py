@@ -18,8 +18,8 @@ import numpy as np
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.layout import SIMULATION_FORMAT
 from neurosearch.scores.config import ScoreConfig
-from neurosearch.scores.simulation import (SimulationAccumulator, SimulationScores, group_permutation,
-                                           rounded, scores_from_sums, summary)
+from neurosearch.scores.simulation import (SimulationAccumulator, SimulationScores, SimulationSums,
+                                           group_permutation, rounded, scores_from_sums, summary)
 from neurosearch.scores.units import UnitSet, index_units
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ class ScoreRun:
     scores: SimulationScores
     seconds: float
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sums: SimulationSums | None = None
+    """The per-window sums (the detection score reads the same windows)."""
+    tokenizer: Any = None
+    """The index model's tokenizer (the detection score quotes windows with it)."""
 
     def to_json(self) -> dict[str, Any]:
         values = np.stack([self.scores.all_at_once, self.scores.top_and_random, self.scores.shuffled], axis=1)
@@ -139,9 +143,60 @@ def score_index(index: Index, config: ScoreConfig | None = None, *, corpus: str 
         "cluster_activation": "mean of the members' z-scored activations",
         "calibration": "each unit scored with the explanation of another unit of its group",
     }
-    run = ScoreRun(about, units, scores, time.time() - started)
+    run = ScoreRun(about, units, scores, time.time() - started, sums=accumulator.sums, tokenizer=loaded.tokenizer)
     run.summaries = summaries(units, scores)
     return run
+
+
+def detect(index: Index, run: ScoreRun, lm: Any, config: Any = None, *, reporter: Reporter | None = None,
+           state: Any = None) -> dict[str, Any]:
+    """The detection score (``detection.py``) of a sample of the run's units with language model
+    ``lm``; kept in ``layout.DETECTION_SCORES`` unit by unit (a stopped run resumes: units whose
+    result is stored for the same run, model and prompt are not asked again). The stored data."""
+    from neurosearch.format import layout
+    from neurosearch.format.store import exclusive, read_json, write_json
+    from neurosearch.scores.detection import DetectionConfig, about, detection_scores, detection_summary
+
+    config = config or DetectionConfig()
+    assert run.sums is not None
+    started = time.time()
+    method = run.units.method
+    n = run.units.n_neurons
+
+    def theme(unit: int) -> str:
+        hit = (index.lookup.neuron_hit(method, unit, 0.0) if unit < n
+               else index.lookup.cluster_hit(method, unit - n, 0.0))
+        return hit.label or " ".join(hit.top_tokens[:5])
+
+    described = about(config, lm, started)
+    measured = {key: run.about.get(key) for key in ("model", "method", "corpus", "documents", "tokens", "windows")}
+    identity = {"lm": described["lm"], "prompt": described["prompt"], "config": described["config"],
+                "simulation": {**measured, "seed": run.about["config"]["seed"]}}
+    path = (state or index.state).write_path(layout.DETECTION_SCORES)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = read_json(path, default=None)
+    stored = old if isinstance(old, dict) and old.get("identity") == identity else None
+    units: dict[str, list[float | None]] = dict(stored["units"]) if stored else {}
+    themes: dict[str, str] = dict(stored.get("themes", {})) if stored else {}
+
+    def save() -> dict[str, Any]:
+        data = {"format": layout.SIMULATION_FORMAT, "identity": identity,
+                "about": {**described, "seconds": round(time.time() - started, 1), "simulation": measured},
+                "columns": ["detection_auc", "calibration_other_theme"],
+                "summary": detection_summary(run.units, units), "units": units, "themes": themes}
+        with exclusive(path):
+            write_json(path, data)
+        return data
+
+    def keep(key: str, result: list[float | None]) -> None:
+        units[key] = result
+        themes[key] = theme(run.units.keys.index(key))
+        if len(units) % 10 == 0:
+            save()
+
+    detection_scores(run.units, run.sums, theme, lm, lambda ids: run.tokenizer.decode(ids.tolist()), config,
+                     done=units, on_unit=keep, reporter=reporter)
+    return save()
 
 
 def summaries(units: UnitSet, scores: SimulationScores) -> dict[str, dict[str, Any]]:

@@ -59,6 +59,10 @@ class SimulationSums:
     """Per window: [U] float32 each unit's largest activation in it."""
     counts: list[int] = field(default_factory=list)
     """Per window: counted tokens."""
+    token_ids: list[np.ndarray] = field(default_factory=list)
+    """Per window: the ids of its counted tokens (the detection score quotes them)."""
+    peak_at: list[np.ndarray] = field(default_factory=list)
+    """Per window: [U] int16 the position of each unit's largest activation in it."""
 
 
 class SimulationAccumulator:
@@ -80,13 +84,15 @@ class SimulationAccumulator:
         self.tokens = 0
         self._valid: torch.Tensor | None = None
         self._kept: np.ndarray | None = None
+        self._ids: np.ndarray | None = None
         self._rows: np.ndarray | None = None
         self._values: np.ndarray | None = None
 
     def begin_batch(self, input_ids: torch.Tensor, valid: torch.Tensor, docs: torch.Tensor, pos: torch.Tensor) -> None:
         self._valid = valid
         mask = valid.numpy()
-        self._kept = self.kept_of_id[input_ids.numpy()[mask]]
+        self._ids = input_ids.numpy()[mask]
+        self._kept = self.kept_of_id[self._ids]
         self._rows = np.nonzero(mask)[0]  # each row of the batch is one window
         self._values = np.empty((int(mask.sum()), self.n_layers * self.width), dtype=np.float32)
 
@@ -113,6 +119,8 @@ class SimulationAccumulator:
             self.sums.shuffled.append(np.stack([p.sum(0), (p * p).sum(0), (p * a).sum(0)]).astype(np.float32))
             self.sums.peaks.append(real[begin:end].max(axis=0))
             self.sums.counts.append(end - begin)
+            self.sums.token_ids.append(self._ids[begin:end].astype(np.int32))
+            self.sums.peak_at.append(real[begin:end].argmax(axis=0).astype(np.int16))
         self.tokens += len(self._rows)
         self._values = None
 
