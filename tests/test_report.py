@@ -39,7 +39,8 @@ def _result(neurons: list[str], key: str, passed: bool | None = None) -> dict:
                           for name in ("random", "random_layer", "random_position")},
         }
     from neurosearch.format.results import (AblationResult, BaselineResult, MaskedLMMeasures, ReadoutResult,
-                                                 TargetRecord, neuron_hash, verdict)
+                                                 TargetRecord, neuron_hash)
+    from neurosearch.verdicts import verdict
 
     value = 10.0 if passed else 0.1
     baselines = [BaselineResult(name, 0.4, 0.2, 48.0, 0.001 if passed else 0.6, 1 / 21 if passed else 0.6, [0.4] * 20)

@@ -16,7 +16,8 @@ from neurosearch.errors import NeurosearchError
 from neurosearch.experiments.ablation import AblationConfig, run_ablation
 from neurosearch.experiments.baselines import baseline_sets, compare
 from neurosearch.experiments.readouts import EmbeddingReadout, MaskedLMReadout, OwnHeadMaskedLM, mask_sentences, windows
-from neurosearch.format.results import AblationResult, BaselineResult, neuron_hash, rank_p, verdict
+from neurosearch.format.results import AblationResult, BaselineResult, neuron_hash
+from neurosearch.verdicts import rank_p, verdict
 from neurosearch.index.stored import lookup
 from neurosearch.experiments.checks import resolve_readouts
 from neurosearch.experiments.sentences import SentencePool

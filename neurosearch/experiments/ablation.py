@@ -31,7 +31,8 @@ from neurosearch.config import ABLATIONS, BASELINES, Ablation, Baseline, check_c
 from neurosearch.errors import ConfigError, NeurosearchError
 from neurosearch.experiments.baselines import baseline_sets, compare
 from neurosearch.experiments.readouts import READOUTS
-from neurosearch.format.results import AblationResult, ReadoutResult, TargetRecord, verdict
+from neurosearch.format.results import AblationResult, ReadoutResult, TargetRecord
+from neurosearch.verdicts import verdict
 from neurosearch.experiments.sentences import SentencePool
 from neurosearch.experiments.targets import AblationTarget
 from neurosearch.model.loading import LayerInputs, NeuronHooks, NeuronSite, StartAtBlock

@@ -27,7 +27,8 @@ import numpy as np
 
 from neurosearch.config import BASELINES
 from neurosearch.errors import NeurosearchError
-from neurosearch.format.results import BaselineResult, rank_p, verdict
+from neurosearch.format.results import BaselineResult
+from neurosearch.verdicts import rank_p, verdict
 
 
 def draw_baseline(kind: str, neurons: Sequence[int], n_layers: int, width: int, rng: np.random.Generator) -> np.ndarray:
