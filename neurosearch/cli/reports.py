@@ -135,7 +135,9 @@ def score_line(scores: dict[str, Any] | None) -> Text:
     return Text.assemble(("explained  ", "bold"),
                          f"simulation {shown(scores.get('simulation_score'))} "
                          f"(top and random windows {shown(scores.get('simulation_top_random'))}; "
-                         f"another unit's explanation {shown(scores.get('calibration_shuffled'))})",
+                         f"another unit's explanation {shown(scores.get('calibration_shuffled'))})"
+                         + (f"; detection AUC {shown(scores.get('detection_auc'))} (another unit's theme "
+                            f"{shown(scores.get('calibration_other_theme'))})" if "detection_auc" in scores else ""),
                          (" — correlation of its top tokens' weights with its activations on held-out text", "dim"))
 
 

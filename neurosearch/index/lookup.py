@@ -100,7 +100,8 @@ class Lookup:
         else:
             theme, source = self.labels.label_for("cluster", key, method, row)
         return Result("cluster", key, score, theme, source, self.vocabulary.tokens_of(top), len(neurons), neurons,
-                      self.scores.at_row("clusters", method, row) if self.scores else None)
+                      self.scores.at_row("clusters", method, row) if self.scores else None,
+                      self.scores.detection_auc("cluster", key) if self.scores else None)
 
     def neuron_hit(self, method: str, flat: int, score: float) -> Result:
         """Neuron ``flat`` as ``find`` reports it."""
@@ -108,7 +109,8 @@ class Lookup:
         top = self.files.table(layout.neuron_top_tokens(method)).row(flat)[: layout.FIND_TOP_TOKENS]
         theme, source = self.labels.label_for("neuron", name, method, flat)
         return Result("neuron", name, score, theme, source, self.vocabulary.tokens_of(top), 1, [name],
-                      self.scores.at_row("neurons", method, flat) if self.scores else None)
+                      self.scores.at_row("neurons", method, flat) if self.scores else None,
+                      self.scores.detection_auc("neuron", name) if self.scores else None)
 
     # -- clusters ----------------------------------------------------------------------------------
     def parse_cluster_id(self, text: str) -> ClusterId:

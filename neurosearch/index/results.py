@@ -30,6 +30,9 @@ class Result:
     neurons: list[str]
     simulation_score: float | None = None
     """How well its top tokens predict its activations on held-out text (``neurosearch score``; None: not scored)."""
+    detection_auc: float | None = None
+    """How well a language model told its theme picks its strongest held-out windows (``score --detection``,
+    a sample of units; None: not in it)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class Result:
             "size": self.size,
             "neurons": self.neurons,
             "simulation_score": self.simulation_score,
+            "detection_auc": self.detection_auc,
         }
 
 

@@ -110,6 +110,28 @@ class UnitScores:
     def stored(self) -> StoredScores | None:
         return stored_scores(self._state())
 
+    @cached_property
+    def detection(self) -> dict[str, Any] | None:
+        """The stored detection scores (``layout.DETECTION_SCORES``: a sample of units), None without any."""
+        paths = self._state().read_paths(layout.DETECTION_SCORES)
+        if not paths:
+            return None
+        from neurosearch.format.store import read_json
+
+        data = read_json(paths[-1])
+        ok = isinstance(data, dict) and isinstance(data.get("units"), dict) and isinstance(data.get("columns"), list)
+        return data if ok else None
+
+    def detection_auc(self, kind: str, key: str) -> float | None:
+        """The unit's detection AUC (None: not in the sample, or not measured)."""
+        found = self.detection
+        values = found["units"].get(store_key(kind, key)) if found else None
+        return values[found["columns"].index("detection_auc")] if values else None
+
     def of(self, kind: str, key: str) -> dict[str, float | None]:
-        """Every stored score of the unit by name (empty when none)."""
-        return {} if self.stored is None else self.stored.of(store_key(kind, key))
+        """Every stored score of the unit by name (empty when none): the simulation scores, and the
+        detection scores when the unit was in their sample."""
+        found = {} if self.stored is None else self.stored.of(store_key(kind, key))
+        detection = self.detection
+        values = detection["units"].get(store_key(kind, key)) if detection else None
+        return {**found, **dict(zip(detection["columns"], values))} if values else found

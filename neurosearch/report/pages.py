@@ -104,7 +104,9 @@ def score_text(scores: dict[str, Any] | None) -> str:
         return "undefined" if value is None else f"{value:.2f}"
     return e(f"simulation {shown(scores.get('simulation_score'))} (top and random windows "
              f"{shown(scores.get('simulation_top_random'))}; another unit's explanation "
-             f"{shown(scores.get('calibration_shuffled'))})")
+             f"{shown(scores.get('calibration_shuffled'))})"
+             + (f"; detection AUC {shown(scores.get('detection_auc'))} (another unit's theme "
+                f"{shown(scores.get('calibration_other_theme'))})" if "detection_auc" in scores else ""))
 
 
 def scores_html(stored: Any) -> str:

@@ -40,6 +40,12 @@ def test_score_detection_asks_the_language_model_and_resumes(tiny_index: Path, t
     values = [v for pair in data["units"].values() for v in pair if v is not None]
     assert values and all(0.0 <= v <= 1.0 for v in values)
     assert data["about"]["lm"].startswith("local:")
+    key = next(k for k, v in data["units"].items() if v[0] is not None)
+    kind, ident = key.split(":", 1)
+    shown = json.loads(runner.invoke(app, ["show", kind, ident, "--index", str(copy), "--json"]).stdout)
+    assert shown["scores"]["detection_auc"] == data["units"][key][0]
+    found = json.loads(runner.invoke(app, ["find", "monday", "--index", str(copy), "--json"]).stdout)
+    assert all("detection_auc" in hit for hit in found["results"])
 
     def never(*args, **kwargs):
         raise AssertionError("asked the language model again")
