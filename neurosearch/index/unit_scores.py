@@ -87,16 +87,21 @@ class UnitScores:
     def __init__(self, state: Callable[[], IndexState]):
         self._state = state
 
-    @cached_property
-    def rows(self) -> dict[str, Any] | None:
-        """The compact scores by row (the user's state folder's, else the shipped ones), None without any."""
-        paths = self._state().read_paths(layout.SIMULATION_ROWS)
+    def _newest(self, name: str) -> dict[str, Any] | None:
+        """The parsed copy of ``name`` (the user's state folder's, else the shipped one), None without one."""
+        paths = self._state().read_paths(name)
         if not paths:
             return None
         from neurosearch.format.store import read_json
 
         data = read_json(paths[-1])
-        return data if isinstance(data, dict) and data.get("format") == layout.SIMULATION_FORMAT else None
+        return data if isinstance(data, dict) else None
+
+    @cached_property
+    def rows(self) -> dict[str, Any] | None:
+        """The compact scores by row, None without any."""
+        data = self._newest(layout.SIMULATION_ROWS)
+        return data if data is not None and data.get("format") == layout.SIMULATION_FORMAT else None
 
     def at_row(self, kind: str, method: str, row: int) -> float | None:
         """The simulation score of row ``row`` of ``kind`` (``neurons``/``clusters``) under ``method``."""
@@ -113,13 +118,8 @@ class UnitScores:
     @cached_property
     def detection(self) -> dict[str, Any] | None:
         """The stored detection scores (``layout.DETECTION_SCORES``: a sample of units), None without any."""
-        paths = self._state().read_paths(layout.DETECTION_SCORES)
-        if not paths:
-            return None
-        from neurosearch.format.store import read_json
-
-        data = read_json(paths[-1])
-        ok = isinstance(data, dict) and isinstance(data.get("units"), dict) and isinstance(data.get("columns"), list)
+        data = self._newest(layout.DETECTION_SCORES)
+        ok = data is not None and isinstance(data.get("units"), dict) and isinstance(data.get("columns"), list)
         return data if ok else None
 
     def detection_auc(self, kind: str, key: str) -> float | None:

@@ -106,3 +106,17 @@ def check_generate_args(max_tokens: int, stop: Sequence[str]) -> None:
         raise LMError(f"max_tokens must be a positive integer, got {max_tokens!r}", option="max_tokens")
     if isinstance(stop, str):
         raise LMError("stop must be a list of strings, not one string", option="stop")
+
+
+class Identified:
+    """What both backends share: their :class:`ModelIdentity` (set as ``_identity``) and its name."""
+
+    _identity: ModelIdentity
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self._identity
+
+    @property
+    def name(self) -> str:
+        return self._identity.name

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from neurosearch.lm.base import LMError, ModelIdentity, Scored, check_generate_args, cut_at_stop
+from neurosearch.lm.base import Identified, LMError, ModelIdentity, Scored, check_generate_args, cut_at_stop
 from neurosearch.lm.files import (
     GEMMA_DISTRIBUTION,
     GEMMA_NAME,
@@ -49,7 +49,7 @@ CONVERTED_STAMP = "neurosearch-lm.json"
 """Written last into a converted copy: which GGUF (sha256) it came from, and how."""
 
 
-class TransformersLM:
+class TransformersLM(Identified):
     """A transformers causal LM and its tokenizer behind the :class:`LanguageModel` interface."""
 
     def __init__(self, model: Any, tokenizer: Any, identity: ModelIdentity, batch_size: int = 16) -> None:
@@ -66,14 +66,6 @@ class TransformersLM:
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = eos if isinstance(eos, (list, tuple)) else [eos]
         self._eos = {int(e) for e in [*eos, tokenizer.eos_token_id] if e is not None}
-
-    @property
-    def identity(self) -> ModelIdentity:
-        return self._identity
-
-    @property
-    def name(self) -> str:
-        return self._identity.name
 
     def close(self) -> None:
         pass

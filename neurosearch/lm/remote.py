@@ -39,7 +39,7 @@ from neurosearch.labeling.client import (
     scrub,
 )
 from neurosearch.labeling.prompt import Junk, one_line, reply_object
-from neurosearch.lm.base import LMError, ModelIdentity, Scored, check_generate_args, cut_at_stop
+from neurosearch.lm.base import Identified, LMError, ModelIdentity, Scored, check_generate_args, cut_at_stop
 
 if TYPE_CHECKING:
     from neurosearch.lm.config import LMSpec
@@ -62,7 +62,7 @@ class _Unsupported(Exception):
     """The server does not offer what was asked (a status in UNSUPPORTED, or a reply without it)."""
 
 
-class RemoteLM:
+class RemoteLM(Identified):
     """A model on an OpenAI-compatible server behind the :class:`LanguageModel` interface."""
 
     def __init__(self, spec: LMSpec, api_key: str | None = None) -> None:
@@ -81,14 +81,6 @@ class RemoteLM:
         self._echo: bool | None = None if spec.scoring == "auto" else spec.scoring == "echo"
         self._top: bool | None = None if spec.scoring == "auto" else spec.scoring == "top_logprobs"
         self._completions: bool | None = None
-
-    @property
-    def identity(self) -> ModelIdentity:
-        return self._identity
-
-    @property
-    def name(self) -> str:
-        return self._identity.name
 
     def close(self) -> None:
         self.session.client.close()
