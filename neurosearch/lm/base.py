@@ -81,6 +81,9 @@ class LanguageModel(Protocol):
     def next_token_logprobs(self, prompt: str, candidates: Sequence[str]) -> list[Scored]:
         """Each candidate's first token's log-probability after ``prompt`` (see the module docstring)."""
 
+    def next_token_logprobs_many(self, prompts: Sequence[str], candidates: Sequence[str]) -> list[list[Scored]]:
+        """:meth:`next_token_logprobs` of the same candidates after each of several prompts."""
+
     def continuation_logprobs(self, prompt: str, continuations: Sequence[str]) -> list[Scored]:
         """Each continuation's summed log-probability after ``prompt`` (see the module docstring)."""
 
@@ -109,9 +112,15 @@ def check_generate_args(max_tokens: int, stop: Sequence[str]) -> None:
 
 
 class Identified:
-    """What both backends share: their :class:`ModelIdentity` (set as ``_identity``) and its name."""
+    """What both backends share: their :class:`ModelIdentity` (set as ``_identity``) and its name, and
+    :meth:`next_token_logprobs_many` as one :meth:`next_token_logprobs` per prompt (a backend that can
+    batch prompts overrides it)."""
 
     _identity: ModelIdentity
+
+    def next_token_logprobs_many(self, prompts: Sequence[str], candidates: Sequence[str]) -> list[list[Scored]]:
+        """:meth:`next_token_logprobs` of the same candidates after each of several prompts."""
+        return [self.next_token_logprobs(prompt, candidates) for prompt in prompts]  # type: ignore[attr-defined]
 
     @property
     def identity(self) -> ModelIdentity:

@@ -100,9 +100,11 @@ def detection_scores(units: UnitSet, sums: SimulationSums, themes: Callable[[int
             advance(1)
             continue
         texts = [_excerpt(sums, int(w), unit, config.excerpt, decode) for w in (*strongest, *drawn)]
+        asked = [themes(unit), themes(int(other[unit]))]
+        answers = _answers(lm, [PROMPT.format(theme=theme, text=text) for theme in asked for text in texts])
         result = []
-        for theme in (themes(unit), themes(int(other[unit]))):
-            scores = [_answer(lm, theme, text) for text in texts]
+        for number in range(len(asked)):
+            scores = answers[number * len(texts):(number + 1) * len(texts)]
             result.append(rounded(auc(scores[: len(strongest)], scores[len(strongest):])))
         done[key] = result
         if on_unit is not None:
@@ -119,9 +121,9 @@ def _excerpt(sums: SimulationSums, window: int, unit: int, width: int, decode: C
     return " ".join(decode(ids[start : start + width]).split())
 
 
-def _answer(lm: LanguageModel, theme: str, text: str) -> float:
-    yes, no = lm.next_token_logprobs(PROMPT.format(theme=theme, text=text), ANSWERS)
-    return yes.logprob - no.logprob
+def _answers(lm: LanguageModel, prompts: list[str]) -> list[float]:
+    """log P(" Yes") - log P(" No") after each prompt (one batch)."""
+    return [yes.logprob - no.logprob for yes, no in lm.next_token_logprobs_many(prompts, ANSWERS)]
 
 
 def detection_summary(units: UnitSet, scored: dict[str, list[float | None]]) -> dict[str, Any]:

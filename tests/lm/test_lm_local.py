@@ -54,6 +54,17 @@ def test_candidates_score_as_a_direct_forward_pass(tiny_lm):
         assert score.logprob == pytest.approx(float(last[ids[0]]), abs=1e-5)  # the first token's
 
 
+def test_many_prompts_score_as_one_prompt_at_a_time(tiny_lm):
+    prompts = ["examples of fruits :", "the red dog is", "a", "monday tuesday wednesday thursday friday"]
+    candidates = ["apple", "monday", "carrot potato"]
+    many = tiny_lm.next_token_logprobs_many(prompts, candidates)
+    for prompt, scored in zip(prompts, many):
+        alone = tiny_lm.next_token_logprobs(prompt, candidates)
+        assert [s.text for s in scored] == candidates
+        assert [s.logprob for s in scored] == pytest.approx([s.logprob for s in alone], abs=1e-4)
+        assert [s.tokens for s in scored] == [s.tokens for s in alone]
+
+
 def test_continuations_sum_their_tokens_as_unpadded_forward_passes(tiny_lm):
     tokenizer = tiny_lm.tokenizer
     prompt_ids = tokenizer(PROMPT)["input_ids"]

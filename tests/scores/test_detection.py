@@ -50,7 +50,7 @@ def test_score_detection_asks_the_language_model_and_resumes(tiny_index: Path, t
     def never(*args, **kwargs):
         raise AssertionError("asked the language model again")
 
-    monkeypatch.setattr("neurosearch.scores.detection._answer", never)
+    monkeypatch.setattr("neurosearch.scores.detection._answers", never)
     again = runner.invoke(app, args)  # the same run, model and prompt: every unit is stored
     assert again.exit_code == 0, again.output
     assert json.loads((copy / "scores" / "detection.json").read_text())["units"] == data["units"]
