@@ -58,7 +58,8 @@ class LMSpec:
             if not re.match(r"https?://", self.base_url):
                 raise ConfigError(f"base_url must start with http:// or https://, got {self.base_url!r}", option="base_url")
             if not self.model:
-                raise ConfigError("a server needs the model name to ask for: model", option="model")
+                raise ConfigError("a server needs the model name to ask for: model (in one string: URL#MODEL, "
+                                  "e.g. http://127.0.0.1:8080/v1#gemma)", option="model")
         if self.sha256 is not None:
             if self.path is None or Path(self.path).suffix.lower() != ".gguf":
                 raise ConfigError("sha256 is checked for a .gguf path only", option="sha256")

@@ -65,7 +65,7 @@ def _documents(index: Index, corpus: str | None, text_field: str) -> tuple[Itera
         if share <= 0.0:
             raise NeurosearchError("this index holds no held-out documents (it was built before neurosearch kept "
                                    "them, or with --heldout-share 0): name a corpus it was not built from with "
-                                   "--corpus", option="corpus")
+                                   "`corpus`", option="corpus")
         source = str(built.get("source") or "")
         config = CorpusConfig(source=source, text_field=str(built.get("text_field") or "text"),
                               max_docs=built.get("max_docs"), heldout_share=share)
