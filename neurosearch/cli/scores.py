@@ -20,6 +20,7 @@ def score(
     detection: Annotated[bool, typer.Option("--detection", help="Also the detection score of a sample of units: can a language model, told the unit's theme, tell its strongest windows from random ones (AUC)?")] = False,
     lm: Annotated[str, typer.Option("--lm", help="Language model for --detection: local (Gemma 3 270M, the lm extra), a model directory or .gguf path, or a server URL#model.")] = "local",
     detection_units: Annotated[int, typer.Option(help="Units per group that --detection asks about.")] = 200,
+    detection_windows: Annotated[int, typer.Option(help="--detection: each unit's strongest windows asked, and as many random ones.")] = 2,
     as_json: JsonOption = False,
 ) -> None:
     """Score how well every unit's explanation (its top tokens) predicts its activations on held-out text (simulation: correlation; calibration: another unit's explanation)."""
@@ -34,7 +35,8 @@ def score(
         from neurosearch.scores.detection import DetectionConfig
 
         spec = LMSpec.parse(lm)  # checked before the slow work
-        detect_config = DetectionConfig(units=detection_units, seed=seed)
+        detect_config = DetectionConfig(units=detection_units, top=detection_windows, random=detection_windows,
+                                        seed=seed)
     run = score_index(opened, config, corpus=corpus, text_field=text_field, reporter=reporter)
     data = run.to_json()
     path = store_scores(opened.state, data)

@@ -49,6 +49,13 @@ class DetectionConfig:
     """Word pieces quoted around the unit's largest activation in a window."""
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from neurosearch.config import check_int
+
+        for name in ("units", "top", "random", "excerpt"):
+            check_int(name, getattr(self, name), 1)
+        check_int("seed", self.seed, 0)
+
 
 def prompt_version() -> str:
     """A short hash of the prompt and answers (part of what a stored detection score is about)."""
