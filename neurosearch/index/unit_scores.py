@@ -8,7 +8,6 @@ state folder, whose copy wins. Standard library only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -20,16 +19,20 @@ if TYPE_CHECKING:
     from neurosearch.format.state import IndexState
 
 
-@dataclass(frozen=True)
 class StoredScores:
-    """The stored simulation scores of an index (the user's run over the shipped one) and what they measured."""
+    """The stored simulation scores of an index (the user's run over the shipped one) and what they
+    measured. (A plain class: ``find`` defines it on every cold start.)"""
 
-    about: dict[str, Any]
-    columns: list[str]
-    units: dict[str, list[float | None]]
-    """Store key (``neuron:L:I``, ``cluster:METHOD/kK/ID``) -> a value per column."""
-    summary: dict[str, Any]
-    path: Path
+    __slots__ = ("about", "columns", "units", "summary", "path")
+
+    def __init__(self, about: dict[str, Any], columns: list[str], units: dict[str, list[float | None]],
+                 summary: dict[str, Any], path: Path):
+        self.about = about
+        self.columns = columns
+        self.units = units
+        """Store key (``neuron:L:I``, ``cluster:METHOD/kK/ID``) -> a value per column."""
+        self.summary = summary
+        self.path = path
 
     def of(self, key: str) -> dict[str, float | None]:
         """The scores of one unit by column name (empty when it was not scored)."""
