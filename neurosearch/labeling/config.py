@@ -1,4 +1,4 @@
-"""How labels (and ``find --llm``'s member lists) are requested from an LLM."""
+"""How labels (and ``find --llm``'s member lists) are requested from an LLM, or written by a local language model."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ class LabelConfig:
     max_consecutive_failures: int = 5
     """Stop the run after this many items in a row failed (0: never): a server that answers every
     request with an error costs the retries of every item (what that came to: docs/decisions.md)."""
+    lm_top_tokens: int = 8
+    """A language model's prompt (``completion.py``, no server): the unit's first top whole words it lists."""
+    lm_max_tokens: int = 8
+    """A language model's theme: the most tokens it generates (a theme ends earlier, at ``.``, ``,`` or a newline)."""
 
     def __post_init__(self) -> None:
         check_float("timeout", self.timeout, 0.0)
@@ -39,3 +43,5 @@ class LabelConfig:
             check_int(name, getattr(self, name), 0)
         check_float("backoff_seconds", self.backoff_seconds, 0.0, inclusive=True)
         check_int("top_tokens", self.top_tokens, 1)
+        check_int("lm_top_tokens", self.lm_top_tokens, 1)
+        check_int("lm_max_tokens", self.lm_max_tokens, 1)
