@@ -4,14 +4,15 @@ The default model is Gemma 3 270M from the optional ``lm`` extra (``neurosearch/
 *base* model, which continues text rather than follows instructions. It is asked to complete a
 sentence over the unit's top whole words (:data:`THEME_PROMPT`)::
 
-    saturday, tuesday, monday, wednesday, friday, sunday, thursday and day are all types of
+    Saturday, Tuesday, Monday, Wednesday, Friday, Sunday, Thursday and Day are all types of
 
 and its greedy continuation, up to the first ``.``, ``,`` or newline (at most
 ``LabelConfig.lm_max_tokens`` tokens), is the theme (" days"). Few-shot prompts ("Top tokens: ...
 Theme: ..." with written examples) did worse with this model: it copies an example's theme onto
 most units (docs/guide/label.md has the comparison). The theme is cleaned as a server's is
 (``prompt.clean_theme``: no control characters, capped, 1-6 words); a reply that says nothing
-(empty, "the same", "words"), copies the prompt's words, or is too long is a ``junk`` failure, as a
+(empty, "the same", "words that ...", "2019"), copies the prompt's words, or is longer than 6 words
+is a ``junk`` failure, as a
 server's unusable reply is, and the unit keeps its offline label.
 
 A label records the model's identity key (``local:gemma-3-270m-q4_k_m@a5fd3b62230aa5ec``) as its
@@ -43,14 +44,15 @@ LMLike = Union["LanguageModel", "LMSpec", str, "os.PathLike[str]"]
 """A loaded language model, or what names one (``lm.config.LMSpec``, ``"local"``, a path)."""
 
 THEME_PROMPT = "{words} are all types of"
-"""What a language model completes: ``words`` is the unit's top whole words, ``a, b, ... and z``."""
-THEME_STOP = (".", ",", "\n")
-"""The theme ends at the first of these (or after ``LabelConfig.lm_max_tokens`` tokens)."""
-NOT_A_THEME = frozenset({
-    "same", "the same", "the same thing", "the same things", "same thing", "thing", "things", "word",
-    "words", "the word", "the words", "something", "stuff", "other", "others", "all", "them", "it",
-})
-"""Continuations that name no theme (``junk``)."""
+"""What a language model completes: ``words`` is the unit's top whole words, ``A, B, ... and Z``
+(alphabetic ones capitalised: "Monday" is how the model has seen a weekday; BERT's are lower case)."""
+THEME_STOP = (".", ",", "\n", "<")
+"""The theme ends at the first of these (``<``: Gemma's ``<start_of_image>``, which its tokenizer
+does not drop), or after ``LabelConfig.lm_max_tokens`` tokens."""
+EMPTY_HEADS = frozenset({"same", "word", "words", "thing", "things", "something", "stuff", "other", "others", "all",
+                         "them", "it", "this", "these"})
+"""A theme that starts with one of these (after "the", "a" or "an") names nothing: "the same",
+"words that are used to describe", "things" (``junk``)."""
 _WORD = re.compile(r"[\w'&+-]+")
 
 
@@ -64,8 +66,9 @@ def theme_words(request: LabelRequest, count: int) -> list[str]:
 
 def build_prompt(request: LabelRequest, config: LabelConfig) -> str:
     """The text the language model completes (:data:`THEME_PROMPT`); it alone, with the model's
-    identity, decides the label's hash."""
+    identity and the generation settings, decides the label's hash."""
     words = [one_line(w, 40) for w in theme_words(request, config.lm_top_tokens)]
+    words = [w.capitalize() if w.isalpha() else w for w in words]
     listed = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
     return THEME_PROMPT.format(words=listed)
 
@@ -78,16 +81,17 @@ def completion_hash(prompt: str, model_key: str, max_tokens: int = LabelConfig.l
 
 
 def parse_theme(text: str | None, request: LabelRequest, config: LabelConfig) -> str:
-    """The theme of a model's continuation (cleaned by ``prompt.clean_theme``); raises ``Junk`` for
-    one that is empty, names nothing, or copies the prompt's words."""
+    """The theme of a model's continuation (cleaned by ``prompt.clean_theme``: 1-6 words); raises
+    ``Junk`` for one that is empty, names nothing (:data:`EMPTY_HEADS`, or no letter at all: "2019"),
+    or copies the prompt's words (two or more of them)."""
     if not text or not text.strip():
         raise Junk("empty reply")
     theme = clean_theme(text)
-    key = " ".join(theme.lower().split())
-    if key in NOT_A_THEME or key.removeprefix("the ") in NOT_A_THEME:
+    words = [w.lower() for w in _WORD.findall(theme)]
+    head = words[1:] if words[:1] in (["the"], ["a"], ["an"]) else words
+    if not head or head[0] in EMPTY_HEADS or not any(ch.isalpha() for ch in theme):
         raise Junk("names no theme")
     listed = {w.lower() for w in theme_words(request, config.lm_top_tokens)}
-    words = [w.lower() for w in _WORD.findall(theme)]
     if len(words) >= 2 and sum(w in listed for w in words) >= 2:
         raise Junk("copies the prompt's words")
     return theme

@@ -34,8 +34,9 @@ class LabelConfig:
     request with an error costs the retries of every item (what that came to: docs/decisions.md)."""
     lm_top_tokens: int = 8
     """A language model's prompt (``completion.py``, no server): the unit's first top whole words it lists."""
-    lm_max_tokens: int = 8
-    """A language model's theme: the most tokens it generates (a theme ends earlier, at ``.``, ``,`` or a newline)."""
+    lm_max_tokens: int = 12
+    """A language model's theme: the most tokens it generates. A theme ends earlier, at ``.``, ``,``
+    or a newline; one that runs on to this is cut off, and longer than the 6 words a theme may have."""
 
     def __post_init__(self) -> None:
         check_float("timeout", self.timeout, 0.0)

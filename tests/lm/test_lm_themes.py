@@ -62,8 +62,10 @@ class Spy:
 def test_the_prompt_lists_the_top_whole_words_and_its_hash_names_the_model():
     request = reqs("a")[0]
     prompt = build_prompt(request, LabelConfig())
-    assert prompt == "monday, tuesday and wa are all types of"  # no word piece, punctuation or [UNK]
-    assert build_prompt(request, LabelConfig(lm_top_tokens=2)) == "monday and tuesday are all types of"
+    assert prompt == "Monday, Tuesday and Wa are all types of"  # no word piece, punctuation or [UNK]; capitalised
+    assert build_prompt(request, LabelConfig(lm_top_tokens=2)) == "Monday and Tuesday are all types of"
+    numbers = LabelRequest("cluster", "filter/k6/n", ["7", "seven", "7th"])
+    assert build_prompt(numbers, LabelConfig()) == "7, Seven and 7th are all types of"
     only_pieces = LabelRequest("neuron", "0:1", ["##s", "##ed"])
     assert build_prompt(only_pieces, LabelConfig()) == "##s and ##ed are all types of"  # shown rather than nothing
     assert completion_hash(prompt, "local:a@1") != completion_hash(prompt, "local:b@1")
@@ -73,7 +75,9 @@ def test_the_prompt_lists_the_top_whole_words_and_its_hash_names_the_model():
 
 @pytest.mark.parametrize("text, why", [
     ("", "empty"), ("   ", "empty"), (" the same", "names no theme"), (" words", "names no theme"),
-    (" monday tuesday", "copies"), (" days of the week when the shop is open", "words, expected 1-6")])
+    (" the same thing", "names no theme"), (" words that are used to describe", "names no theme"), (" 2019", "names no theme"),
+    (" monday tuesday", "copies"), (" Monday and Tuesday", "copies"),
+    (" days of the week when the shop is open", "words, expected 1-6")])
 def test_junk_continuations_are_refused(text, why):
     with pytest.raises(Junk, match=why):
         parse_theme(text, reqs("a")[0], LabelConfig())
