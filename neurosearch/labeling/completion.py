@@ -6,20 +6,19 @@ sentence over the unit's top whole words (:data:`THEME_PROMPT`)::
 
     Saturday, Tuesday, Monday, Wednesday, Friday, Sunday, Thursday and Day are all types of
 
-and its greedy continuation, up to the first ``.``, ``,`` or newline (at most
+and its greedy continuation, up to the first of :data:`THEME_STOP` (at most
 ``LabelConfig.lm_max_tokens`` tokens), is the theme (" days"). Few-shot prompts ("Top tokens: ...
 Theme: ..." with written examples) did worse with this model: it copies an example's theme onto
 most units (docs/guide/label.md has the comparison). The theme is cleaned as a server's is
-(``prompt.clean_theme``: no control characters, capped, 1-6 words); a reply that says nothing
-(empty, "the same", "words that ...", "2019"), copies the prompt's words, or is longer than 6 words
-is a ``junk`` failure, as a
-server's unusable reply is, and the unit keeps its offline label.
+(``prompt.clean_theme``: no control characters, capped, 1-6 words); a continuation that names
+nothing (empty, "the same", "words that ...", "2019"), copies the prompt's words, or is longer than
+6 words is a ``junk`` failure, as a server's unusable reply is, and the unit keeps its offline label.
 
 A label records the model's identity key (``local:gemma-3-270m-q4_k_m@a5fd3b62230aa5ec``) as its
 ``model`` and the hash of the prompt, the generation settings and that key as its ``prompt_hash``,
 so a label is current for exactly one prompt and one model: another model, or another prompt,
-labels again. The model is
-loaded only when some label is missing (its identity is known before: ``lm.spec.identify``).
+labels again. The model is loaded only when some label is missing (its identity is known before:
+``lm.spec.identify``).
 """
 
 from __future__ import annotations
