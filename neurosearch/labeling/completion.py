@@ -10,9 +10,11 @@ and its greedy continuation, up to the first of :data:`THEME_STOP` (at most
 ``LabelConfig.lm_max_tokens`` tokens), is the theme (" days"). Few-shot prompts ("Top tokens: ...
 Theme: ..." with written examples) did worse with this model: it copies an example's theme onto
 most units (docs/guide/label.md has the comparison). The theme is cleaned as a server's is
-(``prompt.clean_theme``: no control characters, capped, 1-6 words); a continuation that names
-nothing (empty, "the same", "words that ...", "2019"), copies the prompt's words, or is longer than
-6 words is a ``junk`` failure, as a server's unusable reply is, and the unit keeps its offline label.
+(``prompt.clean_theme``: no control characters, capped, 1-6 words), after cutting off a relative
+clause ("organs that are part of the human body": "organs"). A continuation that names nothing
+(empty, "the same", "words ...", "2019"), copies the prompt's words, or is longer than 6 words is
+asked again once over the first 5 words (``LabelConfig.lm_retry_tokens``), as a server's unusable
+reply is re-asked; a second one is a ``junk`` failure, and the unit keeps its offline label.
 
 A label records the model's identity key (``local:gemma-3-270m-q4_k_m@a5fd3b62230aa5ec``) as its
 ``model`` and the hash of the prompt, the generation settings and that key as its ``prompt_hash``,
@@ -53,6 +55,8 @@ EMPTY_HEADS = frozenset({"same", "word", "words", "thing", "things", "something"
 """A theme that starts with one of these (after "the", "a" or "an") names nothing: "the same",
 "words that are used to describe", "things" (``junk``)."""
 _WORD = re.compile(r"[\w'&+-]+")
+_RELATIVE = re.compile(r"\s+(?:that|which|who|whom|whose|where)\s.*$", re.IGNORECASE | re.DOTALL)
+"""A relative clause and what follows it: cut off a theme."""
 
 
 def theme_words(request: LabelRequest, count: int) -> list[str]:
@@ -63,29 +67,32 @@ def theme_words(request: LabelRequest, count: int) -> list[str]:
     return (words or [t for t in request.top_tokens if t.strip()])[:count]
 
 
-def build_prompt(request: LabelRequest, config: LabelConfig) -> str:
-    """The text the language model completes (:data:`THEME_PROMPT`); it alone, with the model's
-    identity and the generation settings, decides the label's hash."""
-    words = [one_line(w, 40) for w in theme_words(request, config.lm_top_tokens)]
+def build_prompt(request: LabelRequest, config: LabelConfig, count: int | None = None) -> str:
+    """The text the language model completes (:data:`THEME_PROMPT`) over the unit's first
+    ``count`` whole words (default ``config.lm_top_tokens``); it alone, with the model's identity
+    and the generation settings, decides the label's hash."""
+    words = [one_line(w, 40) for w in theme_words(request, count or config.lm_top_tokens)]
     words = [w.capitalize() if w.isalpha() else w for w in words]
     listed = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
     return THEME_PROMPT.format(words=listed)
 
 
-def completion_hash(prompt: str, model_key: str, max_tokens: int = LabelConfig.lm_max_tokens) -> str:
-    """sha256 over the prompt text, how it is continued (greedy, ``max_tokens``, :data:`THEME_STOP`)
-    and the model's identity key."""
-    how = f"greedy, at most {max_tokens} tokens, stop at {list(THEME_STOP)!r}"
+def completion_hash(prompt: str, model_key: str, config: LabelConfig = LabelConfig()) -> str:
+    """sha256 over the prompt text, how it is continued (greedy, ``lm_max_tokens``,
+    :data:`THEME_STOP`, the re-ask with ``lm_retry_tokens`` words) and the model's identity key."""
+    how = (f"greedy, at most {config.lm_max_tokens} tokens, stop at {list(THEME_STOP)!r}; "
+           f"junk asked again with the first {config.lm_retry_tokens} words")
     return hashlib.sha256(f"prompt: {prompt}\n\ngenerate: {how}\n\nmodel: {model_key}".encode("utf-8")).hexdigest()
 
 
 def parse_theme(text: str | None, request: LabelRequest, config: LabelConfig) -> str:
-    """The theme of a model's continuation (cleaned by ``prompt.clean_theme``: 1-6 words); raises
-    ``Junk`` for one that is empty, names nothing (:data:`EMPTY_HEADS`, or no letter at all: "2019"),
-    or copies the prompt's words (two or more of them)."""
+    """The theme of a model's continuation: the noun phrase before a relative clause ("organs that
+    are part of the human body": "organs"), cleaned by ``prompt.clean_theme`` (1-6 words); raises
+    ``Junk`` for one that is empty, names nothing (:data:`EMPTY_HEADS`, or no letter at all:
+    "2019"), or copies the prompt's words (two or more of them)."""
     if not text or not text.strip():
         raise Junk("empty reply")
-    theme = clean_theme(text)
+    theme = clean_theme(_RELATIVE.sub("", text.strip()) or text)
     words = [w.lower() for w in _WORD.findall(theme)]
     head = words[1:] if words[:1] in (["the"], ["a"], ["an"]) else words
     if not head or head[0] in EMPTY_HEADS or not any(ch.isalpha() for ch in theme):
@@ -127,7 +134,7 @@ class CompletionWriter:
 
     def prepare(self, request: LabelRequest) -> tuple[str, str]:
         prompt = build_prompt(request, self.config)
-        return prompt, completion_hash(prompt, self.model, self.config.lm_max_tokens)
+        return prompt, completion_hash(prompt, self.model, self.config)
 
     def start(self) -> None:
         """Load the model (when it was named, not given)."""
@@ -139,20 +146,28 @@ class CompletionWriter:
             self.load_seconds = time.perf_counter() - started
 
     def write(self, request: LabelRequest, prompt: str, digest: str) -> Label | Failure:
+        """The theme of ``prompt``'s continuation; a junk one is asked again once, as a server's
+        is, over the first ``lm_retry_tokens`` words (fewer, so fewer stray ones), and a second
+        junk is a ``junk`` failure naming both."""
         from neurosearch.lm.base import LMError
 
         assert self._lm is not None, "start() first"
-        try:
-            text = self._lm.generate(prompt, max_tokens=self.config.lm_max_tokens, stop=list(THEME_STOP))
-        except LMError as exc:
-            return Failure("lm", str(exc))
-        try:
-            theme = parse_theme(text, request, self.config)
-        except Junk as exc:
-            snippet = f": {one_line(text, 60)!r}" if text and text.strip() else ""
-            return Failure("junk", f"{exc}{snippet}")
-        return Label(theme=theme, explanation=explanation(self.identity), model=self.model, prompt_hash=digest,
-                     source="llm")
+        retry = self.config.lm_retry_tokens
+        prompts = [prompt] + ([build_prompt(request, self.config, retry)] if retry else [])
+        why: list[str] = []
+        for attempt in dict.fromkeys(prompts):  # the same prompt once (a unit with few words)
+            try:
+                text = self._lm.generate(attempt, max_tokens=self.config.lm_max_tokens, stop=list(THEME_STOP))
+            except LMError as exc:
+                return Failure("lm", str(exc))
+            try:
+                theme = parse_theme(text, request, self.config)
+            except Junk as exc:
+                why.append(f"{exc}" + (f": {one_line(text, 60)!r}" if text and text.strip() else ""))
+                continue
+            return Label(theme=theme, explanation=explanation(self.identity), model=self.model, prompt_hash=digest,
+                         source="llm")
+        return Failure("junk", "; then ".join(why) + (f" (asked {len(why)} times)" if len(why) > 1 else ""))
 
     def scrub(self, text: str) -> str:
         return text

@@ -34,6 +34,8 @@ class LabelConfig:
     request with an error costs the retries of every item (what that came to: docs/decisions.md)."""
     lm_top_tokens: int = 8
     """A language model's prompt (``completion.py``, no server): the unit's first top whole words it lists."""
+    lm_retry_tokens: int = 5
+    """A language model's junk theme is asked again once, over the unit's first this many whole words (0: not)."""
     lm_max_tokens: int = 12
     """A language model's theme: the most tokens it generates. A theme ends earlier, at ``.``, ``,``
     or a newline; one that runs on to this is cut off, and longer than the 6 words a theme may have."""
@@ -46,3 +48,4 @@ class LabelConfig:
         check_int("top_tokens", self.top_tokens, 1)
         check_int("lm_top_tokens", self.lm_top_tokens, 1)
         check_int("lm_max_tokens", self.lm_max_tokens, 1)
+        check_int("lm_retry_tokens", self.lm_retry_tokens, 0)

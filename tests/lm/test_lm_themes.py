@@ -69,7 +69,8 @@ def test_the_prompt_lists_the_top_whole_words_and_its_hash_names_the_model():
     only_pieces = LabelRequest("neuron", "0:1", ["##s", "##ed"])
     assert build_prompt(only_pieces, LabelConfig()) == "##s and ##ed are all types of"  # shown rather than nothing
     assert completion_hash(prompt, "local:a@1") != completion_hash(prompt, "local:b@1")
-    assert completion_hash(prompt, "local:a@1", 8) != completion_hash(prompt, "local:a@1", 9)
+    for other in (LabelConfig(lm_max_tokens=9), LabelConfig(lm_retry_tokens=4)):  # how it is continued
+        assert completion_hash(prompt, "local:a@1", other) != completion_hash(prompt, "local:a@1")
     assert len(completion_hash(prompt, "local:a@1")) == 64
 
 
@@ -87,6 +88,8 @@ def test_a_theme_is_cleaned_as_a_server_theme_is():
     text = ' "days \x1b]0;t\x07of the\u202e week".'
     assert parse_theme(text, reqs("a")[0], LabelConfig()) == clean_theme(text) == "days ]0;tof the week"
     assert parse_theme(" Monday", reqs("a")[0], LabelConfig()) == "Monday"  # one listed word is a theme
+    assert parse_theme(" organs that are part of the human body", reqs("a")[0], LabelConfig()) == "organs"
+    assert parse_theme(" people who\nwork", reqs("a")[0], LabelConfig()) == "people"
 
 
 SHORT = LabelConfig(lm_max_tokens=3)  # the tiny model never stops by itself: 8 tokens would be 8 words (junk)
@@ -107,7 +110,7 @@ def test_the_tiny_model_writes_stores_and_caches_themes(tiny_lm, tmp_path):
         label = stored[request.key]
         assert label.theme == parse_theme(tiny_lm.generate(prompt, 3, THEME_STOP), request, SHORT)
         assert (label.source, label.model) == ("llm", tiny_lm.identity.key)
-        assert label.prompt_hash == completion_hash(prompt, tiny_lm.identity.key, 3)
+        assert label.prompt_hash == completion_hash(prompt, tiny_lm.identity.key, SHORT)
         assert "tiny-llama" in label.explanation
     again = label_items(requests, store, SHORT, lm=spy)
     assert (again.cached, again.labelled) == (3, 0) and len(spy.calls) == 3  # cached: not generated again
@@ -120,13 +123,29 @@ def test_scripted_themes_are_stored_junk_is_a_failure_and_does_not_stop_the_run(
     store = tmp_path / "labels.json"
     names = [str(i) for i in range(8)]
     spy = Spy(replies=[" the same", "", " monday, tuesday", " x " * 9, " \x1b[2Jcolours", " words", " things", " days"])
-    run = label_items(reqs(*names), store, LabelConfig(max_consecutive_failures=2), lm=spy)
+    run = label_items(reqs(*names), store, LabelConfig(max_consecutive_failures=2, lm_retry_tokens=0), lm=spy)
     assert run.aborted is None and (run.labelled, run.failed) == (2, 6)  # junk is no server fault: no circuit breaker
     assert sorted(run.failures["junk"]) == sorted(f"cluster:filter/k6/{n}" for n in "0123" "56")
     assert all(line.split(": ")[1] == "junk" for line in run.messages)
     stored = load_labels(store)
     assert {k: v.theme for k, v in stored.items()} == {"cluster:filter/k6/4": "[2Jcolours", "cluster:filter/k6/7": "days"}
     assert stored["cluster:filter/k6/7"].model == "local:spy@" + "ab" * 8
+
+
+def test_a_junk_theme_is_asked_again_over_fewer_words(tmp_path):
+    store = tmp_path / "labels.json"
+    request = LabelRequest("cluster", "filter/k6/r", ["monday", "sunday", "tuesday", "friday", "may", "today", "june"])
+    spy = Spy(replies=[" words that are used to describe time", " days", " the same", " 2019"])
+    run = label_items([request], store, LabelConfig(), lm=spy)
+    assert run.labelled == 1 and load_labels(store)[request.key].theme == "days"
+    assert [call[0] for call in spy.calls] == [build_prompt(request, LabelConfig()), build_prompt(request, LabelConfig(), 5)]
+    assert spy.calls[1][0] == "Monday, Sunday, Tuesday, Friday and May are all types of"
+    again = label_items([request], tmp_path / "other.json", LabelConfig(), lm=spy)  # the two junk replies left
+    assert again.failed == 1 and again.messages == [
+        f"{request.key}: junk: names no theme: 'the same'; then names no theme: '2019' (asked 2 times)"]
+    few = LabelRequest("cluster", "filter/k6/f", ["monday", "##s"])  # 5 words are all it has: asked once
+    spy.replies = [" words", " days"]
+    assert label_items([few], tmp_path / "few.json", LabelConfig(), lm=spy).failed == 1 and spy.replies == [" days"]
 
 
 def test_another_model_or_a_server_label_is_relabelled(tmp_path):
