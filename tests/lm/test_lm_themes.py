@@ -256,6 +256,11 @@ def test_label_with_a_local_model_directory(index_copy, tiny_lm_dir, monkeypatch
     assert text.startswith("labels: 0 new, 3 cached, 0 failed, 0 skipped")
     forced = cli("label", "--index", str(index_copy), "--lm", str(tiny_lm_dir), "--k", "3", "--force").stdout
     assert forced.startswith("labels: 3 new, 0 cached") and "s per label; loaded in" in forced
+    monkeypatch.setattr(labels, "LabelConfig", LabelConfig)  # 12 tokens: 12 words of gibberish, junk
+    junk = cli("label", "--index", str(index_copy), "--lm", str(tiny_lm_dir), "--k", "3", "--force")
+    assert junk.exit_code == 0 and junk.stdout.startswith("labels: 0 new, 0 cached, 3 failed"), junk.output
+    assert len(junk.stderr.strip().splitlines()) == 3 and ": junk: " in junk.stderr  # no error: the units keep theirs
+    assert load_labels(index_copy / "labels.json") == stored
 
 
 def test_without_torch_or_the_extra_label_helps_and_fails_in_one_line(index_copy):
