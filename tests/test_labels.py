@@ -273,6 +273,12 @@ def test_no_key_and_no_base_url_fails_before_any_request(tmp_path):
     assert not (tmp_path / "labels.json").exists()
 
 
+def test_openai_named_as_base_url_needs_the_key_too(tmp_path):
+    with pytest.raises(LabelError, match="OPENAI_API_KEY is not set"):  # not the placeholder that local servers get
+        label_items(reqs("a"), tmp_path / "labels.json", LabelConfig(base_url="https://API.openai.com/v1/"))
+    assert not (tmp_path / "labels.json").exists()
+
+
 @pytest.mark.parametrize("status", [401, 403, 404])
 def test_auth_errors_abort_and_key_is_scrubbed(llm, tmp_path, status):
     store = tmp_path / "labels.json"

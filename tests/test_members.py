@@ -134,11 +134,15 @@ def test_label_query_labels_the_hits_find_lists():
     shipped()
     runner = CliRunner()
     hits = json.loads(runner.invoke(app, ["find", "weekdays", "--top", "2", "--json", "--index", str(SHIPPED)]).stdout)
+    server = ["--base-url", "http://127.0.0.1:9"]  # a server's model: the shipped themes (Gemma's) are not its
     result = runner.invoke(app, ["label", "--query", "weekdays", "--top", "2", "--dry-run", "--json", "--contexts", "0",
-                                 "--index", str(SHIPPED)])
+                                 "--index", str(SHIPPED), *server])
     assert result.exit_code == 0, result.output
     wanted = [f"{hit['kind']}:{hit['id']}" for hit in hits["results"]]
     assert sorted(r["key"] for r in json.loads(result.stdout)["would_send"]) == sorted(wanted) and len(wanted) == 4
+    local = runner.invoke(app, ["label", "--query", "weekdays", "--top", "2", "--dry-run", "--json", "--index", str(SHIPPED)])
+    data = json.loads(local.stdout)  # the default local model: the shipped index has its themes for these hits
+    assert (data["requests"], data["cached"], data["would_send"]) == (4, 4, []), local.output
     for args, fragment in ((["--query", "weekdays", "--ids", "1:1"], "not both"),
                            (["--query", "weekdays", "--k", "50"], "leave out --k"),
                            (["--query", "xyzzy qqqz", "--dry-run"], "no hit above the relevance floor")):

@@ -287,20 +287,21 @@ def test_label_checks_the_key_before_preparing_requests(index: Path, monkeypatch
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setattr(requests, "label_requests", slow)
-    result = run("label", "--index", str(index))
+    result = run("label", "--index", str(index), "--base-url", "https://api.openai.com/v1")  # OpenAI: named since the local default
     assert result.exit_code == 1 and "OPENAI_API_KEY is not set" in result.stderr
 
 
 def test_label_dry_run_lists_the_requests_it_would_send(index: Path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    result = run("label", "--index", str(index), "--dry-run", "--json", "--k", "3")
+    server = ("--base-url", "http://127.0.0.1:9")  # a server's requests (tests/lm/test_lm_themes.py: a local model's prompts)
+    result = run("label", "--index", str(index), "--dry-run", "--json", "--k", "3", *server)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["requests"] == 3 and len(data["would_send"]) == 3
     first = data["would_send"][0]
     assert first["key"] == "cluster:filter/k3/0" and "[[" in first["messages"][-1]["content"]
     assert not (index / "labels.json").exists()
-    text = run("label", "--index", str(index), "--dry-run", "--k", "3").stdout
+    text = run("label", "--index", str(index), "--dry-run", "--k", "3", *server).stdout
     assert text.startswith("would send 3 request(s)")
 
 

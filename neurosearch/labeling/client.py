@@ -48,17 +48,25 @@ class Session:
 
 
 def check_credentials(config: LabelConfig, api_key: str | None = None) -> str:
-    """The key requests will use; raises ``LabelError`` when there is neither a key nor a ``base_url``
-    (the CLI checks it before it prepares any request)."""
+    """The key requests will use; raises ``LabelError`` when there is no key for OpenAI (no
+    ``base_url``, or OpenAI's own) (the CLI checks it before it prepares any request)."""
     key = api_key or os.environ.get("OPENAI_API_KEY") or ""
     if not key:
-        if config.base_url is None:
+        if config.base_url is None or needs_key(config.base_url):
             raise LabelError(
                 "OPENAI_API_KEY is not set; export it, or give base_url for a local OpenAI-compatible server",
                 option="base_url",
             )
         key = LOCAL_PLACEHOLDER_KEY
     return key
+
+
+def needs_key(base_url: str) -> bool:
+    """Whether the server at ``base_url`` is OpenAI's, which answers nothing without a key (a
+    local server gets a placeholder)."""
+    from urllib.parse import urlparse
+
+    return (urlparse(base_url).hostname or "").lower() in ("api.openai.com",)
 
 
 def open_session(config: LabelConfig, api_key: str | None) -> Session:

@@ -1,4 +1,4 @@
-"""How labels (and ``find --llm``'s member lists) are requested from an LLM."""
+"""How labels (and ``find --llm``'s member lists) are requested from an LLM, or written by a local language model."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ class LabelConfig:
     max_consecutive_failures: int = 5
     """Stop the run after this many items in a row failed (0: never): a server that answers every
     request with an error costs the retries of every item (what that came to: docs/decisions.md)."""
+    lm_top_tokens: int = 8
+    """A language model's prompt (``completion.py``, no server): the unit's first top whole words it lists."""
+    lm_retry_tokens: int = 5
+    """A language model's junk theme is asked again once, over the unit's first this many whole words (0: not)."""
+    lm_max_tokens: int = 12
+    """A language model's theme: the most tokens it generates. A theme ends earlier, at ``.``, ``,``
+    or a newline; one that runs on to this is cut off, and longer than the 6 words a theme may have."""
 
     def __post_init__(self) -> None:
         check_float("timeout", self.timeout, 0.0)
@@ -39,3 +46,6 @@ class LabelConfig:
             check_int(name, getattr(self, name), 0)
         check_float("backoff_seconds", self.backoff_seconds, 0.0, inclusive=True)
         check_int("top_tokens", self.top_tokens, 1)
+        check_int("lm_top_tokens", self.lm_top_tokens, 1)
+        check_int("lm_max_tokens", self.lm_max_tokens, 1)
+        check_int("lm_retry_tokens", self.lm_retry_tokens, 0)

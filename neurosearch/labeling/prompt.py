@@ -96,13 +96,25 @@ def parse_reply(text: str | None) -> tuple[str, str]:
     theme, explanation = data.get("theme"), data.get("explanation")
     if not isinstance(theme, str) or not isinstance(explanation, str):
         raise Junk("'theme' and 'explanation' must be strings")
-    theme = for_terminal(" ".join(theme.split()).strip(" .\"'"), MAX_THEME)
+    theme = clean_theme(theme)
     explanation = for_terminal(" ".join(explanation.split()), MAX_EXPLANATION)
-    if not 1 <= len(theme.split()) <= 6:
-        raise Junk(f"theme has {len(theme.split())} words, expected 1-6")
     if not explanation:
         raise Junk("empty explanation")
     return theme, explanation
+
+
+MAX_THEME_WORDS = 6
+"""The most words a theme may have (the prompt asks for 2-5)."""
+
+
+def clean_theme(theme: str) -> str:
+    """A theme as it is stored: on one line, without control characters, surrounding quotes or a
+    final period, capped at ``MAX_THEME`` characters; raises ``Junk`` unless it has 1-6 words.
+    Every theme goes through it, a server's (``parse_reply``) or a local model's (``completion.py``)."""
+    theme = for_terminal(" ".join(theme.split()).strip(" .\"'"), MAX_THEME)
+    if not 1 <= len(theme.split()) <= MAX_THEME_WORDS:
+        raise Junk(f"theme has {len(theme.split())} words, expected 1-{MAX_THEME_WORDS}")
+    return theme
 
 
 LABEL_REASK = 'Reply with only the JSON object {"theme": "<2-5 words>", "explanation": "<one sentence>"}.'

@@ -11,7 +11,7 @@ The package is lazy (importing one of its modules does not import the others), a
 imports neither torch nor openai; loading a model does.
 """
 
-__all__ = ["LanguageModel", "LMError", "LMSpec", "ModelIdentity", "Scored", "load_language_model"]
+__all__ = ["LanguageModel", "LMError", "LMSpec", "ModelIdentity", "Scored", "identify", "load_language_model"]
 
 
 def __getattr__(name: str):
@@ -23,7 +23,7 @@ def __getattr__(name: str):
         from neurosearch.lm import config
 
         return config.LMSpec
-    if name == "load_language_model":
+    if name in ("load_language_model", "identify"):
         from neurosearch.lm import spec
 
         return getattr(spec, name)

@@ -209,20 +209,14 @@ class TransformersLM(Identified):
         return cut_at_stop(text, stop)[0]
 
 
-def load_local(spec: LMSpec, reporter: Reporter | None = None) -> TransformersLM:
-    """The local model ``spec`` names (its ``path``; None: the default Gemma), checked, converted
-    once when it is a GGUF, and loaded."""
+def local_identity(spec: LMSpec, reporter: Reporter | None = None) -> ModelIdentity:
+    """Which model ``spec`` names, without loading it (standard library: no torch): the default
+    Gemma's pinned identity, or a model directory's or GGUF's, its files checked (``files.py``)
+    and hashed (remembered in the cache folder's ``digests.json``)."""
     reporter = reporter or SilentReporter()
-    cache = lm_cache_dir(spec.cache_dir)
     if spec.path is None:
-        require_extra([GEMMA_PACKAGE], "the default local language model (Gemma 3 270M)")
-        identity = ModelIdentity("local", GEMMA_NAME, GEMMA_SHA256, GEMMA_DISTRIBUTION)
-        converted = cache / f"{GEMMA_NAME}-{GEMMA_SHA256[:16]}"
-        if not _complete(converted, GEMMA_SHA256):
-            def source() -> Path:
-                return assemble_default_gguf(cache / "assembling" / f"{GEMMA_NAME}.gguf")
-            return _convert_and_load(source, converted, identity, spec, reporter, remove_source=True)
-        return _load_directory(converted, identity, spec, reporter)
+        return ModelIdentity("local", GEMMA_NAME, GEMMA_SHA256, GEMMA_DISTRIBUTION)
+    cache = lm_cache_dir(spec.cache_dir)
     path = Path(spec.path).expanduser()
     if not path.exists():
         raise LMError(f"language model {path} does not exist", option="path")
@@ -231,16 +225,36 @@ def load_local(spec: LMSpec, reporter: Reporter | None = None) -> TransformersLM
         advance = reporter.task(checking, sum(f.stat().st_size for f in model_files(path)))
         digest = check_model_dir(path, cache, advance)
         reporter.finish(checking)
-        identity = ModelIdentity("local", path.resolve().name, digest, str(path.resolve()))
-        return _load_directory(path, identity, spec, reporter)
+        return ModelIdentity("local", path.resolve().name, digest, str(path.resolve()))
     if path.suffix.lower() != ".gguf":
         raise LMError(f"{path} is neither a model directory nor a .gguf file", option="path")
     advance = reporter.task(f"sha256 of {path.name}", path.stat().st_size)
     digest = check_gguf(path, spec.sha256, cache, advance)
     reporter.finish(f"sha256 of {path.name}")
-    identity = ModelIdentity("local", path.stem, digest, str(path.resolve()))
-    converted = cache / f"{_slug(path.stem)}-{digest[:16]}"
-    if not _complete(converted, digest):
+    return ModelIdentity("local", path.stem, digest, str(path.resolve()))
+
+
+def load_local(spec: LMSpec, reporter: Reporter | None = None) -> TransformersLM:
+    """The local model ``spec`` names (its ``path``; None: the default Gemma), checked, converted
+    once when it is a GGUF, and loaded."""
+    reporter = reporter or SilentReporter()
+    cache = lm_cache_dir(spec.cache_dir)
+    if spec.path is None:
+        require_extra([GEMMA_PACKAGE], "the default local language model (Gemma 3 270M)")
+    identity = local_identity(spec, reporter)
+    if spec.path is None:
+        converted = cache / f"{GEMMA_NAME}-{GEMMA_SHA256[:16]}"
+        if not _complete(converted, GEMMA_SHA256):
+            def source() -> Path:
+                return assemble_default_gguf(cache / "assembling" / f"{GEMMA_NAME}.gguf")
+            return _convert_and_load(source, converted, identity, spec, reporter, remove_source=True)
+        return _load_directory(converted, identity, spec, reporter)
+    path = Path(spec.path).expanduser()
+    if path.is_dir():
+        return _load_directory(path, identity, spec, reporter)
+    assert identity.digest is not None
+    converted = cache / f"{_slug(path.stem)}-{identity.digest[:16]}"
+    if not _complete(converted, identity.digest):
         return _convert_and_load(lambda: path, converted, identity, spec, reporter, remove_source=False)
     return _load_directory(converted, identity, spec, reporter)
 
@@ -402,4 +416,4 @@ def _save_converted(model: Any, tokenizer: Any, converted: Path, identity: Model
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["TransformersLM", "load_local", "INSTALL_LM"]
+__all__ = ["TransformersLM", "load_local", "local_identity", "INSTALL_LM"]

@@ -9,7 +9,7 @@ import os
 from dataclasses import replace
 from typing import Any, Union
 
-from neurosearch.lm.base import LanguageModel
+from neurosearch.lm.base import LanguageModel, ModelIdentity
 from neurosearch.lm.config import LMSpec
 from neurosearch.progress import Reporter
 
@@ -34,3 +34,21 @@ def load_language_model(spec: SpecLike = None, *, reporter: Reporter | None = No
     from neurosearch.lm.local import load_local
 
     return load_local(spec, reporter)
+
+
+def identify(spec: SpecLike = None, *, reporter: Reporter | None = None, **fields: Any) -> ModelIdentity:
+    """The identity :func:`load_language_model` would give the model ``spec`` names, without loading
+    it or importing torch: to key a cache before deciding whether the model is needed at all. A
+    local path's files are checked and hashed (remembered, so the load after costs nothing more);
+    a server is not contacted. Raises :class:`~neurosearch.lm.base.LMError` as loading would for a
+    missing or refused file (not for a missing extra: loading says that)."""
+    if not isinstance(spec, LMSpec):
+        spec = LMSpec.parse(spec, **fields)
+    elif fields:
+        spec = replace(spec, **fields)
+    if spec.kind == "remote":
+        assert spec.base_url is not None and spec.model is not None
+        return ModelIdentity("remote", spec.model, None, spec.base_url.rstrip("/"))
+    from neurosearch.lm.local import local_identity
+
+    return local_identity(spec, reporter)
