@@ -83,11 +83,12 @@ def sample_units(units: UnitSet, per_group: int, seed: int) -> list[int]:
 def detection_scores(units: UnitSet, sums: SimulationSums, themes: Callable[[int], str], lm: LanguageModel,
                      decode: Callable[[np.ndarray], str], config: DetectionConfig | None = None, *,
                      done: dict[str, list[float | None]] | None = None,
-                     on_unit: Callable[[str, list[float | None]], None] | None = None,
+                     on_unit: Callable[[str, list[float | None], str], None] | None = None,
                      reporter: Reporter | None = None) -> dict[str, list[float | None]]:
     """[AUC, calibration AUC] of a sample of units by store key. ``themes(i)`` is unit ``i``'s theme,
     ``decode(ids)`` turns word-piece ids into text; units already in ``done`` are not asked again,
-    and ``on_unit`` gets each new result as it comes (a caller keeps them: a stopped run resumes)."""
+    and ``on_unit`` gets each new result as it comes, with the theme asked (a caller keeps them: a
+    stopped run resumes)."""
     from neurosearch.progress import SilentReporter
 
     config = config or DetectionConfig()
@@ -115,7 +116,7 @@ def detection_scores(units: UnitSet, sums: SimulationSums, themes: Callable[[int
             result.append(rounded(auc(scores[: len(strongest)], scores[len(strongest):])))
         done[key] = result
         if on_unit is not None:
-            on_unit(key, result)
+            on_unit(key, result, asked[0])
         advance(1)
     reporter.finish("detection (units)")
     return done

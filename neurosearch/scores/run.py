@@ -188,9 +188,9 @@ def detect(index: Index, run: ScoreRun, lm: Any, config: Any = None, *, reporter
             write_json(path, data)
         return data
 
-    def keep(key: str, result: list[float | None]) -> None:
+    def keep(key: str, result: list[float | None], asked: str) -> None:
         units[key] = result
-        themes[key] = theme(run.units.keys.index(key))
+        themes[key] = asked
         if len(units) % 10 == 0:
             save()
 
