@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -65,12 +65,36 @@ def fasttext_embeddings(
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             for pieces in word_piece_documents:
                 out.write(" ".join(pieces) + "\n")
-        model = fasttext.train_unsupervised(
-            path, model="skipgram", dim=dim, epoch=epochs, minCount=min_count, thread=2, verbose=0
-        )
+        model = _train_skipgram(fasttext, path, dim=dim, epochs=epochs, min_count=min_count)
     finally:
         os.unlink(path)
     return np.stack([model.get_word_vector(token) for token in tokens]).astype(np.float32)
+
+
+FASTTEXT_LEARNING_RATE = 0.05
+"""fastText's default skip-gram learning rate, the first one tried."""
+
+FASTTEXT_TRIES = 4
+"""Learning rates tried (each half the last) before a diverging fastText run is an error."""
+
+
+def _train_skipgram(fasttext: Any, path: str, *, dim: int, epochs: int, min_count: int) -> Any:
+    """Train skip-gram on ``path``; on divergence (fastText's "Encountered NaN") retry at half the rate.
+
+    fastText diverges now and then on small or repetitive corpora, where two threads update the
+    same few rows at once; a lower learning rate is its maintainers' remedy.
+    """
+    rate = FASTTEXT_LEARNING_RATE
+    for attempt in range(FASTTEXT_TRIES):
+        try:
+            return fasttext.train_unsupervised(
+                path, model="skipgram", dim=dim, epoch=epochs, minCount=min_count, lr=rate, thread=2, verbose=0
+            )
+        except RuntimeError as exc:
+            if "nan" not in str(exc).lower() or attempt == FASTTEXT_TRIES - 1:
+                raise NeurosearchError(f"fastText training failed at learning rate {rate:g}: {exc}") from None
+            rate /= 2
+    raise AssertionError("unreachable")
 
 
 FASTTEXT_MAGIC = 793712314
