@@ -188,12 +188,17 @@ class StatsConfig:
     """``zstd``: store the per-token sums of checkpoints and of ``stats/`` byte-shuffled and
     zstd-compressed (lossless, ~3x smaller, needs the ``zstandard`` package); ``none``: plain
     ``.npy``, memory-mapped by the profiles stage."""
+    memory_gb: float | None = None
+    """Memory budget of the pass in GB (None: 80% of the memory available when it starts). Tables
+    that do not fit get rows only for the corpus's tokens, then one pass per group of layers
+    (``pipeline/stats_plan.py``); the statistics are the same bits under any budget."""
 
     def __post_init__(self) -> None:
         check_choices(self)
         for name in ("batch_tokens", "shard_docs", "top_k"):
             check_int(name, getattr(self, name), 1)
         check_float("checkpoint_share", self.checkpoint_share, 0.0, inclusive=True, maximum=1.0)
+        check_float("memory_gb", self.memory_gb, 0.0, optional=True)
 
 
 @dataclass(frozen=True)

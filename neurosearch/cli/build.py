@@ -35,6 +35,7 @@ def build(
     shard_docs: Annotated[int, typer.Option(help="Documents per checkpointed shard.")] = StatsConfig.shard_docs,
     compress_stats: Annotated[bool, typer.Option("--compress-stats", help="Store checkpoints and stats/ zstd-compressed (lossless, ~3x smaller; needs zstandard).")] = False,
     checkpoint_share: Annotated[float, typer.Option(help="Largest share of the statistics time spent writing checkpoints.")] = StatsConfig.checkpoint_share,
+    memory: Annotated[Optional[float], typer.Option("--memory", help="Memory budget of the statistics pass in GB (default: 80% of the memory available); past it, tables hold only the corpus's tokens, then one pass per group of layers. Same statistics under any budget.", show_default=False)] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Run the statistics shards on the running Ray cluster (pip install 'neurosearch\\[ray]').")] = False,
     ray_address: Annotated[Optional[str], typer.Option(help="Run the statistics shards on the Ray cluster at this address (implies --ray); 'local' starts one here.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild every stage from scratch.")] = False,
@@ -57,7 +58,7 @@ def build(
         model=ModelConfig(model=model, site=site, dtype=dtype),
         corpus=CorpusConfig(source=corpus, text_field=text_field, max_docs=max_docs, heldout_share=heldout_share),
         stats=StatsConfig(batch_tokens=batch_tokens, shard_docs=shard_docs, checkpoint_share=checkpoint_share,
-                          compress="zstd" if compress_stats else "none"),
+                          compress="zstd" if compress_stats else "none", memory_gb=memory),
         profiles=ProfileConfig(
             min_count=int(min_count) if re.fullmatch(r"-?\d+", min_count.strip()) else min_count,
             methods=built_methods,

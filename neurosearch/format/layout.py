@@ -61,6 +61,18 @@ CHECKPOINT_PROGRESS = "progress.json"
 """Written last into a checkpoint: shards and documents done, and the build's identity."""
 
 
+STATS_PARTS_DIR = "stats-parts"
+"""A build within a memory budget (``pipeline/stats_plan.py``) passes over the corpus once per group
+of layers; each finished pass's statistics wait here until all are put together into ``stats/``."""
+STATS_PART_IDENTITY = "part.json"
+"""Written last into a finished part: its layers and the build's identity."""
+
+
+def stats_part_dir(start: int | str, stop: int | str) -> str:
+    """The statistics of layers ``start`` .. ``stop - 1`` (one pass of a budgeted build)."""
+    return f"{STATS_PARTS_DIR}/layers-{start}-{stop}"
+
+
 def stats_array(name: str) -> str:
     """An array's file name inside a statistics directory (``stats/`` or a checkpoint)."""
     return f"{name}.npy"
@@ -250,7 +262,7 @@ def figure_file(name: str) -> str:
     """Where ``neurosearch plot NAME`` draws without ``--out``."""
     return f"{FIGURES_DIR}/{name}.png"
 
-BUILD_DIRS = (STATS_DIR, CHECKPOINT_DIR, "neurons", PROFILES_DIR, METHODS_DIR, SEARCH_DIR, CONTEXTS_DIR)
+BUILD_DIRS = (STATS_DIR, CHECKPOINT_DIR, STATS_PARTS_DIR, "neurons", PROFILES_DIR, METHODS_DIR, SEARCH_DIR, CONTEXTS_DIR)
 """What ``build --force`` removes before it starts again (with the manifest)."""
 
 
@@ -276,6 +288,7 @@ def files() -> list[tuple[str, str]]:
         *((f"{STATS_DIR}/{stats_array(name)}", "stats") for name in STATS_ARRAYS),
         *((f"{STATS_DIR}/{name}", "stats") for name in (STATS_LAYOUT, STATS_COMPRESSED_SUMS, STATS_COMPRESSED_BLOCKS)),
         (f"{checkpoint_dir('<n>')}/", "stats"),
+        (f"{stats_part_dir('<a>', '<b>')}/", "stats"),
         *((path, "stats") for path in (NEURON_MEAN, NEURON_STD, NEURON_TOP_VALUES, NEURON_TOP_REFS)),
         *((path, "profiles") for path in (TOKENS, TOKENIZER, TOKEN_SPACE, TOKEN_SPACE_SCALE, NEIGHBOURS,
                                          NEIGHBOUR_SIMILARITY, profiles_file(method),

@@ -234,6 +234,12 @@ class NeuronSite:
     def n_neurons(self) -> int:
         return self.n_layers * self.neurons_per_layer
 
+    def layers(self, start: int, stop: int) -> "NeuronSite":
+        """The same site restricted to layers ``start`` .. ``stop - 1`` (renumbered from 0)."""
+        if not 0 <= start < stop <= self.n_layers:
+            raise ValueError(f"layers {start}..{stop} outside a site of {self.n_layers} layers")
+        return NeuronSite(self.name, self.modules[start:stop], self.neurons_per_layer)
+
 
 def _layer_list_owner(encoder: nn.Module) -> nn.Module:
     """The module whose ``layer`` attribute is the encoder's list of blocks."""

@@ -135,9 +135,13 @@ class Builder:
         out = self.out
         if out.exists() and not out.is_dir():
             raise NeurosearchError(f"{out} exists and is not a directory; choose another output directory")
-        if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in (MANIFEST, layout.CHECKPOINT_DIR, layout.STATS_DIR)):
+        if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in (MANIFEST, layout.CHECKPOINT_DIR, layout.STATS_DIR, layout.STATS_PARTS_DIR)):
             raise NeurosearchError(f"{out} is a folder that holds no neurosearch index; choose a new or empty one")
         check_writable(out, "the index")
+
+    def _kept_work(self) -> bool:
+        """Whether a stopped build left anything to resume from (a manifest, a checkpoint, finished passes)."""
+        return any((self.out / name).exists() for name in (MANIFEST, layout.CHECKPOINT_DIR, layout.STATS_PARTS_DIR))
 
     def _wants_concepts(self) -> bool:
         from neurosearch.pipeline.wordnet import find_wordnet
@@ -155,12 +159,19 @@ class Builder:
         if stage == "stats":
             done, total = self.position.get("done", 0), self.position.get("total", -1)
             parts[0] = f"during statistics at document {done:,}" + (f" of {total:,}" if total >= 0 else "")
-            parts.append(f"kept: statistics of the first {saved:,} documents in {self.out / layout.CHECKPOINT_DIR}"
-                         if saved else f"kept: nothing of it (the first checkpoint comes after the first "
-                                       f"{self.config.stats.shard_docs:,} documents, --shard-docs sets how many)")
+            passes, finished = self.position.get("passes", 1), self.position.get("passes_done", 0)
+            if passes > 1:
+                parts[0] += f" (pass {min(finished + 1, passes)} of {passes}, one per group of layers)"
+            if finished:
+                parts.append(f"kept: {finished} finished pass(es) in {self.out / layout.STATS_PARTS_DIR}")
+            if saved or not finished:
+                parts.append(f"kept: statistics of the first {saved:,} documents in {self.out / layout.CHECKPOINT_DIR}"
+                             if saved else f"kept: nothing of {'this pass' if passes > 1 else 'it'} (the first checkpoint comes after the first "
+                                           f"{self.config.stats.shard_docs:,} documents, --shard-docs sets how many)")
         elif kept:
             parts.append(f"kept: the finished stages ({', '.join(kept)}); {stage} starts again")
-        resume = "rerun the same command to resume from there" if kept or saved else "rerun the same command to start again"
+        resume = ("rerun the same command to resume from there" if kept or saved or self.position.get("passes_done")
+                  else "rerun the same command to start again")
         return "; ".join(parts) + "; " + resume
 
     # -- the build -------------------------------------------------------------------------------
@@ -264,11 +275,11 @@ class Builder:
                     current = stage.name
                     self._run_stage(manifest, stage, corpus)
         except KeyboardInterrupt:
-            if created and not (self.out / layout.CHECKPOINT_DIR).exists() and not (self.out / MANIFEST).exists():
+            if created and not self._kept_work():
                 shutil.rmtree(self.out, ignore_errors=True)
             raise Interrupted(self._interrupted(manifest, current, stages)) from None
         except BaseException:
-            if created and not (self.out / layout.CHECKPOINT_DIR).exists() and not (self.out / MANIFEST).exists():
+            if created and not self._kept_work():
                 shutil.rmtree(self.out, ignore_errors=True)
             raise
         return manifest

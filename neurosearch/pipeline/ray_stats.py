@@ -48,11 +48,11 @@ class ShardWorker:
     def weights_hash(self) -> str:
         return self.loaded.weights_hash()
 
-    def run(self, documents: list[str], first_document: int) -> dict[str, Any]:
+    def run(self, documents: list[str], first_document: int, layers: tuple[int, int] | None = None) -> dict[str, Any]:
         from neurosearch.pipeline.stats import shard_statistics
 
         accumulator = shard_statistics(self.loaded, self.site, documents, first_document, self.config.stats,
-                                       self.config.corpus.window)
+                                       self.config.corpus.window, layers=layers)
         stats = accumulator.export()
         return {name: getattr(stats, name) for name in ("token_ids", "token_counts", "token_sums", "neuron_sumsq",
                                                          "top_values", "top_refs", "documents", "windows")}
@@ -85,8 +85,9 @@ def _workers(ray: Any, config: Any, expected_hash: str) -> list[Any]:
 
 
 def ray_shard_results(address: str, config: Any, shards: Iterator[list[str]], first: int,
-                      reporter: Any, expected_hash: str) -> Iterator[tuple[int, Any]]:
-    """(documents, add-to-total) of every shard in corpus order, computed by Ray workers."""
+                      reporter: Any, expected_hash: str, layers: tuple[int, int] | None = None) -> Iterator[tuple[int, Any]]:
+    """(documents, add-to-total) of every shard in corpus order, computed by Ray workers (for
+    every layer, or ``layers``: one pass of a build within a memory budget)."""
     from neurosearch.pipeline.stats import TokenStats
 
     ray = _ray()
@@ -107,7 +108,7 @@ def ray_shard_results(address: str, config: Any, shards: Iterator[list[str]], fi
                     exhausted = True
                     break
                 worker = free.pop()
-                in_flight[worker.run.remote(shard, first)] = (submitted, len(shard), worker)
+                in_flight[worker.run.remote(shard, first, layers)] = (submitted, len(shard), worker)
                 first += len(shard)
                 submitted += 1
             if not in_flight and not done:

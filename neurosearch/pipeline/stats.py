@@ -330,6 +330,7 @@ def accumulate(
     on_tokens: ProgressFn | None = None,
     on_windows: Callable[[int, int], None] | None = None,
     windows: Windows | None = None,
+    stop_early: bool = False,
 ) -> None:
     """Run the model over ``documents`` (corpus indices from ``first_document``) and accumulate.
 
@@ -337,7 +338,9 @@ def accumulate(
     (``begin_batch``, ``observe``, ``documents``, ``windows``: the contexts stage's). ``on_tokens(n)``
     gets the counted tokens of each batch, ``on_windows(done, total)`` the windows of each batch and
     of the whole call (progress a person can follow). ``windows``: the documents' windows when the
-    caller has made them already.
+    caller has made them already. ``stop_early``: end each forward pass at the site's last layer
+    (a site of the first layers of a model: :meth:`NeuronSite.layers`), which the later layers
+    cannot change.
     """
     tokenizer = loaded.tokenizer
     if windows is None:
@@ -345,20 +348,34 @@ def accumulate(
     accumulator.documents += len(documents)
     accumulator.windows += len(windows.input_ids)
     total = len(windows.input_ids)
-    with NeuronHooks(site, lambda layer, x: accumulator.observe(layer, x)), torch.inference_mode():
+    last = site.n_layers - 1
+
+    def observe(layer: int, x: torch.Tensor) -> None:
+        accumulator.observe(layer, x)
+        if stop_early and layer == last:
+            raise _SiteDone
+
+    with NeuronHooks(site, observe), torch.inference_mode():
         for indices in batches_by_length(windows, config.batch_tokens):
             batch = pad_batch(windows, indices, tokenizer.pad_token_id)
             valid = special_mask(tokenizer, batch["input_ids"], batch["attention_mask"])
             accumulator.begin_batch(batch["input_ids"], valid, batch["docs"], batch["pos"])
-            with loaded.autocast():
-                loaded.encoder(
-                    input_ids=batch["input_ids"].to(loaded.device),
-                    attention_mask=batch["attention_mask"].to(loaded.device),
-                )
+            try:
+                with loaded.autocast():
+                    loaded.encoder(
+                        input_ids=batch["input_ids"].to(loaded.device),
+                        attention_mask=batch["attention_mask"].to(loaded.device),
+                    )
+            except _SiteDone:
+                pass
             if on_tokens is not None:
                 on_tokens(int(valid.sum()))
             if on_windows is not None:
                 on_windows(len(indices), total)
+
+
+class _SiteDone(Exception):
+    """Raised by the last hooked layer to end a forward pass early (``accumulate(stop_early=True)``)."""
 
 
 def window_token_ids(tokenizer: object, windows: Windows) -> np.ndarray:
@@ -381,13 +398,19 @@ def shard_statistics(
     backend: str = "auto",
     on_tokens: ProgressFn | None = None,
     on_windows: Callable[[int, int], None] | None = None,
+    layers: tuple[int, int] | None = None,
 ) -> StatsAccumulator:
     """One shard's statistics from zero, in tables holding only the shard's tokens (on the model's
     device). Every shard is computed alike wherever it runs, and added to the total in shard order,
-    so a build gives the same bits in one process, resumed, or spread over machines."""
+    so a build gives the same bits in one process, resumed, or spread over machines.
+
+    ``layers`` (start, stop): only the neurons of those layers (one pass of a build within a memory
+    budget, ``stats_plan.py``); each forward pass ends at the last of them. Their statistics are the
+    same bits as in a pass over every layer."""
     windows = make_windows(loaded.tokenizer, list(documents), first_document, window)
-    accumulator = StatsAccumulator(site, vocab_size(loaded), config.top_k, device=loaded.device, backend=backend,
+    part = site if layers is None else site.layers(*layers)
+    accumulator = StatsAccumulator(part, vocab_size(loaded), config.top_k, device=loaded.device, backend=backend,
                                    token_ids=window_token_ids(loaded.tokenizer, windows))
-    accumulate(loaded, site, accumulator, documents, first_document, config, window, on_tokens, on_windows,
-               windows=windows)
+    accumulate(loaded, part, accumulator, documents, first_document, config, window, on_tokens, on_windows,
+               windows=windows, stop_early=layers is not None and layers[1] < site.n_layers)
     return accumulator

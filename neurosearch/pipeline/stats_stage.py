@@ -25,7 +25,7 @@ from neurosearch.config import BuildConfig
 from neurosearch.corpus import shards, training_documents
 from neurosearch.errors import NeurosearchError
 from neurosearch.format import layout
-from neurosearch.format.atomic import save_npy_atomic
+from neurosearch.format.atomic import save_npy_atomic, write_json_atomic
 from neurosearch.format.manifest import Manifest
 from neurosearch.pipeline.stage import Stage, StageContext
 from neurosearch.progress import Reporter
@@ -45,22 +45,110 @@ def latest_checkpoint(root: Path) -> tuple[int, Path | None]:
 
 
 def run(context: StageContext) -> dict[str, Any]:
-    """Eq. 1 statistics in one streaming pass of shards, checkpointed by time; the stage's facts.
+    """Eq. 1 statistics in streaming passes of shards, checkpointed by time; the stage's facts.
 
-    ``context.position`` is updated with the documents done and checkpointed; ``context.ray``: the
-    Ray cluster address the shards run on (None: in this process)."""
-    from neurosearch.pipeline.stats import TokenStats, vocab_size
+    The pass is planned to fit ``StatsConfig.memory_gb`` (``stats_plan.py``): one pass with a row
+    per vocabulary id, or rows for the corpus's tokens only, or one pass per group of layers whose
+    finished statistics wait in ``stats-parts/`` and are put together at the end (a rerun skips the
+    finished groups). ``context.position`` is updated with the documents done and checkpointed;
+    ``context.ray``: the Ray cluster address the shards run on (None: in this process)."""
+    from neurosearch.pipeline.stats import TokenStats
+    from neurosearch.pipeline.stats_plan import join_parts
     from neurosearch.pipeline.stats_store import directory_bytes
-    from neurosearch.pipeline.stats_total import CheckpointClock, StatsTotal, write_checkpoint
 
     out, manifest, build, reporter = context.out, context.manifest, context.config, context.reporter
-    corpus, position, ray = context.corpus, context.position, context.ray
     started = time.time()
+    loaded, site = context.model()
+    identity = manifest.stages["stats"]["identity"]
+    plan = _plan(context, loaded, site)
+    if plan.kind != "dense":
+        reporter.log(f"stats: memory budget {plan.budget_bytes / 1e9:.1f} GB: rows for the corpus's "
+                     f"{len(plan.token_ids):,} tokens" + (f", {len(plan.groups)} passes of layers "
+                     + ", ".join(f"{a}-{b - 1}" for a, b in plan.groups) if len(plan.groups) > 1 else ""))
+    stats_dir = out / layout.STATS_DIR
+    parts_root = out / layout.STATS_PARTS_DIR
+    written = {"count": 0, "seconds": 0.0, "bytes": 0}
+    if len(plan.groups) == 1:
+        shutil.rmtree(parts_root, ignore_errors=True)
+        _pass(context, plan, None, identity, stats_dir, written)
+    else:
+        parts = []
+        for number, layers in enumerate(plan.groups, start=1):
+            part = out / layout.stats_part_dir(*layers)
+            parts.append(part)
+            part_identity = {**identity, "layers": list(layers)}
+            marker = part / layout.STATS_PART_IDENTITY
+            context.position.update(passes=len(plan.groups), passes_done=number - 1)
+            if marker.is_file() and json.loads(marker.read_text()) == part_identity:
+                reporter.log(f"stats: layers {layers[0]}-{layers[1] - 1} already done")
+                continue
+            shutil.rmtree(part, ignore_errors=True)
+            reporter.log(f"stats: pass {number} of {len(plan.groups)}, layers {layers[0]}-{layers[1] - 1}")
+            _pass(context, plan, layers, part_identity, part, written)
+            write_json_atomic(marker, part_identity)
+            context.position.update(passes_done=number)
+        shutil.rmtree(stats_dir, ignore_errors=True)
+        tmp = stats_dir.with_name(f".{stats_dir.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        join_parts(parts, tmp, build.stats.compress)
+        tmp.rename(stats_dir)
+        shutil.rmtree(parts_root, ignore_errors=True)
+    stats = TokenStats.load(stats_dir, mmap=True)
+    _write_neuron_files(out, manifest, stats)
+    manifest.corpus.update(documents=stats.documents, windows=stats.windows, tokens=stats.tokens)
+    return {"documents": stats.documents, "windows": stats.windows, "tokens": stats.tokens,
+            "tokens_per_second": round(stats.tokens / max(time.time() - started, 1e-9), 1),
+            "checkpoints": written["count"], "checkpoint_seconds": round(written["seconds"], 2),
+            "checkpoint_bytes": written["bytes"], "stats_bytes": directory_bytes(stats_dir),
+            "workers": "ray" if context.ray is not None else "local", **plan.facts()}
+
+
+def _plan(context: StageContext, loaded: Any, site: Any) -> Any:
+    """The memory plan of the pass (``stats_plan.py``); the counting pass runs only when needed."""
+    from neurosearch.corpus import make_windows
+    from neurosearch.pipeline.stats import vocab_size, window_token_ids
+    from neurosearch.pipeline.stats_plan import default_memory_gb, plan_stats, working_bytes
+
+    build = context.config
+    hidden = int(getattr(loaded.encoder.config, "hidden_size", 0) or getattr(loaded.encoder.config, "dim", 0))
+    model_bytes = sum(p.numel() * p.element_size() for p in loaded.encoder.parameters())
+
+    def count() -> tuple[np.ndarray, int, float]:
+        t0 = time.time()
+        advance = context.reporter.task("counting tokens (documents)",
+                                        context.corpus.documents if context.corpus.documents >= 0 else None)
+        seen = np.zeros(vocab_size(loaded), dtype=bool)
+        most = 0
+        first = 0
+        for shard in shards(training_documents(build.corpus), build.stats.shard_docs):
+            ids = window_token_ids(loaded.tokenizer, make_windows(loaded.tokenizer, shard, first, build.corpus.window))
+            seen[ids] = True
+            most = max(most, len(ids))
+            first += len(shard)
+            advance(len(shard))
+        context.reporter.finish("counting tokens (documents)")
+        return np.flatnonzero(seen), most, time.time() - t0
+
+    budget = build.stats.memory_gb if build.stats.memory_gb is not None else default_memory_gb()
+    return plan_stats(n_layers=site.n_layers, width=site.neurons_per_layer, vocab_size=vocab_size(loaded),
+                      top_k=build.stats.top_k, budget_gb=budget, count=count,
+                      working=working_bytes(model_bytes, build.stats.batch_tokens, site.neurons_per_layer, hidden))
+
+
+def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, identity: dict[str, Any], target: Path,
+          written: dict[str, Any]) -> None:
+    """One pass over the training documents (every layer, or ``layers``), checkpointed by time and
+    resumed from the newest checkpoint of the same ``identity``; its statistics end in ``target``."""
+    from neurosearch.pipeline.stats import vocab_size
+    from neurosearch.pipeline.stats_total import CheckpointClock, StatsTotal, write_checkpoint
+
+    out, build, reporter = context.out, context.config, context.reporter
+    corpus, position, ray = context.corpus, context.position, context.ray
     loaded, site = context.model()
     root = out / layout.CHECKPOINT_DIR
     shards_done, checkpoint = latest_checkpoint(root)
-    identity = manifest.stages["stats"]["identity"]
-    total = StatsTotal(vocab_size(loaded), site.n_neurons, build.stats.top_k)
+    n_layers = site.n_layers if layers is None else layers[1] - layers[0]
+    total = StatsTotal(vocab_size(loaded), n_layers * site.neurons_per_layer, build.stats.top_k, plan.token_ids)
     if checkpoint is not None:
         progress = json.loads((checkpoint / layout.CHECKPOINT_PROGRESS).read_text())
         if progress.get("identity") != identity:
@@ -77,7 +165,6 @@ def run(context: StageContext) -> dict[str, Any]:
     for _ in islice(documents, first):
         pass
     clock = CheckpointClock(build.stats.checkpoint_share)
-    written = {"count": 0, "seconds": 0.0, "bytes": 0}
     moved = [0.0]  # documents the progress bar has advanced by within the current shard
 
     def on_batch(documents_done: float) -> None:
@@ -86,7 +173,7 @@ def run(context: StageContext) -> dict[str, Any]:
         advance(documents_done)
 
     results = _shard_results(build, loaded, site, shards(documents, build.stats.shard_docs), first, reporter, ray,
-                             on_batch)
+                             on_batch, layers)
     for number, (count, add) in enumerate(results, start=shards_done + 1):
         add(total)
         first += count
@@ -102,37 +189,30 @@ def run(context: StageContext) -> dict[str, Any]:
     reporter.finish(TASK)
     if total.documents == 0:
         raise NeurosearchError(f"corpus {build.corpus.source} has no documents")
-    stats_dir = out / layout.STATS_DIR
-    shutil.rmtree(stats_dir, ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     _, latest = latest_checkpoint(root)
     if latest is not None and json.loads((latest / layout.CHECKPOINT_PROGRESS).read_text())["documents"] == total.documents:
         (latest / layout.CHECKPOINT_PROGRESS).unlink()
-        latest.rename(stats_dir)  # the last checkpoint already holds everything
+        latest.rename(target)  # the last checkpoint already holds everything
     else:
-        tmp = stats_dir.with_name(f".{stats_dir.name}.tmp")
+        tmp = target.with_name(f".{target.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         total.save(tmp, build.stats.compress)
-        tmp.rename(stats_dir)
+        tmp.rename(target)
     shutil.rmtree(root, ignore_errors=True)
-    del total
-    stats = TokenStats.load(stats_dir, mmap=True)
-    _write_neuron_files(out, manifest, stats)
-    manifest.corpus.update(documents=stats.documents, windows=stats.windows, tokens=stats.tokens)
-    return {"documents": stats.documents, "windows": stats.windows, "tokens": stats.tokens,
-            "tokens_per_second": round(stats.tokens / max(time.time() - started, 1e-9), 1),
-            "checkpoints": written["count"], "checkpoint_seconds": round(written["seconds"], 2),
-            "checkpoint_bytes": written["bytes"], "stats_bytes": directory_bytes(stats_dir),
-            "workers": "ray" if ray is not None else "local"}
 
 
 def _shard_results(build: BuildConfig, loaded: Any, site: Any, documents: Iterator[list[str]], first: int,
-                   reporter: Reporter, ray: str | None, on_batch: Callable[[float], None]) -> Iterator[tuple[int, Any]]:
-    """(documents, add-to-total) of every shard, in corpus order: here (``on_batch`` gets the
-    documents each batch stands for, in proportion to its windows), or on Ray workers."""
+                   reporter: Reporter, ray: str | None, on_batch: Callable[[float], None],
+                   layers: tuple[int, int] | None = None) -> Iterator[tuple[int, Any]]:
+    """(documents, add-to-total) of every shard, in corpus order, for every layer or ``layers``:
+    here (``on_batch`` gets the documents each batch stands for, in proportion to its windows), or
+    on Ray workers."""
     if ray is not None:
         from neurosearch.pipeline.ray_stats import ray_shard_results
 
-        yield from ray_shard_results(ray, build, documents, first, reporter, loaded.weights_hash())
+        yield from ray_shard_results(ray, build, documents, first, reporter, loaded.weights_hash(), layers)
         return
     from neurosearch.pipeline.stats import shard_statistics
 
@@ -141,7 +221,7 @@ def _shard_results(build: BuildConfig, loaded: Any, site: Any, documents: Iterat
             on_batch(size * done / max(windows, 1))  # per batch, so small corpora show progress too
 
         accumulator = shard_statistics(loaded, site, shard, first, build.stats, build.corpus.window,
-                                       on_windows=on_windows)
+                                       on_windows=on_windows, layers=layers)
         first += len(shard)
         yield len(shard), accumulator.add_to
         del accumulator

@@ -84,15 +84,21 @@ def write_stats(
                 offsets.append(offsets[-1] + len(frame))
         save_npy_atomic(directory / layout.STATS_COMPRESSED_BLOCKS, np.asarray(offsets, dtype=np.int64))
     else:
-        with atomic_path(directory / PLAIN_SUMS) as tmp:
-            table = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(rows, n_neurons))
-            start = 0
+        with atomic_path(directory / PLAIN_SUMS) as tmp, open(tmp, "wb") as handle:
+            # written, not memory-mapped: a mapped table's pages would count in the writer's memory
+            np.lib.format.write_array_header_1_0(
+                handle, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f8")), "fortran_order": False,
+                         "shape": (rows, n_neurons)})
+            written = 0
             for block in row_blocks():
-                table[start : start + len(block)] = block
+                block = np.ascontiguousarray(block, dtype="<f8")
+                if block.ndim != 2 or block.shape[1] != n_neurons:
+                    raise ValueError(f"a row block of shape {block.shape} in a table of {n_neurons} columns")
+                handle.write(block.data)
                 _add_rows(column_sums, block)
-                start += len(block)
-            table.flush()
-            del table
+                written += len(block)
+            if written != rows:
+                raise ValueError(f"{written} rows written for {rows} token ids")
     for name, array in (("token_ids", token_ids), ("token_counts", token_counts), ("neuron_sumsq", neuron_sumsq),
                         ("neuron_sums", column_sums), ("top_values", top_values), ("top_refs", top_refs)):
         save_npy_atomic(directory / layout.stats_array(name), array)

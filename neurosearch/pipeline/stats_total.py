@@ -28,14 +28,24 @@ _ADD_ROWS = 2048
 
 
 class StatsTotal:
-    """Per-token sums [V, N] float64, counts, squares, top-k and document totals of a build."""
+    """Per-token sums [V, N] float64, counts, squares, top-k and document totals of a build.
 
-    def __init__(self, vocab_size: int, n_neurons: int, top_k: int):
+    With ``token_ids`` (sorted vocabulary ids: every token the corpus holds, from a counting pass)
+    the table has one row per listed token instead of one per vocabulary id; the values, and what
+    :meth:`save` writes, are the same bits either way."""
+
+    def __init__(self, vocab_size: int, n_neurons: int, top_k: int, token_ids: np.ndarray | None = None):
         self.vocab_size = vocab_size
         self.n_neurons = n_neurons
         self.top_k = top_k
-        self.counts = np.zeros(vocab_size, dtype=np.int64)
-        self.sums = np.zeros((vocab_size, n_neurons), dtype=np.float64)
+        self.token_ids = None if token_ids is None else np.asarray(token_ids, dtype=np.int64)
+        self._row_of: np.ndarray | None = None
+        if self.token_ids is not None:
+            self._row_of = np.full(vocab_size, -1, dtype=np.int64)
+            self._row_of[self.token_ids] = np.arange(len(self.token_ids))
+        rows = vocab_size if self.token_ids is None else len(self.token_ids)
+        self.counts = np.zeros(rows, dtype=np.int64)
+        self.sums = np.zeros((rows, n_neurons), dtype=np.float64)
         self.sumsq = np.zeros(n_neurons, dtype=np.float64)
         self.top_values = np.full((n_neurons, top_k), -np.inf, dtype=np.float32)
         self.top_refs = np.zeros((n_neurons, top_k, 3), dtype=np.int64)
@@ -52,7 +62,7 @@ class StatsTotal:
         """Add one shard: ``column_blocks`` yields (first column, [len(token_ids), width]) sums."""
         from neurosearch.pipeline.stats import merge_top
 
-        ids = np.asarray(token_ids, dtype=np.int64)
+        ids = self._rows(np.asarray(token_ids, dtype=np.int64))
         if len(np.unique(ids)) != len(ids):
             raise ValueError("a shard's token ids must be distinct")
         self.counts[ids] += token_counts
@@ -80,24 +90,38 @@ class StatsTotal:
         self.add(stats.token_ids, stats.token_counts, [(0, np.asarray(stats.token_sums))], stats.neuron_sumsq,
                  stats.top_values, stats.top_refs, stats.documents, stats.windows)
 
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        """Table rows of vocabulary ``ids``."""
+        if self._row_of is None:
+            return ids
+        rows = self._row_of[ids]
+        if (rows < 0).any():
+            raise ValueError("a shard holds a token the counting pass did not find")
+        return rows
+
     def seen(self) -> np.ndarray:
+        """Table rows of the tokens seen at least once."""
         return np.flatnonzero(self.counts)
 
-    def _row_blocks(self, ids: np.ndarray) -> Iterator[np.ndarray]:
-        for i0 in range(0, len(ids), BLOCK_ROWS):
-            yield self.sums[ids[i0 : i0 + BLOCK_ROWS]]
+    def _ids(self, rows: np.ndarray) -> np.ndarray:
+        return rows if self.token_ids is None else self.token_ids[rows]
+
+    def _row_blocks(self, rows: np.ndarray) -> Iterator[np.ndarray]:
+        for i0 in range(0, len(rows), BLOCK_ROWS):
+            yield self.sums[rows[i0 : i0 + BLOCK_ROWS]]
 
     def save(self, directory: Path, compress: str = "none") -> None:
         """Write the seen rows straight from the table (one block at a time)."""
-        ids = self.seen()
-        write_stats(directory, token_ids=ids, token_counts=self.counts[ids], row_blocks=lambda: self._row_blocks(ids),
-                    n_neurons=self.n_neurons, neuron_sumsq=self.sumsq, top_values=self.top_values,
-                    top_refs=self.top_refs, documents=self.documents, windows=self.windows, compress=compress)
+        rows = self.seen()
+        write_stats(directory, token_ids=self._ids(rows), token_counts=self.counts[rows],
+                    row_blocks=lambda: self._row_blocks(rows), n_neurons=self.n_neurons, neuron_sumsq=self.sumsq,
+                    top_values=self.top_values, top_refs=self.top_refs, documents=self.documents,
+                    windows=self.windows, compress=compress)
 
     def load(self, directory: Path) -> None:
         """Replace the total by a saved one (a checkpoint), streaming its rows into the table."""
         arrays = read_arrays(directory, mmap=True)
-        ids = arrays["token_ids"]
+        ids = self._rows(arrays["token_ids"])
         if arrays["neuron_sumsq"].shape != (self.n_neurons,) or arrays["top_values"].shape[1] != self.top_k:
             raise ValueError(f"{directory} holds statistics of another shape")
         self.counts[:] = 0

@@ -1,0 +1,155 @@
+"""The statistics pass within a memory budget (``pipeline/stats_plan.py``): the same bits under any plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurosearch.config import BuildConfig, CorpusConfig, ModelConfig, ProfileConfig, StatsConfig
+from neurosearch.errors import NeurosearchError
+from neurosearch.format import layout
+from neurosearch.pipeline import build_index
+from neurosearch.pipeline import stats_plan
+from neurosearch.pipeline.stats import TokenStats
+from neurosearch.pipeline.stats_plan import GB, plan_stats, table_bytes
+
+ARRAYS = ("token_ids", "token_counts", "token_sums", "neuron_sums", "neuron_sumsq", "top_values", "top_refs")
+
+
+def test_plan_arithmetic_on_hand_numbers():
+    """Dense when it fits (no counting pass); else rows for the corpus's tokens; else the fewest even
+    layer groups; a budget one layer cannot fit is refused with the size it needs."""
+    counted = []
+
+    def count():
+        counted.append(1)
+        return np.arange(100), 40, 0.5
+
+    kwargs = dict(n_layers=4, width=10, vocab_size=1000, top_k=2, working=0, count=count)
+    dense = table_bytes(1000, 1000, 10, 4, 2)
+    plan = plan_stats(budget_gb=dense / GB, **kwargs)
+    assert (plan.kind, plan.groups, counted) == ("dense", ((0, 4),), [])
+    plan = plan_stats(budget_gb=(dense - 1) / GB, **kwargs)
+    assert (plan.kind, plan.groups, plan.shard_rows, len(counted)) == ("counted", ((0, 4),), 40, 1)
+    assert plan.estimate_bytes == table_bytes(100, 40, 10, 4, 2)
+    three = table_bytes(100, 40, 10, 3, 2)
+    plan = plan_stats(budget_gb=three / GB, **kwargs)  # 3 layers fit, 4 do not: 2 passes of 2, not 3 + 1
+    assert (plan.kind, plan.groups) == ("layer groups", ((0, 2), (2, 4)))
+    plan = plan_stats(budget_gb=table_bytes(100, 40, 10, 1, 2) / GB, **kwargs)
+    assert plan.groups == ((0, 1), (1, 2), (2, 3), (3, 4))
+    assert plan.facts()["passes"] == 4 and plan.facts()["counted_tokens"] == 100
+    with pytest.raises(NeurosearchError, match="too small .* needs about"):
+        plan_stats(budget_gb=(table_bytes(100, 40, 10, 1, 2) - 1) / GB, **kwargs)
+
+
+def _config(tiny_model: Path, tiny_corpus: Path, memory_gb: float | None, compress: str = "none") -> BuildConfig:
+    return BuildConfig(model=ModelConfig(model=str(tiny_model), dtype="float32"),
+                       corpus=CorpusConfig(source=str(tiny_corpus), window=16),
+                       stats=StatsConfig(batch_tokens=256, shard_docs=70, memory_gb=memory_gb, compress=compress),
+                       profiles=ProfileConfig(min_count=2, methods=("filter",), search_method="filter"))
+
+
+def _stats(out: Path) -> TokenStats:
+    return TokenStats.load(out / layout.STATS_DIR)
+
+
+@pytest.mark.parametrize("compress", ["none", "zstd"])
+def test_every_plan_gives_the_unbudgeted_builds_bits(tiny_model: Path, tiny_corpus: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, compress: str):
+    """The tiny model (2 layers x 24 neurons) under three budgets: dense (none named), rows for the
+    corpus's tokens in one pass, and one pass per layer. The model and a batch are left out of the
+    budget here (``working_bytes`` = 0), so that tables of a few kB decide the plan."""
+    if compress == "zstd":
+        pytest.importorskip("zstandard")
+    monkeypatch.setattr(stats_plan, "working_bytes", lambda *a, **k: 0)
+    reference = build_index(_config(tiny_model, tiny_corpus, None, compress), tmp_path / "dense", until="profiles")
+    assert reference.stages["stats"]["plan"] == "dense"
+    vocab = len(np.load(tmp_path / "dense" / layout.STATS_DIR / "token_ids.npy"))
+    facts: dict = {}
+    for name in ("groups", "counted"):
+        out = tmp_path / name
+        if name == "groups":
+            budget = _one_layer_budget(tiny_model, tiny_corpus, tmp_path)
+        else:
+            budget = table_bytes(facts["counted_tokens"], facts["shard_tokens"], 24, 2, 20) / GB
+        manifest = build_index(_config(tiny_model, tiny_corpus, budget, compress), out, until="profiles")
+        facts = manifest.stages["stats"]
+        assert facts["plan"] == {"groups": "layer groups", "counted": "counted"}[name]
+        assert facts["passes"] == (2 if name == "groups" else 1)
+        assert facts["counted_tokens"] == vocab  # the counting pass finds exactly the tokens the model saw
+        assert not (out / layout.STATS_PARTS_DIR).exists() and not (out / layout.CHECKPOINT_DIR).exists()
+        a, b = _stats(tmp_path / "dense"), _stats(out)
+        for array in ARRAYS:
+            np.testing.assert_array_equal(np.asarray(getattr(a, array)), np.asarray(getattr(b, array)),
+                                          err_msg=f"{name}: {array}")
+        assert (a.documents, a.windows) == (b.documents, b.windows)
+        np.testing.assert_array_equal(np.load(tmp_path / "dense" / layout.profiles_file("filter")),
+                                      np.load(out / layout.profiles_file("filter")))
+        for path in (layout.NEURON_MEAN, layout.NEURON_STD, layout.NEURON_TOP_VALUES, layout.NEURON_TOP_REFS):
+            assert (tmp_path / "dense" / path).read_bytes() == (out / path).read_bytes(), path
+
+
+def _one_layer_budget(tiny_model: Path, tiny_corpus: Path, tmp_path: Path) -> float:
+    """A budget that fits one layer of the tiny model's counted tables but not two."""
+    from neurosearch.corpus import make_windows, shards, training_documents
+    from neurosearch.model.loading import load_model
+    from neurosearch.pipeline.stats import window_token_ids
+
+    config = _config(tiny_model, tiny_corpus, None)
+    loaded = load_model(config.model)
+    seen: set[int] = set()
+    most = first = 0
+    for shard in shards(training_documents(config.corpus), config.stats.shard_docs):
+        ids = window_token_ids(loaded.tokenizer, make_windows(loaded.tokenizer, shard, first, config.corpus.window))
+        seen.update(ids.tolist())
+        most = max(most, len(ids))
+        first += len(shard)
+    one, two = (table_bytes(len(seen), most, 24, g, 20) for g in (1, 2))
+    assert one < two
+    return one / GB
+
+
+def test_a_budgeted_build_resumes_after_its_finished_passes(tiny_model: Path, tiny_corpus: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    """Killed after both passes but before they are put together: the rerun skips both passes (it
+    says so) and writes the same statistics."""
+    monkeypatch.setattr(stats_plan, "working_bytes", lambda *a, **k: 0)
+    budget = _one_layer_budget(tiny_model, tiny_corpus, tmp_path)
+    reference = tmp_path / "reference"
+    build_index(_config(tiny_model, tiny_corpus, None), reference, until="stats")
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "killed"
+    with monkeypatch.context() as patch:
+        patch.setattr(stats_plan, "join_parts", stop)
+        with pytest.raises(NeurosearchError, match=r"pass 3 of 2|kept: 2 finished pass\(es\)") as stopped:
+            build_index(_config(tiny_model, tiny_corpus, budget), out, until="stats")
+    assert "kept: 2 finished pass(es)" in str(stopped.value) and "resume" in str(stopped.value)
+    assert len(list((out / layout.STATS_PARTS_DIR).iterdir())) == 2
+
+    class Log:
+        lines: list[str] = []
+
+        def log(self, line: str) -> None:
+            self.lines.append(line)
+
+    from neurosearch.progress import SilentReporter
+
+    reporter = SilentReporter()
+    reporter.log = Log().log  # type: ignore[method-assign]
+    build_index(_config(tiny_model, tiny_corpus, budget), out, until="stats", reporter=reporter)
+    assert sum("already done" in line for line in Log.lines) == 2
+    a, b = _stats(reference), _stats(out)
+    for array in ARRAYS:
+        np.testing.assert_array_equal(getattr(a, array), getattr(b, array), err_msg=array)
+
+
+def test_a_budget_is_checked_before_the_model_runs():
+    with pytest.raises(NeurosearchError, match="memory_gb"):
+        StatsConfig(memory_gb=-1)
+    with pytest.raises(NeurosearchError, match="memory_gb"):
+        StatsConfig(memory_gb=float("nan"))
