@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from neurosearch.cli.common import IndexOption, JsonOption, RichReporter, open_index, print_json
-from neurosearch.scores.config import ScoreConfig
+from neurosearch.scores.config import DetectionConfig, ScoreConfig
 
 GROUP_NAMES = {"neurons": "neurons", "tree": "tree nodes"}
 
@@ -20,7 +20,8 @@ def score(
     detection: Annotated[bool, typer.Option("--detection", help="Also the detection score of a sample of units: can a language model, told the unit's theme, tell its strongest windows from random ones (AUC)?")] = False,
     lm: Annotated[str, typer.Option("--lm", help="Language model for --detection: local (Gemma 3 270M, the lm extra), a model directory or .gguf path, or a server URL#model.")] = "local",
     detection_units: Annotated[int, typer.Option(help="Units per group that --detection asks about.")] = 200,
-    detection_windows: Annotated[int, typer.Option(help="--detection: each unit's strongest windows asked, and as many random ones.")] = 2,
+    detection_windows: Annotated[int, typer.Option(help="--detection: each unit's strongest windows asked, and as many random ones.")] = DetectionConfig.top,
+    detection_rule: Annotated[str, typer.Option(help="--detection: how a window is scored: surprisal (how much likelier the theme makes the text) or yes-no (the model answers whether the text matches the theme).")] = DetectionConfig.rule,
     as_json: JsonOption = False,
 ) -> None:
     """Score how well every unit's explanation (its top tokens) predicts its activations on held-out text (simulation: correlation; calibration: another unit's explanation)."""
@@ -32,11 +33,9 @@ def score(
     reporter = RichReporter(quiet=as_json)
     if detection:
         from neurosearch.lm.config import LMSpec
-        from neurosearch.scores.detection import DetectionConfig
-
         spec = LMSpec.parse(lm)  # checked before the slow work
         detect_config = DetectionConfig(units=detection_units, top=detection_windows, random=detection_windows,
-                                        seed=seed)
+                                        seed=seed, rule=detection_rule)
     run = score_index(opened, config, corpus=corpus, text_field=text_field, reporter=reporter)
     data = run.to_json()
     path = store_scores(opened.state, data)

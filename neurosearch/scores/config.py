@@ -1,4 +1,4 @@
-"""How units are scored (no numpy: the CLI reads its defaults at start-up)."""
+"""How units are scored: the simulation and detection configs (no numpy: the CLI reads their defaults at start-up)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,35 @@ class ScoreConfig:
         check_int("random_windows", self.random_windows, 0)
         check_int("seed", self.seed, 0)
         check_int("batch_tokens", self.batch_tokens, 16)
+
+
+DETECTION_RULES = ("surprisal", "yes-no")
+"""How the detection score scores a window (``detection.py``)."""
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """How many units and windows the detection score asks the language model about."""
+
+    units: int = 200
+    """Units drawn per group (all of a smaller group)."""
+    top: int = 4
+    """A unit's strongest windows scored ..."""
+    random: int = 4
+    """... against this many random ones (4 + 4: 16 pairs, an AUC in steps of 1/16)."""
+    excerpt: int = 24
+    """Word pieces quoted around the unit's largest activation in a window."""
+    seed: int = 0
+    rule: str = "surprisal"
+    """How a window is scored: ``surprisal`` or ``yes-no`` (``detection.py`` says how)."""
+
+    def __post_init__(self) -> None:
+        from neurosearch.config import check_int
+        from neurosearch.errors import ConfigError
+
+        for name in ("units", "top", "random", "excerpt"):
+            check_int(name, getattr(self, name), 1)
+        check_int("seed", self.seed, 0)
+        if self.rule not in DETECTION_RULES:
+            raise ConfigError(f"unknown detection rule '{self.rule}' (choose from {', '.join(DETECTION_RULES)})",
+                              option="rule")

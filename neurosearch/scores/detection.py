@@ -6,21 +6,28 @@ windows of the simulation pass are split into the unit's ``top`` strongest (by i
 activation in the window) and ``random`` others drawn at random; each window is quoted as the
 ``excerpt`` word pieces around the unit's largest activation in it (the same rule for both kinds,
 so position gives nothing away). The language model (``neurosearch.lm``: the local Gemma by
-default, or any server) reads a one-shot prompt and the unit's theme; the score of a window is
-log P(" Yes") - log P(" No") for "Does the text match the theme?", and the unit's score is the AUC
-of its strongest windows against the random ones (0.5: chance). The calibration asks the same of
-the same windows with the theme of another unit of the group: those AUCs sit near 0.5.
+default, or any server) scores every window under one of two rules (``DetectionConfig.rule``):
+
+* ``surprisal`` (default): how much likelier the theme makes the window, log P(text | "A text
+  about THEME:") - log P(text | "A text:") (delphi's surprisal scorer, applied to detection);
+* ``yes-no``: log P(" Yes") - log P(" No") after a one-shot "Does the text match the theme?".
+
+The unit's score is the AUC of its strongest windows against the random ones (0.5: chance). The
+calibration asks the same of the same windows with the theme of another unit of the group: those
+AUCs sit near 0.5. Why surprisal is the default: on a tuning sample of units (seed 1, not the
+sample the docs report) the yes-no rule with Gemma 3 270M was at chance (docs/results/scores.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from neurosearch.scores.config import DetectionConfig
 from neurosearch.scores.simulation import SimulationSums, group_permutation, rounded, summary
 from neurosearch.scores.units import UnitSet
 
@@ -31,35 +38,18 @@ if TYPE_CHECKING:
 PROMPT = ("Theme: days of the week\nText: the shop is open from monday to saturday\n"
           "Does the text match the theme? Yes\n\n"
           "Theme: {theme}\nText: {text}\nDoes the text match the theme?")
-"""One shot (a made-up example, not from any corpus), then the unit's theme and one window."""
+"""The ``yes-no`` rule: one shot (a made-up example, not from any corpus), then the unit's theme
+and one window."""
 ANSWERS = (" Yes", " No")
+THEMED = "A text about {theme}:"
+NEUTRAL = "A text:"
+"""The ``surprisal`` rule: the window is scored as the continuation of each (after one space)."""
 
 
-@dataclass(frozen=True)
-class DetectionConfig:
-    """How many units and windows the detection score asks the language model about."""
-
-    units: int = 200
-    """Units drawn per group (all of a smaller group)."""
-    top: int = 2
-    """A unit's strongest windows scored ..."""
-    random: int = 2
-    """... against this many random ones."""
-    excerpt: int = 24
-    """Word pieces quoted around the unit's largest activation in a window."""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        from neurosearch.config import check_int
-
-        for name in ("units", "top", "random", "excerpt"):
-            check_int(name, getattr(self, name), 1)
-        check_int("seed", self.seed, 0)
-
-
-def prompt_version() -> str:
-    """A short hash of the prompt and answers (part of what a stored detection score is about)."""
-    return hashlib.sha256((PROMPT + "|".join(ANSWERS)).encode()).hexdigest()[:12]
+def prompt_version(rule: str = "surprisal") -> str:
+    """A short hash of the rule's prompts (part of what a stored detection score is about)."""
+    text = PROMPT + "|".join(ANSWERS) if rule == "yes-no" else f"{THEMED}|{NEUTRAL}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def auc(positives: list[float], negatives: list[float]) -> float:
@@ -109,7 +99,8 @@ def detection_scores(units: UnitSet, sums: SimulationSums, themes: Callable[[int
             continue
         texts = [_excerpt(sums, int(w), unit, config.excerpt, decode) for w in (*strongest, *drawn)]
         asked = [themes(unit), themes(int(other[unit]))]
-        answers = _answers(lm, [PROMPT.format(theme=theme, text=text) for theme in asked for text in texts])
+        answers = (_answers(lm, [PROMPT.format(theme=theme, text=text) for theme in asked for text in texts])
+                   if config.rule == "yes-no" else _surprisal(lm, asked, texts))
         result = []
         for number in range(len(asked)):
             scores = answers[number * len(texts):(number + 1) * len(texts)]
@@ -134,6 +125,17 @@ def _answers(lm: LanguageModel, prompts: list[str]) -> list[float]:
     return [yes.logprob - no.logprob for yes, no in lm.next_token_logprobs_many(prompts, ANSWERS)]
 
 
+def _surprisal(lm: LanguageModel, themes: list[str], texts: list[str]) -> list[float]:
+    """log P(text | THEMED) - log P(text | NEUTRAL) of every text, for each theme in turn."""
+    continuations = [" " + text for text in texts]
+    neutral = [s.logprob for s in lm.continuation_logprobs(NEUTRAL, continuations)]
+    gains: list[float] = []
+    for theme in themes:
+        themed = lm.continuation_logprobs(THEMED.format(theme=theme), continuations)
+        gains += [s.logprob - base for s, base in zip(themed, neutral)]
+    return gains
+
+
 def detection_summary(units: UnitSet, scored: dict[str, list[float | None]]) -> dict[str, Any]:
     """Per group: the distribution of the detection AUC and of its calibration."""
     out = {}
@@ -148,7 +150,9 @@ def detection_summary(units: UnitSet, scored: dict[str, list[float | None]]) -> 
 
 
 def about(config: DetectionConfig, lm: LanguageModel, started: float) -> dict[str, Any]:
-    return {"lm": lm.identity.key, "prompt": prompt_version(), "config": asdict(config),
+    scored = ("log P(Yes) - log P(No)" if config.rule == "yes-no"
+              else f"log P(text | '{THEMED}') - log P(text | '{NEUTRAL}')")
+    return {"lm": lm.identity.key, "prompt": prompt_version(config.rule), "config": asdict(config),
             "seconds": round(time.time() - started, 1),
-            "score": "AUC of log P(Yes) - log P(No) on the unit's strongest windows against random ones",
+            "score": f"AUC of {scored} on the unit's strongest windows against random ones",
             "calibration": "the same windows asked with the theme of another unit of the group"}

@@ -51,9 +51,34 @@ def test_score_detection_asks_the_language_model_and_resumes(tiny_index: Path, t
         raise AssertionError("asked the language model again")
 
     monkeypatch.setattr("neurosearch.scores.detection._answers", never)
+    monkeypatch.setattr("neurosearch.scores.detection._surprisal", never)
     again = runner.invoke(app, args)  # the same run, model and prompt: every unit is stored
     assert again.exit_code == 0, again.output
     assert json.loads((copy / "scores" / "detection.json").read_text())["units"] == data["units"]
+    other_rule = runner.invoke(app, [*args, "--detection-rule", "yes-no"])  # another rule: asked, not reused
+    assert other_rule.exit_code == 1 and "asked the language model again" in repr(other_rule.exception)
+
+
+def test_the_surprisal_rule_scores_how_much_likelier_the_theme_makes_the_text():
+    """Hand case: a fake model whose log-probability of a text is -1 per word, +1 per word that
+    the prompt names; the gain is the count of the theme's words in the text."""
+    from neurosearch.scores.detection import NEUTRAL, THEMED, _surprisal
+
+    class Fake:
+        def continuation_logprobs(self, prompt, continuations):
+            from neurosearch.lm.base import Scored
+
+            named = set(prompt.replace(":", " ").split()) if prompt != NEUTRAL else set()
+            return [Scored(c, sum(1.0 if w in named else -1.0 for w in c.split())) for c in continuations]
+
+    assert THEMED.format(theme="x") != NEUTRAL
+    gains = _surprisal(Fake(), ["monday friday", "red"], ["on monday and friday", "a red car", "nothing"])
+    assert gains == [4.0, 0.0, 0.0, 0.0, 2.0, 0.0]
+
+
+def test_an_unknown_detection_rule_is_refused_before_any_work(tiny_index: Path):
+    result = runner.invoke(app, ["score", "--index", str(tiny_index), "--detection", "--detection-rule", "vibes"])
+    assert result.exit_code == 1 and "detection rule" in result.stderr
 
 
 def test_a_bad_lm_spec_is_one_line_before_any_work(tiny_index: Path):

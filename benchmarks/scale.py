@@ -1,0 +1,162 @@
+"""Whole builds of bert-base- and bert-large-shaped models: time, peak memory and disk per stage.
+
+    python benchmarks/scale.py --models bert-base,bert-large --max-docs 2000 --out /tmp/scale
+    python benchmarks/scale.py --models bert-base --max-docs 5000 --until stats --forward --out /tmp/scale
+    python benchmarks/scale.py --models bert-base --out /tmp/scale   # on a GPU machine: the build uses it
+
+Weights do not matter for speed or memory, so the models are stand-ins: ``BertForMaskedLM`` of
+bert-base's or bert-large's config with random weights (seed 0), saved once under ``OUT/models/``
+with MiniLM's tokenizer (the same uncased BERT vocabulary). Each build runs as its own process,
+``neurosearch build`` as a user would type it (``--memory`` passed on), so start-up, tokenisation
+and writing count. The table gives, per stage, seconds, tokens/s, the stage's peak RSS (the
+manifest's ``peak_rss_gb``) and the disk its files take, each also per 1M corpus tokens, and the
+projection of the statistics pass to the paper's corpus (C4 validation, 103M tokens; the other
+stages depend on neurons and kept tokens, not on corpus size). ``--forward`` also times, as a
+second whole process on the same documents, a plain forward pass over the build's windows and
+batches (fp32, no hooks) and prints the ratio of the statistics stage's tokens/s to it (target
+>= 0.9). The CPU line (model, flags, load) heads the output: a figure from one CPU is not a
+property of the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, cpu_line  # noqa: E402 (benchmarks/ is on the path)
+
+C4 = ROOT.parent / "shared" / "data" / "c4-sample.jsonl.gz"
+PAPER_TOKENS = 103_000_000
+"""C4's validation split, the paper's corpus."""
+CONFIGS = {
+    "bert-base": {},
+    "bert-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
+}
+STAGE_DIRS = {"stats": ("stats", "neurons"), "profiles": ("profiles",), "clusters": ("methods",),
+              "search": ("search",), "contexts": ("contexts",)}
+"""Top-level folders of an index by the stage that writes them (``format/layout.py``)."""
+
+
+def stand_in(name: str, root: Path) -> Path:
+    """A saved random model of ``name``'s shape with MiniLM's tokenizer (made once)."""
+    directory = root / "models" / name
+    if (directory / "config.json").is_file():
+        return directory
+    import torch
+    import transformers
+
+    from neurosearch.model.loading import resolve_model
+
+    path, _ = resolve_model("minilm")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(0)
+    model = transformers.BertForMaskedLM(transformers.BertConfig(vocab_size=len(tokenizer), **CONFIGS[name]))
+    tmp = directory.with_name(directory.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(directory)
+    return directory
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def build(model: Path, out: Path, args: argparse.Namespace) -> tuple[dict, float]:
+    command = [sys.executable, "-m", "neurosearch", "build", "--model", str(model), "--corpus", str(args.corpus),
+               "--max-docs", str(args.max_docs), "--out", str(out), "--until", args.until, "--quiet",
+               "--dtype", args.dtype, "--no-wordnet"]
+    if args.memory is not None:
+        command += ["--memory", str(args.memory)]
+    started = time.time()
+    subprocess.run(command, check=True)
+    return json.loads((out / "manifest.json").read_text()), time.time() - started
+
+
+FORWARD = r"""
+import sys, time, torch
+from neurosearch.config import CorpusConfig, ModelConfig, StatsConfig
+from neurosearch.corpus import make_windows, training_documents
+from neurosearch.model.loading import load_model
+from neurosearch.pipeline.stats import batches_by_length, pad_batch
+model, corpus, docs, dtype = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+loaded = load_model(ModelConfig(model=model, dtype=dtype))
+documents = [text for text in training_documents(CorpusConfig(source=corpus, max_docs=docs)) if text]
+windows = make_windows(loaded.tokenizer, documents, 0, CorpusConfig().window)
+with torch.inference_mode():
+    for indices in batches_by_length(windows, StatsConfig().batch_tokens):
+        batch = pad_batch(windows, indices, loaded.tokenizer.pad_token_id)
+        with loaded.autocast():
+            loaded.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+"""
+
+
+def forward(model: Path, args: argparse.Namespace) -> float:
+    """Seconds of a whole process that loads the model, reads and windows the documents and runs
+    the plain forward pass over the build's batches."""
+    started = time.time()
+    subprocess.run([sys.executable, "-c", FORWARD, str(model), str(args.corpus), str(args.max_docs), args.dtype],
+                   check=True)
+    return time.time() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="bert-base,bert-large")
+    parser.add_argument("--corpus", type=Path, default=C4)
+    parser.add_argument("--max-docs", type=int, default=2000)
+    parser.add_argument("--until", default="search", help="last stage built (contexts re-runs the model)")
+    parser.add_argument("--memory", type=float, default=None, help="build --memory GB")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--forward", action="store_true", help="also time a plain forward pass (whole process)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if not args.corpus.is_file():
+        raise SystemExit(f"no corpus at {args.corpus}")
+    print(cpu_line())
+    rows = []
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        if name not in CONFIGS:
+            raise SystemExit(f"unknown model {name!r} (choose from {', '.join(CONFIGS)})")
+        model = stand_in(name, args.out)
+        manifest, wall = build(model, args.out / f"index-{name}", args)
+        index = args.out / f"index-{name}"
+        tokens = manifest["stages"]["stats"]["tokens"]
+        for stage, facts in manifest["stages"].items():
+            if not facts.get("done"):
+                continue
+            disk = sum(tree_bytes(index / d) for d in STAGE_DIRS.get(stage, ()))
+            rows.append({"model": name, "neurons": manifest["n_layers"] * manifest["neurons_per_layer"],
+                         "stage": stage, "seconds": facts["seconds"], "tokens": tokens,
+                         "peak_rss_gb": facts.get("peak_rss_gb"), "disk_gb": disk / 1e9,
+                         "plan": facts.get("plan"), "passes": facts.get("passes")})
+        rows.append({"model": name, "stage": "whole build (process)", "seconds": wall, "tokens": tokens})
+        if args.forward:
+            plain = forward(model, args)
+            stats_seconds = manifest["stages"]["stats"]["seconds"]
+            rows.append({"model": name, "stage": "plain forward (process)", "seconds": plain, "tokens": tokens})
+            print(f"{name}: statistics stage {tokens / stats_seconds:,.0f} tokens/s, plain forward process "
+                  f"{tokens / plain:,.0f} tokens/s: ratio {plain / stats_seconds:.3f} (target >= 0.9)")
+    print(f"\n| model | stage | seconds | tokens/s | s per 1M tokens | peak RSS GB | disk GB | disk GB per 1M tokens |"
+          f" projected to {PAPER_TOKENS / 1e6:.0f}M tokens |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for row in rows:
+        per_m = row["seconds"] / row["tokens"] * 1e6
+        projection = (f"{per_m * PAPER_TOKENS / 1e6 / 3600:,.1f} h" if row["stage"] == "stats"
+                      else "same (not per token)" if row["stage"] in STAGE_DIRS else "")
+        disk = row.get("disk_gb")
+        plan = f" ({row['plan']}, {row['passes']} pass{'es' if row['passes'] != 1 else ''})" if row.get("plan") else ""
+        print(f"| {row['model']} | {row['stage']}{plan} | {row['seconds']:,.1f} | {row['tokens'] / row['seconds']:,.0f} "
+              f"| {per_m:,.0f} | {row.get('peak_rss_gb') or '':} | {'' if disk is None else f'{disk:.2f}'} "
+              f"| {'' if disk is None else f'{disk / row['tokens'] * 1e6:.2f}'} | {projection} |")
+    (args.out / "scale.json").write_text(json.dumps({"cpu": cpu_line(), "rows": rows}, indent=1))
+    print(f"\n{os.path.relpath(args.out / 'scale.json')}")
+
+
+if __name__ == "__main__":
+    main()
