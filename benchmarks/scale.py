@@ -68,11 +68,12 @@ def tree_bytes(path: Path) -> int:
 
 
 def build(model: Path, out: Path, args: argparse.Namespace) -> tuple[dict, float]:
-    command = [sys.executable, "-m", "neurosearch", "build", "--model", str(model), "--corpus", str(args.corpus),
+    command = [str(Path(sys.executable).with_name("neurosearch")), "build", "--model", str(model), "--corpus", str(args.corpus),
                "--max-docs", str(args.max_docs), "--out", str(out), "--until", args.until, "--quiet",
                "--dtype", args.dtype, "--no-wordnet"]
     if args.memory is not None:
         command += ["--memory", str(args.memory)]
+    command += args.build_args.split()
     started = time.time()
     subprocess.run(command, check=True)
     return json.loads((out / "manifest.json").read_text()), time.time() - started
@@ -113,6 +114,9 @@ def main() -> None:
     parser.add_argument("--until", default="search", help="last stage built (contexts re-runs the model)")
     parser.add_argument("--memory", type=float, default=None, help="build --memory GB")
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--build-args", default="--methods filter+smooth+tfidf --cluster-mode scalable --shard-docs 500",
+                        help="more options of every build (default: the search method only, scalable clustering, "
+                             "which past 40k neurons is the only mode, and shards of 500 documents)")
     parser.add_argument("--forward", action="store_true", help="also time a plain forward pass (whole process)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -150,10 +154,13 @@ def main() -> None:
         projection = (f"{per_m * PAPER_TOKENS / 1e6 / 3600:,.1f} h" if row["stage"] == "stats"
                       else "same (not per token)" if row["stage"] in STAGE_DIRS else "")
         disk = row.get("disk_gb")
-        plan = f" ({row['plan']}, {row['passes']} pass{'es' if row['passes'] != 1 else ''})" if row.get("plan") else ""
+        disk_text = "" if disk is None else f"{disk:.2f}"
+        disk_per_m = "" if disk is None else f"{disk / row['tokens'] * 1e6:.2f}"
+        passes = "es" if row.get("passes") != 1 else ""
+        plan = f" ({row['plan']}, {row['passes']} pass{passes})" if row.get("plan") else ""
+        rss = row.get("peak_rss_gb") or ""
         print(f"| {row['model']} | {row['stage']}{plan} | {row['seconds']:,.1f} | {row['tokens'] / row['seconds']:,.0f} "
-              f"| {per_m:,.0f} | {row.get('peak_rss_gb') or '':} | {'' if disk is None else f'{disk:.2f}'} "
-              f"| {'' if disk is None else f'{disk / row['tokens'] * 1e6:.2f}'} | {projection} |")
+              f"| {per_m:,.0f} | {rss} | {disk_text} | {disk_per_m} | {projection} |")
     (args.out / "scale.json").write_text(json.dumps({"cpu": cpu_line(), "rows": rows}, indent=1))
     print(f"\n{os.path.relpath(args.out / 'scale.json')}")
 

@@ -32,11 +32,11 @@ def test_scalable_tree_is_a_valid_tree_that_finds_separated_families():
 
     profiles, truth = _groups()
     unit = unit_rows(profiles)
-    z, facts = scalable_tree(unit, ScalableSettings(pca_dims=32, max_community=100))
+    z, facts = scalable_tree(unit, ScalableSettings(pca_dims=32, max_community=100, max_block=100))
     n = len(unit)
     assert z.shape == (n - 1, 4)
     assert np.all(np.diff(z[:, 2]) >= 0), "merges ordered by height"
-    assert facts["largest_community"] <= 100
+    assert facts["largest_community"] <= 100 and facts["largest_block"] <= 100 and facts["blocks"] >= 5
     # every node is used once, children before parents, counts add up
     seen = set()
     sizes = {i: 1 for i in range(n)}
@@ -54,6 +54,26 @@ def test_scalable_tree_is_a_valid_tree_that_finds_separated_families():
     assert all(c.size == 40 for c in clusters)
     curve = distance_curve(unit, z, [6, 12, 24])
     assert curve["ks"] == [6, 12, 24]
+
+
+def test_up_to_max_block_neurons_the_tree_is_exact_complete_linkage():
+    """One block: the scalable tree is the exact mode's, bit for bit; blocks of several communities
+    each get exact linkage of all their neurons (their merges at true complete-linkage heights)."""
+    pytest.importorskip("hnswlib")
+    from neurosearch.pipeline.linkage import linkage_tree
+    from neurosearch.pipeline.scalable_clusters import ScalableSettings, scalable_tree
+
+    profiles, truth = _groups(n_groups=6, per_group=30)
+    unit = unit_rows(profiles)
+    exact = linkage_tree(unit, max_exact=len(unit))
+    z, facts = scalable_tree(unit, ScalableSettings(pca_dims=32, max_community=60, max_block=len(unit)))
+    assert facts["blocks"] == 1 and np.array_equal(z, exact)
+    z, facts = scalable_tree(unit, ScalableSettings(pca_dims=32, max_community=30, max_block=60))
+    assert facts["blocks"] >= 3 and facts["largest_block"] <= 60
+    labels = cut_tree(z, 6)
+    assert np.array_equal(labels[:, None] == labels[None, :], truth[:, None] == truth[None, :])
+    with pytest.raises(Exception, match="max_block"):
+        scalable_tree(unit, ScalableSettings(max_community=100, max_block=50))
 
 
 def test_cluster_mode_is_validated():

@@ -63,7 +63,9 @@ def cluster_tree(unit: np.ndarray, config: ClusterConfig) -> tuple[np.ndarray, d
 
         tree, facts = scalable_tree(unit)
         return tree, {"mode": "scalable", "communities": facts["communities"],
-                      "largest_community": facts["largest_community"], "steps_seconds": facts["seconds"]}
+                      "largest_community": facts.get("largest_community", unit.shape[0]),
+                      "blocks": facts["blocks"], "largest_block": facts["largest_block"],
+                      "steps_seconds": facts["seconds"]}
     return linkage_tree(unit), {"mode": "exact" if unit.shape[0] <= MAX_EXACT else f"exact (prototype tree above {MAX_EXACT:,})"}
 
 

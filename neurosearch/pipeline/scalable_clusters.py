@@ -11,16 +11,20 @@ the same kind of tree, so cuts, refinement and the distance curve work unchanged
 3. **Communities**: Leiden on that graph (igraph's ``community_leiden``, modularity, seeded); a
    community larger than ``max_community`` is split again by Leiden at a higher resolution.
    Without igraph, networkx's Louvain (slower).
-4. **Exact complete linkage inside each community**, on the full unit profiles: every within-
-   community merge height is that group's true diameter.
-5. **Communities joined by complete linkage** over a community distance: the largest cosine
+4. **Blocks of communities**: complete linkage over a community distance -- the largest cosine
    distance between up to ``community_samples`` seeded members of each (full profiles), a lower
-   bound of the true complete-linkage distance; heights are made monotone (a join is never lower
-   than what it joins).
+   bound of the true complete-linkage distance -- and that tree cut, from its root down, into the
+   largest subtrees of at most ``max_block`` neurons.
+5. **Exact complete linkage inside each block**, on the full unit profiles: every merge within a
+   block is the one exact linkage of those neurons makes, at its true height.
+6. **Blocks joined by complete linkage** over the block distance (the largest community distance
+   between them); heights are made monotone (a join is never lower than what it joins).
 
-All merges are ordered by height, so a cut at K undoes the K-1 highest merges -- within large,
-wide communities first, as complete linkage would. Memory: the unit profiles, the PCA copy
-(N x pca_dims) and one community's distances (``max_community``^2 / 2 float64 = 64 MB at 4,000).
+With ``N <= max_block`` there is one block and the tree *is* exact complete linkage (the same
+bits as ``mode = "exact"``); the approximation starts only where exact linkage would not fit.
+All merges are ordered by height, so a cut at K undoes the K-1 highest merges. Memory: the unit
+profiles, the PCA copy (N x pca_dims) and one block's exact linkage (about 4.7 bytes x
+``max_block``^2: 1.9 GB at 20,000).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class ScalableSettings:
     neighbours: int = 15
     max_community: int = 4000
     community_samples: int = 24
+    max_block: int = 20_000
+    """Neurons of the largest group clustered by exact complete linkage (at least ``max_community``)."""
     seed: int = 0
 
 
@@ -193,14 +199,22 @@ def scalable_tree(unit: np.ndarray, settings: ScalableSettings | None = None, *,
     n = unit.shape[0]
     if n < 2:
         return np.zeros((0, 4), dtype=np.float64), {"communities": n}
+    if settings.max_block < settings.max_community:
+        raise NeurosearchError(f"max_block ({settings.max_block}) must be at least max_community "
+                               f"({settings.max_community})")
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
+    described = {k: getattr(settings, k) for k in settings.__dataclass_fields__}
 
     def lap(step: str) -> None:
         nonlocal clock
         seconds[step] = round(time.perf_counter() - clock, 3)
         clock = time.perf_counter()
 
+    if n <= settings.max_block:  # one block: exact complete linkage of everything
+        z = linkage_tree(unit, max_exact=n)
+        lap("linkage inside")
+        return z, {"seconds": seconds, "communities": 1, "blocks": 1, "largest_block": n, "settings": described}
     reduced = pca_unit(unit, settings.pca_dims, settings.seed)
     lap("pca")
     edges, weights = knn_edges(reduced, settings.neighbours, settings.seed)
@@ -208,25 +222,71 @@ def scalable_tree(unit: np.ndarray, settings: ScalableSettings | None = None, *,
     lap("knn")
     groups = communities(edges, weights, n, settings.max_community, settings.seed)
     lap("communities")
+    square = np.zeros((len(groups), len(groups)))
+    if len(groups) > 1:
+        square = _square(_community_distances(unit, groups, settings.community_samples, settings.seed), len(groups))
+    blocks = _blocks(square, [len(g) for g in groups], settings.max_block)
+    lap("blocks")
     records: list[list[Any]] = []  # [left ref, right ref, height, count, level]; ref: ("leaf", i) or ("node", r)
     roots: list[tuple[str, int]] = []
-    for number, group in enumerate(groups):
+    for number, block in enumerate(blocks):
         if progress is not None:
-            progress("communities", number, len(groups))
-        with _small_blas(len(group) < 1000):  # many small products: thread hand-offs cost more than they give
-            tree = linkage_tree(unit[group], max_exact=len(group))
-        roots.append(_add_tree(records, tree, [("leaf", int(g)) for g in group]))
+            progress("blocks", number, len(blocks))
+        members = np.sort(np.concatenate([groups[c] for c in block]))
+        with _small_blas(len(members) < 1000):  # many small products: thread hand-offs cost more than they give
+            tree = linkage_tree(unit[members], max_exact=len(members))
+        roots.append(_add_tree(records, tree, [("leaf", int(g)) for g in members]))
     lap("linkage inside")
-    if len(groups) > 1:
-        distances = _community_distances(unit, groups, settings.community_samples, settings.seed)
-        top = complete_linkage(distances)
-        _add_tree(records, top, roots, monotone=True)
+    if len(blocks) > 1:
+        between = np.array([[square[np.ix_(a, b)].max() for b in blocks] for a in blocks])
+        _add_tree(records, complete_linkage(between[np.triu_indices(len(blocks), 1)]), roots, monotone=True)
     lap("linkage between")
     z = _ordered(records, n)
     lap("order")
+    sizes = [sum(len(groups[c]) for c in block) for block in blocks]
     facts = {"seconds": seconds, "communities": len(groups), "largest_community": max(len(g) for g in groups),
-             "knn_edges": int(len(edges)), "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__}}
+             "blocks": len(blocks), "largest_block": max(sizes), "knn_edges": int(len(edges)), "settings": described}
     return z, facts
+
+
+def _square(condensed: np.ndarray, c: int) -> np.ndarray:
+    square = np.zeros((c, c))
+    square[np.triu_indices(c, 1)] = condensed
+    return square + square.T
+
+
+def _blocks(distances: np.ndarray, sizes: list[int], max_block: int) -> list[list[int]]:
+    """Groups of communities: the community tree (complete linkage over ``distances``) cut from
+    its root down into the largest subtrees holding at most ``max_block`` neurons, in leaf order."""
+    from neurosearch.pipeline.linkage import complete_linkage
+
+    c = len(sizes)
+    if c == 1:
+        return [[0]]
+    z = complete_linkage(distances[np.triu_indices(c, 1)])
+    children = {c + i: (int(a), int(b)) for i, (a, b, _, _) in enumerate(z)}
+    weight = list(sizes) + [0] * (c - 1)
+    for i, (a, b, _, _) in enumerate(z):
+        weight[c + i] = weight[int(a)] + weight[int(b)]
+
+    def leaves(node: int) -> list[int]:
+        found, stack = [], [node]
+        while stack:
+            top = stack.pop()
+            if top < c:
+                found.append(top)
+            else:
+                stack.extend(children[top])
+        return sorted(found)
+
+    blocks, stack = [], [2 * c - 2]
+    while stack:
+        node = stack.pop()
+        if weight[node] <= max_block or node < c:
+            blocks.append(leaves(node))
+        else:
+            stack.extend(children[node])
+    return sorted(blocks)
 
 
 @contextmanager
