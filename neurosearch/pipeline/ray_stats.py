@@ -123,6 +123,7 @@ def ray_shard_results(address: str, config: Any, shards: Iterator[list[str]], fi
                 arrays = ray.get(ref)
                 stats = TokenStats(**{k: (np.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in arrays.items()})
                 yield count, (lambda total, stats=stats: total.add_stats(stats))
+                del arrays, stats  # freed before the next shard arrives
                 yielded += 1
     finally:
         if started:

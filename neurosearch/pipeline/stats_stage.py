@@ -174,8 +174,11 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
 
     results = _shard_results(build, loaded, site, shards(documents, build.stats.shard_docs), first, reporter, ray,
                              on_batch, layers)
-    for number, (count, add) in enumerate(results, start=shards_done + 1):
+    number = shards_done
+    for count, add in results:  # not enumerate(): it keeps its last tuple, and so the shard, alive
+        number += 1
         add(total)
+        del add  # the shard's tables: freed before the next shard's are made
         first += count
         advance(count - moved[0])  # what the batches did not show (all of it on Ray)
         moved[0] = 0.0

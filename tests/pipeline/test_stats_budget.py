@@ -153,3 +153,25 @@ def test_a_budget_is_checked_before_the_model_runs():
         StatsConfig(memory_gb=-1)
     with pytest.raises(NeurosearchError, match="memory_gb"):
         StatsConfig(memory_gb=float("nan"))
+
+
+def test_a_shards_tables_are_freed_before_the_next_shards_are_made(tiny_model: Path, tiny_corpus: Path,
+                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Two shards' tables alive at once would double what a budget plans for one (no garbage
+    collection asked: reference counting alone must free them)."""
+    import weakref
+
+    from neurosearch.pipeline import stats as stats_module
+
+    real = stats_module.shard_statistics
+    made: list[weakref.ref] = []
+
+    def tracked(*args, **kwargs):
+        assert all(ref() is None for ref in made), "an earlier shard's tables are still held"
+        accumulator = real(*args, **kwargs)
+        made.append(weakref.ref(accumulator))
+        return accumulator
+
+    monkeypatch.setattr(stats_module, "shard_statistics", tracked)
+    build_index(_config(tiny_model, tiny_corpus, None), tmp_path / "index", until="stats")
+    assert len(made) >= 3
