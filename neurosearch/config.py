@@ -181,9 +181,10 @@ class StatsConfig:
     top_k: int = 20
     """Top activating occurrences kept per neuron (as references, never text)."""
     checkpoint_share: float = 0.05
-    """Checkpoints take at most this share of the run's time: the first shard is checkpointed, and
-    after a checkpoint that took c seconds the next one waits for c / share seconds (0: only the
-    first). A checkpoint holds the rows of the tokens seen so far, written straight from the table."""
+    """Checkpoints take at most this share of the run's time: the first comes once the run has
+    spent its estimated cost / share (the first shard when the tables are small), and after a
+    checkpoint that took c seconds the next one waits for c / share seconds (0: only the first
+    shard). A checkpoint holds the rows of the tokens seen so far, written straight from the table."""
     compress: StatsCompression = "none"
     """``zstd``: store the per-token sums of checkpoints and of ``stats/`` byte-shuffled and
     zstd-compressed (lossless, ~3x smaller, needs the ``zstandard`` package); ``none``: plain

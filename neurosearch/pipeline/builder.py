@@ -166,8 +166,9 @@ class Builder:
                 parts.append(f"kept: {finished} finished pass(es) in {self.out / layout.STATS_PARTS_DIR}")
             if saved or not finished:
                 parts.append(f"kept: statistics of the first {saved:,} documents in {self.out / layout.CHECKPOINT_DIR}"
-                             if saved else f"kept: nothing of {'this pass' if passes > 1 else 'it'} (the first checkpoint comes after the first "
-                                           f"{self.config.stats.shard_docs:,} documents, --shard-docs sets how many)")
+                             if saved else f"kept: nothing of {'this pass' if passes > 1 else 'it'} (checkpoints come between shards of "
+                                           f"{self.config.stats.shard_docs:,} documents, --shard-docs sets how many, once "
+                                           f"due by time, --checkpoint-share)")
         elif kept:
             parts.append(f"kept: the finished stages ({', '.join(kept)}); {stage} starts again")
         resume = ("rerun the same command to resume from there" if kept or saved or self.position.get("passes_done")

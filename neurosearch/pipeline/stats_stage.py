@@ -4,7 +4,7 @@ Every shard of ``StatsConfig.shard_docs`` documents is accumulated from zero (he
 workers: ``ray_stats.py``) and added to the running total in shard order (``stats_total.py``), so
 a resumed or distributed build gives the same bits as one uninterrupted process. Checkpoints
 (``checkpoint/stats-<shards>/``, its progress file written last marks it complete) are written when
-due by time (``StatsConfig.checkpoint_share``; the first shard always), straight from the table; a
+due by time (``StatsConfig.checkpoint_share``, ``stats_total.CheckpointClock``), straight from the table; a
 rerun resumes after the newest one. Progress advances per batch, in documents (per shard on Ray),
 and ``position`` says how far the pass got and what is checkpointed (the build's interrupt
 message). Paths come from ``format/layout.py``.
@@ -140,7 +140,7 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
     """One pass over the training documents (every layer, or ``layers``), checkpointed by time and
     resumed from the newest checkpoint of the same ``identity``; its statistics end in ``target``."""
     from neurosearch.pipeline.stats import vocab_size
-    from neurosearch.pipeline.stats_total import CheckpointClock, StatsTotal, write_checkpoint
+    from neurosearch.pipeline.stats_total import WRITE_BYTES_PER_SECOND, CheckpointClock, StatsTotal, write_checkpoint
 
     out, build, reporter = context.out, context.config, context.reporter
     corpus, position, ray = context.corpus, context.position, context.ray
@@ -183,7 +183,7 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
         advance(count - moved[0])  # what the batches did not show (all of it on Ray)
         moved[0] = 0.0
         position["done"] = first
-        if clock.due():
+        if clock.due(estimate=total.seen().size * total.n_neurons * 8 / WRITE_BYTES_PER_SECOND):
             t0 = time.time()
             written["bytes"] = write_checkpoint(out, number, total, identity, build.stats.compress)
             clock.wrote(time.time() - t0)

@@ -137,21 +137,29 @@ class StatsTotal:
         self.documents, self.windows = (int(v) for v in arrays["totals"])
 
 
+WRITE_BYTES_PER_SECOND = 1e9
+"""What a checkpoint is assumed to write per second before one has been timed."""
+
+
 class CheckpointClock:
     """When to checkpoint so that writing checkpoints costs at most ``share`` of the run's time.
 
-    The first shard is always checkpointed (that also measures what one costs); after a checkpoint
-    that took c seconds, the next waits until c / share seconds have passed."""
+    Until one is written its cost is the caller's ``estimate`` (the bytes it would write at
+    :data:`WRITE_BYTES_PER_SECOND`), so the first comes once the run has spent estimate / share
+    seconds (the first shard of a run whose tables are small; later in a short run with large ones,
+    which can end before any is due); after a checkpoint that took c seconds, the next waits until
+    c / share seconds have passed. With share 0 only the first shard is checkpointed."""
 
     def __init__(self, share: float):
         self.share = share
         self.cost: float | None = None
         self.since = time.time()
 
-    def due(self) -> bool:
-        if self.cost is None:
+    def due(self, estimate: float = 0.0) -> bool:
+        if self.cost is None and self.share == 0:
             return True
-        return self.share > 0 and (time.time() - self.since) * self.share >= self.cost
+        cost = estimate if self.cost is None else self.cost
+        return self.share > 0 and (time.time() - self.since) * self.share >= cost
 
     def wrote(self, seconds: float) -> None:
         self.cost = seconds

@@ -175,3 +175,22 @@ def test_a_shards_tables_are_freed_before_the_next_shards_are_made(tiny_model: P
     monkeypatch.setattr(stats_module, "shard_statistics", tracked)
     build_index(_config(tiny_model, tiny_corpus, None), tmp_path / "index", until="stats")
     assert len(made) >= 3
+
+
+def test_the_first_checkpoint_waits_until_its_estimated_cost_is_its_share(monkeypatch: pytest.MonkeyPatch):
+    from neurosearch.pipeline import stats_total
+    from neurosearch.pipeline.stats_total import CheckpointClock
+
+    now = [100.0]
+    monkeypatch.setattr(stats_total.time, "time", lambda: now[0])
+    clock = CheckpointClock(0.05)
+    assert clock.due(estimate=0.0)  # small tables: the first shard
+    assert not clock.due(estimate=2.0)  # a 2 s write waits for 40 s of work
+    now[0] += 40.0
+    assert clock.due(estimate=2.0)
+    clock.wrote(4.0)  # measured: the next waits 80 s
+    now[0] += 79.0
+    assert not clock.due(estimate=0.0)
+    now[0] += 1.0
+    assert clock.due(estimate=0.0)
+    assert CheckpointClock(0.0).due(estimate=99.0)  # share 0: only the first shard
