@@ -122,9 +122,12 @@ def _cpu_seconds() -> float:
 
 def estimate_gb(n: int, dim: int, mode: str = "exact") -> float:
     """exact: condensed float64 vector + float32 profiles (and their unit copy) + one 256 MB block;
-    scalable: the profiles and their unit copy, the PCA copy and one 4,000-row community."""
+    scalable: the profiles and their unit copy, the PCA copy and one block's exact linkage (its
+    condensed distances and the block's rows; at most 20,000 neurons)."""
     if mode == "scalable":
-        return (2 * n * dim * 4 + n * 128 * 4 * 3 + 4000**2 * 4 + 256 * 2**20) / GB
+        block = min(n, 20_000)
+        return (2 * n * dim * 4 + n * 128 * 4 * 3 + block * (block - 1) / 2 * 8 + 2 * block * dim * 4
+                + 256 * 2**20) / GB
     return (n * (n - 1) / 2 * 8 + 2 * n * dim * 4 + 256 * 2**20) / GB
 
 
@@ -183,11 +186,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="profiles .npy of real neurons: compare scalable with exact at --k (ARI, "
                              "compactness, retrieval P@10 with --index's queries) instead of timing")
     parser.add_argument("--index", type=Path, default=Path(__file__).resolve().parents[1] / "index/default")
+    parser.add_argument("--max-blocks", default="20000,4000",
+                        help="with --real: the scalable mode at each block size (exact linkage inside a block)")
     args = parser.parse_args(argv)
     if args.real is not None:
         from cluster_quality import compare_modes
 
-        compare_modes(args.real, args.index, args.k)
+        compare_modes(args.real, args.index, args.k, tuple(int(m) for m in args.max_blocks.split(",")))
         return 0
 
     ctx = mp.get_context("spawn")

@@ -74,36 +74,47 @@ def _compactness(unit: np.ndarray, labels: np.ndarray, k: int) -> dict[str, floa
             "clusters_of_2_or_more": len(sizes), "singletons": int(k - len(sizes))}
 
 
-def compare_modes(profiles_path: Path, index_dir: Path, k: int) -> None:
+def compare_modes(profiles_path: Path, index_dir: Path, k: int, max_blocks: tuple[int, ...] = (20_000, 4_000)) -> None:
+    """Exact linkage beside the scalable mode at each ``max_blocks`` (blocks of at most that many
+    neurons get exact linkage; at least the neuron count: one block, the exact tree)."""
     from sklearn.metrics import adjusted_rand_score
 
     from neurosearch.pipeline.linkage import cut_tree, linkage_tree, unit_rows
-    from neurosearch.pipeline.scalable_clusters import scalable_tree
+    from neurosearch.pipeline.scalable_clusters import ScalableSettings, scalable_tree
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from common import cpu_line
 
     unit = unit_rows(np.load(profiles_path))
     results = {}
-    for mode in ("exact", "scalable"):
+    blocks = {}
+    for mode in ("exact", *(f"scalable, blocks <= {m:,}" for m in max_blocks)):
         t0 = time.perf_counter()
-        z = linkage_tree(unit) if mode == "exact" else scalable_tree(unit)[0]
+        if mode == "exact":
+            z = linkage_tree(unit)
+        else:
+            size = max_blocks[len(results) - 1]
+            z, facts = scalable_tree(unit, ScalableSettings(max_block=size))
+            blocks[mode] = facts["blocks"]
         seconds = time.perf_counter() - t0
         labels = cut_tree(z, k)
         results[mode] = {"seconds": seconds, "labels": labels, **_compactness(unit, labels, k),
                          "p_at_10": _retrieval(unit, labels, k, index_dir)}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    exact, scalable = results["exact"], results["scalable"]
+    exact = results["exact"]
     concepts = sorted(exact["p_at_10"])
     print(f"CPU: {cpu_line()}")
     print(f"{unit.shape[0]:,} neurons x {unit.shape[1]:,} kept tokens from {profiles_path.name}, K={k}; "
-          f"peak RSS of both runs {peak:.2f} GB")
-    print(f"adjusted Rand index scalable vs exact: {adjusted_rand_score(exact['labels'], scalable['labels']):.3f}")
-    print(f"{'':24}{'exact':>10}{'scalable':>10}")
+          f"peak RSS of all runs {peak:.2f} GB")
+    names = list(results)
+    print("| | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    print("| blocks | - | " + " | ".join(str(blocks[n]) for n in names[1:]) + " |")
+    print("| adjusted Rand index vs exact | 1 | " + " | ".join(
+        f"{adjusted_rand_score(exact['labels'], results[n]['labels']):.3f}" for n in names[1:]) + " |")
     for key in ("seconds", "mean_within_distance", "mean_diameter", "clusters_of_2_or_more", "singletons"):
-        print(f"{key:24}{exact[key]:>10.3f}{scalable[key]:>10.3f}")
-    mean_e = np.mean([exact["p_at_10"][c] for c in concepts])
-    mean_s = np.mean([scalable["p_at_10"][c] for c in concepts])
-    print(f"{'top-1 cluster P@10':24}{mean_e:>10.3f}{mean_s:>10.3f}   ({len(concepts)} concepts)")
+        print(f"| {key} | " + " | ".join(f"{results[n][key]:.3f}" for n in names) + " |")
+    print(f"| top-1 cluster P@10 ({len(concepts)} concepts) | " + " | ".join(
+        f"{np.mean([results[n]['p_at_10'][c] for c in concepts]):.3f}" for n in names) + " |")
     for concept in concepts:
-        print(f"  {concept:22}{exact['p_at_10'][concept]:>10.1f}{scalable['p_at_10'][concept]:>10.1f}")
+        print(f"| {concept} | " + " | ".join(f"{results[n]['p_at_10'][concept]:.1f}" for n in names) + " |")

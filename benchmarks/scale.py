@@ -4,7 +4,7 @@
     python benchmarks/scale.py --models bert-base --max-docs 5000 --until stats --forward --out /tmp/scale
     python benchmarks/scale.py --models bert-base --out /tmp/scale   # on a GPU machine: the build uses it
 
-Weights do not matter for speed or memory, so the models are stand-ins: ``BertForMaskedLM`` of
+Weights do not matter for speed or memory, so the models (but ``minilm``, the real one) are stand-ins: ``BertForMaskedLM`` of
 bert-base's or bert-large's config with random weights (seed 0), saved once under ``OUT/models/``
 with MiniLM's tokenizer (the same uncased BERT vocabulary). Each build runs as its own process,
 ``neurosearch build`` as a user would type it (``--memory`` passed on), so start-up, tokenisation
@@ -42,8 +42,11 @@ STAGE_DIRS = {"stats": ("stats", "neurons"), "profiles": ("profiles",), "cluster
 """Top-level folders of an index by the stage that writes them (``format/layout.py``)."""
 
 
-def stand_in(name: str, root: Path) -> Path:
-    """A saved random model of ``name``'s shape with MiniLM's tokenizer (made once)."""
+def stand_in(name: str, root: Path) -> Path | str:
+    """A saved random model of ``name``'s shape with MiniLM's tokenizer (made once); ``minilm`` is
+    the real all-MiniLM-L6-v2."""
+    if name == "minilm":
+        return name
     directory = root / "models" / name
     if (directory / "config.json").is_file():
         return directory
@@ -67,7 +70,7 @@ def tree_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
-def build(model: Path, out: Path, args: argparse.Namespace) -> tuple[dict, float]:
+def build(model: Path | str, out: Path, args: argparse.Namespace) -> tuple[dict, float]:
     command = [str(Path(sys.executable).with_name("neurosearch")), "build", "--model", str(model), "--corpus", str(args.corpus),
                "--max-docs", str(args.max_docs), "--out", str(out), "--until", args.until, "--quiet",
                "--dtype", args.dtype, "--no-wordnet"]
@@ -97,7 +100,7 @@ with torch.inference_mode():
 """
 
 
-def forward(model: Path, args: argparse.Namespace) -> float:
+def forward(model: Path | str, args: argparse.Namespace) -> float:
     """Seconds of a whole process that loads the model, reads and windows the documents and runs
     the plain forward pass over the build's batches."""
     started = time.time()
@@ -125,8 +128,8 @@ def main() -> None:
     print(cpu_line())
     rows = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        if name not in CONFIGS:
-            raise SystemExit(f"unknown model {name!r} (choose from {', '.join(CONFIGS)})")
+        if name not in CONFIGS and name != "minilm":
+            raise SystemExit(f"unknown model {name!r} (choose from minilm, {', '.join(CONFIGS)})")
         model = stand_in(name, args.out)
         manifest, wall = build(model, args.out / f"index-{name}", args)
         index = args.out / f"index-{name}"
