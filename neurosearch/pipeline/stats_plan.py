@@ -57,9 +57,10 @@ def default_memory_gb() -> float:
 
 
 def working_bytes(model_bytes: int, batch_tokens: int, width: int, hidden: int) -> int:
-    """The model, one batch's activations (a few [tokens, width] and [tokens, hidden] float32
-    tensors alive at once) and :data:`BASE_BYTES`."""
-    return int(model_bytes + batch_tokens * 4 * (4 * width + 8 * hidden) + BASE_BYTES)
+    """The model and the half-size copies of its weights that bf16 autocast keeps while a batch
+    runs, one batch's activations (a few [tokens, width] and [tokens, hidden] float32 tensors alive
+    at once) and :data:`BASE_BYTES`."""
+    return int(1.5 * model_bytes + batch_tokens * 4 * (4 * width + 8 * hidden) + BASE_BYTES)
 
 
 def table_bytes(rows: int, shard_rows: int, width: int, layers: int, top_k: int) -> int:

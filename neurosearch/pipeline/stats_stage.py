@@ -157,7 +157,8 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
         else:
             total.load(checkpoint)
             reporter.log(f"stats: resuming after {shards_done} shard(s) ({total.documents} documents)")
-    advance = reporter.task(TASK, corpus.documents if corpus.documents >= 0 else None)
+    task = TASK if layers is None else f"statistics, layers {layers[0]}-{layers[1] - 1} (documents)"
+    advance = reporter.task(task, corpus.documents if corpus.documents >= 0 else None)
     advance(total.documents)
     documents = training_documents(build.corpus)  # held-out documents count, empty
     first = total.documents  # resume: skip what the checkpoint already holds
@@ -189,7 +190,7 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
             clock.wrote(time.time() - t0)
             written.update(count=written["count"] + 1, seconds=written["seconds"] + time.time() - t0)
             position["checkpointed"] = first
-    reporter.finish(TASK)
+    reporter.finish(task)
     if total.documents == 0:
         raise NeurosearchError(f"corpus {build.corpus.source} has no documents")
     shutil.rmtree(target, ignore_errors=True)

@@ -179,9 +179,24 @@ def read_arrays(directory: Path, mmap: bool) -> dict[str, Any]:
 
 
 def iter_row_blocks(token_sums: Any) -> Iterator[np.ndarray]:
-    """Blocks of ``BLOCK_ROWS`` rows of an in-memory, mapped or compressed ``token_sums``."""
+    """Blocks of ``BLOCK_ROWS`` rows of an in-memory, mapped or compressed ``token_sums``.
+
+    A memory-mapped table is read with plain reads from its file, not through the map: pages of a
+    map that were touched count in the reader's resident memory (a pass over a 5 GB table would
+    add 5 GB to it), pages read into the page cache do not."""
     if isinstance(token_sums, BlockRows):
         yield from token_sums.blocks()
+        return
+    if isinstance(token_sums, np.memmap) and token_sums.filename is not None and token_sums.ndim == 2 \
+            and token_sums.flags.c_contiguous:
+        rows, width = token_sums.shape
+        row_bytes = width * token_sums.dtype.itemsize
+        with open(token_sums.filename, "rb") as handle:
+            handle.seek(token_sums.offset)
+            for start in range(0, rows, BLOCK_ROWS):
+                count = min(BLOCK_ROWS, rows - start)
+                data = handle.read(count * row_bytes)
+                yield np.frombuffer(data, dtype=token_sums.dtype).reshape(count, width)
         return
     for start in range(0, len(token_sums), BLOCK_ROWS):
         yield np.asarray(token_sums[start : start + BLOCK_ROWS])

@@ -194,3 +194,15 @@ def test_the_first_checkpoint_waits_until_its_estimated_cost_is_its_share(monkey
     now[0] += 1.0
     assert clock.due(estimate=0.0)
     assert CheckpointClock(0.0).due(estimate=99.0)  # share 0: only the first shard
+
+
+def test_row_blocks_of_a_mapped_table_are_read_from_its_file(tmp_path: Path):
+    """Not through the map (its touched pages would count in the reader's memory): the same rows."""
+    from neurosearch.pipeline.stats_store import BLOCK_ROWS, iter_row_blocks
+
+    table = np.random.default_rng(0).random((2 * BLOCK_ROWS + 17, 13))
+    np.save(tmp_path / "sums.npy", table)
+    mapped = np.load(tmp_path / "sums.npy", mmap_mode="r")
+    blocks = list(iter_row_blocks(mapped))
+    assert [len(b) for b in blocks] == [BLOCK_ROWS, BLOCK_ROWS, 17]
+    np.testing.assert_array_equal(np.concatenate(blocks), table)
