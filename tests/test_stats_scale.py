@@ -213,3 +213,33 @@ def test_a_compressed_build_has_the_plain_builds_statistics_and_profiles(tiny_mo
         np.testing.assert_array_equal(getattr(plain, name), np.asarray(getattr(packed, name)), err_msg=name)
     assert (plain.documents, packed.documents) == (240, 240)
     np.testing.assert_array_equal(plain_profiles, packed_profiles)
+
+
+def test_the_numba_row_add_makes_the_numpy_adds_bits(tiny_model: Path, tiny_corpus: Path, monkeypatch):
+    """Shards added to a total (dense and counted rows) by the parallel numba kernel and by numpy's
+    fancy-indexed ``+=``: the same float64 sums, bit for bit."""
+    from neurosearch.pipeline import kernels
+
+    if kernels.fused_add_rows() is None:
+        pytest.skip("numba is not installed (the numpy path is the only one)")
+    loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
+    site = neuron_site(loaded.encoder, "ffn")
+    docs = tiny_corpus.read_text().splitlines()
+    config = StatsConfig(batch_tokens=256, top_k=5)
+    shards = [shard_statistics(loaded, site, docs[first : first + 80], first, config, 16) for first in (0, 80, 160)]
+    corpus_ids = np.unique(np.concatenate([s.seen_ids(s.seen_rows()) for s in shards]))
+    totals = {}
+    for path in ("numba", "numpy"):
+        with monkeypatch.context() as patch:
+            if path == "numpy":
+                patch.setattr(kernels, "fused_add_rows", lambda: None)
+            for rows in ("dense", "counted"):
+                total = StatsTotal(vocab_size(loaded), site.n_neurons, config.top_k,
+                                   None if rows == "dense" else corpus_ids)
+                for shard in shards:
+                    shard.add_to(total)
+                totals[path, rows] = total
+    for rows in ("dense", "counted"):
+        np.testing.assert_array_equal(totals["numba", rows].sums, totals["numpy", rows].sums)
+        assert totals["numba", rows].sums.any()
+    np.testing.assert_array_equal(totals["numba", "dense"].sums[corpus_ids], totals["numba", "counted"].sums)

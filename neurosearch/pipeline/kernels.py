@@ -157,3 +157,22 @@ def fused_pairs() -> Callable[..., None] | None:
     if numba is None or os.environ.get("NEUROSEARCH_NO_NUMBA"):
         return None
     return numba.njit(boundscheck=False, cache=True)(_pairs)
+
+
+def _add_rows(total: Any, total_rows: Any, start: int, source: Any, source_rows: Any) -> None:
+    for i in prange(total_rows.shape[0]):  # distinct total rows: no two threads write one row
+        t = total_rows[i]
+        s = source_rows[i]
+        for j in range(source.shape[1]):
+            total[t, start + j] += source[s, j]
+
+
+@lru_cache(maxsize=1)
+def fused_add_rows() -> Callable[..., None] | None:
+    """``add(total, total_rows, start, source, source_rows)``: ``total[total_rows[i], start + j] +=
+    source[source_rows[i], j]`` for every i and every column j of ``source`` (float64), in place,
+    rows in parallel (``total_rows`` must be distinct). The same additions as numpy's fancy-indexed
+    ``+=``, without its gathered copies. None without numba."""
+    if numba is None or os.environ.get("NEUROSEARCH_NO_NUMBA"):
+        return None
+    return numba.njit(parallel=True, boundscheck=False, cache=True)(_add_rows)

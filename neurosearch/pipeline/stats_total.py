@@ -78,10 +78,26 @@ class StatsTotal:
         self.windows += windows
 
     def add_accumulator(self, accumulator: Any) -> None:
-        """Add a :class:`~neurosearch.pipeline.stats.StatsAccumulator` (any device), layer by layer."""
+        """Add a :class:`~neurosearch.pipeline.stats.StatsAccumulator` (any device), layer by layer.
+
+        On the CPU with numba, each layer's table is added in place, row by row, in parallel
+        (:func:`~neurosearch.pipeline.kernels.fused_add_rows`): the same additions, without the
+        gathered copies of the numpy path."""
+        from neurosearch.pipeline.kernels import fused_add_rows
+
         rows = accumulator.seen_rows()
         n = self.n_neurons
-        self.add(accumulator.seen_ids(rows), accumulator.counts[rows].cpu().numpy(), accumulator.layer_blocks(rows),
+        ids = accumulator.seen_ids(rows)
+        kernel = fused_add_rows() if accumulator.device.type == "cpu" else None
+        blocks: Any = accumulator.layer_blocks(rows)
+        if kernel is not None:
+            total_rows = self._rows(np.asarray(ids, dtype=np.int64))
+            source_rows = rows.numpy().astype(np.int64)
+            width = accumulator.site.neurons_per_layer
+            for layer, table in enumerate(accumulator.sums):
+                kernel(self.sums, total_rows, layer * width, table.numpy(), source_rows)
+            blocks = ()  # added: add() does the rest
+        self.add(ids, accumulator.counts[rows].cpu().numpy(), blocks,
                  accumulator.sumsq.reshape(n).cpu().numpy(), accumulator.top_values.reshape(n, -1).cpu().numpy(),
                  accumulator.top_refs.reshape(n, -1, 3).cpu().numpy(), accumulator.documents, accumulator.windows)
 
