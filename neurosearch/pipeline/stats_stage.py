@@ -175,21 +175,23 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
 
     results = _shard_results(build, loaded, site, shards(documents, build.stats.shard_docs), first, reporter, ray,
                              on_batch, layers)
+    writer = _CheckpointWriter(out, identity, build.stats.compress, clock, written, position)
     number = shards_done
-    for count, add in results:  # not enumerate(): it keeps its last tuple, and so the shard, alive
-        number += 1
-        add(total)
-        del add  # the shard's tables: freed before the next shard's are made
-        first += count
-        advance(count - moved[0])  # what the batches did not show (all of it on Ray)
-        moved[0] = 0.0
-        position["done"] = first
-        if clock.due(estimate=total.seen().size * total.n_neurons * 8 / WRITE_BYTES_PER_SECOND):
-            t0 = time.time()
-            written["bytes"] = write_checkpoint(out, number, total, identity, build.stats.compress)
-            clock.wrote(time.time() - t0)
-            written.update(count=written["count"] + 1, seconds=written["seconds"] + time.time() - t0)
-            position["checkpointed"] = first
+    try:
+        for count, add in results:  # not enumerate(): it keeps its last tuple, and so the shard, alive
+            number += 1
+            writer.wait()  # the total must not change while a checkpoint of it is written
+            add(total)
+            del add  # the shard's tables: freed before the next shard's are made
+            first += count
+            advance(count - moved[0])  # what the batches did not show (all of it on Ray)
+            moved[0] = 0.0
+            position["done"] = first
+            if clock.due(estimate=total.seen().size * total.n_neurons * 8 / WRITE_BYTES_PER_SECOND):
+                writer.start(number, total, first)  # written while the next shard runs
+        writer.wait()
+    finally:
+        writer.wait(raise_error=False)
     reporter.finish(task)
     if total.documents == 0:
         raise NeurosearchError(f"corpus {build.corpus.source} has no documents")
@@ -205,6 +207,52 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
         total.save(tmp, build.stats.compress)
         tmp.rename(target)
     shutil.rmtree(root, ignore_errors=True)
+
+
+class _CheckpointWriter:
+    """Writes a checkpoint of the running total on a second thread, so that the next shard's
+    forward passes run meanwhile (the write is I/O and numpy, which release the interpreter lock);
+    :meth:`wait` returns when it is done, and the caller waits before the total changes again."""
+
+    def __init__(self, out: Path, identity: dict[str, Any], compress: str, clock: Any, written: dict[str, Any],
+                 position: dict[str, int]) -> None:
+        self.out, self.identity, self.compress = out, identity, compress
+        self.clock, self.written, self.position = clock, written, position
+        self.thread: Any = None
+        self.error: BaseException | None = None
+        self.done: dict[str, Any] = {}
+
+    def start(self, number: int, total: Any, documents: int) -> None:
+        import threading
+
+        from neurosearch.pipeline.stats_total import write_checkpoint
+
+        def run() -> None:
+            started = time.time()
+            try:
+                size = write_checkpoint(self.out, number, total, self.identity, self.compress)
+                self.done = {"bytes": size, "seconds": time.time() - started, "documents": documents}
+            except BaseException as exc:  # re-raised by wait() on the stage's thread
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="neurosearch-checkpoint", daemon=True)
+        self.thread.start()
+
+    def wait(self, raise_error: bool = True) -> None:
+        if self.thread is None:
+            return
+        self.thread.join()
+        self.thread = None
+        error, self.error = self.error, None
+        if error is not None:
+            if raise_error:
+                raise error
+            return
+        done = self.done
+        self.clock.wrote(done["seconds"])
+        self.written.update(bytes=done["bytes"], count=self.written["count"] + 1,
+                            seconds=self.written["seconds"] + done["seconds"])
+        self.position["checkpointed"] = done["documents"]
 
 
 def _shard_results(build: BuildConfig, loaded: Any, site: Any, documents: Iterator[list[str]], first: int,

@@ -206,3 +206,36 @@ def test_row_blocks_of_a_mapped_table_are_read_from_its_file(tmp_path: Path):
     blocks = list(iter_row_blocks(mapped))
     assert [len(b) for b in blocks] == [BLOCK_ROWS, BLOCK_ROWS, 17]
     np.testing.assert_array_equal(np.concatenate(blocks), table)
+
+
+def test_a_checkpoint_is_written_while_the_next_shard_runs_and_never_sees_the_total_change(
+        tiny_model: Path, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The write runs on a second thread during the next shard's forward passes; the total waits for it."""
+    import threading
+    import time
+
+    from neurosearch.pipeline import stats_total
+
+    real = stats_total.write_checkpoint
+    seen: list[tuple[int, int, bool]] = []
+
+    def slow(out, number, total, identity, compress):
+        before = (total.documents, float(total.sums.sum()))
+        time.sleep(0.3)  # the next shard runs meanwhile
+        size = real(out, number, total, identity, compress)
+        seen.append((before[0], total.documents, threading.current_thread() is not threading.main_thread()))
+        assert (total.documents, float(total.sums.sum())) == before, "the total changed while it was written"
+        return size
+
+    monkeypatch.setattr(stats_total, "write_checkpoint", slow)
+    config = _config(tiny_model, tiny_corpus, None)
+    config = BuildConfig(model=config.model, corpus=config.corpus, profiles=config.profiles,
+                         stats=StatsConfig(batch_tokens=256, shard_docs=70, checkpoint_share=1.0))
+    manifest = build_index(config, tmp_path / "index", until="stats")
+    assert len(seen) == manifest.stages["stats"]["checkpoints"] >= 1
+    assert all(on_thread for _, _, on_thread in seen)
+    reference = build_index(_config(tiny_model, tiny_corpus, None), tmp_path / "reference", until="stats")
+    assert reference.stages["stats"]["documents"] == manifest.stages["stats"]["documents"]
+    a, b = _stats(tmp_path / "reference"), _stats(tmp_path / "index")
+    for array in ARRAYS:
+        np.testing.assert_array_equal(getattr(a, array), getattr(b, array), err_msg=array)
