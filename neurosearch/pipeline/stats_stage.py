@@ -176,6 +176,7 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
     results = _shard_results(build, loaded, site, shards(documents, build.stats.shard_docs), first, reporter, ray,
                              on_batch, layers)
     writer = _CheckpointWriter(out, identity, build.stats.compress, clock, written, position)
+    started_at, pass_started = first, time.time()
     number = shards_done
     try:
         for count, add in results:  # not enumerate(): it keeps its last tuple, and so the shard, alive
@@ -187,7 +188,11 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
             advance(count - moved[0])  # what the batches did not show (all of it on Ray)
             moved[0] = 0.0
             position["done"] = first
-            if clock.due(estimate=total.seen().size * total.n_neurons * 8 / WRITE_BYTES_PER_SECOND):
+            done_here = first - started_at
+            left = corpus.documents - first if corpus.documents >= 0 else None
+            remaining = None if left is None or done_here <= 0 else left * (time.time() - pass_started) / done_here
+            if clock.due(estimate=total.seen().size * total.n_neurons * 8 / WRITE_BYTES_PER_SECOND,
+                         remaining=remaining):
                 writer.start(number, total, first)  # written while the next shard runs
         writer.wait()
     finally:

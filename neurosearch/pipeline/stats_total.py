@@ -164,17 +164,23 @@ class CheckpointClock:
     :data:`WRITE_BYTES_PER_SECOND`), so the first comes once the run has spent estimate / share
     seconds (the first shard of a run whose tables are small; later in a short run with large ones,
     which can end before any is due); after a checkpoint that took c seconds, the next waits until
-    c / share seconds have passed. With share 0 only the first shard is checkpointed."""
+    c / share seconds have passed, unless the run is expected to end before c / share seconds
+    more. With share 0 only the first shard is checkpointed."""
 
     def __init__(self, share: float):
         self.share = share
         self.cost: float | None = None
         self.since = time.time()
 
-    def due(self, estimate: float = 0.0) -> bool:
+    def due(self, estimate: float = 0.0, remaining: float | None = None) -> bool:
+        """Whether to write one now; ``remaining``: the run's expected seconds left (None: unknown).
+        A run expected to end before another checkpoint would be due skips it: what it would
+        protect is less than what it would cost."""
         if self.cost is None and self.share == 0:
             return True
         cost = estimate if self.cost is None else self.cost
+        if self.share > 0 and remaining is not None and remaining * self.share < cost:
+            return False
         return self.share > 0 and (time.time() - self.since) * self.share >= cost
 
     def wrote(self, seconds: float) -> None:

@@ -239,3 +239,12 @@ def test_a_checkpoint_is_written_while_the_next_shard_runs_and_never_sees_the_to
     a, b = _stats(tmp_path / "reference"), _stats(tmp_path / "index")
     for array in ARRAYS:
         np.testing.assert_array_equal(getattr(a, array), getattr(b, array), err_msg=array)
+
+
+def test_a_run_about_to_end_skips_the_checkpoint_it_would_not_pay_for():
+    from neurosearch.pipeline.stats_total import CheckpointClock
+
+    clock = CheckpointClock(0.05)
+    assert not clock.due(estimate=1.0, remaining=10.0)  # 10 s left x 5 % < 1 s of writing
+    assert clock.due(estimate=0.0, remaining=10.0)
+    assert CheckpointClock(0.0).due(estimate=1.0, remaining=1.0)  # share 0: the first shard, always
