@@ -11,7 +11,6 @@ Three sources:
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -52,23 +51,52 @@ def fasttext_embeddings(
 ) -> np.ndarray:
     """Train skip-gram fastText on word-piece streams; vectors of ``tokens`` [V, dim].
 
-    fastText trains with several threads, so two runs give slightly different vectors.
+    fastText trains with several threads, so two runs give slightly different vectors. It trains
+    in a child process: its C++ threads inherit the parent's state (in a long test run it failed
+    with "Encountered NaN" at every learning rate, never on its own), and a crash of theirs ends
+    only the child.
     """
-    try:
-        import fasttext
-    except ImportError:
+    import importlib.util
+    import json
+    import multiprocessing
+
+    if importlib.util.find_spec("fasttext") is None:
         raise NeurosearchError(
             "embeddings 'fasttext' need the fasttext package: pip install 'neurosearch[fasttext]'"
-        ) from None
-    handle, path = tempfile.mkstemp(suffix=".txt", dir=work_dir)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
+        )
+    with tempfile.TemporaryDirectory(dir=work_dir) as folder:
+        corpus, words, vectors, failure = (Path(folder) / name for name in
+                                           ("corpus.txt", "tokens.json", "vectors.npy", "error.txt"))
+        with open(corpus, "w", encoding="utf-8") as out:
             for pieces in word_piece_documents:
                 out.write(" ".join(pieces) + "\n")
-        model = _train_skipgram(fasttext, path, dim=dim, epochs=epochs, min_count=min_count)
-    finally:
-        os.unlink(path)
-    return np.stack([model.get_word_vector(token) for token in tokens]).astype(np.float32)
+        words.write_text(json.dumps(list(tokens)), encoding="utf-8")
+        child = multiprocessing.get_context("spawn").Process(
+            target=_train_in_child, args=(str(corpus), str(words), str(vectors), str(failure), dim, epochs, min_count))
+        child.start()
+        child.join()
+        if failure.exists():
+            raise NeurosearchError(failure.read_text(encoding="utf-8"))
+        if child.exitcode != 0 or not vectors.exists():
+            raise NeurosearchError(f"fastText training ended with exit code {child.exitcode}")
+        return np.load(vectors, allow_pickle=False)
+
+
+def _train_in_child(corpus: str, words: str, vectors: str, failure: str, dim: int, epochs: int,
+                    min_count: int) -> None:
+    """The child process of :func:`fasttext_embeddings`: vectors of the listed tokens to ``vectors``,
+    or a one-line reason to ``failure``."""
+    import json
+
+    import fasttext
+
+    try:
+        model = _train_skipgram(fasttext, corpus, dim=dim, epochs=epochs, min_count=min_count)
+    except NeurosearchError as exc:
+        Path(failure).write_text(str(exc), encoding="utf-8")
+        return
+    tokens = json.loads(Path(words).read_text(encoding="utf-8"))
+    np.save(vectors, np.stack([model.get_word_vector(token) for token in tokens]).astype(np.float32))
 
 
 FASTTEXT_LEARNING_RATE = 0.05

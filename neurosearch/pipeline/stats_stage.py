@@ -140,7 +140,7 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
     """One pass over the training documents (every layer, or ``layers``), checkpointed by time and
     resumed from the newest checkpoint of the same ``identity``; its statistics end in ``target``."""
     from neurosearch.pipeline.stats import vocab_size
-    from neurosearch.pipeline.stats_total import WRITE_BYTES_PER_SECOND, CheckpointClock, StatsTotal, write_checkpoint
+    from neurosearch.pipeline.stats_total import WRITE_BYTES_PER_SECOND, CheckpointClock, StatsTotal
 
     out, build, reporter = context.out, context.config, context.reporter
     corpus, position, ray = context.corpus, context.position, context.ray
