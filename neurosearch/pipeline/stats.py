@@ -33,6 +33,7 @@ from neurosearch.config import StatsConfig
 from neurosearch.corpus import Windows, make_windows
 from neurosearch.errors import NeurosearchError
 from neurosearch.model.loading import LoadedModel, NeuronHooks, NeuronSite
+from neurosearch.pipeline.stats_store import row_index
 
 
 
@@ -153,10 +154,7 @@ class StatsAccumulator:
         self.top_k = top_k
         self.device = torch.device(device)
         self.token_ids = None if token_ids is None else np.asarray(token_ids, dtype=np.int64)
-        self._row_of: np.ndarray | None = None
-        if self.token_ids is not None:  # vocabulary id -> compact table row (-1: not in the table)
-            self._row_of = np.full(vocab_size, -1, dtype=np.int64)
-            self._row_of[self.token_ids] = np.arange(len(self.token_ids))
+        self._row_of = row_index(vocab_size, self.token_ids)  # vocabulary id -> compact table row
         rows = (vocab_size if self.token_ids is None else len(self.token_ids)) + 1  # last: the torch path's
         # scratch row for special tokens and padding (never counted, never exported)
         width, layers = site.neurons_per_layer, site.n_layers

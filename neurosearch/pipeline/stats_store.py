@@ -49,6 +49,16 @@ def _zstd() -> Any:
     return zstandard
 
 
+def row_index(vocab_size: int, token_ids: np.ndarray | None) -> np.ndarray | None:
+    """Vocabulary id -> row of a compact table holding ``token_ids`` (-1: not in it); None for a
+    table with a row per vocabulary id."""
+    if token_ids is None:
+        return None
+    index = np.full(vocab_size, -1, dtype=np.int64)
+    index[token_ids] = np.arange(len(token_ids))
+    return index
+
+
 def shuffle_bytes(block: np.ndarray) -> bytes:
     """Byte planes of a float64 block: byte 0 of every value, then byte 1, ... (a lossless shuffle)."""
     return np.ascontiguousarray(block.view(np.uint8).reshape(-1, 8).T).tobytes()

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from neurosearch.pipeline.stats_store import BLOCK_ROWS, directory_bytes, iter_row_blocks, read_arrays, write_stats
+from neurosearch.pipeline.stats_store import BLOCK_ROWS, directory_bytes, iter_row_blocks, read_arrays, row_index, write_stats
 from neurosearch.format import layout
 from neurosearch.format.atomic import write_json_atomic
 
@@ -39,10 +39,7 @@ class StatsTotal:
         self.n_neurons = n_neurons
         self.top_k = top_k
         self.token_ids = None if token_ids is None else np.asarray(token_ids, dtype=np.int64)
-        self._row_of: np.ndarray | None = None
-        if self.token_ids is not None:
-            self._row_of = np.full(vocab_size, -1, dtype=np.int64)
-            self._row_of[self.token_ids] = np.arange(len(self.token_ids))
+        self._row_of = row_index(vocab_size, self.token_ids)
         rows = vocab_size if self.token_ids is None else len(self.token_ids)
         self.counts = np.zeros(rows, dtype=np.int64)
         self.sums = np.zeros((rows, n_neurons), dtype=np.float64)
