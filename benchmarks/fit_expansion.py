@@ -32,13 +32,13 @@ from neurosearch import Index  # noqa: E402
 from neurosearch.config import ExpansionConfig  # noqa: E402
 from neurosearch.index.concepts import FamilyIndex  # noqa: E402
 from neurosearch.index.query import ExpandedQuery, _head_word  # noqa: E402
-from neurosearch.index.semantic import FEATURES, expansion_of  # noqa: E402
+from neurosearch.index.semantic import FEATURES, LM_FEATURES, expansion_of  # noqa: E402
 
 
 class Concepts:
     """Each benchmark query as the concept ``find`` expands it, with its candidates' features."""
 
-    def __init__(self, index: Index):
+    def __init__(self, index: Index, lm=None):
         from neurosearch.model.sentences import sentence_vectors
 
         self.index = index
@@ -47,6 +47,22 @@ class Concepts:
         self.families = FamilyIndex(index.kept_tokens)
         self.kept_sentences = index.vocabulary.kept_sentences
         self.cache: dict[str, tuple] = {}
+        self.lm = PhraseEmbedder(language_model=lm) if lm is not None else None
+        """Scores membership as the build does with ``--lm`` (the index need not have been built with it)."""
+
+    def lm_scores(self, phrase: str):
+        """The language model's scores of the kept tokens for ``phrase`` (as the build stores them)."""
+        import numpy as np
+
+        from neurosearch.index.semantic import LMScores
+        from neurosearch.lm.membership import MembershipScorer, is_word
+
+        if not hasattr(self, "_scorer"):
+            self._scorer = MembershipScorer(self.lm._given_lm, list(self.index.kept_tokens))
+            self._words = np.asarray([is_word(t) for t in self.index.kept_tokens], dtype=bool)
+        scores = self._scorer.scores([phrase]).astype(np.float16).astype(np.float32)
+        return LMScores(scores, self._scorer.partial, self._words,
+                        self._scorer.baseline.astype(np.float16).astype(np.float32))
 
     def features(self, text: str):
         """(concept, candidates, features) of a query."""
@@ -59,7 +75,8 @@ class Concepts:
                 phrase = " ".join(text.lower().split())
                 word = _head_word(text)
                 head = index.vocabulary.concepts.key_of(word) if index.vocabulary.concepts is not None and word else None
-            self.cache[text] = phrase_features(index.vocabulary, phrase, self.embed(phrase), self.families, head)
+            lm = self.lm_scores(phrase) if self.lm is not None else None
+            self.cache[text] = phrase_features(index.vocabulary, phrase, self.embed(phrase), self.families, head, lm)
         return self.cache[text]
 
     def expanded(self, text: str, config: ExpansionConfig, model=None, extra=None) -> ExpandedQuery:
@@ -117,20 +134,34 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=ROOT / "index" / "default")
     parser.add_argument("--l2", type=float, default=1.0, help="L2 penalty (0.01, 1 and 10 measured alike on the tuning half)")
     parser.add_argument("--evaluate", action="store_true")
+    parser.add_argument("--lm", default=None, help="fit the model with a language model's features (LM_FEATURES) "
+                        "scored by this model ('local': the lm extra's Gemma 3 270M; a path; URL#MODEL)")
+    parser.add_argument("--test", action="store_true", help="with --evaluate, also the test half of general.json "
+                        "(run once, at the end: it is what the fitted model is judged on)")
     args = parser.parse_args()
     index = Index.load(args.index, embedder=PhraseEmbedder())  # what the CLI opens: phrases take the slow path
     general = load_concept_sets(ROOT / "benchmarks" / "concepts" / "general.json")
     tune = general["general-tune"]
-    concepts = Concepts(index)
+    lm = None
+    if args.lm is not None:
+        from neurosearch.lm import load_language_model
+
+        lm = load_language_model(args.lm)
+        print(f"language model: {lm.identity.key}")
+    concepts = Concepts(index, lm)
     coefficients, intercept = fit(concepts, tune, args.l2)
-    for name, value in zip(FEATURES, coefficients):
+    names = FEATURES + (LM_FEATURES if lm is not None else ())
+    for name, value in zip(names, coefficients):
         print(f"  {name:20s} {value:+.2f}")
     print(f"  {'intercept':20s} {intercept:+.2f}")
-    print("ExpansionConfig(coefficients=(" + ", ".join(f"{v:.2f}" for v in coefficients) + f"), intercept={intercept:.2f})")
+    field, at = ("lm_coefficients", "lm_intercept") if lm is not None else ("coefficients", "intercept")
+    print(f"ExpansionConfig({field}=(" + ", ".join(f"{v:.2f}" for v in coefficients) + f"), {at}={intercept:.2f})")
     if args.evaluate:
-        config = replace(ExpansionConfig(), coefficients=tuple(coefficients), intercept=intercept)
+        config = replace(ExpansionConfig(), **{field: tuple(coefficients), at: intercept})
         evaluator = Evaluator(index)
         sets = {"general-tune": tune}
+        if args.test:
+            sets["general-test"] = general["general-test"]
         for path in (ROOT.parent / "shared" / "concepts" / "dev.json", ROOT / "benchmarks" / "concepts" / "extra.json"):
             if path.exists():
                 sets.update(load_concept_sets(path))

@@ -307,27 +307,53 @@ class ContextConfig:
 @dataclass(frozen=True)
 class ExpansionConfig:
     """How the build weighs a concept's tokens (``index/semantic.py``): a logistic regression on the
-    features ``semantic.FEATURES``, fitted by ``benchmarks/fit_expansion.py`` on the tuning half of
+    features ``semantic.FEATURES`` (and ``LM_FEATURES`` when a language model scores membership),
+    fitted by ``benchmarks/fit_expansion.py`` on the tuning half of
     ``benchmarks/concepts/general.json`` (the test half and the other concept files were not used).
-    Its coefficients are fitted, not set by hand; changing them redoes only the search stage."""
+    Its coefficients are fitted, not set by hand; changing them redoes only the concept expansions."""
 
     coefficients: tuple[float, ...] = (-0.59, 0.52, 0.74, 0.55, 1.26, 0.24, -0.15, 2.40, 2.15, 2.99)
-    """One per feature of ``semantic.FEATURES``, in that order."""
+    """One per feature of ``semantic.FEATURES``, in that order: the model without a language model."""
     intercept: float = -7.74
+    lm_coefficients: tuple[float, ...] = (-0.96, 0.24, -0.05, 0.71, 1.16, 0.15, 0.68, 2.02, 1.83, 1.51, 0.77, 0.34, -1.70, 0.12)
+    """One per feature of ``FEATURES + LM_FEATURES``: the model when a language model scores membership."""
+    lm_intercept: float = 2.49
+    language_model: str = "none"
+    """Which language model scores membership (``lm/membership.py``; ``build --lm``): ``none``,
+    ``local`` (the default Gemma 3 270M of the ``lm`` extra), ``auto`` (``local`` when the extra is
+    installed, else none), or a spec for ``LMSpec.parse`` (a model directory, a ``.gguf`` file,
+    ``http://host:port/v1#model``). Every concept key is scored once at build time (about 0.07 s a
+    key for Gemma 3 270M on one CPU core: docs/language-model.md)."""
+    lm_pool: int = 30
+    """The kept tokens the language model scores highest that join a concept's candidates."""
     tokens_per_key: int = 64
     """The heaviest tokens stored per concept key (why 64: docs/decisions.md)."""
     min_weight: float = 0.01
     """Tokens less likely than this to be members are not stored."""
 
     def __post_init__(self) -> None:
-        from neurosearch.index.semantic_names import FEATURES
+        from neurosearch.index.semantic_names import FEATURES, LM_FEATURES
 
-        if len(self.coefficients) != len(FEATURES) or not all(map(_is_number, (*self.coefficients, self.intercept))):
-            raise ConfigError(f"ExpansionConfig needs {len(FEATURES)} numbers as coefficients ({', '.join(FEATURES)}) "
-                              f"and a number as intercept, got {self.coefficients!r}, {self.intercept!r}",
-                              option="coefficients")
+        for name, values, intercept, features in (("coefficients", self.coefficients, self.intercept, FEATURES),
+                                                  ("lm_coefficients", self.lm_coefficients, self.lm_intercept,
+                                                   FEATURES + LM_FEATURES)):
+            if (isinstance(values, (str, bytes)) or len(values) != len(features)
+                    or not all(map(_is_number, (*values, intercept)))):
+                raise ConfigError(f"ExpansionConfig needs {len(features)} numbers as {name} ({', '.join(features)}) "
+                                  f"and a number as its intercept, got {values!r}, {intercept!r}", option=name)
+        if not isinstance(self.language_model, str) or not self.language_model.strip():
+            raise ConfigError(f"language_model must be 'auto', 'none' or a model spec, got {self.language_model!r}",
+                              option="language_model")
+        check_int("lm_pool", self.lm_pool, 0)
         check_int("tokens_per_key", self.tokens_per_key, 1)
         check_float("min_weight", self.min_weight, 0.0, inclusive=True, maximum=1.0)
+
+    def weights(self, n_features: int) -> tuple[tuple[float, ...], float]:
+        """(coefficients, intercept) for feature rows of ``n_features`` columns: with or without the
+        language model's features."""
+        if n_features == len(self.lm_coefficients):
+            return self.lm_coefficients, self.lm_intercept
+        return self.coefficients, self.intercept
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from neurosearch.cli.common import IndexOption, RichReporter, fail, open_index, parse_ints
-from neurosearch.config import ClusterConfig, CorpusConfig, ProfileConfig, StatsConfig
+from neurosearch.config import ClusterConfig, CorpusConfig, ExpansionConfig, ProfileConfig, StatsConfig
 from neurosearch.format import layout
 
 
@@ -30,6 +30,7 @@ def build(
     paper: Annotated[bool, typer.Option("--paper", help="The paper's settings where the defaults differ: --site hidden --embeddings fasttext --refine (explicit flags still win).")] = False,
     mode: Annotated[str, typer.Option("--cluster-mode", help="exact (complete linkage over all pairs, the paper's) or scalable (kNN graph + communities + exact linkage inside; past 40k neurons).")] = ClusterConfig.mode,
     wordnet: Annotated[bool, typer.Option("--wordnet/--no-wordnet", help="Bake WordNet's concept members into the index when WordNet data is installed (see README).")] = True,
+    lm: Annotated[str, typer.Option("--lm", help="Language model that scores concept membership for the search stage: none, local (Gemma 3 270M from the lm extra), auto (local when installed), a model directory or .gguf, or http://HOST:PORT/v1#MODEL.")] = ExpansionConfig.language_model,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (auto uses bf16 only where it is fast).")] = "auto",
     batch_tokens: Annotated[int, typer.Option(help="Token budget of one forward batch.")] = StatsConfig.batch_tokens,
     shard_docs: Annotated[int, typer.Option(help="Documents per checkpointed shard.")] = StatsConfig.shard_docs,
@@ -68,6 +69,7 @@ def build(
         ),
         clusters=ClusterConfig(ks=ks, refine=refine, mode=mode),
         concepts=wordnet,
+        expansion=ExpansionConfig(language_model=lm),
     )
     with RichReporter(quiet) as reporter:
         manifest = build_index(config, out, until=until, force=force, reporter=reporter,

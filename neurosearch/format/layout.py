@@ -262,7 +262,11 @@ def figure_file(name: str) -> str:
     """Where ``neurosearch plot NAME`` draws without ``--out``."""
     return f"{FIGURES_DIR}/{name}.png"
 
-BUILD_DIRS = (STATS_DIR, CHECKPOINT_DIR, STATS_PARTS_DIR, "neurons", PROFILES_DIR, METHODS_DIR, SEARCH_DIR, CONTEXTS_DIR)
+LM_SCORES_DIR = "lm-scores"
+"""The search stage's language-model membership scores of every concept key, block by block
+(``pipeline/lm_scores.py``; a build intermediate, not shipped)."""
+BUILD_DIRS = (STATS_DIR, CHECKPOINT_DIR, STATS_PARTS_DIR, "neurons", PROFILES_DIR, METHODS_DIR, SEARCH_DIR, CONTEXTS_DIR,
+              LM_SCORES_DIR)
 """What ``build --force`` removes before it starts again (with the manifest)."""
 
 

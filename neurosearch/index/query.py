@@ -18,7 +18,7 @@ import bisect
 import itertools
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.manifest import IndexError_
@@ -87,9 +87,9 @@ class ExpansionTable:
         return [(int(t), float(w)) for t, w in zip(self.tokens[start:end], self.weights[start:end])]
 
 
-SlowPath = Callable[[str, "str | None"], "tuple[list[tuple[int, float]], float | None]"]
-"""(phrase, the key of its head word or None) -> (its expansion, seconds taken or None when kept from an earlier run); raises
-NeurosearchError when the model cannot be loaded."""
+SlowPath = Callable[[str, "str | None"], "tuple[Any, ...]"]
+"""(phrase, the key of its head word or None) -> (its expansion, seconds taken or None when kept from an earlier run[,
+notes to show]); raises NeurosearchError when the model cannot be loaded."""
 
 
 class QueryExpander:
@@ -152,10 +152,11 @@ class QueryExpander:
         head_key = self.concept_key(head) if head else None
         if self.slow is not None:
             try:
-                found, seconds = self.slow(text, head_key)
+                found, seconds, *said = self.slow(text, head_key)
                 how = f"{seconds:.1f} s" if seconds is not None else "kept from an earlier run"
                 notes.insert(0, f"'{text}' has no stored expansion: embedded it with the model (slow path, "
                                 f"{how})" + (f"; WordNet members of '{head_key}'" if head_key else ""))
+                notes[1:1] = [str(n) for n in (said[0] if said else [])]
                 return found
             except IndexError_:
                 raise  # a damaged index file is an error, not a reason to fall back

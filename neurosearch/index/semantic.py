@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from neurosearch.index.semantic_names import FEATURES
+from neurosearch.index.semantic_names import FEATURES, LM_FEATURES
 
 if TYPE_CHECKING:
     from typing import Callable
 
     from neurosearch.index.concepts import ConceptMember, ConceptTable, FamilyIndex
 
-__all__ = ["FEATURES", "Ancestors", "Concept", "candidate_features", "concept_of", "expandable_mask", "expansion_of",
+__all__ = ["FEATURES", "LM_FEATURES", "Ancestors", "LMScores", "Concept", "candidate_features", "concept_of", "expandable_mask", "expansion_of",
            "probabilities", "sense_evidence", "strongest"]
 
 CANDIDATES = 300
@@ -37,6 +37,28 @@ CANDIDATES = 300
 and the concept word's family)."""
 PROTOTYPE_TOKENS = 20
 EVIDENCE_MEMBERS = 5
+
+
+@dataclass
+class LMScores:
+    """A language model's membership scores (``lm/membership.py``) of every kept token, per concept."""
+
+    scores: np.ndarray
+    """Float [concepts, Vk]: log-probabilities, floored (``membership.FLOOR`` for non-words)."""
+    partial: np.ndarray
+    """Bool [Vk]: words of more than one model token."""
+    words: np.ndarray
+    """Bool [Vk]: the tokens the model was asked about (``membership.is_word``)."""
+    baseline: np.ndarray
+    """Float [Vk]: the same scores for a concept that says nothing (``membership.BASELINE``)."""
+
+    def features(self, row: int, candidates: np.ndarray) -> np.ndarray:
+        """The ``LM_FEATURES`` of the candidates for concept ``row`` ([C, 4] float64)."""
+        scores = self.scores[row].astype(np.float64)
+        asked = scores[self.words] if self.words.any() else scores
+        z = (scores[candidates] - asked.mean()) / (asked.std() + 1e-6)
+        pmi = scores[candidates] - self.baseline[candidates].astype(np.float64)
+        return np.stack([scores[candidates], pmi, z, self.partial[candidates].astype(np.float64)], axis=1)
 
 
 @dataclass
@@ -92,11 +114,15 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 
 def candidate_features(concepts: list[Concept], sentence_space: np.ndarray, input_space: np.ndarray,
-                       ancestors: Ancestors | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For each concept: (candidate kept-token indices, their feature matrix [C, len(FEATURES)]).
+                       ancestors: Ancestors | None = None, lm: LMScores | None = None,
+                       lm_pool: int = 30) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each concept: (candidate kept-token indices, their feature matrix [C, len(FEATURES)], or
+    [C, len(FEATURES) + len(LM_FEATURES)] with ``lm``).
 
     ``sentence_space`` and ``input_space`` hold the kept tokens' unit vectors (float32);
-    ``ancestors`` what WordNet says each is a kind of (None without WordNet: that feature is 0).
+    ``ancestors`` what WordNet says each is a kind of (None without WordNet: that feature is 0);
+    ``lm`` a language model's membership scores of every kept token for each concept (its
+    ``lm_pool`` best-scored tokens join the candidates).
     """
     queries = np.stack([c.sentence for c in concepts]).astype(np.float32)
     similarity = queries @ sentence_space.T
@@ -115,6 +141,8 @@ def candidate_features(concepts: list[Concept], sentence_space: np.ndarray, inpu
             pool.append(np.argpartition(-input_similarity[row], min(30, sim.size) - 1)[:30])
         pool.append(np.asarray(list(members), dtype=np.int64))
         pool.append(np.asarray(list(concept.family), dtype=np.int64))
+        if lm is not None and lm_pool > 0:
+            pool.append(np.argpartition(-lm.scores[row], min(lm_pool, sim.size) - 1)[:lm_pool])
         candidates = np.unique(np.concatenate(pool).astype(np.int64))
         head = sim[top]
         z = (sim[candidates] - head.mean()) / (head.std() + 1e-6)
@@ -130,6 +158,8 @@ def candidate_features(concepts: list[Concept], sentence_space: np.ndarray, inpu
                              member_protos[row, candidates], input_protos[row, candidates],
                              ancestors.similarity(concept.sentence, candidates) if ancestors is not None
                              else np.zeros(candidates.size)], axis=1)
+        if lm is not None:
+            features = np.hstack([features, lm.features(row, candidates)])
         out.append((candidates, features))
     return out
 
@@ -171,7 +201,7 @@ def expansion_of(concept: Concept, candidates: np.ndarray, features: np.ndarray,
     likeliest one, so that a neuron for the word does not outrank one for its members (red, blue,
     green: "colors"); a word WordNet lists no kinds of is searched as itself: its family shares a
     weight of 1 ("monday", "paris"). The family comes first, then the members by weight."""
-    weights = (model(features) if model is not None else probabilities(features, config.coefficients, config.intercept))
+    weights = (model(features) if model is not None else probabilities(features, *config.weights(features.shape[1])))
     weights = weights * allowed[candidates]
     own = [int(t) for t in concept.family if allowed[int(t)]]
     found = strongest(candidates, np.where(np.isin(candidates, own), 0.0, weights), config.tokens_per_key,

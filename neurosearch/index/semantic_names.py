@@ -24,3 +24,16 @@ weight of 1: ``semantic.expansion_of``) and a concept with sentence vector q:
   "valley" is a kind of "geological formation", which is close to "landforms", though "landforms"
   is no WordNet concept and "valley" is not near it in the sentence space.
 """
+
+LM_FEATURES = ("lm_logprob", "lm_pmi", "lm_z", "lm_partial")
+"""Features a language model adds (``lm/membership.py``), after :data:`FEATURES`, when the index
+was built with one:
+
+- ``lm_logprob``: log P(t's first model token | "Examples of <concept>:" after two few-shot lines),
+  floored at -30 (a token that is not a word has the floor);
+- ``lm_pmi``: that minus the same for a concept that says nothing ("things"): how much more likely
+  the concept makes t than a list of anything does (frequent words are likely in any list);
+- ``lm_z``: ``lm_logprob`` standardised over the concept's scores of every kept word;
+- ``lm_partial``: t has more than one model token, so its first token covers only a part of it
+  (a prefix many words share scores for all of them).
+"""

@@ -131,17 +131,19 @@ class Vocabulary:
         return Ancestors(self.files.npy(layout.ANCESTOR_SENTENCES).astype(np.float32),
                          self.files.npy(layout.ANCESTOR_ROWS))
 
-    def _embed_phrase(self, text: str, head: str | None) -> tuple[list[tuple[int, float]], float | None]:
-        """The slow path: a phrase without a stored expansion, embedded with the index's model, and
-        the seconds it took (None: the embedder had kept it from an earlier run, ``cached``)."""
+    def _embed_phrase(self, text: str, head: str | None) -> tuple[list[tuple[int, float]], float | None, list[str]]:
+        """The slow path: a phrase without a stored expansion, embedded with the index's model, the
+        seconds it took (None: the embedder had kept it from an earlier run, ``cached``) and what
+        the embedder noted (its language model: used, or why not)."""
         import time
 
         cached = getattr(self.embedder, "cached", None)
         found = cached(self, text, head) if cached is not None else None
         if found is not None:
-            return list(found), None
+            return list(found), None, list(getattr(self.embedder, "notes", []))
         started = time.time()
-        return self.embedder(self, text, head), time.time() - started
+        found = self.embedder(self, text, head)
+        return found, time.time() - started, list(getattr(self.embedder, "notes", []))
 
     # -- tokenising and expanding queries ----------------------------------------------------------------
     @cached_property

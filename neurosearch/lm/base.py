@@ -20,7 +20,7 @@ estimate with ``exact=False``; ``remote.py`` says how it estimates.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from neurosearch.errors import NeurosearchError
 
@@ -84,6 +84,12 @@ class LanguageModel(Protocol):
     def next_token_logprobs_many(self, prompts: Sequence[str], candidates: Sequence[str]) -> list[list[Scored]]:
         """:meth:`next_token_logprobs` of the same candidates after each of several prompts."""
 
+    def first_token_table(self, prompts: Sequence[str], candidates: Sequence[str]) -> tuple[Any, Any]:
+        """:meth:`next_token_logprobs_many` as arrays, for many prompts and candidates at once: a
+        float32 array [prompts, candidates] of first-token log-probabilities and an int array
+        [candidates] of token counts. The candidates are tokenised once, after the first prompt:
+        callers give prompts that end alike (so the tokens after each are the same)."""
+
     def continuation_logprobs(self, prompt: str, continuations: Sequence[str]) -> list[Scored]:
         """Each continuation's summed log-probability after ``prompt`` (see the module docstring)."""
 
@@ -121,6 +127,17 @@ class Identified:
     def next_token_logprobs_many(self, prompts: Sequence[str], candidates: Sequence[str]) -> list[list[Scored]]:
         """:meth:`next_token_logprobs` of the same candidates after each of several prompts."""
         return [self.next_token_logprobs(prompt, candidates) for prompt in prompts]  # type: ignore[attr-defined]
+
+    def first_token_table(self, prompts: Sequence[str], candidates: Sequence[str]) -> tuple[Any, Any]:
+        """:meth:`LanguageModel.first_token_table` from :meth:`next_token_logprobs_many`."""
+        import numpy as np
+
+        prompts, candidates = list(prompts), list(candidates)
+        rows = self.next_token_logprobs_many(prompts, candidates) if prompts else []
+        table = np.asarray([[s.logprob for s in row] for row in rows], dtype=np.float32).reshape(len(prompts), len(candidates))
+        first = rows[0] if rows else []
+        tokens = np.asarray([s.tokens if s.tokens is not None else 1 for s in first] or [1] * len(candidates), dtype=np.int32)
+        return table, tokens
 
     @property
     def identity(self) -> ModelIdentity:

@@ -137,32 +137,51 @@ class TransformersLM(Identified):
         distribution = self.next_token_distribution(prompt).tolist()
         return [Scored(c, distribution[t[0]], len(t)) for c, t in zip(candidates, tokens)]
 
+    def _last_logprobs(self, prompts: list[str]) -> Any:
+        """log-softmax of the next token after each prompt (a float32 tensor [prompts, vocabulary]),
+        ``batch_size`` prompts per forward pass: the output layer runs at each prompt's last token only."""
+        import torch
+
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        rows = [self._prompt_ids(p) for p in prompts]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+        with torch.inference_mode():
+            hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+            last = hidden[torch.arange(len(rows)), torch.tensor([len(r) - 1 for r in rows])]
+            logits = self.model.get_output_embeddings()(last).float()
+            if cap is not None:
+                logits = torch.tanh(logits / cap) * cap
+            return torch.log_softmax(logits, dim=-1)
+
     def next_token_logprobs_many(self, prompts: Sequence[str], candidates: Sequence[str]) -> list[list[Scored]]:
         """:meth:`next_token_logprobs` after each of several prompts, ``batch_size`` prompts per forward
         pass: the output layer runs at each prompt's last token only."""
-        import torch
-
         prompts, candidates = list(prompts), list(candidates)
         found: list[list[Scored]] = []
-        cap = getattr(self.model.config, "final_logit_softcapping", None)
         for start in range(0, len(prompts), self.batch_size):
             batch = prompts[start:start + self.batch_size]
-            rows = [self._prompt_ids(p) for p in batch]
-            width = max(len(r) for r in rows)
-            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
-            with torch.inference_mode():
-                hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-                last = hidden[torch.arange(len(rows)), torch.tensor([len(r) - 1 for r in rows])]
-                logits = self.model.get_output_embeddings()(last).float()
-                if cap is not None:
-                    logits = torch.tanh(logits / cap) * cap
-                logprobs = torch.log_softmax(logits, dim=-1)
-            for prompt, row in zip(batch, logprobs):
+            for prompt, row in zip(batch, self._last_logprobs(batch)):
                 tokens = self.continuation_tokens(prompt, candidates)
                 found.append([Scored(c, float(row[t[0]]), len(t)) for c, t in zip(candidates, tokens)])
         return found
+
+    def first_token_table(self, prompts: Sequence[str], candidates: Sequence[str]) -> tuple[Any, Any]:
+        """:meth:`LanguageModel.first_token_table`: candidates tokenised once (after the first prompt),
+        ``batch_size`` prompts per forward pass, one column gather per batch."""
+        import numpy as np
+        import torch
+
+        prompts, candidates = list(prompts), list(candidates)
+        table = np.zeros((len(prompts), len(candidates)), dtype=np.float32)
+        tokens = self.continuation_tokens(prompts[0], candidates) if prompts and candidates else [[0]] * len(candidates)
+        first = torch.tensor([t[0] for t in tokens], dtype=torch.long, device=self.device)
+        for start in range(0, len(prompts) if candidates else 0, self.batch_size):
+            batch = prompts[start:start + self.batch_size]
+            table[start:start + len(batch)] = self._last_logprobs(batch)[:, first].cpu().numpy()
+        return table, np.asarray([len(t) for t in tokens], dtype=np.int32)
 
     def continuation_logprobs(self, prompt: str, continuations: Sequence[str]) -> list[Scored]:
         continuations = list(continuations)

@@ -24,7 +24,7 @@ from neurosearch.errors import NeurosearchError
 CACHED_PHRASES = 2000
 """Most phrases kept per index (later ones are computed every time)."""
 _EXPANSION_CODE = ("index/semantic.py", "index/semantic_names.py", "index/concepts.py", "index/query.py", "words.py",
-                   "model/phrases.py", "model/sentences.py")
+                   "model/phrases.py", "model/sentences.py", "lm/membership.py")
 """The modules whose source decides a phrase's expansion (with the index's files)."""
 
 
@@ -34,11 +34,15 @@ class PhraseEmbedder:
     and the kept tokens' families it loaded, per index folder, and the expansions it computed in
     ``cache_dir`` when given (:meth:`cached` reads them)."""
 
-    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None, language_model: Any = None) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._code: str | None = None  # digest of the expansion code's source (cache_file)
         self._models: dict[Any, Any] = {}
         self._families: dict[Any, Any] = {}
+        self._lms: dict[str, Any] = {}  # identity key -> MembershipScorer (or the reason it is unavailable)
+        self._given_lm = language_model
+        self.notes: list[str] = []
+        """What the last call said about the language model (used, or why not)."""
 
     def __call__(self, vocabulary: Any, text: str, head: str | None) -> list[tuple[int, float]]:
         try:
@@ -46,6 +50,68 @@ class PhraseEmbedder:
         except (OSError, RuntimeError, ValueError, MemoryError) as exc:  # torch and the weights' own errors
             raise NeurosearchError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
         self._keep(vocabulary, text, head, found)
+        return found
+
+    # -- the language model the index's expansions were scored with ------------------------------------
+    @staticmethod
+    def index_lm(vocabulary: Any) -> dict[str, Any] | None:
+        """What the build recorded of its membership language model (``spec``, ``identity``), or None."""
+        from neurosearch.format import layout
+
+        record = vocabulary.files.json(layout.EXPANSION_KEYS).get("language_model")
+        return record if isinstance(record, dict) and record.get("identity") else None
+
+    def _lm_key(self, vocabulary: Any) -> str:
+        """The identity of the language model a phrase of this index is scored with now, or '' when
+        the index has none or it cannot be had here (:meth:`_lm_notes` says why)."""
+        record = self.index_lm(vocabulary)
+        if record is None:
+            return ""
+        identity = str(record["identity"])
+        if identity not in self._lms:
+            self._lms[identity] = self._find_lm(record)
+        return "" if isinstance(self._lms[identity], str) else identity
+
+    def _lm_notes(self, vocabulary: Any) -> list[str]:
+        """What to tell about the language model of a phrase of this index: used, or why not."""
+        key = self._lm_key(vocabulary)
+        if key:
+            return [f"membership scored by {key}"]
+        record = self.index_lm(vocabulary)
+        return [self._lms[str(record["identity"])]] if record is not None else []
+
+    def _find_lm(self, record: dict[str, Any]) -> Any:
+        """The index's language model (not loaded yet: ``_scorer``), or why it cannot be used."""
+        from neurosearch.lm import LMError, identify
+
+        given = self._given_lm
+        if given is not None:
+            return given if given.identity.key == record["identity"] else (
+                f"the index's expansions were scored by {record['identity']}, not {given.identity.key}: "
+                "this phrase is scored without a language model")
+        try:
+            from neurosearch.lm import LMSpec
+
+            spec = LMSpec.parse(record.get("spec"))
+            if spec.kind == "local" and spec.path is None:
+                from neurosearch.lm.files import GEMMA_PACKAGE, require_extra
+
+                require_extra([GEMMA_PACKAGE], "scoring a phrase like the index's keys")
+            if identify(spec).key != record["identity"]:
+                raise LMError(f"{record.get('spec')} is not the model the index was built with ({record['identity']})")
+        except (LMError, NeurosearchError) as exc:
+            return f"language model not used for this phrase: {str(exc).splitlines()[0]}"
+        return spec
+
+    def _scorer(self, vocabulary: Any, identity: str) -> Any:
+        from neurosearch.lm.membership import MembershipScorer
+
+        found = self._lms[identity]
+        if not isinstance(found, MembershipScorer):
+            from neurosearch.lm import LanguageModel, load_language_model
+
+            lm = found if isinstance(found, LanguageModel) else load_language_model(found)
+            found = self._lms[identity] = MembershipScorer(lm, list(vocabulary.kept_tokens))
         return found
 
     # -- the cache ---------------------------------------------------------------------------------
@@ -66,9 +132,9 @@ class PhraseEmbedder:
             self._code = code.hexdigest()[:16]
         return self.cache_dir / f"phrases-{index_identity(vocabulary.files.manifest.files)}-{self._code}.json"
 
-    @staticmethod
-    def _entry(text: str, head: str | None) -> str:
-        return f"{head or ''}\t{' '.join(text.lower().split())}"
+    def _entry(self, vocabulary: Any, text: str, head: str | None) -> str:
+        lm = self._lm_key(vocabulary)
+        return f"{head or ''}\t{' '.join(text.lower().split())}" + (f"\t{lm}" if lm else "")
 
     def cached(self, vocabulary: Any, text: str, head: str | None) -> list[tuple[int, float]] | None:
         """The expansion this embedder (or an earlier run) computed for the phrase, if kept."""
@@ -77,7 +143,8 @@ class PhraseEmbedder:
         path = self.cache_file(vocabulary)
         if path is None:
             return None
-        found = read_cache(path).get(self._entry(text, head))
+        self.notes = self._lm_notes(vocabulary)
+        found = read_cache(path).get(self._entry(vocabulary, text, head))
         n = len(vocabulary.kept_tokens)
         try:
             pairs = [(int(t), float(w)) for t, w in found] if isinstance(found, list) else None
@@ -91,7 +158,7 @@ class PhraseEmbedder:
         from neurosearch.format.store import lock_path, put_in_cache
 
         path = self.cache_file(vocabulary)
-        if path is None or not put_in_cache(path, self._entry(text, head),
+        if path is None or not put_in_cache(path, self._entry(vocabulary, text, head),
                                             [[int(t), round(float(w), 6)] for t, w in found], CACHED_PHRASES):
             return
         identity = path.name.rsplit("-", 1)[0]  # phrases-<index files>: the same index, other code
@@ -125,27 +192,55 @@ class PhraseEmbedder:
             self._families[key] = FamilyIndex(vocabulary.kept_tokens)
         phrase = " ".join(text.lower().split())
         vector = sentence_vectors(self.model(vocabulary), [phrase])[0]
-        return expand_phrase(vocabulary, phrase, vector, self._families[key], head)
+        self.notes = self._lm_notes(vocabulary)
+        scores = self.lm_scores(vocabulary, phrase) if self._lm_key(vocabulary) else None
+        return expand_phrase(vocabulary, phrase, vector, self._families[key], head, scores)
+
+    def lm_scores(self, vocabulary: Any, phrase: str) -> Any:
+        """The index's language model's membership scores of the kept tokens for ``phrase``
+        (``semantic.LMScores``, rounded through float16 as the build stores them), or None when the
+        index has none or it cannot be had here."""
+        import numpy as np
+
+        from neurosearch.index.semantic import LMScores
+        from neurosearch.lm.membership import is_word
+
+        lm_key = self._lm_key(vocabulary)
+        if not lm_key:
+            return None
+        scorer = self._scorer(vocabulary, lm_key)
+        scores = scorer.scores([phrase]).astype(np.float16).astype(np.float32)
+        return LMScores(scores, scorer.partial, np.asarray([is_word(t) for t in vocabulary.kept_tokens], dtype=bool),
+                        scorer.baseline.astype(np.float16).astype(np.float32))
 
 
-def phrase_features(vocabulary: Any, phrase: str, vector: Any, families: Any, head: str | None) -> tuple[Any, Any, Any]:
+def phrase_features(vocabulary: Any, phrase: str, vector: Any, families: Any, head: str | None,
+                    lm: Any = None) -> tuple[Any, Any, Any]:
     """(the concept, its candidate tokens, their features) of a phrase with sentence vector ``vector``
-    (``semantic.candidate_features``); its WordNet members are ``head``'s."""
+    (``semantic.candidate_features``); its WordNet members are ``head``'s; ``lm``: a language
+    model's membership scores of the kept tokens for it (``semantic.LMScores``), or None."""
     from neurosearch.index.semantic import candidate_features, concept_of
 
     concept = concept_of(phrase, vector, lambda word: vocabulary.word_vector(vocabulary.pieces(word)), families,
                          vocabulary.concepts, head=head)
     (candidates, features), = candidate_features([concept], vocabulary.kept_sentences, vocabulary.kept_space,
-                                                 vocabulary.ancestors)
+                                                 vocabulary.ancestors, lm, expansion_config(vocabulary).lm_pool)
     return concept, candidates, features
 
 
-def expand_phrase(vocabulary: Any, phrase: str, vector: Any, families: Any, head: str | None) -> list[tuple[int, float]]:
-    """The expansion of a phrase with sentence vector ``vector``, scored like the build's keys."""
+def expansion_config(vocabulary: Any) -> Any:
+    """The ``ExpansionConfig`` the index's keys were expanded with."""
     from neurosearch.config import ExpansionConfig, from_dict
     from neurosearch.format import layout
+
+    return from_dict(ExpansionConfig, vocabulary.files.json(layout.EXPANSION_KEYS)["config"])
+
+
+def expand_phrase(vocabulary: Any, phrase: str, vector: Any, families: Any, head: str | None,
+                  lm: Any = None) -> list[tuple[int, float]]:
+    """The expansion of a phrase with sentence vector ``vector``, scored like the build's keys (with
+    the language model's features when ``lm`` holds its scores)."""
     from neurosearch.index.semantic import expansion_of
 
-    concept, candidates, features = phrase_features(vocabulary, phrase, vector, families, head)
-    config = from_dict(ExpansionConfig, vocabulary.files.json(layout.EXPANSION_KEYS)["config"])
-    return expansion_of(concept, candidates, features, config, vocabulary.expandable_mask)
+    concept, candidates, features = phrase_features(vocabulary, phrase, vector, families, head, lm)
+    return expansion_of(concept, candidates, features, expansion_config(vocabulary), vocabulary.expandable_mask)

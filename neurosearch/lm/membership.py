@@ -1,0 +1,93 @@
+"""How likely a language model finds each of an index's kept tokens as a member of a concept.
+
+One forward pass per concept of a few-shot prompt (:data:`PROMPT`: "Examples of fruits: apple,
+banana, ...\\nExamples of {concept}:"); a token's score is the log-probability of its first model
+token at the list's start (``LanguageModel.first_token_table``). A word the first token does not
+cover ("raphael" starts with a token many words share) is marked ``partial``, so that the fitted
+expansion model (``index/semantic.py``) can weigh its score down. Tokens that are not words (word
+pieces, numbers, punctuation) get :data:`FLOOR`.
+
+The encoder an index is built from knows which words occur in similar contexts; a causal LM knows
+what belongs to a category ("google" is a tech company). ``pipeline/semantic.py`` scores every
+concept key at build time (so ``find`` stays torch-free for them); ``model/phrases.py`` a novel
+phrase at query time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from neurosearch.lm.base import LanguageModel
+
+PROMPT = ("Examples of fruits: apple, banana, cherry, grape\n"
+          "Examples of tools: hammer, saw, wrench, drill\n"
+          "Examples of {concept}:")
+"""The few-shot prompt; candidates follow it with a leading space. It ends with ':' whatever the
+concept, so a candidate's tokens after it are the same for every concept (tokenised once)."""
+BASELINE = "things"
+"""The concept of the baseline scores: a list of anything (``semantic.LMScores.baseline``)."""
+FLOOR = -30.0
+"""The score of a token that is not a word, and the lowest score kept."""
+
+
+def is_word(token: str) -> bool:
+    """A kept token the language model is asked about: alphabetic, not a word piece."""
+    return token.isalpha()
+
+
+@dataclass
+class MembershipScorer:
+    """Scores concepts against fixed candidate tokens (an index's kept tokens) with one LM."""
+
+    lm: "LanguageModel"
+    tokens: list[str]
+    """The kept tokens, in the index's order."""
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        self._words = np.asarray([i for i, t in enumerate(self.tokens) if is_word(t)], dtype=np.int64)
+        self._partial: "np.ndarray | None" = None
+
+    @property
+    def identity(self) -> str:
+        """The model's identity key (``ModelIdentity.key``): what a stored score names."""
+        return self.lm.identity.key
+
+    @property
+    def baseline(self) -> "np.ndarray":
+        """Float32 [kept]: :meth:`scores` of :data:`BASELINE` (computed once)."""
+        if getattr(self, "_baseline", None) is None:
+            self._baseline = self.scores([BASELINE])[0]
+        return self._baseline
+
+    @property
+    def partial(self) -> "np.ndarray":
+        """Bool [kept]: words of more than one model token (known after the first :meth:`scores`)."""
+        import numpy as np
+
+        if self._partial is None:
+            self.scores([])
+        return self._partial if self._partial is not None else np.zeros(len(self.tokens), dtype=bool)
+
+    def scores(self, concepts: Sequence[str]) -> "np.ndarray":
+        """Float32 [concepts, kept]: each kept token's first-token log-probability as a member of
+        each concept (:data:`FLOOR` for tokens that are not words, and at least that for words)."""
+        import numpy as np
+
+        prompts = [PROMPT.format(concept=" ".join(c.split())) for c in concepts]
+        candidates = [" " + self.tokens[i] for i in self._words]
+        if self._partial is None:
+            _, counts = self.lm.first_token_table([PROMPT.format(concept=BASELINE)], candidates)
+            partial = np.zeros(len(self.tokens), dtype=bool)
+            partial[self._words] = np.asarray(counts) > 1
+            self._partial = partial
+        out = np.full((len(prompts), len(self.tokens)), FLOOR, dtype=np.float32)
+        if prompts and len(candidates):
+            table, _ = self.lm.first_token_table(prompts, candidates)
+            out[:, self._words] = np.maximum(np.asarray(table, dtype=np.float32), FLOOR)
+        return out
