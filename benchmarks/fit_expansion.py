@@ -62,7 +62,7 @@ class Concepts:
             self._words = np.asarray([is_word(t) for t in self.index.kept_tokens], dtype=bool)
         scores = self._scorer.scores([phrase]).astype(np.float16).astype(np.float32)
         return LMScores(scores, self._scorer.partial, self._words,
-                        self._scorer.baseline.astype(np.float16).astype(np.float32))
+                        self._scorer.baseline.astype(np.float16).astype(np.float32), list(self.index.kept_tokens))
 
     def features(self, text: str):
         """(concept, candidates, features) of a query."""

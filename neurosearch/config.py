@@ -315,9 +315,9 @@ class ExpansionConfig:
     coefficients: tuple[float, ...] = (-0.59, 0.52, 0.74, 0.55, 1.26, 0.24, -0.15, 2.40, 2.15, 2.99)
     """One per feature of ``semantic.FEATURES``, in that order: the model without a language model."""
     intercept: float = -7.74
-    lm_coefficients: tuple[float, ...] = (-0.96, 0.24, -0.05, 0.71, 1.16, 0.15, 0.68, 2.02, 1.83, 1.51, 0.77, 0.34, -1.70, 0.12)
+    lm_coefficients: tuple[float, ...] = (-0.98, 0.26, -0.02, 0.64, 1.16, 0.15, 0.67, 2.03, 1.82, 1.50, 0.78, 0.34, -1.73, 0.12)
     """One per feature of ``FEATURES + LM_FEATURES``: the model when a language model scores membership."""
-    lm_intercept: float = 2.49
+    lm_intercept: float = 2.63
     language_model: str = "none"
     """Which language model scores membership (``lm/membership.py``; ``build --lm``): ``none``,
     ``local`` (the default Gemma 3 270M of the ``lm`` extra), ``auto`` (``local`` when the extra is

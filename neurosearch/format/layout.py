@@ -293,6 +293,7 @@ def files() -> list[tuple[str, str]]:
         *((f"{STATS_DIR}/{name}", "stats") for name in (STATS_LAYOUT, STATS_COMPRESSED_SUMS, STATS_COMPRESSED_BLOCKS)),
         (f"{checkpoint_dir('<n>')}/", "stats"),
         (f"{stats_part_dir('<a>', '<b>')}/", "stats"),
+        (f"{LM_SCORES_DIR}/", "search"),
         *((path, "stats") for path in (NEURON_MEAN, NEURON_STD, NEURON_TOP_VALUES, NEURON_TOP_REFS)),
         *((path, "profiles") for path in (TOKENS, TOKENIZER, TOKEN_SPACE, TOKEN_SPACE_SCALE, NEIGHBOURS,
                                          NEIGHBOUR_SIMILARITY, profiles_file(method),

@@ -51,14 +51,30 @@ class LMScores:
     """Bool [Vk]: the tokens the model was asked about (``membership.is_word``)."""
     baseline: np.ndarray
     """Float [Vk]: the same scores for a concept that says nothing (``membership.BASELINE``)."""
+    tokens: Sequence[str] = ()
+    """The kept tokens (for :meth:`features`' copy guard)."""
 
-    def features(self, row: int, candidates: np.ndarray) -> np.ndarray:
-        """The ``LM_FEATURES`` of the candidates for concept ``row`` ([C, 4] float64)."""
+    def features(self, row: int, candidates: np.ndarray, words: Sequence[str] = ()) -> np.ndarray:
+        """The ``LM_FEATURES`` of the candidates for concept ``row`` ([C, 4] float64). A candidate
+        that is a part of one of the concept's own ``words`` but not the word ("q" of "qqqz", "euro"
+        of "european") gets its baseline score, as if the concept had said nothing about it: a
+        language model continuing a list after the concept's name copies pieces of the name, which
+        is no evidence of membership."""
         scores = self.scores[row].astype(np.float64)
         asked = scores[self.words] if self.words.any() else scores
+        if words and len(self.tokens):
+            copied = [i for i, t in enumerate(candidates) if _piece_of(self.tokens[int(t)], words)]
+            if copied:
+                scores = scores.copy()
+                scores[candidates[copied]] = self.baseline[candidates[copied]]
         z = (scores[candidates] - asked.mean()) / (asked.std() + 1e-6)
         pmi = scores[candidates] - self.baseline[candidates].astype(np.float64)
         return np.stack([scores[candidates], pmi, z, self.partial[candidates].astype(np.float64)], axis=1)
+
+
+def _piece_of(token: str, words: Sequence[str]) -> bool:
+    """``token`` occurs inside one of ``words`` without being that word."""
+    return any(token != word and token in word for word in words)
 
 
 @dataclass
@@ -91,6 +107,8 @@ class Concept:
     """Kept-token indices of the concept word's own forms."""
     members: Sequence["ConceptMember"] = field(default_factory=list)
     """WordNet members (depth 0 entries are the concept's own lemmas and are not members)."""
+    words: Sequence[str] = ()
+    """The concept's own words (lower case), as written in the query or key."""
 
 
 def expandable_mask(kept_tokens: Sequence[str]) -> np.ndarray:
@@ -159,7 +177,7 @@ def candidate_features(concepts: list[Concept], sentence_space: np.ndarray, inpu
                              ancestors.similarity(concept.sentence, candidates) if ancestors is not None
                              else np.zeros(candidates.size)], axis=1)
         if lm is not None:
-            features = np.hstack([features, lm.features(row, candidates)])
+            features = np.hstack([features, lm.features(row, candidates, concept.words)])
         out.append((candidates, features))
     return out
 
@@ -233,4 +251,5 @@ def concept_of(text: str, sentence: np.ndarray, word_vector: "Callable[[str], np
         norm = float(np.linalg.norm(total))
         total = total / norm if norm > 0 else None
     members = table.entries(head or text) if table is not None else []
-    return Concept(sentence=sentence, input=total, family=families.family(words), members=members)
+    return Concept(sentence=sentence, input=total, family=families.family(words), members=members,
+                   words=tuple(w.lower() for w in text.split()))

@@ -25,6 +25,10 @@ weight of 1: ``semantic.expansion_of``) and a concept with sentence vector q:
   is no WordNet concept and "valley" is not near it in the sentence space.
 """
 
+LM_FLOOR = -30.0
+"""The lowest membership score a language model gives (``lm/membership.py``), and the score of a
+token that is not a word."""
+
 LM_FEATURES = ("lm_logprob", "lm_pmi", "lm_z", "lm_partial")
 """Features a language model adds (``lm/membership.py``), after :data:`FEATURES`, when the index
 was built with one:

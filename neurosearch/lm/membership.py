@@ -30,8 +30,7 @@ PROMPT = ("Examples of fruits: apple, banana, cherry, grape\n"
 concept, so a candidate's tokens after it are the same for every concept (tokenised once)."""
 BASELINE = "things"
 """The concept of the baseline scores: a list of anything (``semantic.LMScores.baseline``)."""
-FLOOR = -30.0
-"""The score of a token that is not a word, and the lowest score kept."""
+from neurosearch.index.semantic_names import LM_FLOOR as FLOOR  # noqa: E402  (the one owner of the value)
 
 
 def is_word(token: str) -> bool:

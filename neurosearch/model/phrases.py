@@ -211,7 +211,7 @@ class PhraseEmbedder:
         scorer = self._scorer(vocabulary, lm_key)
         scores = scorer.scores([phrase]).astype(np.float16).astype(np.float32)
         return LMScores(scores, scorer.partial, np.asarray([is_word(t) for t in vocabulary.kept_tokens], dtype=bool),
-                        scorer.baseline.astype(np.float16).astype(np.float32))
+                        scorer.baseline.astype(np.float16).astype(np.float32), list(vocabulary.kept_tokens))
 
 
 def phrase_features(vocabulary: Any, phrase: str, vector: Any, families: Any, head: str | None,

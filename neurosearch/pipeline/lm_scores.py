@@ -129,19 +129,25 @@ class MembershipBlocks:
             write_json_atomic(self.folder / "meta.json", self._meta)
             started = time.time()
             scores = self._load().scores(keys).astype(np.float16)
-            self.seconds += time.time() - started
+            seconds = time.time() - started
+            self.seconds += seconds
             save_npy_atomic(path, scores)
             self.computed += len(keys)
+            self._meta["seconds"] = round(float(self._meta.get("seconds", 0.0)) + seconds, 1)
+            write_json_atomic(self.folder / "meta.json", self._meta)
         else:
             self.reused += len(keys)
         partial, baseline = self._fixed()
-        return LMScores(scores.astype(np.float32), partial, self._words, baseline)
+        return LMScores(scores.astype(np.float32), partial, self._words, baseline, self.kept_tokens)
 
     def record(self) -> dict[str, Any]:
-        """What the expansions record of the model: its spec and identity, and the work done."""
+        """What the expansions record of the model: its spec and identity, the keys scored now and
+        kept from an earlier run, the seconds of this run's scoring and of every block's."""
+        total = float(self._meta.get("seconds", self.seconds))
         return {"spec": self.spec, "identity": self._identity, "keys_scored": self.computed,
                 "keys_reused": self.reused, "seconds": round(self.seconds, 1),
-                "seconds_per_key": round(self.seconds / self.computed, 4) if self.computed else None}
+                "seconds_all_blocks": round(total, 1),
+                "seconds_per_key": round(total / (self.computed + self.reused), 4) if self.computed + self.reused else None}
 
 
 def scores_folder(out: Path) -> Path:
