@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from neurosearch.ids import ClusterId, NeuronId
+from neurosearch.ids import ClusterId, split_neuron
 from neurosearch.text import MAX_QUERY, MAX_THEME, for_terminal
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def number(value: Any, spec: str) -> str:
 def _layers(neurons: list[str]) -> str:
     """Layers as ranges: '0-5', '2,4-5'."""
     runs: list[list[int]] = []  # [first, last] of each run of consecutive layers
-    for layer in sorted({NeuronId.parse(n).layer for n in neurons}):
+    for layer in sorted({split_neuron(n)[0] for n in neurons}):
         if runs and layer == runs[-1][1] + 1:
             runs[-1][1] = layer
         else:
