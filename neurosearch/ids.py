@@ -107,6 +107,17 @@ def is_feature_name(name: str) -> bool:
     return str(name).strip()[:1] in ("L", "l")
 
 
+def is_unit_name(text: str) -> bool:
+    """Whether ``text`` names a unit (a neuron ``L:I`` or a feature ``LL:fI``) rather than a cluster:
+    unit names hold a colon, cluster ids never do."""
+    return ":" in str(text)
+
+
+def unit_noun(name: str) -> str:
+    """``feature`` for a name written as an SAE feature, else ``neuron``."""
+    return "feature" if is_feature_name(name) else "neuron"
+
+
 def feature_name(index: int, layer: int) -> str:
     """``L{layer}:f{index}``."""
     return f"L{layer}:{FEATURE_MARK}{int(index)}"
