@@ -191,7 +191,9 @@ def info_table(data: IndexInfo) -> Table:
     corpus = data.corpus
     rows = [
         ("model", f"{data.model.get('id')} (weights {str(data.model.get('weights_sha256', ''))[:12]})"),
-        ("site", f"{data.site}: {data.layers} layers x {data.neurons_per_layer} = {data.neurons} neurons"),
+        ("site", f"{data.site}: {data.layers} layers x {data.neurons_per_layer} = {data.neurons} neurons"
+         if not data.units else f"{data.site} layer {data.units['layer']}: {data.neurons} features of a TopK SAE "
+                                f"(k {data.units.get('k')}; {data.units['sae']['path']}), named L{data.units['layer']}:fI"),
         ("corpus", f"{corpus.get('source')} ({corpus.get('documents')} documents, {corpus.get('windows')} windows, "
                    f"{corpus.get('tokens')} tokens)"),
         ("kept tokens", f"{data.tokens_kept} (count >= {data.min_count})"),

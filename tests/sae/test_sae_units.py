@@ -146,6 +146,10 @@ def test_cli_shows_a_feature_by_its_id_alone(features_index: Path):
     assert named.exit_code == 0 and json.loads(named.output)["id"] == "L1:f3"
     found = runner.invoke(app, ["find", "monday", "--kind", "neurons", "--all", "--json", "--index", str(features_index)])
     assert found.exit_code == 0 and all(hit["id"].startswith("L1:f") for hit in json.loads(found.output)["results"])
+    info = json.loads(runner.invoke(app, ["info", "--index", str(features_index), "--json"]).stdout)
+    assert info["units"]["kind"] == "sae" and info["units"]["layer"] == LAYER and "cfg" not in info["units"]["sae"]
+    table = runner.invoke(app, ["info", "--index", str(features_index)], env={"COLUMNS": "200"}).stdout
+    assert f"{D_SAE} features of a TopK SAE" in table
     wrong = runner.invoke(app, ["show", "2:3", "--index", str(features_index)])
     assert wrong.exit_code != 0 and "names a neuron" in wrong.output and "Traceback" not in wrong.output
 
