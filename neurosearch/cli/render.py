@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from neurosearch.ids import ClusterId, split_neuron
+from neurosearch.ids import ClusterId, split_neuron, unit_noun
 from neurosearch.text import MAX_QUERY, MAX_THEME, for_terminal
 
 if TYPE_CHECKING:
@@ -118,7 +118,9 @@ def find_table(result: Any, width: int = 80) -> Group:
                                                              tokens_width, lines))
     parts: list[Any] = [header]
     if len(methods) == 1:
-        parts.append(safe(f"hits: L:I neurons, tree/ID and kK/ID clusters (method {methods.pop()}), ranked by the "
+        features = any(unit_noun(name) == "feature" for hit in result.results[:1] for name in hit.neurons[:1])
+        units = f"L{split_neuron(result.results[0].neurons[0])[0]}:fI SAE features" if features else "L:I neurons"
+        parts.append(safe(f"hits: {units}, tree/ID and kK/ID clusters (method {methods.pop()}), ranked by the "
                           "expected share of concept members among their first 10 top tokens", style="dim"))
     if scored:
         parts.append(safe("sim: how well a hit's top tokens predict its activations on held-out text (correlation, "

@@ -146,6 +146,8 @@ def test_cli_shows_a_feature_by_its_id_alone(features_index: Path):
     assert named.exit_code == 0 and json.loads(named.output)["id"] == "L1:f3"
     found = runner.invoke(app, ["find", "monday", "--kind", "neurons", "--all", "--json", "--index", str(features_index)])
     assert found.exit_code == 0 and all(hit["id"].startswith("L1:f") for hit in json.loads(found.output)["results"])
+    text = runner.invoke(app, ["find", "monday", "--all", "--index", str(features_index)], env={"COLUMNS": "200"})
+    assert text.exit_code == 0 and "hits: L1:fI SAE features" in text.output
     info = json.loads(runner.invoke(app, ["info", "--index", str(features_index), "--json"]).stdout)
     assert info["units"]["kind"] == "sae" and info["units"]["layer"] == LAYER and "cfg" not in info["units"]["sae"]
     table = runner.invoke(app, ["info", "--index", str(features_index)], env={"COLUMNS": "200"}).stdout
@@ -277,6 +279,41 @@ def test_feature_ablation_is_sae_ablation_and_nothing_is_the_identity(feature_si
     assert codes_after.shape[-1] == D_SAE
     with pytest.raises(NeurosearchError, match="not defined for SAE features"):
         make_ablator(site, "layer-mean", means)
+
+
+def test_hooks_that_replace_features_decode_only_the_change(feature_site):
+    """A hook function handed the features may return edited ones: the module's output changes by
+    the decoded change (unchanged features: the output bit for bit)."""
+    from neurosearch.model.loading import NeuronHooks
+    from neurosearch.sae.ablation import ablate
+
+    loaded, site = feature_site
+    clean, clean_out = _ffn_outputs(loaded, site)
+    seen = {}
+
+    def run(fn):
+        hooks = [NeuronHooks(site, fn), NeuronHooks(site, lambda layer, x: seen.__setitem__("x", x.clone()), raw=True)]
+        ids = torch.tensor([[2, 7, 8, 9, 10, 3], [2, 11, 12, 13, 3, 0]])
+        for hook in hooks:
+            hook.__enter__()
+        try:
+            with torch.inference_mode():
+                out = loaded.encoder(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+        finally:
+            for hook in reversed(hooks):
+                hook.__exit__()
+        return seen["x"], out
+
+    same, same_out = run(lambda layer, features: features.clone())
+    assert torch.equal(same, clean) and torch.equal(same_out, clean_out)
+
+    def zero(layer, features):
+        features = features.clone()
+        features[..., [2, 7]] = 0
+        return features
+
+    removed, _ = run(zero)
+    torch.testing.assert_close(removed, ablate(site.sae, clean, [2, 7], 0.0), rtol=1e-5, atol=1e-6)
 
 
 def test_ablating_features_runs_against_random_feature_sets(feature_site, features_index: Path, tiny_corpus: Path):
