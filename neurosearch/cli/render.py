@@ -165,7 +165,9 @@ def ablation_report(result: Any) -> Group:
     lines: list[Any] = [
         Text(("legacy result: " if result.legacy else "") + for_terminal(verdict.line(), 300),
              style="bold green" if verdict.passed else "bold yellow"),
-        Text(f"{for_terminal(target.kind, 20)} {for_terminal(target.id, 200)}: {len(target.neurons)} neurons; "
+        Text(f"{for_terminal(target.kind, 20)} {for_terminal(target.id, 200)}: "
+             f"{len(target.neurons)} {unit_noun(target.neurons[0]) if target.neurons else 'neuron'}"
+             f"{'' if len(target.neurons) == 1 else 's'}; "
              f"ablation ({for_terminal(result.ablation, 40)}), {result.sentences} sentences; "
              f"tokens ({for_terminal(target.token_source, 80)}): {tokens}", style="dim"),
     ]
