@@ -358,3 +358,15 @@ def test_ablate_a_query_on_a_features_index(features_index: Path, tiny_corpus: P
     result = session.run(target)
     assert result.target.neurons and all(name.startswith("L1:f") for name in result.target.neurons)
     assert set(result.readouts["mlm"].baselines) == {"random", "random_layer", "random_position"}
+
+
+def test_the_report_pages_features(features_index: Path, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from neurosearch.cli.app import app
+
+    out = tmp_path / "site"
+    result = CliRunner().invoke(app, ["report", "--index", str(features_index), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "neuron" / f"{LAYER}_0.html").read_text()
+    assert 'Feature <span class="mono">L1:f0</span>' in page and "SAE feature 0" in page
