@@ -370,3 +370,16 @@ def test_the_report_pages_features(features_index: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     page = (out / "neuron" / f"{LAYER}_0.html").read_text()
     assert 'Feature <span class="mono">L1:f0</span>' in page and "SAE feature 0" in page
+
+
+def test_explanation_scores_of_features(features_index: Path, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from neurosearch.cli.app import app
+
+    copy = tmp_path / "idx"
+    shutil.copytree(features_index, copy)
+    result = CliRunner().invoke(app, ["score", "--index", str(copy)])
+    assert result.exit_code == 0, result.output
+    units = json.loads((copy / "scores" / "simulation.json").read_text())["units"]
+    assert "neuron:L1:f0" in units and not any(key.startswith("neuron:0:") for key in units)
