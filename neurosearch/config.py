@@ -102,7 +102,7 @@ def check_float(name: str, value: Any, minimum: float = 0.0, *, inclusive: bool 
         raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}", option=name)
 
 
-ADDED_LATER = {"clusters": {"mode": "exact"}, "corpus": {"heldout_share": 0.0}}
+ADDED_LATER = {"clusters": {"mode": "exact"}, "corpus": {"heldout_share": 0.0}, "model": {"sae": None}}
 """Config fields added after indexes were built, with the value that older indexes were built with
 (a manifest without them means exactly that; the build reads them so, and does not rebuild)."""
 
