@@ -263,9 +263,10 @@ class NeuronSite:
         return NeuronSite(self.name, self.modules[start:stop], self.neurons_per_layer, self.sae, self.first_layer + start)
 
 
-def sae_site(loaded: "LoadedModel", site: str, sae: Any, where: str = "the SAE") -> NeuronSite:
+def sae_site(loaded: "LoadedModel", site: str, sae: Any, where: str = "the SAE", option: str | None = None) -> NeuronSite:
     """The site whose units are the features of ``sae`` (a ``TopKSAE``), at its layer of ``site``;
-    one error naming every way it does not fit the model (model, site, layer, width)."""
+    one error naming every way it does not fit the model (model, site, layer, width), about the
+    config field ``option`` (named in backticks in ``where``) when the user chose the SAE."""
     neurons = neuron_site(loaded.encoder, site)
     info = sae.info
     problems = []
@@ -280,7 +281,7 @@ def sae_site(loaded: "LoadedModel", site: str, sae: Any, where: str = "the SAE")
     if sae.d_in != neurons.neurons_per_layer:
         problems.append(f"its d_in {sae.d_in} is not the width of the {site} site ({neurons.neurons_per_layer})")
     if problems:
-        raise NeurosearchError(f"{where} does not fit this model: " + "; ".join(problems), option="sae")
+        raise NeurosearchError(f"{where} does not fit this model: " + "; ".join(problems), option=option)
     sae.to(loaded.device)
     return NeuronSite(site, [neurons.modules[layer]], sae.d_sae, sae=sae, first_layer=layer)
 
@@ -291,7 +292,7 @@ def unit_site(loaded: "LoadedModel", config: ModelConfig) -> NeuronSite:
         return neuron_site(loaded.encoder, config.site)
     from neurosearch.sae.model import load_sae
 
-    return sae_site(loaded, config.site, load_sae(config.sae), where=f"the SAE in {config.sae}")
+    return sae_site(loaded, config.site, load_sae(config.sae), where=f"the SAE in {config.sae} (`sae`)", option="sae")
 
 
 def index_site(loaded: "LoadedModel", index: "Index") -> NeuronSite:

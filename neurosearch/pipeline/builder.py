@@ -193,7 +193,8 @@ class Builder:
         if site and site != self.config.model.site:
             problems.append(f"it encodes the {site} site, not {self.config.model.site} (choose --site {site})")
         if problems:
-            raise NeurosearchError(f"the SAE in {directory} does not fit this build: " + "; ".join(problems), option="sae")
+            raise NeurosearchError(f"the SAE in {directory} (`sae`) does not fit this build: " + "; ".join(problems),
+                                   option="sae")
         self._model()  # loads the SAE too, and checks its layer and width against the model's site
         return record
 

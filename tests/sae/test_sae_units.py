@@ -383,3 +383,19 @@ def test_explanation_scores_of_features(features_index: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     units = json.loads((copy / "scores" / "simulation.json").read_text())["units"]
     assert "neuron:L1:f0" in units and not any(key.startswith("neuron:0:") for key in units)
+
+
+def test_the_cli_refuses_an_sae_that_does_not_fit_in_one_line(tmp_path: Path, tiny_model: Path, tiny_corpus: Path,
+                                                               model_id: str):
+    from typer.testing import CliRunner
+
+    from neurosearch.cli.app import app
+
+    runner = CliRunner()
+    for sae, message in ((make_sae(tmp_path / "sae" / "width", model_id, d_in=16), "its d_in 16 is not the width"),
+                         (make_sae(tmp_path / "sae" / "model", "bert-base-uncased"), "encodes the model 'bert-base-uncased'")):
+        result = runner.invoke(app, ["build", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "out"),
+                                     "--model", str(tiny_model), "--sae", str(sae), "-q"])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert f"the SAE in {sae} (--sae) does not fit" in result.output and message in result.output
+        assert not (tmp_path / "out").exists()
