@@ -26,12 +26,13 @@ from rich.table import Table
 WEEKDAYS = "monday,tuesday,wednesday,thursday,friday,saturday,sunday"
 
 
-def random_sets(n_neurons: int, width: int, size: int, count: int, seed: int) -> list[list[str]]:
+def random_sets(n_neurons: int, name, size: int, count: int, seed: int) -> list[list[str]]:
+    """``count`` random sets of ``size`` units, named by ``name`` (the index's ``neuron_name``)."""
     sets = []
     for number in range(count):
         rng = np.random.default_rng([seed, 7919, size, number])
         flat = np.sort(rng.choice(n_neurons, size=size, replace=False))
-        sets.append([f"{n // width}:{n % width}" for n in flat.tolist()])
+        sets.append([name(n) for n in flat.tolist()])
     return sets
 
 
@@ -52,10 +53,9 @@ def main() -> None:
     config = session.config
     readouts = "+".join(session.readout_names)
     tokens = args.tokens.split(",")
-    width = index.manifest.neurons_per_layer
     cases = [("query", args.query, None)] if args.query else []
     for size in (int(s) for s in args.sizes.split(",")):
-        sets = random_sets(index.manifest.n_neurons, width, size, args.sets, args.seed)
+        sets = random_sets(index.manifest.n_neurons, index.neuron_name, size, args.sets, args.seed)
         cases += [(f"random{size}", f"random{size}/{i}", names) for i, names in enumerate(sets)]
     for group, case, names in cases:
         if (case, readouts) in done:

@@ -102,7 +102,7 @@ def check_float(name: str, value: Any, minimum: float = 0.0, *, inclusive: bool 
         raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}", option=name)
 
 
-ADDED_LATER = {"clusters": {"mode": "exact"}, "corpus": {"heldout_share": 0.0}}
+ADDED_LATER = {"clusters": {"mode": "exact"}, "corpus": {"heldout_share": 0.0}, "model": {"sae": None}}
 """Config fields added after indexes were built, with the value that older indexes were built with
 (a manifest without them means exactly that; the build reads them so, and does not rebuild)."""
 
@@ -139,11 +139,18 @@ class ModelConfig:
     CUDA); ``float32`` and ``bfloat16`` force a choice."""
     device: str = "auto"
     """``auto`` picks CUDA when present, else CPU."""
+    sae: str | None = None
+    """A directory holding a TopK sparse autoencoder in the SAELens layout (``neurosearch.sae``,
+    ``build --sae``): the index's units are then its features, read at the SAE's layer of ``site``
+    (``cfg.json``'s ``neurosearch.site`` and ``layer``; its ``d_in`` must be the site's width and its
+    model this one) instead of the site's neurons. None: the neurons (docs/sae.md)."""
 
     def __post_init__(self) -> None:
         check_choices(self)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError("model must name a model (an alias, a Hugging Face id or a directory)", option="model")
+        if self.sae is not None and (not isinstance(self.sae, str) or not self.sae.strip()):
+            raise ConfigError("sae must be the directory of a sparse autoencoder, or None", option="sae")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 """Names of neurons and clusters, parsed and formatted here only; standard library only.
 
 A neuron is ``L:I``: layer ``L``, index ``I`` within the layer (flat index ``L * neurons_per_layer + I``).
+A feature of a sparse autoencoder is ``LL:fI``: the model layer ``L`` the SAE encodes, feature ``I``
+(an index of one SAE's features: the flat index is ``I``). :class:`UnitNames` names the units of one
+index, whichever they are.
 A cluster is ``METHOD/kK/ID`` (profile method, the K of the tree cut, its number at that K); users
 may shorten it to ``kK/ID`` or ``ID``, which an index completes with its search method and largest K.
 A node of the search method's cluster tree is ``METHOD/tree/ID`` or ``tree/ID`` (K is 0 for it).
@@ -17,6 +20,10 @@ from neurosearch.format.layout import TREE
 
 class BadNeuronName(NeurosearchError, ValueError):
     """A neuron name that is not ``LAYER:INDEX`` or lies outside the model."""
+
+
+class BadFeatureName(BadNeuronName):
+    """A feature name that is not ``LLAYER:fINDEX``, or names another layer or a feature outside the SAE."""
 
 
 class BadClusterId(NeurosearchError):
@@ -62,6 +69,100 @@ class NeuronId(tuple):
 
     def __str__(self) -> str:
         return _neuron_text(self[0], self[1])
+
+
+FEATURE_MARK = "f"
+"""What marks a feature's index: ``L2:f1234``."""
+
+
+class FeatureId(tuple):
+    """One SAE feature: the model ``layer`` its SAE encodes and its ``index`` among the SAE's features."""
+
+    __slots__ = ()
+    layer: int = property(itemgetter(0))  # type: ignore[assignment]
+    index: int = property(itemgetter(1))  # type: ignore[assignment]
+
+    def __new__(cls, layer: int, index: int) -> "FeatureId":
+        return tuple.__new__(cls, (layer, index))
+
+    def __repr__(self) -> str:
+        return f"FeatureId(layer={self.layer}, index={self.index})"
+
+    @classmethod
+    def parse(cls, name: str) -> "FeatureId":
+        """``"L2:f1234"`` -> FeatureId(2, 1234) (any whole numbers; :class:`UnitNames` checks the range)."""
+        text = str(name).strip()
+        layer_text, _, index_text = text.partition(":")
+        if (layer_text[:1] in ("L", "l") and layer_text[1:].isdigit() and index_text[:1] == FEATURE_MARK
+                and index_text[1:].isdigit()):
+            return cls(int(layer_text[1:]), int(index_text[1:]))
+        raise BadFeatureName(f"bad feature name '{name}': expected LLAYER:fINDEX, e.g. L2:f1234")
+
+    def __str__(self) -> str:
+        return feature_name(self[1], self[0])
+
+
+def is_feature_name(name: str) -> bool:
+    """Whether ``name`` is written as a feature (``L...:f...``), right or wrong, rather than a neuron."""
+    return str(name).strip()[:1] in ("L", "l")
+
+
+def is_unit_name(text: str) -> bool:
+    """Whether ``text`` names a unit (a neuron ``L:I`` or a feature ``LL:fI``) rather than a cluster:
+    unit names hold a colon, cluster ids never do."""
+    return ":" in str(text)
+
+
+def unit_noun(name: str) -> str:
+    """``feature`` for a name written as an SAE feature, else ``neuron``."""
+    return "feature" if is_feature_name(name) else "neuron"
+
+
+def feature_name(index: int, layer: int) -> str:
+    """``L{layer}:f{index}``."""
+    return f"L{layer}:{FEATURE_MARK}{int(index)}"
+
+
+class UnitNames:
+    """How one index names its units: neurons ``L:I`` (``feature_layer`` None), or the features of
+    one SAE at model layer ``feature_layer`` as ``LL:fI`` (then ``n_layers`` is 1 and
+    ``per_layer`` the SAE's number of features)."""
+
+    __slots__ = ("n_layers", "per_layer", "feature_layer")
+
+    def __init__(self, n_layers: int, per_layer: int, feature_layer: int | None = None):
+        self.n_layers, self.per_layer, self.feature_layer = n_layers, per_layer, feature_layer
+
+    @property
+    def features(self) -> bool:
+        return self.feature_layer is not None
+
+    @property
+    def noun(self) -> str:
+        """``neuron`` or ``feature``."""
+        return "feature" if self.features else "neuron"
+
+    def name(self, flat: int) -> str:
+        """The name of the unit at flat index ``flat``."""
+        if self.feature_layer is not None:
+            return feature_name(flat, self.feature_layer)
+        return neuron_name(flat, self.per_layer)
+
+    def flat(self, name: str) -> int:
+        """The flat index of the unit ``name``; one-line errors for a name of the other kind, of
+        another layer, or outside the index's units."""
+        if self.feature_layer is None:
+            if is_feature_name(name):
+                raise BadNeuronName(f"'{str(name).strip()}' names an SAE feature; this index's units are neurons (LAYER:INDEX, e.g. 3:1021)")
+            return NeuronId.parse(name).flat(self.n_layers, self.per_layer, shown=name)
+        if not is_feature_name(name):
+            raise BadFeatureName(f"'{str(name).strip()}' names a neuron; this index's units are the features of an SAE at "
+                                 f"layer {self.feature_layer} (e.g. {feature_name(0, self.feature_layer)})")
+        feature = FeatureId.parse(name)
+        if feature.layer != self.feature_layer or not 0 <= feature.index < self.per_layer:
+            raise BadFeatureName(f"feature {str(name).strip()} is out of range: this index holds features "
+                                 f"{feature_name(0, self.feature_layer)} .. {feature_name(self.per_layer - 1, self.feature_layer)}")
+        return feature.index
 
 
 class ClusterId(tuple):
@@ -149,7 +250,9 @@ def neuron_name(flat_index: int, neurons_per_layer: int) -> str:
 
 
 def split_neuron(name: str) -> tuple[int, int]:
-    """``"L:I"`` -> (layer, index)."""
+    """``"L:I"`` -> (layer, index); a feature ``"LL:fI"`` -> (its model layer, its index)."""
+    if is_feature_name(name):
+        return tuple(FeatureId.parse(name))  # type: ignore[return-value]
     return tuple(NeuronId.parse(name))  # type: ignore[return-value]
 
 

@@ -54,3 +54,41 @@ def test_bad_cluster_ids_are_one_line_errors(text):
     with pytest.raises(BadClusterId, match="use ID, kK/ID, METHOD/kK/ID or tree/ID") as caught:
         ClusterId.parse(text)
     assert isinstance(caught.value, NeurosearchError)
+
+
+def test_feature_ids_round_trip():
+    from neurosearch.ids import FeatureId, UnitNames, feature_name, is_unit_name, unit_noun
+
+    assert FeatureId.parse(" L2:f1234 ") == FeatureId(2, 1234) and str(FeatureId(2, 1234)) == "L2:f1234"
+    assert feature_name(7, 2) == "L2:f7" and split_neuron("L2:f7") == (2, 7)
+    features = UnitNames(1, 12288, 2)
+    assert features.features and features.noun == "feature"
+    assert features.name(1234) == "L2:f1234" and features.flat("L2:f1234") == 1234
+    neurons = UnitNames(6, 1536)
+    assert not neurons.features and neurons.noun == "neuron"
+    assert neurons.name(5 * 1536 + 7) == "5:7" and neurons.flat("5:7") == 5 * 1536 + 7
+    assert is_unit_name("L2:f3") and is_unit_name("2:3") and not is_unit_name("k200/17") and not is_unit_name("17")
+    assert unit_noun("L2:f3") == "feature" and unit_noun("2:3") == "neuron"
+
+
+@pytest.mark.parametrize("name", ["L2:1234", "L:f1", "Lx:f1", "L2:fx", "L2:f", "L2f1", "L2:f1:3"])
+def test_bad_feature_names_are_one_line_errors(name):
+    from neurosearch.ids import BadFeatureName, FeatureId
+
+    with pytest.raises(BadFeatureName, match="expected LLAYER:fINDEX") as caught:
+        FeatureId.parse(name)
+    assert isinstance(caught.value, NeurosearchError) and "\n" not in str(caught.value)
+
+
+def test_units_of_the_other_kind_or_outside_the_sae_are_refused():
+    from neurosearch.ids import UnitNames
+
+    with pytest.raises(BadNeuronName, match="'L2:f3' names an SAE feature; this index's units are neurons"):
+        UnitNames(6, 1536).flat("L2:f3")
+    features = UnitNames(1, 100, 2)
+    with pytest.raises(BadNeuronName, match="'2:3' names a neuron; this index's units are the features of an SAE at layer 2"):
+        features.flat("2:3")
+    with pytest.raises(BadNeuronName, match=r"feature L3:f3 is out of range: this index holds features L2:f0 .. L2:f99"):
+        features.flat("L3:f3")
+    with pytest.raises(BadNeuronName, match="feature L2:f100 is out of range"):
+        features.flat("L2:f100")

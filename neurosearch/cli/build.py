@@ -17,6 +17,7 @@ def build(
     out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to create or finish.")],
     model: Annotated[str, typer.Option(help="Model alias (minilm, bert-base), Hugging Face id or local path.")] = "minilm",
     site: Annotated[Optional[str], typer.Option(help="Neuron site: ffn (feed-forward activations, default) or hidden (layer outputs, the paper's).", show_default=False)] = None,
+    sae: Annotated[Optional[Path], typer.Option("--sae", help="Index the features of this sparse autoencoder (a folder in the SAELens layout: cfg.json, sae_weights.safetensors) instead of the site's neurons; it is read at its own layer of --site (docs/sae.md).", show_default=False)] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the text in jsonl/csv/hf records.")] = "text",
     max_docs: Annotated[Optional[int], typer.Option(help="Read at most this many documents.")] = None,
     heldout_share: Annotated[float, typer.Option(help="Share of documents left out of the index (by a hash of their text), for `neurosearch score` to test explanations on.")] = CorpusConfig.heldout_share,
@@ -56,7 +57,7 @@ def build(
     site, embeddings, refine = recipe["site"], recipe["embeddings"], recipe["refine"]
     source = embeddings if embeddings in ("model", "fasttext") else "file"
     config = BuildConfig(
-        model=ModelConfig(model=model, site=site, dtype=dtype),
+        model=ModelConfig(model=model, site=site, dtype=dtype, sae=str(sae) if sae is not None else None),
         corpus=CorpusConfig(source=corpus, text_field=text_field, max_docs=max_docs, heldout_share=heldout_share),
         stats=StatsConfig(batch_tokens=batch_tokens, shard_docs=shard_docs, checkpoint_share=checkpoint_share,
                           compress="zstd" if compress_stats else "none", memory_gb=memory),
@@ -75,8 +76,10 @@ def build(
         manifest = build_index(config, out, until=until, force=force, reporter=reporter,
                                ray=ray_address or ("auto" if ray else None))
     stats = manifest.stages.get("stats", {})
+    units = (f"{manifest.n_neurons:,} SAE features of layer {manifest.sae_layer}" if manifest.sae_layer is not None
+             else f"{manifest.n_neurons:,} neurons")
     typer.echo(
-        f"index {out}: {manifest.site} site, {manifest.n_neurons:,} neurons; corpus {stats.get('documents', 0):,} "
+        f"index {out}: {manifest.site} site, {units}; corpus {stats.get('documents', 0):,} "
         f"documents, {stats.get('windows', 0):,} windows, {stats.get('tokens', 0):,} tokens"
     )
     for line in next_steps(manifest, out):

@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from neurosearch.ids import ClusterId, NeuronId
+from neurosearch.ids import ClusterId, split_neuron, unit_noun
 from neurosearch.text import MAX_QUERY, MAX_THEME, for_terminal
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def number(value: Any, spec: str) -> str:
 def _layers(neurons: list[str]) -> str:
     """Layers as ranges: '0-5', '2,4-5'."""
     runs: list[list[int]] = []  # [first, last] of each run of consecutive layers
-    for layer in sorted({NeuronId.parse(n).layer for n in neurons}):
+    for layer in sorted({split_neuron(n)[0] for n in neurons}):
         if runs and layer == runs[-1][1] + 1:
             runs[-1][1] = layer
         else:
@@ -118,7 +118,9 @@ def find_table(result: Any, width: int = 80) -> Group:
                                                              tokens_width, lines))
     parts: list[Any] = [header]
     if len(methods) == 1:
-        parts.append(safe(f"hits: L:I neurons, tree/ID and kK/ID clusters (method {methods.pop()}), ranked by the "
+        features = any(unit_noun(name) == "feature" for hit in result.results[:1] for name in hit.neurons[:1])
+        units = f"L{split_neuron(result.results[0].neurons[0])[0]}:fI SAE features" if features else "L:I neurons"
+        parts.append(safe(f"hits: {units}, tree/ID and kK/ID clusters (method {methods.pop()}), ranked by the "
                           "expected share of concept members among their first 10 top tokens", style="dim"))
     if scored:
         parts.append(safe("sim: how well a hit's top tokens predict its activations on held-out text (correlation, "
@@ -163,7 +165,9 @@ def ablation_report(result: Any) -> Group:
     lines: list[Any] = [
         Text(("legacy result: " if result.legacy else "") + for_terminal(verdict.line(), 300),
              style="bold green" if verdict.passed else "bold yellow"),
-        Text(f"{for_terminal(target.kind, 20)} {for_terminal(target.id, 200)}: {len(target.neurons)} neurons; "
+        Text(f"{for_terminal(target.kind, 20)} {for_terminal(target.id, 200)}: "
+             f"{len(target.neurons)} {unit_noun(target.neurons[0]) if target.neurons else 'neuron'}"
+             f"{'' if len(target.neurons) == 1 else 's'}; "
              f"ablation ({for_terminal(result.ablation, 40)}), {result.sentences} sentences; "
              f"tokens ({for_terminal(target.token_source, 80)}): {tokens}", style="dim"),
     ]
@@ -191,7 +195,9 @@ def info_table(data: IndexInfo) -> Table:
     corpus = data.corpus
     rows = [
         ("model", f"{data.model.get('id')} (weights {str(data.model.get('weights_sha256', ''))[:12]})"),
-        ("site", f"{data.site}: {data.layers} layers x {data.neurons_per_layer} = {data.neurons} neurons"),
+        ("site", f"{data.site}: {data.layers} layers x {data.neurons_per_layer} = {data.neurons} neurons"
+         if not data.units else f"{data.site} layer {data.units['layer']}: {data.neurons} features of a TopK SAE "
+                                f"(k {data.units.get('k')}; {data.units['sae']['path']}), named L{data.units['layer']}:fI"),
         ("corpus", f"{corpus.get('source')} ({corpus.get('documents')} documents, {corpus.get('windows')} windows, "
                    f"{corpus.get('tokens')} tokens)"),
         ("kept tokens", f"{data.tokens_kept} (count >= {data.min_count})"),

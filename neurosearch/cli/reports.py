@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from neurosearch.text import MAX_EXPLANATION, MAX_THEME, for_terminal
+from neurosearch.ids import unit_noun
 
 if TYPE_CHECKING:
     from neurosearch.index.records import NeuronInfo
@@ -144,9 +145,10 @@ def score_line(scores: dict[str, Any] | None) -> Text:
 def neuron_report(data: NeuronInfo, evidence: Any, on_top: list[dict], strongest: list[dict], lookup: Any,
                   ablation: Any = None, note: str | None = None, width: int = 80,
                   scores: dict[str, Any] | None = None) -> Group:
-    title = Text.assemble((f"neuron {data.id}", "bold cyan"), "  ", (for_terminal(data.label or "", MAX_THEME), "bold"),
+    noun = unit_noun(data.id)
+    title = Text.assemble((f"{noun} {data.id}", "bold cyan"), "  ", (for_terminal(data.label or "", MAX_THEME), "bold"),
                           (_auto(data.label_source), "dim"))
-    clusters = " · ".join(f"{c['short_id']} {for_terminal(c['theme'], MAX_THEME)}{_auto(c['label_source'])} ({plural(c['size'], 'neuron')})"
+    clusters = " · ".join(f"{c['short_id']} {for_terminal(c['theme'], MAX_THEME)}{_auto(c['label_source'])} ({plural(c['size'], noun)})"
                           for c in evidence.clusters) or "none"
     lines: list[Any] = [
         title,
@@ -170,7 +172,7 @@ def cluster_report(info: Any, layer_text: str, evidence: Any, on_top: list[dict]
     if label.get("explanation"):
         lines.append(Text(for_terminal(label["explanation"], MAX_EXPLANATION), style="italic"))
     lines += [
-        Text(f"{plural(len(info.neurons), 'neuron')} (refinement dropped {len(info.dropped)}); "
+        Text(f"{plural(len(info.neurons), unit_noun(info.neurons[0]) if info.neurons else 'neuron')} (refinement dropped {len(info.dropped)}); "
              f"avg pairwise distance {info.avg_distance:.3f}, max {info.max_distance:.3f}"),
         Text.assemble(("verify  ", "bold"), evidence.verify),
         score_line(scores),

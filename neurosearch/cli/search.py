@@ -63,8 +63,8 @@ def find(
 
 
 def show(
-    what: Annotated[str, typer.Argument(help="cluster or neuron.")],
-    ident: Annotated[str, typer.Argument(metavar="ID", help="Cluster id (17, k50/17, filter+tfidf/k200/17, tree/412: a node of the cluster tree) or neuron L:I.")],
+    what: Annotated[str, typer.Argument(help="cluster or neuron (a neuron L:I or an SAE feature LL:fI); or the id itself: `show L2:f1234`, `show k200/84`.")],
+    ident: Annotated[Optional[str], typer.Argument(metavar="[ID]", help="Cluster id (17, k50/17, filter+tfidf/k200/17, tree/412: a node of the cluster tree), neuron L:I or SAE feature LL:fI.", show_default=False)] = None,
     contexts: Annotated[int, typer.Option(help="Contexts in each list (on its top tokens; strongest firings overall).")] = 5,
     corpus: Annotated[Optional[str], typer.Option(help="The corpus file to re-read contexts from (default: the index's, where the manifest says).")] = None,
     index: IndexOption = None,
@@ -76,8 +76,15 @@ def show(
     from neurosearch.index.contexts import read_contexts
     from neurosearch.index.evidence import cluster_evidence, neuron_evidence
 
+    from neurosearch.ids import is_unit_name
+
+    if ident is None and what not in ("cluster", "neuron", "feature"):
+        what, ident = ("neuron" if is_unit_name(what) else "cluster"), what
+    what = "neuron" if what == "feature" else what
     if what not in ("cluster", "neuron"):
-        fail(f"show takes 'cluster' or 'neuron', got '{what}'")
+        fail(f"show takes 'cluster' or 'neuron' (or 'feature'), got '{what}'")
+    if ident is None:
+        fail(f"show {what} needs an id, e.g. show {what} {'k200/17' if what == 'cluster' else 'L2:f1234 or 3:1021'}")
     if contexts < 0:
         fail(f"--contexts must be 0 or more, got {contexts}")
     opened = open_index(index)
@@ -111,7 +118,9 @@ def show(
         from neurosearch.neuron_layers import neuron_layer_text
 
         out = console()
-        layer_text = neuron_layer_text(info.neurons, opened.manifest.n_layers)
+        manifest = opened.manifest
+        layer_text = (f"{len(info.neurons)} features of the SAE at {manifest.site} layer {manifest.sae_layer}"
+                      if manifest.sae_layer is not None else neuron_layer_text(info.neurons, manifest.n_layers))
         out.print(cluster_report(info, layer_text, evidence, on_top, strongest, lookup, ablation, note, out.width,
                                  scores))
     else:

@@ -126,23 +126,70 @@ class ConditionAblator:
         return torch.where(mask.view(conditions, 1, 1, -1).to(x.device), replacement, view).view_as(x)
 
 
+class FeatureAblator:
+    """Per-condition SAE feature sets ablated inside the hook of a site of SAE features, with
+    :func:`neurosearch.sae.ablation.ablate`: the features' contribution to the module's output is
+    replaced (``mean``: by their corpus mean, the index's ``neurons/mean.npy``; ``zero``: removed)
+    and the SAE's error term and the other features stay; a condition without features is left
+    untouched bit for bit. Hooked with ``NeuronHooks(..., raw=True)``: it gets the module's output.
+    """
+
+    def __init__(self, site: NeuronSite, ablation: str, means: np.ndarray | None):
+        if ablation not in ("mean", "zero"):
+            raise ConfigError(f"ablation '{ablation}' is not defined for SAE features: use mean or zero", option="ablation")
+        if ablation == "mean" and means is None:
+            raise NeurosearchError("mean ablation needs the features' corpus means (neurons/mean.npy)")
+        self.site = site
+        self.ablation = ablation
+        self.means = None if means is None else torch.as_tensor(np.asarray(means), dtype=torch.float32)
+        self.sets: list[torch.Tensor] = []
+
+    def set_conditions(self, neuron_sets: Sequence[np.ndarray]) -> None:
+        self.sets = [torch.as_tensor(np.asarray(features, dtype=np.int64)) for features in neuron_sets]
+
+    def __call__(self, layer: int, x: torch.Tensor) -> torch.Tensor | None:
+        from neurosearch.sae.ablation import ablate
+
+        if not any(features.numel() for features in self.sets):
+            return None
+        conditions = len(self.sets)
+        rows = x.shape[0] // conditions
+        view = x.view(conditions, rows, *x.shape[1:])
+        sae = self.site.sae
+        out = []
+        with torch.autocast(x.device.type, enabled=False):
+            for c, features in enumerate(self.sets):
+                if features.numel() == 0:
+                    out.append(view[c])
+                    continue
+                value = 0.0 if self.means is None or self.ablation == "zero" else self.means[features].to(x.device)
+                out.append(ablate(sae, view[c].float(), features.to(x.device), value).to(x.dtype))
+        return torch.stack(out).view_as(x)
+
+
+def make_ablator(site: NeuronSite, ablation: str, means: np.ndarray | None) -> "ConditionAblator | FeatureAblator":
+    """The ablator of a site: neuron masks, or SAE feature sets on a site of SAE features."""
+    return FeatureAblator(site, ablation, means) if site.sae is not None else ConditionAblator(site, ablation, means)
+
+
 def first_block(neurons: np.ndarray, site: NeuronSite) -> int:
     """The first block a pass must compute to ablate ``neurons`` (all blocks before it are clean)."""
     if neurons.size == 0:
         return 0
-    layer = int(neurons.min()) // site.neurons_per_layer
+    layer = site.first_layer + int(neurons.min()) // site.neurons_per_layer
     # hidden site: layer 0 is the embedding output, layer l >= 1 the output of block l - 1
     return max(layer - 1, 0) if site.name == "hidden" else layer
 
 
-def run_conditions(readout: Any, batches: Sequence[Any], sets: Sequence[np.ndarray], ablator: ConditionAblator,
+def run_conditions(readout: Any, batches: Sequence[Any], sets: Sequence[np.ndarray],
+                   ablator: "ConditionAblator | FeatureAblator",
                    site: NeuronSite, encoder: Any, *, per_pass: int, skip_clean_blocks: bool = True,
                    on_step: Callable[[], None] | None = None) -> None:
     """Feed every batch through every condition (``sets[0]`` is the clean one) into ``readout``."""
     starts = [first_block(np.asarray(s), site) for s in sets]
     recorder = LayerInputs(encoder) if skip_clean_blocks else None
     readout.start(len(sets))
-    with NeuronHooks(site, ablator), torch.inference_mode():
+    with NeuronHooks(site, ablator, raw=site.sae is not None), torch.inference_mode():
         for batch in batches:
             rows = batch.input_ids.shape[0]
             clean = None
@@ -188,7 +235,7 @@ def run_ablation(
     """The target's effect and its baselines' in each readout, on the same sentences and draws."""
     started = time.time()
     width = site.neurons_per_layer
-    identity = target.identity(width)
+    identity = target.identity(site.unit_names)
     rng = np.random.default_rng([config.seed, 1, *_words(identity)])
     chosen, per_token = pool.select(target.token_ids, config.sentences, rng)
     if not chosen:
@@ -207,7 +254,7 @@ def run_ablation(
     drawn = baseline_sets(neurons, identity, config.baselines, config.draws, config.seed, site.n_layers, width)
     sets = [np.zeros(0, dtype=np.int64), neurons, *[s for _, s in drawn]]
     per_pass = config.conditions_per_pass or (8 if next(encoder.parameters()).is_cuda else 1)
-    ablator = ConditionAblator(site, config.ablation, means)
+    ablator = make_ablator(site, config.ablation, means)
     sentences = [pool.sentence(n) for n in chosen]
     control_sentences = [pool.sentence(n) for n in controls]
     target_ids = set(int(t) for t in target.token_ids)
@@ -233,7 +280,7 @@ def run_ablation(
                      for kind in config.baselines]
         results[readout.name] = ReadoutResult(readout.name, value, {b.kind: b for b in baselines},
                                               verdict(readout.name, value, baselines, config.level), measures)
-    names = target.names(width)
+    names = target.names(site.unit_names)
     record = TargetRecord(target.kind, target.id, names, identity, list(target.tokens), target.token_source)
     vocab_of = dict(zip(target.token_ids, target.tokens))
     return AblationResult(

@@ -21,7 +21,7 @@ class AblationSession:
 
     def __init__(self, index: Index, config: AblationConfig, *, corpus: str | None = None,
                  max_docs: int | None = None, pool: SentencePool | None = None):
-        from neurosearch.model.loading import load_index_model, neuron_site
+        from neurosearch.model.loading import index_site, load_index_model
         from neurosearch.model.pooling import SentencePooling, model_directory, read_pooling
 
         self.index = index
@@ -29,7 +29,7 @@ class AblationSession:
         # what can be checked without the model (corpus, an MLM readout's head) fails before it loads
         corpus_config = check_session(index, config.readouts, corpus, max_docs) if pool is None else None
         self.loaded = load_index_model(index, mlm=True)
-        self.site = neuron_site(self.loaded.encoder, index.manifest.site)
+        self.site = index_site(self.loaded, index)
         configured = read_pooling(model_directory(self.loaded.where)) if self.loaded.where else None
         self.pooling = configured or SentencePooling()
         self.pooling_configured = configured is not None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.results import neuron_hash
+from neurosearch.ids import UnitNames
 from neurosearch.words import is_content
 
 if TYPE_CHECKING:
@@ -76,11 +77,13 @@ class AblationTarget:
     def __post_init__(self) -> None:
         self.neurons = sorted(set(int(n) for n in self.neurons))
 
-    def names(self, width: int) -> list[str]:
-        return [f"{n // width}:{n % width}" for n in self.neurons]
+    def names(self, units: UnitNames | int) -> list[str]:
+        """The units' names (``units``: how the index names them, or the width of a neuron site)."""
+        names = units if isinstance(units, UnitNames) else UnitNames(0, units)
+        return [names.name(n) for n in self.neurons]
 
-    def identity(self, width: int) -> str:
-        return neuron_hash(self.names(width))
+    def identity(self, units: UnitNames | int) -> str:
+        return neuron_hash(self.names(units))
 
 
 # -------------------------------------------------------------------------------------------

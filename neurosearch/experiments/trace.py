@@ -227,7 +227,7 @@ class Tracer:
     """Runs an index's model over texts and reads them against the index's neurons."""
 
     def __init__(self, index: Index, loaded: Any, config: TraceConfig | None = None):
-        from neurosearch.model.loading import neuron_site
+        from neurosearch.model.loading import index_site
 
         self.index = index
         self.loaded = loaded
@@ -239,7 +239,7 @@ class Tracer:
         self.k = self.config.k if self.config.k is not None else index.default_k
         if self.k not in index.ks:
             raise NeurosearchError(f"K={self.k} is not in this index (has K = {', '.join(map(str, index.ks))})")
-        self.site = neuron_site(loaded.encoder, index.manifest.site)
+        self.site = index_site(loaded, index)
         if self.site.n_neurons != index.manifest.n_neurons:
             raise NeurosearchError(f"the model has {self.site.n_neurons} {self.site.name} neurons, the index "
                                    f"{index.manifest.n_neurons}")

@@ -15,7 +15,7 @@ from neurosearch import __version__
 from neurosearch.errors import NeurosearchError
 from neurosearch.format.atomic import sha256_file, write_json_atomic
 from neurosearch.format.layout import MANIFEST, MANIFEST_FORMAT
-from neurosearch.ids import NeuronId, neuron_name
+from neurosearch.ids import UnitNames
 
 
 class IndexError_(NeurosearchError):
@@ -40,6 +40,11 @@ class Manifest:
     """Large build intermediates (stats, full profiles): relative path -> sha256, not shipped."""
     format_version: int = MANIFEST_FORMAT
     neurosearch_version: str = __version__
+    units: dict[str, Any] = field(default_factory=dict)
+    """What the units are: empty for the site's neurons; for the features of a sparse autoencoder
+    ``{"kind": "sae", "layer": model layer it encodes, "site", "d_sae", "k", "sae": {"path",
+    "files": {name: sha256}, "cfg": its cfg.json}}`` (``n_layers`` is then 1 and
+    ``neurons_per_layer`` the number of features)."""
     read_only: bool = False
     """Read-only product (the shipped default index): commands store results about it elsewhere
     (see :mod:`neurosearch.format.state`)."""
@@ -76,13 +81,28 @@ class Manifest:
             raise NeurosearchError(f"K={k} is not in this index (has K = {', '.join(map(str, self.ks))})")
         return k
 
+    @property
+    def sae_layer(self) -> int | None:
+        """The model layer of the SAE whose features are the units (None: the units are neurons)."""
+        return int(self.units["layer"]) if self.units.get("kind") == "sae" else None
+
+    @property
+    def unit_names(self) -> UnitNames:
+        """How this index names its units (``ids.py``)."""
+        return UnitNames(self.n_layers, self.neurons_per_layer, self.sae_layer)
+
+    @property
+    def unit_noun(self) -> str:
+        """``neuron`` or ``feature``."""
+        return self.unit_names.noun
+
     def neuron_name(self, flat: int) -> str:
-        """``L:I`` of the neuron at flat index ``flat``."""
-        return neuron_name(flat, self.neurons_per_layer)
+        """The name of the unit at flat index ``flat``: ``L:I`` (a neuron) or ``LL:fI`` (an SAE feature)."""
+        return self.unit_names.name(flat)
 
     def neuron_index(self, name: str) -> int:
-        """The flat index of the neuron named ``L:I``; a one-line error when it is outside the model."""
-        return NeuronId.parse(name).flat(self.n_layers, self.neurons_per_layer, shown=name)
+        """The flat index of the unit named ``name``; a one-line error when it is not one of this index's."""
+        return self.unit_names.flat(name)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +113,7 @@ class Manifest:
             "n_layers": self.n_layers,
             "neurons_per_layer": self.neurons_per_layer,
             "n_neurons": self.n_neurons,
+            **({"units": self.units} if self.units else {}),
             "corpus": self.corpus,
             "configs": self.configs,
             "stages": self.stages,
@@ -145,6 +166,7 @@ class Manifest:
                 format_version=version,
                 neurosearch_version=data.get("neurosearch_version", "?"),
                 read_only=data.get("read_only") is True,
+                units=data.get("units", {}),
             )
         except (KeyError, TypeError, ValueError):
             raise IndexError_(f"corrupt index file {path}: missing or malformed fields") from None
@@ -168,6 +190,9 @@ def _is_int(value: Any, minimum: int) -> bool:
 
 def _shape_problem(data: dict[str, Any]) -> str | None:
     """What is wrong with the shape of a parsed manifest (None when nothing), checked before it is used."""
+    units = data.get("units", {})
+    if not isinstance(units, dict) or (units and not (units.get("kind") == "sae" and _is_int(units.get("layer"), 0))):
+        return "'units' must be an object with kind 'sae' and a layer (a whole number >= 0)"
     for name in ("model", "corpus", "configs", "stages", "files", "work_files"):
         if name in data and not isinstance(data[name], dict):
             return f"'{name}' is not an object"

@@ -296,6 +296,7 @@ class Index:
             layers=m.n_layers,
             neurons_per_layer=m.neurons_per_layer,
             neurons=m.n_neurons,
+            units={**m.units, "sae": {k: v for k, v in m.units["sae"].items() if k != "cfg"}} if m.units else {},
             corpus=m.corpus,
             tokens_kept=len(self.kept_tokens),
             min_count=self.vocabulary.kept.get("min_count"),

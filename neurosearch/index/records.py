@@ -5,7 +5,7 @@ Apart from ``results.py`` so that ``find``, which needs none of them, does not p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -87,6 +87,9 @@ class IndexInfo:
     refined: bool
     concepts: dict[str, Any] | None
     """The WordNet concept table: its source and number of concepts, None without one."""
+    units: dict[str, Any] = field(default_factory=dict)
+    """What the units are: empty for neurons; for SAE features the manifest's ``units`` without its
+    cfg.json (kind, layer, site, d_sae, k, the SAE's path and file hashes)."""
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -219,12 +219,34 @@ def load_index_model(index: Index, *, mlm: bool = False) -> LoadedModel:
 
 @dataclass
 class NeuronSite:
-    """The hookable modules of one site and the shape of its neuron grid."""
+    """The hookable modules of one site and the shape of its neuron grid.
+
+    With ``sae`` set, the units are that sparse autoencoder's features: the site has one layer (the
+    module of the SAE's layer), and :class:`NeuronHooks` hands its callers the SAE's codes of the
+    module's output (``neurons_per_layer`` = the SAE's features) instead of the output itself."""
 
     name: str
     modules: list[nn.Module]
-    """One module per layer; its output (or output[0]) is [batch, seq, neurons_per_layer]."""
+    """One module per layer; its output (or output[0]) is [batch, seq, neurons_per_layer]
+    (with ``sae``: [batch, seq, sae.d_in], encoded to [batch, seq, neurons_per_layer])."""
     neurons_per_layer: int
+    sae: Any = None
+    """A :class:`~neurosearch.sae.model.TopKSAE` whose features are the units, or None (neurons)."""
+    first_layer: int = 0
+    """The model layer (of site ``name``) of this site's layer 0: the SAE's layer, else 0."""
+
+    @property
+    def unit_names(self) -> Any:
+        """How an index of this site names its units (``ids.UnitNames``)."""
+        from neurosearch.ids import UnitNames
+
+        return UnitNames(self.n_layers, self.neurons_per_layer, self.first_layer if self.sae is not None else None)
+
+    def encode(self, output: torch.Tensor) -> torch.Tensor:
+        """The SAE's feature activations of a module output, in float32 outside autocast (zeros
+        outside each token's top k), as the SAE was trained."""
+        with torch.autocast(output.device.type, enabled=False):
+            return self.sae.encode(output.float())
 
     @property
     def n_layers(self) -> int:
@@ -238,7 +260,50 @@ class NeuronSite:
         """The same site restricted to layers ``start`` .. ``stop - 1`` (renumbered from 0)."""
         if not 0 <= start < stop <= self.n_layers:
             raise ValueError(f"layers {start}..{stop} outside a site of {self.n_layers} layers")
-        return NeuronSite(self.name, self.modules[start:stop], self.neurons_per_layer)
+        return NeuronSite(self.name, self.modules[start:stop], self.neurons_per_layer, self.sae, self.first_layer + start)
+
+
+def sae_site(loaded: "LoadedModel", site: str, sae: Any, where: str = "the SAE", option: str | None = None) -> NeuronSite:
+    """The site whose units are the features of ``sae`` (a ``TopKSAE``), at its layer of ``site``;
+    one error naming every way it does not fit the model (model, site, layer, width), about the
+    config field ``option`` (named in backticks in ``where``) when the user chose the SAE."""
+    neurons = neuron_site(loaded.encoder, site)
+    info = sae.info
+    problems = []
+    if info.model_name and info.model_name != loaded.model_id:
+        problems.append(f"it encodes the model '{info.model_name}', not '{loaded.model_id}'")
+    if info.site and info.site != site:
+        problems.append(f"it encodes the {info.site} site, not {site} (choose --site {info.site})")
+    layer = info.layer
+    if layer is None or not 0 <= layer < neurons.n_layers:
+        problems.append(f"its layer {layer} is not one of the site's layers 0..{neurons.n_layers - 1} "
+                        "(cfg.json: neurosearch.layer)")
+    if sae.d_in != neurons.neurons_per_layer:
+        problems.append(f"its d_in {sae.d_in} is not the width of the {site} site ({neurons.neurons_per_layer})")
+    if problems:
+        raise NeurosearchError(f"{where} does not fit this model: " + "; ".join(problems), option=option)
+    sae.to(loaded.device)
+    return NeuronSite(site, [neurons.modules[layer]], sae.d_sae, sae=sae, first_layer=layer)
+
+
+def unit_site(loaded: "LoadedModel", config: ModelConfig) -> NeuronSite:
+    """The units a build of ``config`` reads: the site's neurons, or the features of ``config.sae``."""
+    if config.sae is None:
+        return neuron_site(loaded.encoder, config.site)
+    from neurosearch.sae.model import load_sae
+
+    return sae_site(loaded, config.site, load_sae(config.sae), where=f"the SAE in {config.sae} (`sae`)", option="sae")
+
+
+def index_site(loaded: "LoadedModel", index: "Index") -> NeuronSite:
+    """The units of a built index: its site's neurons, or the features of the SAE it recorded (whose
+    files must still hash as they did at build time)."""
+    manifest = index.manifest
+    if manifest.sae_layer is None:
+        return neuron_site(loaded.encoder, manifest.site)
+    from neurosearch.sae.units import load_recorded_sae
+
+    return sae_site(loaded, manifest.site, load_recorded_sae(manifest.units), where="the index's SAE")
 
 
 def _layer_list_owner(encoder: nn.Module) -> nn.Module:
@@ -282,17 +347,27 @@ class NeuronHooks:
 
     ``activations`` is [batch, seq, neurons_per_layer]. If ``fn`` returns a tensor, it replaces the
     module's output (ablation); if it returns None the output is left untouched (statistics).
+    On a site of SAE features ``fn`` gets the features, and a tensor it returns replaces them: the
+    module's output changes by the decoded change of the features; with ``raw`` it gets (and may
+    replace) the module's output itself (an ablator that applies ``sae/ablation.py`` itself).
     """
 
-    def __init__(self, site: NeuronSite, fn: ActivationFn):
+    def __init__(self, site: NeuronSite, fn: ActivationFn, *, raw: bool = False):
         self.site = site
         self.fn = fn
+        self.raw = raw
         self._handles: list[Any] = []
 
     def _hook(self, layer: int) -> Callable[..., Any]:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
             tensor = output[0] if isinstance(output, tuple) else output
-            replaced = self.fn(layer, tensor)
+            if self.site.sae is not None and not self.raw:
+                features = self.site.encode(tensor)
+                replaced = self.fn(layer, features)
+                if replaced is not None:  # the change of the features, decoded: the SAE's error term stays
+                    replaced = tensor + ((replaced - features) @ self.site.sae.W_dec).to(tensor.dtype)
+            else:
+                replaced = self.fn(layer, tensor)
             if replaced is None:
                 return None
             if isinstance(output, tuple):

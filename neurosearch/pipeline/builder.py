@@ -32,6 +32,11 @@ from neurosearch.progress import Reporter, SilentReporter, peak_rss_gb, reset_pe
 
 
 def _check_same_index(manifest: Manifest, wanted: dict[str, Any], out: Path) -> None:
+    have_sae = manifest.stages.get("stats", {}).get("identity", {}).get("sae")
+    if have_sae != wanted.get("sae"):
+        what = "the features of another SAE" if have_sae and wanted.get("sae") else "SAE features" if have_sae else "neurons"
+        raise NeurosearchError(f"{out} already holds an index of {what}; choose another output directory or pass "
+                               "`force` to rebuild it", option="force")
     for key in ("model_id", "site", "corpus_fingerprint", "stats_config"):
         have = manifest.stages.get("stats", {}).get("identity", {}).get(key)
         if key == "stats_config" and have is not None:  # an index built before held-out documents kept none
@@ -59,16 +64,18 @@ class Builder:
     # -- helpers ------------------------------------------------------------------------------
     def _load_model(self) -> None:
         if self.loaded is None:
-            from neurosearch.model.loading import load_model, neuron_site
+            from neurosearch.model.loading import load_model, unit_site
 
             started = time.time()
             self.reporter.log(f"loading model {self.config.model.model} ...")
             # under its masked-LM head when it has one, so that the manifest's has_mlm_head is true
             # (the encoder, its activations and its weights hash are the same either way)
             self.loaded = load_model(self.config.model, mlm=True)
-            self.site = neuron_site(self.loaded.encoder, self.config.model.site)
-            self.reporter.log(f"model {self.loaded.model_id}: {self.site.n_layers} x {self.site.neurons_per_layer} "
-                              f"{self.site.name} neurons, loaded in {time.time() - started:.1f} s")
+            self.site = unit_site(self.loaded, self.config.model)
+            units = (f"{self.site.neurons_per_layer:,} features of the SAE at {self.site.name} layer {self.site.first_layer}"
+                     if self.site.sae is not None else
+                     f"{self.site.n_layers} x {self.site.neurons_per_layer} {self.site.name} neurons")
+            self.reporter.log(f"model {self.loaded.model_id}: {units}, loaded in {time.time() - started:.1f} s")
 
     def _model(self) -> tuple[Any, Any]:
         """The model and its neuron site, loaded on first use (a finished index reruns without it)."""
@@ -167,6 +174,30 @@ class Builder:
             require_extra([GEMMA_PACKAGE], "membership scores by the default local language model (build --lm local)")
         return identify(parsed).key
 
+    def _sae_units(self, model_id: str) -> dict[str, Any]:
+        """The manifest's ``units`` of a build of SAE features (``ModelConfig.sae``; empty: neurons).
+        Whatever can be checked without the model (its files, its model's name, its site) is checked
+        now; its layer and width once the model loads, still before the statistics."""
+        directory = self.config.model.sae
+        if directory is None:
+            return {}
+        from neurosearch.sae.units import units_record
+
+        record = units_record(directory, self.config.model.site)
+        cfg = record["sae"]["cfg"]
+        named = (cfg.get("metadata") or {}).get("model_name") if isinstance(cfg.get("metadata"), dict) else None
+        site = cfg["neurosearch"].get("site")
+        problems = []
+        if named and named != model_id:
+            problems.append(f"it encodes the model '{named}', not '{model_id}'")
+        if site and site != self.config.model.site:
+            problems.append(f"it encodes the {site} site, not {self.config.model.site} (choose --site {site})")
+        if problems:
+            raise NeurosearchError(f"the SAE in {directory} (`sae`) does not fit this build: " + "; ".join(problems),
+                                   option="sae")
+        self._model()  # loads the SAE too, and checks its layer and width against the model's site
+        return record
+
     def _wants_concepts(self) -> bool:
         from neurosearch.pipeline.wordnet import find_wordnet
 
@@ -241,12 +272,14 @@ class Builder:
         from neurosearch.model.loading import resolve_model
 
         _, model_id = resolve_model(config.model.model)  # the model itself loads when a stage needs it
+        units = self._sae_units(model_id)
         identity = {
             "model_id": model_id,
             "site": config.model.site,
             "corpus_fingerprint": corpus.fingerprint,
             "stats_config": {"top_k": config.stats.top_k, "window": config.corpus.window,
                              "heldout_share": config.corpus.heldout_share},
+            **({"sae": units["sae"]["files"]} if units else {}),
         }
         created = not self.out.exists()
         if force and (self.out / MANIFEST).exists():
@@ -268,6 +301,7 @@ class Builder:
                 site=site.name,
                 n_layers=site.n_layers,
                 neurons_per_layer=site.neurons_per_layer,
+                units=units,
             )
         manifest.corpus.update(
             source=config.corpus.source,

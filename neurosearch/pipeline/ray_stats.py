@@ -37,13 +37,13 @@ class ShardWorker:
     def __init__(self, config: Any, threads: int):
         import torch
 
-        from neurosearch.model.loading import load_model, neuron_site
+        from neurosearch.model.loading import load_model, unit_site
 
         if threads > 0:
             torch.set_num_threads(threads)
         self.config = config
         self.loaded = load_model(config.model)
-        self.site = neuron_site(self.loaded.encoder, config.model.site)
+        self.site = unit_site(self.loaded, config.model)
 
     def weights_hash(self) -> str:
         return self.loaded.weights_hash()

@@ -338,7 +338,7 @@ def accumulate(
     of the whole call (progress a person can follow). ``windows``: the documents' windows when the
     caller has made them already. ``stop_early``: end each forward pass at the site's last layer
     (a site of the first layers of a model: :meth:`NeuronSite.layers`), which the later layers
-    cannot change.
+    cannot change; always on a site of SAE features).
     """
     tokenizer = loaded.tokenizer
     if windows is None:
@@ -347,6 +347,7 @@ def accumulate(
     accumulator.windows += len(windows.input_ids)
     total = len(windows.input_ids)
     last = site.n_layers - 1
+    stop_early = stop_early or site.sae is not None  # an SAE's layer is all a pass over features needs
 
     def observe(layer: int, x: torch.Tensor) -> None:
         accumulator.observe(layer, x)

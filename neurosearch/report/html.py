@@ -40,8 +40,10 @@ and to delete: docs/decisions.md)."""
 
 
 def neuron_block(name: str) -> tuple[int, int]:
-    """(layer, block) of the page that holds neuron ``L:I``."""
-    layer, index = (int(part) for part in name.split(":"))
+    """(layer, block) of the page that holds neuron ``L:I`` (or SAE feature ``LL:fI``)."""
+    from neurosearch.ids import split_neuron
+
+    layer, index = split_neuron(name)
     return layer, index // NEURON_BLOCK
 
 

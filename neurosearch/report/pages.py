@@ -204,16 +204,19 @@ def cluster_page(info: Any, *, figure: str, members: list[dict[str, Any]], conte
 def neuron_section(data: dict[str, Any], *, clusters: list[tuple[str, dict[str, Any]]], contexts: str,
                    verification: str, scores: dict[str, Any] | None = None) -> str:
     """One neuron: its theme, facts, verification, top tokens and strongest activations."""
+    from neurosearch.ids import split_neuron, unit_noun
+
     name = data["id"]
-    layer, position = name.split(":")
+    layer, position = split_neuron(name)
+    noun = unit_noun(name)
     in_clusters = ", ".join(
         f'{_cluster_link(key, text=key.split("/", 1)[1])} {theme_html(label.get("theme"), label.get("source"))}'
         for key, label in clusters) or '<span class="muted">none listed in this report</span>'
     body = [
         f'<section class="neuron" id="{e(neuron_anchor(name))}">',
-        f'<h1>Neuron <span class="mono">{e(name)}</span> {theme_html(data.get("label"), data.get("label_source"))}</h1>',
+        f'<h1>{noun.capitalize()} <span class="mono">{e(name)}</span> {theme_html(data.get("label"), data.get("label_source"))}</h1>',
         facts([
-            ("layer, index", e(f"layer {layer}, index {position}")),
+            ("layer, index", e(f"layer {layer}, {'SAE feature' if noun == 'feature' else 'index'} {position}")),
             ("corpus mean, std", e(f"{number(data.get('mean'), 4)}, {number(data.get('std'), 4)}")),
             ("in clusters", in_clusters),
             ("explanation score", score_text(scores)),

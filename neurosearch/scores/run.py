@@ -89,7 +89,7 @@ def score_index(index: Index, config: ScoreConfig | None = None, *, corpus: str 
     """Simulation scores of every neuron, K-cut cluster and tree node of ``index`` (its search method)."""
     from neurosearch.config import StatsConfig
     from neurosearch.corpus import make_windows
-    from neurosearch.model.loading import load_index_model, neuron_site
+    from neurosearch.model.loading import index_site, load_index_model
     from neurosearch.pipeline.stats import accumulate
     from neurosearch.progress import SilentReporter
 
@@ -99,7 +99,7 @@ def score_index(index: Index, config: ScoreConfig | None = None, *, corpus: str 
     started = time.time()
     units = index_units(index, config.top_tokens)
     loaded = load_index_model(index)
-    site = neuron_site(loaded.encoder, index.manifest.site)
+    site = index_site(loaded, index)
     vocab = loaded.tokenizer.get_vocab()
     kept_ids = index.vocabulary.kept.get("ids") or [vocab[token] for token in index.kept_tokens]
     kept_of_id = np.full(max(max(vocab.values()) + 1, max(kept_ids) + 1), len(kept_ids), dtype=np.int64)
