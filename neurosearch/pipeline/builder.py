@@ -165,9 +165,13 @@ class Builder:
         spec = resolve_spec(self.config.expansion.language_model)
         if spec is None:
             return None
+        from neurosearch.errors import ConfigError
         from neurosearch.lm import LMSpec, identify
 
-        parsed = LMSpec.parse(spec)
+        try:
+            parsed = LMSpec.parse(spec)
+        except ConfigError as exc:  # its option names LMSpec's fields, not build's: say it of --lm
+            raise NeurosearchError(f"--lm {spec}: {exc}") from None
         if parsed.kind == "local" and parsed.path is None:
             from neurosearch.lm.files import GEMMA_PACKAGE, require_extra
 

@@ -117,3 +117,22 @@ def test_a_novel_phrase_is_scored_with_the_index_language_model(tmp_path, tiny_m
     finally:
         shutil.move(str(moved), str(tiny_lm_dir))
     assert any("language model not used for this phrase" in note for note in fallback.notes), fallback.notes
+
+
+@pytest.mark.parametrize("lm, fragment", [
+    ("/nonexistent/model", "does not exist"),
+    ("http://127.0.0.1:9/v1", "--lm http://127.0.0.1:9/v1: a server needs the model name"),
+    ("FILE", "neither a model directory nor a .gguf file"),
+])
+def test_build_refuses_a_language_model_it_cannot_have_before_any_work(tmp_path, tiny_corpus, lm, fragment):
+    from typer.testing import CliRunner
+
+    from neurosearch.cli.app import app
+
+    if lm == "FILE":  # a file that is not a model
+        lm = str(tmp_path / "notes.txt")
+        (tmp_path / "notes.txt").write_text("not a model")
+    out = tmp_path / "index"
+    result = CliRunner().invoke(app, ["build", "--corpus", str(tiny_corpus), "--out", str(out), "--lm", lm, "-q"])
+    assert result.exit_code == 1 and fragment in result.stderr and "Traceback" not in result.output, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
