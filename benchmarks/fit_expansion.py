@@ -47,22 +47,11 @@ class Concepts:
         self.families = FamilyIndex(index.kept_tokens)
         self.kept_sentences = index.vocabulary.kept_sentences
         self.cache: dict[str, tuple] = {}
-        self.lm = PhraseEmbedder(language_model=lm) if lm is not None else None
-        """Scores membership as the build does with ``--lm`` (the index need not have been built with it)."""
+        self.lm = None  # membership scored as the build does with --lm (the index need not have been built with it)
+        if lm is not None:
+            from neurosearch.lm.membership import MembershipScorer
 
-    def lm_scores(self, phrase: str):
-        """The language model's scores of the kept tokens for ``phrase`` (as the build stores them)."""
-        import numpy as np
-
-        from neurosearch.index.semantic import LMScores
-        from neurosearch.lm.membership import MembershipScorer, is_word
-
-        if not hasattr(self, "_scorer"):
-            self._scorer = MembershipScorer(self.lm._given_lm, list(self.index.kept_tokens))
-            self._words = np.asarray([is_word(t) for t in self.index.kept_tokens], dtype=bool)
-        scores = self._scorer.scores([phrase]).astype(np.float16).astype(np.float32)
-        return LMScores(scores, self._scorer.partial, self._words,
-                        self._scorer.baseline.astype(np.float16).astype(np.float32), list(self.index.kept_tokens))
+            self.lm = MembershipScorer(lm, list(index.kept_tokens))
 
     def features(self, text: str):
         """(concept, candidates, features) of a query."""
@@ -75,7 +64,7 @@ class Concepts:
                 phrase = " ".join(text.lower().split())
                 word = _head_word(text)
                 head = index.vocabulary.concepts.key_of(word) if index.vocabulary.concepts is not None and word else None
-            lm = self.lm_scores(phrase) if self.lm is not None else None
+            lm = self.lm.as_stored([phrase]) if self.lm is not None else None
             self.cache[text] = phrase_features(index.vocabulary, phrase, self.embed(phrase), self.families, head, lm)
         return self.cache[text]
 

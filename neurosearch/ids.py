@@ -30,19 +30,25 @@ class BadClusterId(NeurosearchError):
     """A cluster id that is not ``ID``, ``kK/ID``, ``METHOD/kK/ID`` or ``[METHOD/]tree/ID``."""
 
 
-class NeuronId(tuple):
-    """One neuron: ``layer`` and ``index`` within the layer (a tuple: a plain class, not a
-    ``NamedTuple``, which would cost a cold ``find`` its class creation)."""
+class _UnitId(tuple):
+    """A unit's ``layer`` and ``index`` (a tuple: a plain class, not a ``NamedTuple``, which would
+    cost a cold ``find`` its class creation)."""
 
     __slots__ = ()
     layer: int = property(itemgetter(0))  # type: ignore[assignment]
     index: int = property(itemgetter(1))  # type: ignore[assignment]
 
-    def __new__(cls, layer: int, index: int) -> "NeuronId":
+    def __new__(cls, layer: int, index: int):  # type: ignore[no-untyped-def]
         return tuple.__new__(cls, (layer, index))
 
     def __repr__(self) -> str:
-        return f"NeuronId(layer={self.layer}, index={self.index})"
+        return f"{type(self).__name__}(layer={self.layer}, index={self.index})"
+
+
+class NeuronId(_UnitId):
+    """One neuron: ``layer`` and ``index`` within the layer."""
+
+    __slots__ = ()
 
     @classmethod
     def parse(cls, name: str) -> "NeuronId":
@@ -75,18 +81,10 @@ FEATURE_MARK = "f"
 """What marks a feature's index: ``L2:f1234``."""
 
 
-class FeatureId(tuple):
+class FeatureId(_UnitId):
     """One SAE feature: the model ``layer`` its SAE encodes and its ``index`` among the SAE's features."""
 
     __slots__ = ()
-    layer: int = property(itemgetter(0))  # type: ignore[assignment]
-    index: int = property(itemgetter(1))  # type: ignore[assignment]
-
-    def __new__(cls, layer: int, index: int) -> "FeatureId":
-        return tuple.__new__(cls, (layer, index))
-
-    def __repr__(self) -> str:
-        return f"FeatureId(layer={self.layer}, index={self.index})"
 
     @classmethod
     def parse(cls, name: str) -> "FeatureId":

@@ -112,6 +112,20 @@ def read_json(path: Path, *, default: Any = None, check: Callable[[Any], None] |
     return data
 
 
+def read_json_object(path: Path, error: type[Exception], *, missing: str, what: str) -> dict[str, Any]:
+    """The JSON object at ``path``; ``error(missing)`` when there is no file, ``error`` naming
+    ``what`` and ``path`` when it cannot be read or is not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(missing) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise error(f"{what} {path} cannot be read ({exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{what} {path} is not a JSON object")
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
     try:
         write_bytes_atomic(Path(path), (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))

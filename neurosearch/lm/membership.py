@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:
     import numpy as np
 
+    from neurosearch.index.semantic import LMScores
     from neurosearch.lm.base import LanguageModel
 
 PROMPT = ("Examples of fruits: apple, banana, cherry, grape\n"
@@ -50,28 +51,44 @@ class MembershipScorer:
         import numpy as np
 
         self._words = np.asarray([i for i, t in enumerate(self.tokens) if is_word(t)], dtype=np.int64)
-        self._partial: "np.ndarray | None" = None
+        self._candidates = [" " + self.tokens[i] for i in self._words]
+        self._fixed: "tuple[np.ndarray, np.ndarray] | None" = None
 
-    @property
-    def identity(self) -> str:
-        """The model's identity key (``ModelIdentity.key``): what a stored score names."""
-        return self.lm.identity.key
+    def _baseline_and_partial(self) -> "tuple[np.ndarray, np.ndarray]":
+        """(:attr:`baseline`, :attr:`partial`), from one forward pass on first need."""
+        import numpy as np
+
+        if self._fixed is None:
+            table, counts = self.lm.first_token_table([PROMPT.format(concept=BASELINE)], self._candidates)
+            baseline = np.full(len(self.tokens), FLOOR, dtype=np.float32)
+            partial = np.zeros(len(self.tokens), dtype=bool)
+            if len(self._candidates):
+                baseline[self._words] = np.maximum(np.asarray(table, dtype=np.float32)[0], FLOOR)
+                partial[self._words] = np.asarray(counts) > 1
+            self._fixed = baseline, partial
+        return self._fixed
 
     @property
     def baseline(self) -> "np.ndarray":
-        """Float32 [kept]: :meth:`scores` of :data:`BASELINE` (computed once)."""
-        if getattr(self, "_baseline", None) is None:
-            self._baseline = self.scores([BASELINE])[0]
-        return self._baseline
+        """Float32 [kept]: the scores for the concept :data:`BASELINE` (a list of anything)."""
+        return self._baseline_and_partial()[0]
 
     @property
     def partial(self) -> "np.ndarray":
-        """Bool [kept]: words of more than one model token (known after the first :meth:`scores`)."""
+        """Bool [kept]: words of more than one model token."""
+        return self._baseline_and_partial()[1]
+
+    def as_stored(self, concepts: Sequence[str]) -> "LMScores":
+        """:meth:`scores` and :attr:`baseline` as ``semantic.LMScores``, rounded through float16 as
+        a build keeps them (``pipeline/lm_scores.py``): a phrase scored now is scored like a key."""
         import numpy as np
 
-        if self._partial is None:
-            self.scores([])
-        return self._partial if self._partial is not None else np.zeros(len(self.tokens), dtype=bool)
+        from neurosearch.index.semantic import LMScores
+
+        words = np.zeros(len(self.tokens), dtype=bool)
+        words[self._words] = True
+        as_kept = lambda a: np.asarray(a).astype(np.float16).astype(np.float32)  # noqa: E731
+        return LMScores(as_kept(self.scores(concepts)), self.partial, words, as_kept(self.baseline), self.tokens)
 
     def scores(self, concepts: Sequence[str]) -> "np.ndarray":
         """Float32 [concepts, kept]: each kept token's first-token log-probability as a member of
@@ -79,14 +96,8 @@ class MembershipScorer:
         import numpy as np
 
         prompts = [PROMPT.format(concept=" ".join(c.split())) for c in concepts]
-        candidates = [" " + self.tokens[i] for i in self._words]
-        if self._partial is None:
-            _, counts = self.lm.first_token_table([PROMPT.format(concept=BASELINE)], candidates)
-            partial = np.zeros(len(self.tokens), dtype=bool)
-            partial[self._words] = np.asarray(counts) > 1
-            self._partial = partial
         out = np.full((len(prompts), len(self.tokens)), FLOOR, dtype=np.float32)
-        if prompts and len(candidates):
-            table, _ = self.lm.first_token_table(prompts, candidates)
+        if prompts and len(self._candidates):
+            table, _ = self.lm.first_token_table(prompts, self._candidates)
             out[:, self._words] = np.maximum(np.asarray(table, dtype=np.float32), FLOOR)
         return out

@@ -246,16 +246,10 @@ def save_head(head: MLMHead, directory: str | os.PathLike[str], meta: dict[str, 
 
 def read_head_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """The training record ``head.json`` of a stored head; unreadable -> HeadError naming it."""
-    path = Path(directory) / layout.HEAD_META_NAME
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HeadError(f"no fitted head in {Path(directory)}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise HeadError(f"the head record {path} cannot be read ({exc})") from None
-    if not isinstance(meta, dict):
-        raise HeadError(f"the head record {path} is not a JSON object")
-    return meta
+    from neurosearch.format.store import read_json_object
+
+    return read_json_object(Path(directory) / layout.HEAD_META_NAME, HeadError, what="the head record",
+                            missing=f"no fitted head in {Path(directory)}")
 
 
 def has_head(directory: str | os.PathLike[str]) -> bool:

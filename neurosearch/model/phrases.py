@@ -198,20 +198,10 @@ class PhraseEmbedder:
 
     def lm_scores(self, vocabulary: Any, phrase: str) -> Any:
         """The index's language model's membership scores of the kept tokens for ``phrase``
-        (``semantic.LMScores``, rounded through float16 as the build stores them), or None when the
-        index has none or it cannot be had here."""
-        import numpy as np
-
-        from neurosearch.index.semantic import LMScores
-        from neurosearch.lm.membership import is_word
-
+        (``semantic.LMScores``, as the build keeps them), or None when the index has none or it
+        cannot be had here."""
         lm_key = self._lm_key(vocabulary)
-        if not lm_key:
-            return None
-        scorer = self._scorer(vocabulary, lm_key)
-        scores = scorer.scores([phrase]).astype(np.float16).astype(np.float32)
-        return LMScores(scores, scorer.partial, np.asarray([is_word(t) for t in vocabulary.kept_tokens], dtype=bool),
-                        scorer.baseline.astype(np.float16).astype(np.float32), list(vocabulary.kept_tokens))
+        return self._scorer(vocabulary, lm_key).as_stored([phrase]) if lm_key else None
 
 
 def phrase_features(vocabulary: Any, phrase: str, vector: Any, families: Any, head: str | None,

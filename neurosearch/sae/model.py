@@ -19,7 +19,6 @@ go to ``feature_stats.safetensors`` beside them.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -201,16 +200,10 @@ def _json_ready(value: Any) -> Any:
 
 def read_cfg(directory: str | Path) -> dict[str, Any]:
     """cfg.json of an SAE directory, or SAEFileError naming what is wrong."""
-    path = Path(directory) / CONFIG_FILE
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SAEFileError(f"no SAE in {Path(directory)} ({CONFIG_FILE} not found)") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SAEFileError(f"the SAE config {path} cannot be read ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise SAEFileError(f"the SAE config {path} is not a JSON object")
-    return cfg
+    from neurosearch.format.store import read_json_object
+
+    return read_json_object(Path(directory) / CONFIG_FILE, SAEFileError, what="the SAE config",
+                            missing=f"no SAE in {Path(directory)} ({CONFIG_FILE} not found)")
 
 
 def load_sae(directory: str | Path, dtype: torch.dtype = torch.float32) -> TopKSAE:

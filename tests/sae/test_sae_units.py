@@ -233,13 +233,14 @@ def feature_site(tiny_model: Path, sae_dir: Path):
     return loaded, unit_site(loaded, config)
 
 
-def _ffn_outputs(loaded, site, ablator=None):
-    """The layer's FFN outputs (the module's own output, after any ablation) and the final hidden states."""
+def _ffn_outputs(loaded, site, ablator=None, raw=True):
+    """The layer's FFN outputs (the module's own output, after any ablation or edit by ``ablator``,
+    which sees the module's output when ``raw``, else the features) and the final hidden states."""
     from neurosearch.model.loading import NeuronHooks
 
     ids = torch.tensor([[2, 7, 8, 9, 10, 3], [2, 11, 12, 13, 3, 0]])
     seen = {}
-    hooks = [NeuronHooks(site, ablator, raw=True)] if ablator is not None else []
+    hooks = [NeuronHooks(site, ablator, raw=raw)] if ablator is not None else []
     hooks.append(NeuronHooks(site, lambda layer, x: seen.__setitem__(layer, x.clone()), raw=True))
     for hook in hooks:
         hook.__enter__()
@@ -284,25 +285,13 @@ def test_feature_ablation_is_sae_ablation_and_nothing_is_the_identity(feature_si
 def test_hooks_that_replace_features_decode_only_the_change(feature_site):
     """A hook function handed the features may return edited ones: the module's output changes by
     the decoded change (unchanged features: the output bit for bit)."""
-    from neurosearch.model.loading import NeuronHooks
     from neurosearch.sae.ablation import ablate
 
     loaded, site = feature_site
     clean, clean_out = _ffn_outputs(loaded, site)
-    seen = {}
 
     def run(fn):
-        hooks = [NeuronHooks(site, fn), NeuronHooks(site, lambda layer, x: seen.__setitem__("x", x.clone()), raw=True)]
-        ids = torch.tensor([[2, 7, 8, 9, 10, 3], [2, 11, 12, 13, 3, 0]])
-        for hook in hooks:
-            hook.__enter__()
-        try:
-            with torch.inference_mode():
-                out = loaded.encoder(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
-        finally:
-            for hook in reversed(hooks):
-                hook.__exit__()
-        return seen["x"], out
+        return _ffn_outputs(loaded, site, fn, raw=False)
 
     same, same_out = run(lambda layer, features: features.clone())
     assert torch.equal(same, clean) and torch.equal(same_out, clean_out)
