@@ -243,3 +243,69 @@ def test_the_numba_row_add_makes_the_numpy_adds_bits(tiny_model: Path, tiny_corp
         np.testing.assert_array_equal(totals["numba", rows].sums, totals["numpy", rows].sums)
         assert totals["numba", rows].sums.any()
     np.testing.assert_array_equal(totals["numba", "dense"].sums[corpus_ids], totals["numba", "counted"].sums)
+
+
+@pytest.mark.parametrize("rows", ["dense", "counted"])
+def test_a_first_shard_accumulated_in_the_total_gives_the_added_shards_bits(tiny_model: Path, tiny_corpus: Path,
+                                                                             rows: str):
+    """``shard_statistics(into=total)`` (the build's first shard) == the shard accumulated from zero
+    and added to an empty total, bit for bit, and later shards add to it as before."""
+    from neurosearch.pipeline import kernels
+
+    if kernels.fused_accumulate() is None:
+        pytest.skip("numba is not installed (only the numba backend accumulates into a total)")
+    loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
+    site = neuron_site(loaded.encoder, "ffn")
+    docs = tiny_corpus.read_text().splitlines()
+    config = StatsConfig(batch_tokens=256, top_k=5)
+    corpus_ids = None
+    if rows == "counted":
+        shards = [shard_statistics(loaded, site, docs[first : first + 80], first, config, 16) for first in (0, 80)]
+        corpus_ids = np.unique(np.concatenate([s.seen_ids(s.seen_rows()) for s in shards]))
+    added = StatsTotal(vocab_size(loaded), site.n_neurons, config.top_k, corpus_ids)
+    in_place = StatsTotal(vocab_size(loaded), site.n_neurons, config.top_k, corpus_ids)
+    assert in_place.takes_in_place()
+    shard_statistics(loaded, site, docs[:80], 0, config, 16).add_to(added)
+    shard_statistics(loaded, site, docs[:80], 0, config, 16, into=in_place).add_to(in_place)
+    assert not in_place.takes_in_place()  # the next shard is added as before
+    for total in (added, in_place):
+        shard_statistics(loaded, site, docs[80:160], 80, config, 16).add_to(total)
+    assert added.sums.tobytes() == in_place.sums.tobytes() and added.sums.any()
+    for name in ("counts", "sumsq", "top_values", "top_refs"):
+        assert getattr(added, name).tobytes() == getattr(in_place, name).tobytes(), name
+    assert (added.documents, added.windows) == (in_place.documents, in_place.windows)
+
+
+def test_a_pass_ends_at_the_sites_last_layer(tiny_model: Path, tiny_corpus: Path):
+    """What follows the last hooked layer (its FFN output, the pooler) is never computed."""
+    loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
+    site = neuron_site(loaded.encoder, "ffn")
+    calls = []
+    after = loaded.encoder.encoder.layer[-1].output
+    handle = after.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        acc = StatsAccumulator(site, vocab_size(loaded), 5)
+        accumulate(loaded, site, acc, tiny_corpus.read_text().splitlines()[:20], 0, StatsConfig(batch_tokens=256), 16)
+    finally:
+        handle.remove()
+    assert acc.counts.sum() > 0 and calls == []
+
+
+def test_freed_buffers_are_reused_within_a_pass_only(monkeypatch):
+    """glibc's thresholds are raised for the block and set back after; off glibc nothing happens."""
+    from neurosearch.model import memory
+
+    assert memory.buffer_threshold(8192, 1536) == 8192 * 1536 * 4 * 5 // 4
+    assert memory.buffer_threshold(16, 16) == memory.DYNAMIC_MMAP_MAX
+    assert memory.buffer_threshold(1 << 20, 1 << 20) == memory.CEILING
+    calls = []
+    monkeypatch.setattr(memory, "_mallopt", lambda: lambda option, value: calls.append((option, value)) or 1)
+    with memory.reuse_freed_memory(100 << 20) as applied:
+        assert applied and calls == [(-3, 100 << 20), (-1, 200 << 20)]
+    assert calls[2:] == [(-3, memory.DYNAMIC_MMAP_MAX), (-1, 2 * memory.DYNAMIC_MMAP_MAX)]
+    with memory.reuse_freed_memory(memory.DYNAMIC_MMAP_MAX) as applied:  # glibc's own regime suffices
+        assert not applied
+    monkeypatch.setattr(memory, "_mallopt", lambda: None)
+    with memory.reuse_freed_memory(100 << 20) as applied:
+        assert not applied
+    assert len(calls) == 4

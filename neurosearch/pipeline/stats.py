@@ -33,6 +33,7 @@ from neurosearch.config import StatsConfig
 from neurosearch.corpus import Windows, make_windows
 from neurosearch.errors import NeurosearchError
 from neurosearch.model.loading import LoadedModel, NeuronHooks, NeuronSite
+from neurosearch.model.memory import buffer_threshold, reuse_freed_memory
 from neurosearch.pipeline.stats_store import row_index
 
 
@@ -142,11 +143,15 @@ class StatsAccumulator:
     only those rows; otherwise one row per vocabulary id. ``backend``: ``numba`` (the fused CPU
     kernel, :mod:`neurosearch.pipeline.kernels`), ``torch`` (``index_put_`` and torch top-k updates,
     any device), or ``auto`` (numba on a CPU when it is installed). ``dense_top`` picks the
-    synchronisation-free top-k update of the torch path (default: off the CPU).
+    synchronisation-free top-k update of the torch path (default: off the CPU). ``into``: a build's
+    empty :class:`~neurosearch.pipeline.stats_total.StatsTotal` whose table the per-token sums go
+    straight into (the numba backend only; ``token_ids`` must be the total's): adding zero changes
+    no bit, so this is the first shard added to the total without its own table or the add.
     """
 
     def __init__(self, site: NeuronSite, vocab_size: int, top_k: int, *, token_ids: np.ndarray | None = None,
-                 device: str | torch.device = "cpu", backend: str = "auto", dense_top: bool | None = None):
+                 device: str | torch.device = "cpu", backend: str = "auto", dense_top: bool | None = None,
+                 into: Any = None):
         if backend not in BACKENDS:
             raise NeurosearchError(f"unknown statistics backend '{backend}' (choose from {', '.join(BACKENDS)})")
         self.site = site
@@ -159,7 +164,20 @@ class StatsAccumulator:
         # scratch row for special tokens and padding (never counted, never exported)
         width, layers = site.neurons_per_layer, site.n_layers
         dev = self.device
-        self.sums = [torch.zeros(rows, width, dtype=torch.float64, device=dev) for _ in range(layers)]
+        from neurosearch.pipeline.kernels import fused_accumulate
+
+        self._kernel = fused_accumulate() if backend != "torch" and dev.type == "cpu" else None
+        if backend == "numba" and self._kernel is None:
+            raise NeurosearchError("the numba statistics backend needs numba and a CPU device")
+        self.into = into
+        if into is not None:
+            if self._kernel is None:
+                raise NeurosearchError("only the numba statistics backend accumulates into a build's total")
+            self.sums = [torch.from_numpy(table) for table in into.layer_tables(width)]
+            if len(self.sums) != layers or self.sums[0].shape[0] != rows - 1:
+                raise ValueError("the total's table does not match the accumulator's layers and tokens")
+        else:
+            self.sums = [torch.zeros(rows, width, dtype=torch.float64, device=dev) for _ in range(layers)]
         self.sumsq = torch.zeros(layers, width, dtype=torch.float64, device=dev)
         self.counts = torch.zeros(rows, dtype=torch.int64, device=dev)
         self.top_values = torch.full((layers, width, top_k), float("-inf"), dtype=torch.float32, device=dev)
@@ -169,11 +187,6 @@ class StatsAccumulator:
         self._buffer = torch.empty(0, dtype=torch.float64, device=dev)
         self._ones = torch.ones(1, 0, dtype=torch.float64, device=dev)
         self._batch: dict[str, Any] = {}
-        from neurosearch.pipeline.kernels import fused_accumulate
-
-        self._kernel = fused_accumulate() if backend != "torch" and dev.type == "cpu" else None
-        if backend == "numba" and self._kernel is None:
-            raise NeurosearchError("the numba statistics backend needs numba and a CPU device")
         self.dense_top = dev.type != "cpu" if dense_top is None else dense_top
 
     # -- exporting the running total ---------------------------------------------------------------
@@ -328,7 +341,6 @@ def accumulate(
     on_tokens: ProgressFn | None = None,
     on_windows: Callable[[int, int], None] | None = None,
     windows: Windows | None = None,
-    stop_early: bool = False,
 ) -> None:
     """Run the model over ``documents`` (corpus indices from ``first_document``) and accumulate.
 
@@ -336,9 +348,9 @@ def accumulate(
     (``begin_batch``, ``observe``, ``documents``, ``windows``: the contexts stage's). ``on_tokens(n)``
     gets the counted tokens of each batch, ``on_windows(done, total)`` the windows of each batch and
     of the whole call (progress a person can follow). ``windows``: the documents' windows when the
-    caller has made them already. ``stop_early``: end each forward pass at the site's last layer
-    (a site of the first layers of a model: :meth:`NeuronSite.layers`), which the later layers
-    cannot change; always on a site of SAE features).
+    caller has made them already. Each forward pass ends at the site's last hooked layer: what
+    comes after it (the rest of the last layer, later layers, a pooler) cannot change what was
+    observed, so a pass computes only what its statistics read.
     """
     tokenizer = loaded.tokenizer
     if windows is None:
@@ -347,14 +359,14 @@ def accumulate(
     accumulator.windows += len(windows.input_ids)
     total = len(windows.input_ids)
     last = site.n_layers - 1
-    stop_early = stop_early or site.sae is not None  # an SAE's layer is all a pass over features needs
 
     def observe(layer: int, x: torch.Tensor) -> None:
         accumulator.observe(layer, x)
-        if stop_early and layer == last:
+        if layer == last:
             raise _SiteDone
 
-    with NeuronHooks(site, observe), torch.inference_mode():
+    threshold = buffer_threshold(config.batch_tokens, _widest_buffer(loaded, site, window))
+    with NeuronHooks(site, observe), torch.inference_mode(), reuse_freed_memory(threshold):
         for indices in batches_by_length(windows, config.batch_tokens):
             batch = pad_batch(windows, indices, tokenizer.pad_token_id)
             valid = special_mask(tokenizer, batch["input_ids"], batch["attention_mask"])
@@ -373,8 +385,17 @@ def accumulate(
                 on_windows(len(indices), total)
 
 
+def _widest_buffer(loaded: LoadedModel, site: NeuronSite, window: int) -> int:
+    """Values per token of a pass's widest per-batch buffer: the FFN's inner layer, the attention
+    scores (heads x window) or the site's units (SAE features)."""
+    config = getattr(getattr(loaded, "encoder", None), "config", None)
+    inner = int(getattr(config, "intermediate_size", 0) or getattr(config, "hidden_dim", 0) or 0)
+    heads = int(getattr(config, "num_attention_heads", 0) or getattr(config, "n_heads", 0) or 0)
+    return max(site.neurons_per_layer, inner, heads * window)
+
+
 class _SiteDone(Exception):
-    """Raised by the last hooked layer to end a forward pass early (``accumulate(stop_early=True)``)."""
+    """Raised by the last hooked layer to end a forward pass there (:func:`accumulate`)."""
 
 
 def window_token_ids(tokenizer: object, windows: Windows) -> np.ndarray:
@@ -398,6 +419,7 @@ def shard_statistics(
     on_tokens: ProgressFn | None = None,
     on_windows: Callable[[int, int], None] | None = None,
     layers: tuple[int, int] | None = None,
+    into: Any = None,
 ) -> StatsAccumulator:
     """One shard's statistics from zero, in tables holding only the shard's tokens (on the model's
     device). Every shard is computed alike wherever it runs, and added to the total in shard order,
@@ -405,11 +427,15 @@ def shard_statistics(
 
     ``layers`` (start, stop): only the neurons of those layers (one pass of a build within a memory
     budget, ``stats_plan.py``); each forward pass ends at the last of them. Their statistics are the
-    same bits as in a pass over every layer."""
+    same bits as in a pass over every layer. ``into``: the build's total when it is still empty
+    and this process can add the shard's sums straight into its table
+    (:meth:`~neurosearch.pipeline.stats_total.StatsTotal.takes_in_place`): the same bits, without
+    the shard's own table or the add."""
     windows = make_windows(loaded.tokenizer, list(documents), first_document, window)
     part = site if layers is None else site.layers(*layers)
+    token_ids = window_token_ids(loaded.tokenizer, windows) if into is None else into.token_ids
     accumulator = StatsAccumulator(part, vocab_size(loaded), config.top_k, device=loaded.device, backend=backend,
-                                   token_ids=window_token_ids(loaded.tokenizer, windows))
+                                   token_ids=token_ids, into=into)
     accumulate(loaded, part, accumulator, documents, first_document, config, window, on_tokens, on_windows,
-               windows=windows, stop_early=layers is not None and layers[1] < site.n_layers)
+               windows=windows)
     return accumulator

@@ -174,7 +174,7 @@ def _pass(context: StageContext, plan: Any, layers: tuple[int, int] | None, iden
         advance(documents_done)
 
     results = _shard_results(build, loaded, site, shards(documents, build.stats.shard_docs), first, reporter, ray,
-                             on_batch, layers)
+                             on_batch, layers, total)
     writer = _CheckpointWriter(out, identity, build.stats.compress, clock, written, position)
     started_at, pass_started = first, time.time()
     number = shards_done
@@ -262,10 +262,11 @@ class _CheckpointWriter:
 
 def _shard_results(build: BuildConfig, loaded: Any, site: Any, documents: Iterator[list[str]], first: int,
                    reporter: Reporter, ray: str | None, on_batch: Callable[[float], None],
-                   layers: tuple[int, int] | None = None) -> Iterator[tuple[int, Any]]:
+                   layers: tuple[int, int] | None = None, total: Any = None) -> Iterator[tuple[int, Any]]:
     """(documents, add-to-total) of every shard, in corpus order, for every layer or ``layers``:
     here (``on_batch`` gets the documents each batch stands for, in proportion to its windows), or
-    on Ray workers."""
+    on Ray workers. Here, the first shard of a run that starts from nothing accumulates straight
+    into ``total``'s table (the same bits, one table and one add fewer)."""
     if ray is not None:
         from neurosearch.pipeline.ray_stats import ray_shard_results
 
@@ -277,8 +278,9 @@ def _shard_results(build: BuildConfig, loaded: Any, site: Any, documents: Iterat
         def on_windows(done: int, windows: int, size: int = len(shard)) -> None:
             on_batch(size * done / max(windows, 1))  # per batch, so small corpora show progress too
 
+        into = total if total is not None and loaded.device.type == "cpu" and total.takes_in_place() else None
         accumulator = shard_statistics(loaded, site, shard, first, build.stats, build.corpus.window,
-                                       on_windows=on_windows, layers=layers)
+                                       on_windows=on_windows, layers=layers, into=into)
         first += len(shard)
         yield len(shard), accumulator.add_to
         del accumulator

@@ -87,7 +87,9 @@ class StatsTotal:
         ids = accumulator.seen_ids(rows)
         kernel = fused_add_rows() if accumulator.device.type == "cpu" else None
         blocks: Any = accumulator.layer_blocks(rows)
-        if kernel is not None:
+        if getattr(accumulator, "into", None) is self:
+            blocks = ()  # its sums were accumulated in this table already
+        elif kernel is not None:
             total_rows = self._rows(np.asarray(ids, dtype=np.int64))
             source_rows = rows.numpy().astype(np.int64)
             width = accumulator.site.neurons_per_layer
@@ -97,6 +99,19 @@ class StatsTotal:
         self.add(ids, accumulator.counts[rows].cpu().numpy(), blocks,
                  accumulator.sumsq.reshape(n).cpu().numpy(), accumulator.top_values.reshape(n, -1).cpu().numpy(),
                  accumulator.top_refs.reshape(n, -1, 3).cpu().numpy(), accumulator.documents, accumulator.windows)
+
+    def takes_in_place(self) -> bool:
+        """Whether a shard may accumulate straight into this table (``StatsAccumulator(into=...)``):
+        nothing added yet, and the numba kernel present."""
+        from neurosearch.pipeline.kernels import fused_accumulate
+
+        return self.documents == 0 and self.windows == 0 and not self.counts.any() and fused_accumulate() is not None
+
+    def layer_tables(self, width: int) -> list[np.ndarray]:
+        """The table's columns of each layer of ``width`` neurons: [rows, width] views, in place."""
+        if self.n_neurons % width:
+            raise ValueError(f"{self.n_neurons} columns are not layers of {width}")
+        return [self.sums[:, start : start + width] for start in range(0, self.n_neurons, width)]
 
     def add_stats(self, stats: Any) -> None:
         """Add a :class:`~neurosearch.pipeline.stats.TokenStats` (a shard computed elsewhere)."""

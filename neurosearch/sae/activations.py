@@ -196,7 +196,6 @@ def collect_activations(
     arrays = {name: open_memmap(root / f"{name}.npy", mode="r+") for part in PARTS for name in (part, f"{part}_refs")}
     writers = {part: _RowWriter(arrays[part], arrays[f"{part}_refs"], record["rows_written"][part]) for part in PARTS}
     part_site = site.layers(layer, layer + 1)
-    stop_early = layer + 1 < site.n_layers
     stats = StatsConfig(batch_tokens=batch_tokens)
     done = record["documents_done"]
     documents = read_documents(corpus)
@@ -215,7 +214,7 @@ def collect_activations(
             windows = make_windows(loaded.tokenizer, [text for _, text in chosen], 0, corpus.window)
             windows.document = [chosen[i][0] for i in windows.document]  # corpus indices
             accumulate(loaded, part_site, writers[part], [text for _, text in chosen], 0, stats, corpus.window,
-                       windows=windows, stop_early=stop_early)
+                       windows=windows)
         for array in arrays.values():
             array.flush()
         done += len(shard)
