@@ -423,6 +423,89 @@ def build_recipe(paper: bool = False, **chosen: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class SAEConfig:
+    """How a TopK SAE is trained (``neurosearch.sae.train``)."""
+
+    k: int = 32
+    """Features active per row."""
+    expansion: int = 8
+    """Features per input dimension (d_sae = expansion x d_in) unless ``d_sae`` is given."""
+    d_sae: int | None = None
+    """Number of features (overrides ``expansion``)."""
+    lr: float = 4e-4
+    """Adam's learning rate."""
+    batch_size: int = 4096
+    """Rows per step."""
+    epochs: int = 3
+    """Passes over the training rows."""
+    seed: int = 0
+    """Seed of the initial weights and of every epoch's row order."""
+    aux_k: int = 512
+    """Dead features in the AuxK loss (0: no AuxK loss)."""
+    aux_coefficient: float = 1 / 32
+    """Weight of the AuxK loss."""
+    dead_window_tokens: int = 1_000_000
+    """A feature is dead when it fired on none of this many last rows (capped at one epoch)."""
+    checkpoint_seconds: float = 300.0
+    """Seconds between checkpoints (does not change the result)."""
+    log_seconds: float = 60.0
+    """Seconds between progress lines (does not change the result)."""
+    eval_batch: int = 4096
+    """Rows per batch of the final measurements (does not change the weights)."""
+
+    def __post_init__(self) -> None:
+        for name in ("k", "expansion", "batch_size", "epochs", "dead_window_tokens", "eval_batch"):
+            check_int(name, getattr(self, name), 1)
+        check_int("d_sae", self.d_sae, 1, optional=True)
+        check_int("seed", self.seed, 0)
+        check_int("aux_k", self.aux_k, 0)
+        check_float("lr", self.lr, 0.0)
+        check_float("aux_coefficient", self.aux_coefficient, 0.0, inclusive=True)
+        check_float("checkpoint_seconds", self.checkpoint_seconds, 0.0, inclusive=True)
+        check_float("log_seconds", self.log_seconds, 0.0, inclusive=True)
+
+    def features(self, d_in: int) -> int:
+        return self.d_sae if self.d_sae is not None else self.expansion * d_in
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change the trained weights (a checkpoint resumes only under the same)."""
+        data = asdict(self)
+        for name in ("checkpoint_seconds", "log_seconds", "eval_batch"):
+            data.pop(name)
+        return data
+
+
+UnitKind = Literal["neurons", "sae"]
+
+
+@dataclass(frozen=True)
+class UnitsConfig:
+    """What an index's units are: the site's neurons, or the features of a TopK sparse autoencoder
+    that the build trains on one layer of the site over its own corpus (``build --units sae``; a
+    trained one is named by ``ModelConfig.sae`` instead). docs/sae.md."""
+
+    kind: UnitKind = "neurons"
+    layer: int | None = None
+    """The layer of the site the SAE is trained on (None: a third of the way up, ``n_layers // 3``:
+    layer 2 of MiniLM's six, where its features beat every layer's neurons, docs/sae.md)."""
+    training: SAEConfig = field(default_factory=SAEConfig)
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_int("layer", self.layer, 0, optional=True)
+        if self.layer is not None and self.kind != "sae":
+            raise ConfigError("an SAE layer is for units of kind sae (build --units sae --sae-layer N)", option="layer")
+
+    def chosen_layer(self, n_layers: int) -> int:
+        """The layer to train on, checked against the site's ``n_layers``."""
+        layer = n_layers // 3 if self.layer is None else self.layer
+        if layer >= n_layers:
+            raise ConfigError(f"SAE layer {layer} is outside the site's {n_layers} layers (0-{n_layers - 1})",
+                              option="layer")
+        return layer
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     """Everything ``neurosearch build`` needs, one field per stage."""
 
@@ -435,3 +518,4 @@ class BuildConfig:
     concepts: bool = True
     """Bake WordNet's concept members into the index (search stage) when WordNet data is found."""
     expansion: ExpansionConfig = field(default_factory=ExpansionConfig)
+    units: UnitsConfig = field(default_factory=UnitsConfig)

@@ -265,9 +265,14 @@ def figure_file(name: str) -> str:
 LM_SCORES_DIR = "lm-scores"
 """The search stage's language-model membership scores of every concept key, block by block
 (``pipeline/lm_scores.py``; a build intermediate, not shipped)."""
+SAE_DIR = "sae"
+"""The sparse autoencoder a ``build --units sae`` trained (SAELens layout, ``train.log`` beside it)."""
+SAE_TRAINING_DIR = "sae-training"
+"""Its work while it trains: the layer's activations and checkpoints (removed once ``sae/`` is in place)."""
 BUILD_DIRS = (STATS_DIR, CHECKPOINT_DIR, STATS_PARTS_DIR, "neurons", PROFILES_DIR, METHODS_DIR, SEARCH_DIR, CONTEXTS_DIR,
               LM_SCORES_DIR)
-"""What ``build --force`` removes before it starts again (with the manifest)."""
+"""What ``build --force`` removes before it starts again (with the manifest); a trained SAE
+(``SAE_DIR``, ``SAE_TRAINING_DIR``) is removed before training starts again."""
 
 
 def files() -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ Checks, each problem one line naming its file:
 - the manifest: readable, of this format version, every stage finished, search files of the
   current format;
 - every file the manifest lists (and every build intermediate it lists that is present): there,
-  with the recorded sha256;
+  with the recorded sha256; the files of the SAE whose features are the units (``units.sae``);
 - a fitted MLM head (the index's and the user's): its format, its weights against the sha256 the
   manifest or ``head.json`` records (else the safetensors header against the file size), its
   vocabulary against the index's tokenizer;
@@ -94,6 +94,7 @@ def verify_index(path: str | Path, *, state_root: str | Path | None = None) -> V
         return report
     _check_stages(manifest, report)
     _check_files(directory, manifest, report)
+    _check_sae(directory, manifest, report)
     from neurosearch.index.index import Index
 
     index = Index(directory, manifest, state_root=state_root)
@@ -135,6 +136,34 @@ def _check_files(directory: Path, manifest: Manifest, report: VerifyReport) -> N
         if actual != expected:
             report.add(relative, "sha256 does not match the manifest (corrupt or changed since the build)")
     report.checked["files"] = count
+
+
+def _check_sae(directory: Path, manifest: Manifest, report: VerifyReport) -> None:
+    """The files of the SAE whose features are the index's units, against the hashes the build
+    recorded: one inside the index (``build --units sae``) must be there; one elsewhere
+    (``build --sae DIR``) is checked where it is, and noted when it is not there (``find`` needs
+    it not, ``ablate``, ``trace`` and ``score`` do)."""
+    record = (manifest.units or {}).get("sae") if isinstance(manifest.units, dict) else None
+    if not isinstance(record, dict):
+        return
+    root = Path(str(record.get("path", "")))
+    inside = not root.is_absolute()
+    root = directory / root if inside else root
+    count = 0
+    for name, expected in sorted((record.get("files") or {}).items()):
+        path = root / name
+        shown = f"{record.get('path')}/{name}"
+        if not path.is_file():
+            if inside:
+                report.add(shown, "missing (the SAE whose features are the index's units)")
+            else:
+                report.notes.append(f"{path}: the SAE of the index's units is not on this machine "
+                                    "(find works without it; ablate, trace and score need it)")
+            continue
+        count += 1
+        if sha256_file(path) != expected:
+            report.add(shown, "sha256 does not match the manifest's units record (the SAE changed since the build)")
+    report.checked["files"] = report.checked.get("files", 0) + count
 
 
 def _check_heads(index: Index, report: VerifyReport) -> None:

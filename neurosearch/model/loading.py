@@ -303,7 +303,7 @@ def index_site(loaded: "LoadedModel", index: "Index") -> NeuronSite:
         return neuron_site(loaded.encoder, manifest.site)
     from neurosearch.sae.units import load_recorded_sae
 
-    return sae_site(loaded, manifest.site, load_recorded_sae(manifest.units), where="the index's SAE")
+    return sae_site(loaded, manifest.site, load_recorded_sae(manifest.units, index.path), where="the index's SAE")
 
 
 def _layer_list_owner(encoder: nn.Module) -> nn.Module:

@@ -62,25 +62,80 @@ class Builder:
         self.position: dict[str, int] = {}  # statistics: documents done and checkpointed (interrupt messages)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _load_model(self) -> None:
+    def _load_model(self, units: bool = True) -> None:
         if self.loaded is None:
-            from neurosearch.model.loading import load_model, unit_site
+            from neurosearch.model.loading import load_model
 
             started = time.time()
             self.reporter.log(f"loading model {self.config.model.model} ...")
             # under its masked-LM head when it has one, so that the manifest's has_mlm_head is true
             # (the encoder, its activations and its weights hash are the same either way)
             self.loaded = load_model(self.config.model, mlm=True)
+            self.reporter.log(f"model {self.loaded.model_id}: loaded in {time.time() - started:.1f} s")
+        if self.site is None and units:
+            from neurosearch.model.loading import unit_site
+
             self.site = unit_site(self.loaded, self.config.model)
             units = (f"{self.site.neurons_per_layer:,} features of the SAE at {self.site.name} layer {self.site.first_layer}"
                      if self.site.sae is not None else
                      f"{self.site.n_layers} x {self.site.neurons_per_layer} {self.site.name} neurons")
-            self.reporter.log(f"model {self.loaded.model_id}: {units}, loaded in {time.time() - started:.1f} s")
+            self.reporter.log(f"units: {units}")
 
     def _model(self) -> tuple[Any, Any]:
-        """The model and its neuron site, loaded on first use (a finished index reruns without it)."""
+        """The model and its units' site, loaded on first use (a finished index reruns without it)."""
         self._load_model()
         return self.loaded, self.site
+
+    def _trained_sae(self) -> Path:
+        """The SAE of a ``build --units sae``: trained here, on the build's corpus, into ``sae/``
+        (``layout.SAE_DIR``), or the one a previous run of the same settings left there.
+
+        The layer's activations of every counted token go to ``sae-training/activations/``
+        (float16; resumable by shards), then training runs with checkpoints in ``sae-training/``
+        (resumable by steps: ``neurosearch.sae.train``); the finished SAE moves to ``sae/`` with its
+        training log, and ``sae-training/`` is removed."""
+        from dataclasses import replace
+
+        from neurosearch.config import to_dict
+        from neurosearch.model.loading import neuron_site
+        from neurosearch.sae.activations import collect_activations
+        from neurosearch.sae.model import CONFIG_FILE, read_cfg
+        from neurosearch.sae.train import LOG_FILE, SAE_DIR, train_sae
+
+        units, model, corpus = self.config.units, self.config.model, self.config.corpus
+        target, work = self.out / layout.SAE_DIR, self.out / layout.SAE_TRAINING_DIR
+        self._load_model(units=False)
+        loaded = self.loaded
+        layer = units.chosen_layer(neuron_site(loaded.encoder, model.site).n_layers)
+        wanted = {"config": units.training.identity(), "model": loaded.model_id, "site": model.site, "layer": layer,
+                  "corpus": json.loads(json.dumps(to_dict(corpus)))}
+        if (target / CONFIG_FILE).is_file():
+            training = read_cfg(target).get("neurosearch", {}).get("training", {}).get("identity", {})
+            activations = training.get("activations", {})
+            have = {"config": training.get("config"), "model": activations.get("model"), "site": activations.get("site"),
+                    "layer": activations.get("layer"), "corpus": activations.get("corpus")}
+            if have != wanted:
+                raise NeurosearchError(f"{target} holds an SAE trained with other settings (layer, corpus or training); "
+                                       "choose another output directory or pass `force` to train again", option="force")
+            shutil.rmtree(work, ignore_errors=True)  # a run stopped after the move
+            return target
+        self.reporter.log(f"sae: training a TopK SAE on {model.site} layer {layer} (k {units.training.k}, "
+                          f"{units.training.expansion} x the layer's width), work in {work}")
+        collect = replace(model, sae=None)
+        files = collect_activations(collect, corpus, layer, work / "activations",
+                                    batch_tokens=self.config.stats.batch_tokens, log=self.reporter.log)
+        if files is None:  # pragma: no cover (only a test's stop_after_shards returns None)
+            raise NeurosearchError("collecting the SAE's activations stopped early; rerun to resume")
+        result = train_sae(files, work, units.training, echo=self.reporter.log)
+        if not result.complete:  # pragma: no cover (only a test's stop_after_steps)
+            raise NeurosearchError("SAE training stopped early; rerun to resume")
+        self.reporter.log(f"sae: held-out FVU {result.fvu:.3f}, dead share {result.dead_share:.2%}, "
+                          f"{result.train_seconds or 0:,.0f} s of training")
+        (work / SAE_DIR).rename(target)
+        if (work / LOG_FILE).is_file():
+            shutil.copy2(work / LOG_FILE, target / LOG_FILE)
+        shutil.rmtree(work, ignore_errors=True)
+        return target
 
     def _invalidate_changed(self, manifest: Manifest) -> None:
         """A stage whose config changed since it ran is redone, and so is every stage after it.
@@ -149,13 +204,14 @@ class Builder:
         out = self.out
         if out.exists() and not out.is_dir():
             raise NeurosearchError(f"{out} exists and is not a directory; choose another output directory")
-        if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in (MANIFEST, layout.CHECKPOINT_DIR, layout.STATS_DIR, layout.STATS_PARTS_DIR)):
+        if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in (MANIFEST, layout.CHECKPOINT_DIR, layout.STATS_DIR, layout.STATS_PARTS_DIR, layout.SAE_DIR, layout.SAE_TRAINING_DIR)):
             raise NeurosearchError(f"{out} is a folder that holds no neurosearch index; choose a new or empty one")
         check_writable(out, "the index")
 
     def _kept_work(self) -> bool:
         """Whether a stopped build left anything to resume from (a manifest, a checkpoint, finished passes)."""
-        return any((self.out / name).exists() for name in (MANIFEST, layout.CHECKPOINT_DIR, layout.STATS_PARTS_DIR))
+        return any((self.out / name).exists() for name in (MANIFEST, layout.CHECKPOINT_DIR, layout.STATS_PARTS_DIR,
+                                                              layout.SAE_DIR, layout.SAE_TRAINING_DIR))
 
     def _lm_identity(self) -> str | None:
         """The identity key of the language model the expansions would be scored with (None: none);
@@ -187,7 +243,7 @@ class Builder:
             return {}
         from neurosearch.sae.units import units_record
 
-        record = units_record(directory, self.config.model.site)
+        record = units_record(directory, self.config.model.site, index=self.out)
         cfg = record["sae"]["cfg"]
         named = (cfg.get("metadata") or {}).get("model_name") if isinstance(cfg.get("metadata"), dict) else None
         site = cfg["neurosearch"].get("site")
@@ -276,6 +332,22 @@ class Builder:
         from neurosearch.model.loading import resolve_model
 
         _, model_id = resolve_model(config.model.model)  # the model itself loads when a stage needs it
+        if config.units.kind == "sae" and config.model.sae is None:
+            from dataclasses import replace
+
+            if force:
+                for child in (layout.SAE_DIR, layout.SAE_TRAINING_DIR):
+                    shutil.rmtree(self.out / child, ignore_errors=True)
+            if "search" in STAGES[: STAGES.index(until) + 1]:
+                self._lm_identity()  # said before the hours of training, not after
+            try:
+                trained = self._trained_sae()
+            except KeyboardInterrupt:
+                raise Interrupted(f"during SAE training; kept: its work in {self.out / layout.SAE_TRAINING_DIR} "
+                                  "(activations by shards, training by checkpoints); rerun the same command to "
+                                  "resume from there") from None
+            self.config = config = replace(config, model=replace(config.model, sae=str(trained)))
+            self.site = None  # the units are now the SAE's features
         units = self._sae_units(model_id)
         identity = {
             "model_id": model_id,

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from neurosearch.config import check_float, check_int
+from neurosearch.config import SAEConfig
 from neurosearch.errors import NeurosearchError
 from neurosearch.sae.activations import ActivationFiles
 from neurosearch.sae.model import CONFIG_FILE, FeatureStats, SAEInfo, TopKSAE, load_sae, read_cfg
@@ -57,57 +57,6 @@ LOG_FILE = "train.log"
 PARAMETERS = ("W_enc", "W_dec", "b_enc", "b_dec")
 
 
-@dataclass(frozen=True)
-class SAEConfig:
-    """How a TopK SAE is trained."""
-
-    k: int = 32
-    """Features active per row."""
-    expansion: int = 8
-    """Features per input dimension (d_sae = expansion x d_in) unless ``d_sae`` is given."""
-    d_sae: int | None = None
-    """Number of features (overrides ``expansion``)."""
-    lr: float = 4e-4
-    """Adam's learning rate."""
-    batch_size: int = 4096
-    """Rows per step."""
-    epochs: int = 3
-    """Passes over the training rows."""
-    seed: int = 0
-    """Seed of the initial weights and of every epoch's row order."""
-    aux_k: int = 512
-    """Dead features in the AuxK loss (0: no AuxK loss)."""
-    aux_coefficient: float = 1 / 32
-    """Weight of the AuxK loss."""
-    dead_window_tokens: int = 1_000_000
-    """A feature is dead when it fired on none of this many last rows (capped at one epoch)."""
-    checkpoint_seconds: float = 300.0
-    """Seconds between checkpoints (does not change the result)."""
-    log_seconds: float = 60.0
-    """Seconds between progress lines (does not change the result)."""
-    eval_batch: int = 4096
-    """Rows per batch of the final measurements (does not change the weights)."""
-
-    def __post_init__(self) -> None:
-        for name in ("k", "expansion", "batch_size", "epochs", "dead_window_tokens", "eval_batch"):
-            check_int(name, getattr(self, name), 1)
-        check_int("d_sae", self.d_sae, 1, optional=True)
-        check_int("seed", self.seed, 0)
-        check_int("aux_k", self.aux_k, 0)
-        check_float("lr", self.lr, 0.0)
-        check_float("aux_coefficient", self.aux_coefficient, 0.0, inclusive=True)
-        check_float("checkpoint_seconds", self.checkpoint_seconds, 0.0, inclusive=True)
-        check_float("log_seconds", self.log_seconds, 0.0, inclusive=True)
-
-    def features(self, d_in: int) -> int:
-        return self.d_sae if self.d_sae is not None else self.expansion * d_in
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that change the trained weights (a checkpoint resumes only under the same)."""
-        data = asdict(self)
-        for name in ("checkpoint_seconds", "log_seconds", "eval_batch"):
-            data.pop(name)
-        return data
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """An SAE as the units of an index: what the manifest records of it, and loading it back.
 
-``build --sae DIR`` (``ModelConfig.sae``) records in the manifest's ``units`` the SAE's layer,
-site, size, and ``sae``: its directory, the sha256 of each of its files and its ``cfg.json``. Every
+``build --sae DIR`` (``ModelConfig.sae``), or ``build --units sae`` (which trains one into the
+index's ``sae/``), records in the manifest's ``units`` the SAE's layer, site, size, and ``sae``: its
+directory (relative to the index when inside it), the sha256 of each of its files and its
+``cfg.json`` (with the training's held-out FVU, dead share and seconds). Every
 later command that runs the model over the index's units (``ablate``, ``trace``, ``score``) loads
 the SAE from that directory and refuses it when a file no longer hashes as recorded. Standard
 library only until the SAE itself is loaded.
@@ -37,21 +39,30 @@ def sae_record(directory: str | Path) -> dict[str, Any]:
     return {"path": str(root.resolve()), "files": files, "cfg": cfg}
 
 
-def units_record(directory: str | Path, site: str) -> dict[str, Any]:
-    """The manifest's ``units`` for an index of the features of the SAE in ``directory`` read at ``site``."""
+def units_record(directory: str | Path, site: str, index: str | Path | None = None) -> dict[str, Any]:
+    """The manifest's ``units`` for an index of the features of the SAE in ``directory`` read at ``site``;
+    an SAE inside the ``index`` folder (one the build trained) is recorded by its path relative to
+    the index, so that the index can move."""
     record = sae_record(directory)
+    if index is not None:
+        home = Path(index).expanduser().resolve()
+        if Path(record["path"]).is_relative_to(home):
+            record["path"] = Path(record["path"]).relative_to(home).as_posix()
     cfg = record["cfg"]
     return {"kind": "sae", "layer": int(cfg["neurosearch"]["layer"]), "site": site, "d_sae": cfg.get("d_sae"),
             "k": cfg.get("k"), "sae": record}
 
 
-def load_recorded_sae(units: dict[str, Any]) -> Any:
-    """The SAE an index's ``units`` record names, refused when its files changed since the build."""
+def load_recorded_sae(units: dict[str, Any], index: str | Path | None = None) -> Any:
+    """The SAE an index's ``units`` record names (a relative path: inside the ``index`` folder),
+    refused when its files changed since the build."""
     from neurosearch.format.atomic import sha256_file
     from neurosearch.sae.model import load_sae
 
     record = units.get("sae", {})
     root = Path(record.get("path", ""))
+    if not root.is_absolute() and index is not None:
+        root = Path(index) / root
     for name, digest in record.get("files", {}).items():
         path = root / name
         if not path.is_file():
