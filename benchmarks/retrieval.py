@@ -6,7 +6,9 @@
 Default files: ``benchmarks/concepts/general.json`` (two sets, ``general-tune`` and
 ``general-test``, split by sha256 of the concept name before anything was run on them; tune on the
 first, report the second), ``../shared/concepts/dev.json`` and ``benchmarks/concepts/extra.json``
-(both already tuned on). For every concept the concept's name is the query. Precision@10 of a
+(both already tuned on). For every concept the concept's name is the query. ``--layer L``
+restricts the neuron rows to the units of one model layer (a per-layer comparison of neurons with
+the SAE features of that layer). Precision@10 of a
 result = share of its first 10 top tokens that are members of the concept. Reported per file, per
 concept and averaged: the top-1 neuron, the oracle neuron (the best neuron in the index for that
 concept), the top-1 cluster and the oracle cluster at each K; then HNSW recall@10 against exact
@@ -79,11 +81,19 @@ class Evaluator:
     """P@10 of the top-1 and oracle neuron and cluster for concepts, one index and method; the
     index is loaded once, so variants of the query expansion can be compared in one process."""
 
-    def __init__(self, index: Index, method: str | None = None):
+    def __init__(self, index: Index, method: str | None = None, layer: int | None = None):
         self.index = index
         self.method = method or index.search_method
         top_index, _ = index.method_top(self.method)
         kept = np.asarray(index.kept_tokens)
+        width = index.manifest.neurons_per_layer
+        self.allowed = np.ones(len(top_index), bool)  # the neuron rows that count (--layer: one layer's)
+        if layer is not None:
+            first = index.manifest.sae_layer if index.manifest.sae_layer is not None else 0
+            if not 0 <= layer - first < index.manifest.n_layers:
+                raise SystemExit(f"--layer {layer}: the index's units are of layers {first}-{first + index.manifest.n_layers - 1}")
+            self.allowed[:] = False
+            self.allowed[(layer - first) * width : (layer - first + 1) * width] = True
         self.top10_index = top_index[:, :10]
         self.neuron_top10 = kept[self.top10_index]
         self.keys = index.cluster_keys(self.method)
@@ -109,7 +119,7 @@ class Evaluator:
             picked = order[np.clip(positions + rng.integers(-50, 50, size=len(ids)), 0, len(order) - 1)]
             mask = np.zeros(len(self.index.kept_tokens), bool)
             mask[picked] = True
-            best.append(mask[self.top10_index].sum(axis=1).max() / 10)
+            best.append(mask[self.top10_index[self.allowed]].sum(axis=1).max() / 10)
         return float(np.mean(best))
 
     def concept(self, concept: str, members: list[str], expand=None) -> dict[str, float]:
@@ -117,14 +127,16 @@ class Evaluator:
         member_set = {m.lower() for m in members}
         neuron_hits = np.isin(self.neuron_top10, list(member_set)).sum(axis=1) / 10
         cluster_hits = np.isin(self.cluster_top10, list(member_set)).sum(axis=1) / 10
-        row: dict[str, float] = {"oracle": float(neuron_hits.max()), "chance": self.chance(member_set)}
+        row: dict[str, float] = {"oracle": float(neuron_hits[self.allowed].max()), "chance": self.chance(member_set)}
         for k in self.ks:
             row[f"cluster_oracle_k{k}"] = float(cluster_hits[self.cluster_k == k].max())
         try:
             expanded = (expand or self.index.expand)(concept)
         except NeurosearchError:
             return {"neuron": 0.0, **{f"cluster_k{k}": 0.0 for k in self.ks}, **row}
-        best = self.index.rank("neurons", expanded, method=self.method, exact=True, limit=1)
+        ranked = self.index.rank("neurons", expanded, method=self.method, exact=True,
+                                 limit=1 if self.allowed.all() else len(self.allowed))
+        best = [(r, score) for r, score in ranked if self.allowed[r]][:1]
         row["neuron"] = float(neuron_hits[best[0][0]]) if best and best[0][1] > 0 else 0.0
         for k in self.ks:
             best = self.index.rank("clusters", expanded, method=self.method, exact=True, k=k, limit=1)
@@ -142,6 +154,11 @@ def cluster_sets(index: Index, method: str) -> list[int]:
 
 def k_name(k: int) -> str:
     return "tree" if k == 0 else f"K={k}"
+
+
+def concept_units(rows: dict[str, dict[str, float]]) -> int:
+    """Concepts with a concept unit: the oracle's P@10 >= 0.3 and >= twice the chance oracle's."""
+    return sum(row["oracle"] >= 0.3 and row["oracle"] >= 2 * row["chance"] for row in rows.values())
 
 
 def mean_row(rows: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -187,22 +204,26 @@ def llm_expander(index: Index, base_url: str, model: str | None, console: Consol
 
 
 def report(console: Console, index: Index, sets: dict[str, dict[str, list[str]]], methods: list[str],
-           per_concept: bool, expand=None) -> dict:
+           per_concept: bool, expand=None, layer: int | None = None) -> dict:
     ks = cluster_sets(index, index.search_method)
-    summary = Table(title=f"mean P@10 per concept file: {index.path} (site {index.manifest.site})")
+    units = "" if layer is None else f", neurons of layer {layer} only"
+    summary = Table(title=f"mean P@10 per concept file: {index.path} (site {index.manifest.site}{units})")
     for column in ["file", "concepts", "method", "top-1 neuron", "oracle neuron", "neuron / oracle", "chance oracle",
+                   "concept units",
                    *[f"top-1 cluster {k_name(k)}" for k in ks], *[f"oracle cluster {k_name(k)}" for k in ks]]:
         summary.add_column(column)
     results: dict = {}
     for method in methods:
-        evaluator = Evaluator(index, method)
+        evaluator = Evaluator(index, method, layer)
         ks = evaluator.ks
         for name, concepts in sets.items():
             rows = evaluator.concepts(concepts, expand)
-            results.setdefault(name, {})[method] = {"concepts": rows, "mean": mean_row(rows)}
+            results.setdefault(name, {})[method] = {"concepts": rows, "mean": mean_row(rows),
+                                                    "concept_units": concept_units(rows)}
             mean = mean_row(rows)
             summary.add_row(name, str(len(rows)), method, f"{mean['neuron']:.3f}", f"{mean['oracle']:.3f}",
                             f"{mean['neuron'] / max(mean['oracle'], 1e-9):.2f}", f"{mean['chance']:.3f}",
+                            str(concept_units(rows)),
                             *[f"{mean[f'cluster_k{k}']:.3f}" for k in ks],
                             *[f"{mean[f'cluster_oracle_k{k}']:.3f}" for k in ks])
             if per_concept and method == index.search_method:
@@ -231,6 +252,8 @@ def main() -> None:
     parser.add_argument("--llm-base-url", default=None, help="expand every concept with the members this "
                         "OpenAI-compatible server lists (find --llm) instead of the offline expansion")
     parser.add_argument("--llm-model", default=None, help="chat model for --llm-base-url")
+    parser.add_argument("--layer", type=int, default=None, help="count only the neurons (units) of this model "
+                        "layer for the neuron rows (oracle, chance, top-1: the best-ranked of the layer)")
     args = parser.parse_args()
 
     index = Index.load(args.index, embedder=PhraseEmbedder())  # what the CLI opens: phrases take the slow path
@@ -244,7 +267,7 @@ def main() -> None:
     console = Console()
     console.print(f"CPU: {cpu_flags()}")
     expand = llm_expander(index, args.llm_base_url, args.llm_model, console) if args.llm_base_url else None
-    results = report(console, index, sets, methods, not args.no_per_concept, expand)
+    results = report(console, index, sets, methods, not args.no_per_concept, expand, args.layer)
     recall = None
     if args.recall_queries:
         rng = np.random.default_rng(0)
