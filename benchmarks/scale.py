@@ -89,16 +89,16 @@ FORWARD = r"""
 import contextlib, sys, time, torch
 from neurosearch.config import CorpusConfig, ModelConfig, StatsConfig
 from neurosearch.corpus import make_windows, training_documents
-from neurosearch.model.loading import load_model
+from neurosearch.model.loading import load_model, neuron_site
 from neurosearch.model.memory import buffer_threshold, reuse_freed_memory
-from neurosearch.pipeline.stats import _widest_buffer, batches_by_length, pad_batch
+from neurosearch.pipeline.stats import batches_by_length, pad_batch, widest_buffer
 model, corpus, docs, dtype, reuse = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
 loaded = load_model(ModelConfig(model=model, dtype=dtype))
 documents = [text for text in training_documents(CorpusConfig(source=corpus, max_docs=docs)) if text]
 windows = make_windows(loaded.tokenizer, documents, 0, CorpusConfig().window)
 memory = contextlib.nullcontext()
 if reuse:
-    widest = max(int(loaded.encoder.config.intermediate_size), loaded.encoder.config.num_attention_heads * CorpusConfig().window)
+    widest = widest_buffer(loaded, neuron_site(loaded.encoder, "ffn"), CorpusConfig().window)
     memory = reuse_freed_memory(buffer_threshold(StatsConfig().batch_tokens, widest))
 with torch.inference_mode(), memory:
     for indices in batches_by_length(windows, StatsConfig().batch_tokens):

@@ -2,9 +2,8 @@
 
 A forward pass allocates and frees the same large activation buffers on every batch. glibc serves a
 request above its mmap threshold (at most 32 MiB unless set) with a fresh mapping and returns it to
-the system when it is freed, so every batch faults the same memory in again, page by page: on a
-2-core CPU this cost a MiniLM pass at 8,192 tokens a batch about 15 % of its time, most of it
-system time (``docs/results/benchmarks.md``). :func:`reuse_freed_memory` raises the threshold
+the system when it is freed, so every batch faults the same memory in again, page by page
+(measured in ``docs/results/benchmarks.md``). :func:`reuse_freed_memory` raises the threshold
 above the pass's largest buffer for the duration of a pass, so those buffers come from (and go
 back to) the heap; elsewhere, and off glibc, nothing changes.
 """

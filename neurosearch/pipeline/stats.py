@@ -365,7 +365,7 @@ def accumulate(
         if layer == last:
             raise _SiteDone
 
-    threshold = buffer_threshold(config.batch_tokens, _widest_buffer(loaded, site, window))
+    threshold = buffer_threshold(config.batch_tokens, widest_buffer(loaded, site, window))
     with NeuronHooks(site, observe), torch.inference_mode(), reuse_freed_memory(threshold):
         for indices in batches_by_length(windows, config.batch_tokens):
             batch = pad_batch(windows, indices, tokenizer.pad_token_id)
@@ -385,7 +385,7 @@ def accumulate(
                 on_windows(len(indices), total)
 
 
-def _widest_buffer(loaded: LoadedModel, site: NeuronSite, window: int) -> int:
+def widest_buffer(loaded: LoadedModel, site: NeuronSite, window: int) -> int:
     """Values per token of a pass's widest per-batch buffer: the FFN's inner layer, the attention
     scores (heads x window) or the site's units (SAE features)."""
     config = getattr(getattr(loaded, "encoder", None), "config", None)
