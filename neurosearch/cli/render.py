@@ -188,6 +188,15 @@ _HEAD_TEXT = {
 """``info``'s MLM head line for each value of its JSON field ``mlm_head``."""
 
 
+def _sae_facts(units: dict) -> str:
+    """"; held-out FVU 0.201, dead 1.7 %" of the SAE's training ("" when the index does not record it)."""
+    sae = units.get("sae") or {}
+    fvu, dead = sae.get("fvu"), sae.get("dead_share")
+    if not isinstance(fvu, (int, float)) or not isinstance(dead, (int, float)):
+        return ""
+    return f"; held-out FVU {fvu:.3f}, dead {dead:.1%}"
+
+
 def info_table(data: IndexInfo) -> Table:
     table = Table(show_header=False, title=safe(f"index {data.path}"))
     table.add_column("field", style="bold")
@@ -197,7 +206,8 @@ def info_table(data: IndexInfo) -> Table:
         ("model", f"{data.model.get('id')} (weights {str(data.model.get('weights_sha256', ''))[:12]})"),
         ("site", f"{data.site}: {data.layers} layers x {data.neurons_per_layer} = {data.neurons} neurons"
          if not data.units else f"{data.site} layer {data.units['layer']}: {data.neurons} features of a TopK SAE "
-                                f"(k {data.units.get('k')}; {data.units['sae']['path']}), named L{data.units['layer']}:fI"),
+                                f"(k {data.units.get('k')}; {data.units['sae']['path']}{_sae_facts(data.units)}), "
+                                f"named L{data.units['layer']}:fI"),
         ("corpus", f"{corpus.get('source')} ({corpus.get('documents')} documents, {corpus.get('windows')} windows, "
                    f"{corpus.get('tokens')} tokens)"),
         ("kept tokens", f"{data.tokens_kept} (count >= {data.min_count})"),

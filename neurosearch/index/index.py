@@ -296,7 +296,7 @@ class Index:
             layers=m.n_layers,
             neurons_per_layer=m.neurons_per_layer,
             neurons=m.n_neurons,
-            units={**m.units, "sae": {k: v for k, v in m.units["sae"].items() if k != "cfg"}} if m.units else {},
+            units=_units_summary(m.units),
             corpus=m.corpus,
             tokens_kept=len(self.kept_tokens),
             min_count=self.vocabulary.kept.get("min_count"),
@@ -313,3 +313,14 @@ class Index:
                 "source": m.stages.get("search", {}).get("concepts"),
                 "count": len(self.json(layout.CONCEPTS)["keys"])},
         )
+
+
+def _units_summary(units: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``units`` for ``info``: without the SAE's cfg.json, with its training's held-out
+    FVU, dead share and seconds (when it records them) beside the path and file hashes."""
+    if not units:
+        return {}
+    sae = units.get("sae") or {}
+    trained = ((sae.get("cfg") or {}).get("neurosearch") or {}) if isinstance(sae.get("cfg"), dict) else {}
+    facts = {name: trained[name] for name in ("fvu", "dead_share", "train_seconds") if name in trained}
+    return {**units, "sae": {**{k: v for k, v in sae.items() if k != "cfg"}, **facts}}

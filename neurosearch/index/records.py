@@ -89,7 +89,8 @@ class IndexInfo:
     """The WordNet concept table: its source and number of concepts, None without one."""
     units: dict[str, Any] = field(default_factory=dict)
     """What the units are: empty for neurons; for SAE features the manifest's ``units`` without its
-    cfg.json (kind, layer, site, d_sae, k, the SAE's path and file hashes)."""
+    cfg.json (kind, layer, site, d_sae, k, the SAE's path and file hashes, and its training's
+    ``fvu``, ``dead_share`` and ``train_seconds`` when recorded)."""
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

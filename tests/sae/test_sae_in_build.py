@@ -165,3 +165,18 @@ def test_verify_checks_the_trained_sae(trained_index, tmp_path: Path):
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     result = runner.invoke(app, ["verify", "--index", str(copy)])
     assert result.exit_code != 0 and "sae_weights.safetensors" in result.output, result.output
+
+
+def test_info_says_how_well_the_sae_reconstructs(trained_index):
+    from typer.testing import CliRunner
+
+    from neurosearch.cli.app import app
+
+    out, _ = trained_index
+    result = CliRunner().invoke(app, ["info", "--index", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    sae = json.loads(result.output)["units"]["sae"]
+    assert "cfg" not in sae and 0 <= sae["fvu"] < 1.5 and 0 <= sae["dead_share"] <= 1 and sae["path"] == "sae"
+    result = CliRunner().invoke(app, ["info", "--index", str(out)])
+    text = "".join(result.output.replace("│", " ").split())  # the table folds long values over lines
+    assert f"held-outFVU{sae['fvu']:.3f}" in text
