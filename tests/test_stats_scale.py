@@ -215,6 +215,18 @@ def test_a_compressed_build_has_the_plain_builds_statistics_and_profiles(tiny_mo
     np.testing.assert_array_equal(plain_profiles, packed_profiles)
 
 
+def _tiny_pass(tiny_model: Path, tiny_corpus: Path):
+    """(loaded tiny model, its FFN site, the corpus's documents, the statistics config) of the shard tests."""
+    loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
+    return loaded, neuron_site(loaded.encoder, "ffn"), tiny_corpus.read_text().splitlines(), \
+        StatsConfig(batch_tokens=256, top_k=5)
+
+
+def _corpus_ids(shards: list) -> np.ndarray:
+    """The sorted token ids the shards saw (a counting pass's result)."""
+    return np.unique(np.concatenate([s.seen_ids(s.seen_rows()) for s in shards]))
+
+
 def test_the_numba_row_add_makes_the_numpy_adds_bits(tiny_model: Path, tiny_corpus: Path, monkeypatch):
     """Shards added to a total (dense and counted rows) by the parallel numba kernel and by numpy's
     fancy-indexed ``+=``: the same float64 sums, bit for bit."""
@@ -222,12 +234,9 @@ def test_the_numba_row_add_makes_the_numpy_adds_bits(tiny_model: Path, tiny_corp
 
     if kernels.fused_add_rows() is None:
         pytest.skip("numba is not installed (the numpy path is the only one)")
-    loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
-    site = neuron_site(loaded.encoder, "ffn")
-    docs = tiny_corpus.read_text().splitlines()
-    config = StatsConfig(batch_tokens=256, top_k=5)
+    loaded, site, docs, config = _tiny_pass(tiny_model, tiny_corpus)
     shards = [shard_statistics(loaded, site, docs[first : first + 80], first, config, 16) for first in (0, 80, 160)]
-    corpus_ids = np.unique(np.concatenate([s.seen_ids(s.seen_rows()) for s in shards]))
+    corpus_ids = _corpus_ids(shards)
     totals = {}
     for path in ("numba", "numpy"):
         with monkeypatch.context() as patch:
@@ -254,14 +263,11 @@ def test_a_first_shard_accumulated_in_the_total_gives_the_added_shards_bits(tiny
 
     if kernels.fused_accumulate() is None:
         pytest.skip("numba is not installed (only the numba backend accumulates into a total)")
-    loaded = load_model(ModelConfig(model=str(tiny_model), dtype="float32"))
-    site = neuron_site(loaded.encoder, "ffn")
-    docs = tiny_corpus.read_text().splitlines()
-    config = StatsConfig(batch_tokens=256, top_k=5)
+    loaded, site, docs, config = _tiny_pass(tiny_model, tiny_corpus)
     corpus_ids = None
     if rows == "counted":
-        shards = [shard_statistics(loaded, site, docs[first : first + 80], first, config, 16) for first in (0, 80)]
-        corpus_ids = np.unique(np.concatenate([s.seen_ids(s.seen_rows()) for s in shards]))
+        corpus_ids = _corpus_ids([shard_statistics(loaded, site, docs[first : first + 80], first, config, 16)
+                                  for first in (0, 80)])
     added = StatsTotal(vocab_size(loaded), site.n_neurons, config.top_k, corpus_ids)
     in_place = StatsTotal(vocab_size(loaded), site.n_neurons, config.top_k, corpus_ids)
     assert in_place.takes_in_place()

@@ -146,9 +146,9 @@ def _check_sae(directory: Path, manifest: Manifest, report: VerifyReport) -> Non
     record = (manifest.units or {}).get("sae") if isinstance(manifest.units, dict) else None
     if not isinstance(record, dict):
         return
-    root = Path(str(record.get("path", "")))
-    inside = not root.is_absolute()
-    root = directory / root if inside else root
+    from neurosearch.sae.units import recorded_sae_dir  # standard library only
+
+    root, inside = recorded_sae_dir(manifest.units, directory)
     count = 0
     for name, expected in sorted((record.get("files") or {}).items()):
         path = root / name

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,6 @@ class Builder:
         (float16; resumable by shards), then training runs with checkpoints in ``sae-training/``
         (resumable by steps: ``neurosearch.sae.train``); the finished SAE moves to ``sae/`` with its
         training log, and ``sae-training/`` is removed."""
-        from dataclasses import replace
-
-        from neurosearch.config import to_dict
         from neurosearch.model.loading import neuron_site
         from neurosearch.sae.activations import collect_activations
         from neurosearch.sae.model import CONFIG_FILE, read_cfg
@@ -333,8 +331,6 @@ class Builder:
 
         _, model_id = resolve_model(config.model.model)  # the model itself loads when a stage needs it
         if config.units.kind == "sae" and config.model.sae is None:
-            from dataclasses import replace
-
             if force:
                 for child in (layout.SAE_DIR, layout.SAE_TRAINING_DIR):
                     shutil.rmtree(self.out / child, ignore_errors=True)

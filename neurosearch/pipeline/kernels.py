@@ -176,4 +176,3 @@ def fused_add_rows() -> Callable[..., None] | None:
     if numba is None or os.environ.get("NEUROSEARCH_NO_NUMBA"):
         return None
     return numba.njit(parallel=True, boundscheck=False, cache=True)(_add_rows)
-

@@ -278,7 +278,7 @@ def _shard_results(build: BuildConfig, loaded: Any, site: Any, documents: Iterat
         def on_windows(done: int, windows: int, size: int = len(shard)) -> None:
             on_batch(size * done / max(windows, 1))  # per batch, so small corpora show progress too
 
-        into = total if total is not None and loaded.device.type == "cpu" and total.takes_in_place() else None
+        into = total if total is not None and total.takes_in_place(loaded.device.type) else None
         accumulator = shard_statistics(loaded, site, shard, first, build.stats, build.corpus.window,
                                        on_windows=on_windows, layers=layers, into=into)
         first += len(shard)

@@ -86,26 +86,28 @@ class StatsTotal:
         n = self.n_neurons
         ids = accumulator.seen_ids(rows)
         kernel = fused_add_rows() if accumulator.device.type == "cpu" else None
-        blocks: Any = accumulator.layer_blocks(rows)
+        blocks: Any = ()  # sums accumulated in this table already (``into``), or added by the kernel below
         if getattr(accumulator, "into", None) is self:
-            blocks = ()  # its sums were accumulated in this table already
-        elif kernel is not None:
+            pass
+        elif kernel is None:
+            blocks = accumulator.layer_blocks(rows)
+        else:
             total_rows = self._rows(np.asarray(ids, dtype=np.int64))
             source_rows = rows.numpy().astype(np.int64)
             width = accumulator.site.neurons_per_layer
             for layer, table in enumerate(accumulator.sums):
                 kernel(self.sums, total_rows, layer * width, table.numpy(), source_rows)
-            blocks = ()  # added: add() does the rest
         self.add(ids, accumulator.counts[rows].cpu().numpy(), blocks,
                  accumulator.sumsq.reshape(n).cpu().numpy(), accumulator.top_values.reshape(n, -1).cpu().numpy(),
                  accumulator.top_refs.reshape(n, -1, 3).cpu().numpy(), accumulator.documents, accumulator.windows)
 
-    def takes_in_place(self) -> bool:
-        """Whether a shard may accumulate straight into this table (``StatsAccumulator(into=...)``):
-        nothing added yet, and the numba kernel present."""
+    def takes_in_place(self, device: str = "cpu") -> bool:
+        """Whether a shard run on ``device`` may accumulate straight into this table
+        (``StatsAccumulator(into=...)``): nothing added yet, a CPU, and the numba kernel present."""
         from neurosearch.pipeline.kernels import fused_accumulate
 
-        return self.documents == 0 and self.windows == 0 and not self.counts.any() and fused_accumulate() is not None
+        return (device == "cpu" and self.documents == 0 and self.windows == 0 and not self.counts.any()
+                and fused_accumulate() is not None)
 
     def layer_tables(self, width: int) -> list[np.ndarray]:
         """The table's columns of each layer of ``width`` neurons: [rows, width] views, in place."""

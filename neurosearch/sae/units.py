@@ -53,6 +53,15 @@ def units_record(directory: str | Path, site: str, index: str | Path | None = No
             "k": cfg.get("k"), "sae": record}
 
 
+def recorded_sae_dir(units: dict[str, Any], index: str | Path | None = None) -> tuple[Path, bool]:
+    """(directory, inside the index) of the SAE an index's ``units`` record names: a relative path
+    lies in the ``index`` folder."""
+    root = Path(str((units.get("sae") or {}).get("path", "")))
+    if root.is_absolute():
+        return root, False
+    return (Path(index) / root if index is not None else root), True
+
+
 def load_recorded_sae(units: dict[str, Any], index: str | Path | None = None) -> Any:
     """The SAE an index's ``units`` record names (a relative path: inside the ``index`` folder),
     refused when its files changed since the build."""
@@ -60,9 +69,7 @@ def load_recorded_sae(units: dict[str, Any], index: str | Path | None = None) ->
     from neurosearch.sae.model import load_sae
 
     record = units.get("sae", {})
-    root = Path(record.get("path", ""))
-    if not root.is_absolute() and index is not None:
-        root = Path(index) / root
+    root, _ = recorded_sae_dir(units, index)
     for name, digest in record.get("files", {}).items():
         path = root / name
         if not path.is_file():
